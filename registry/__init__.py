@@ -1,0 +1,33 @@
+"""Plugin discovery for the zoo: builders registered in the entry-point group ``zoo.models``.
+
+Listing reads installed metadata only; a plugin is imported when :func:`get` asks for it, so a
+broken or slow plugin costs nothing until it is used and never breaks the others.
+"""
+
+from ._builder import RECIPE_KEYS, Builder, Hyperparameter, validate
+from ._discovery import GROUP, Entry, entries, find, get, resolve
+from ._errors import (
+    AmbiguousModelError,
+    HyperparameterError,
+    PluginError,
+    RegistryError,
+    UnknownModelError,
+)
+
+__all__ = [
+    "GROUP",
+    "RECIPE_KEYS",
+    "AmbiguousModelError",
+    "Builder",
+    "Entry",
+    "HyperparameterError",
+    "Hyperparameter",
+    "PluginError",
+    "RegistryError",
+    "UnknownModelError",
+    "entries",
+    "find",
+    "get",
+    "resolve",
+    "validate",
+]

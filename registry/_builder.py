@@ -1,0 +1,150 @@
+"""A loaded, validated model builder: signature, typed hyperparameters, recipe."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _hparams
+from ._errors import HyperparameterError, PluginError
+
+REQUIRED = ("input_shape", "num_classes")
+
+# What a builder may recommend for training, and the type of each value.
+RECIPE_KEYS: dict[str, tuple[type, ...]] = {
+    "epochs": (int,),
+    "batch_size": (int,),
+    "optimizer": (str,),
+    "learning_rate": (int, float),
+    "schedule": (str,),
+    "label_smoothing": (int, float),
+    "augment": (bool,),
+}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    type: Any  # a settable type (see _hparams.normalise_type) or None
+    default: Any
+
+    @property
+    def type_name(self) -> str:
+        return _hparams.type_name(self.type)
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A builder that passed validation. Call :meth:`build` to make a ``keras.Model``."""
+
+    name: str  # the name the user asked for (``cnn`` or ``dist:cnn``)
+    fn: Callable[..., Any]
+    hyperparameters: dict[str, Hyperparameter]
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.fn) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.fn) or ""
+
+    def defaults(self) -> dict[str, Any]:
+        return {h.name: h.default for h in self.hyperparameters.values() if h.type is not None}
+
+    def parse_hparams(self, pairs: Mapping[str, str]) -> dict[str, Any]:
+        """Parse ``{key: text}`` from the command line into typed values."""
+        settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
+        out = {}
+        for key, text in pairs.items():
+            if key not in settable:
+                raise _hparams.unknown_key(key, settable, self.name)
+            out[key] = _hparams.from_text(key, text, self.hyperparameters[key].type)
+        return out
+
+    def check_hparams(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Check typed values (e.g. read back from config.json); lists become tuples."""
+        settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
+        out = {}
+        for key, value in values.items():
+            if key not in settable:
+                raise _hparams.unknown_key(key, settable, self.name)
+            out[key] = _hparams.from_json(key, value, self.hyperparameters[key].type)
+        return out
+
+    def build(self, *, input_shape: tuple[int, ...], num_classes: int, **hparams: Any):
+        """Build the model; a builder that raises or returns a non-Model is a PluginError."""
+        import keras  # only here: listing and validation never import TensorFlow
+
+        try:
+            model = self.fn(input_shape=tuple(input_shape), num_classes=int(num_classes), **hparams)
+        except HyperparameterError:
+            raise
+        except Exception as exc:  # the plugin's own bug: name it, keep the cause
+            raise PluginError(
+                f"model '{self.name}' failed to build for input_shape={tuple(input_shape)}, "
+                f"num_classes={num_classes}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(model, keras.Model):
+            raise PluginError(
+                f"model '{self.name}' returned {type(model).__name__}, expected a keras.Model"
+            )
+        return model
+
+
+def validate(name: str, obj: Any) -> Builder:
+    """Check that ``obj`` fulfils the builder contract (pluggy-style: name what is wrong)."""
+    if not callable(obj):
+        raise PluginError(f"model '{name}' is a {type(obj).__name__}, not a callable builder")
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"model '{name}': cannot read its signature ({exc})") from exc
+    params = sig.parameters
+    for required in REQUIRED:
+        p = params.get(required)
+        if p is None or p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise PluginError(
+                f"model '{name}' must take keyword-only arguments input_shape and num_classes; "
+                f"its signature is {name}{sig}"
+            )
+    try:
+        hints = typing.get_type_hints(obj)
+    except Exception:  # unresolvable string annotations: fall back to the defaults' types
+        hints = {}
+    hps = {}
+    for p in params.values():
+        if p.name in REQUIRED or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if p.default is p.empty:
+            raise PluginError(
+                f"model '{name}': hyperparameter '{p.name}' has no default; every argument "
+                f"besides input_shape and num_classes needs one"
+            )
+        tp = hints.get(p.name)
+        tp = _hparams.normalise_type(tp) if tp is not None else _hparams.infer_type(p.default)
+        hps[p.name] = Hyperparameter(p.name, tp, p.default)
+    return Builder(name=name, fn=obj, hyperparameters=hps, recipe=_validate_recipe(name, obj))
+
+
+def _validate_recipe(name: str, obj: Any) -> dict[str, Any]:
+    recipe = getattr(obj, "recipe", None)
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, Mapping):
+        raise PluginError(f"model '{name}': recipe must be a dict, received {type(recipe).__name__}")
+    for key, value in recipe.items():
+        if key not in RECIPE_KEYS:
+            raise PluginError(
+                f"model '{name}': unknown recipe key '{key}'; accepted: {', '.join(RECIPE_KEYS)}"
+            )
+        if isinstance(value, bool) and bool not in RECIPE_KEYS[key] or not isinstance(
+            value, RECIPE_KEYS[key]
+        ):
+            raise PluginError(f"model '{name}': recipe '{key}' has a bad value {value!r}")
+    return dict(recipe)

@@ -1,0 +1,117 @@
+"""Typed hyperparameters: parse ``--hp key=value`` text and JSON values by the builder's annotations."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing
+from typing import Any
+
+from ._errors import HyperparameterError
+
+SCALARS: tuple[type, ...] = (bool, int, float, str)
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def normalise_type(tp: Any) -> Any | None:
+    """Return ``tp`` if hyperparameters of that type can be set from text, else None.
+
+    Settable: bool, int, float, str and homogeneous tuples of those (``tuple[int, ...]``).
+    """
+    if tp in SCALARS:
+        return tp
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in SCALARS:
+            return tp
+        if args and all(a is args[0] for a in args) and args[0] in SCALARS:
+            return tuple[args[0], ...]  # fixed-length tuples are parsed like variadic ones
+    return None
+
+
+def infer_type(default: Any) -> Any | None:
+    """The type of an unannotated hyperparameter, from its default value."""
+    if isinstance(default, SCALARS):
+        return type(default)
+    if isinstance(default, tuple) and default and all(type(v) is type(default[0]) for v in default):
+        return normalise_type(tuple[type(default[0]), ...])
+    return None
+
+
+def type_name(tp: Any) -> str:
+    if tp is None:
+        return "(not settable)"
+    if typing.get_origin(tp) is tuple:
+        return f"tuple[{typing.get_args(tp)[0].__name__}, ...]"
+    return tp.__name__
+
+
+def _scalar_from_text(key: str, text: str, tp: type) -> Any:
+    try:
+        if tp is bool:
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        return text
+    except ValueError:
+        raise HyperparameterError(
+            f"hyperparameter '{key}' expects {tp.__name__}, received {text!r}"
+        ) from None
+
+
+def from_text(key: str, text: str, tp: Any) -> Any:
+    """Parse one ``--hp`` value; tuples are comma-separated (``filters=32,64``)."""
+    if typing.get_origin(tp) is tuple:
+        elem = typing.get_args(tp)[0]
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise HyperparameterError(
+                f"hyperparameter '{key}' expects {type_name(tp)} (comma-separated), received {text!r}"
+            )
+        try:
+            return tuple(_scalar_from_text(key, p, elem) for p in parts)
+        except HyperparameterError:
+            raise HyperparameterError(
+                f"hyperparameter '{key}' expects {type_name(tp)} (comma-separated), "
+                f"received {text!r}"
+            ) from None
+    return _scalar_from_text(key, text, tp)
+
+
+def from_json(key: str, value: Any, tp: Any) -> Any:
+    """Check and convert a value read back from config.json (lists become tuples)."""
+    if typing.get_origin(tp) is tuple and isinstance(value, list):
+        elem = typing.get_args(tp)[0]
+        return tuple(from_json(key, v, elem) for v in value)
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+        or (typing.get_origin(tp) is tuple and isinstance(value, tuple))
+    )
+    if not ok:
+        raise HyperparameterError(
+            f"hyperparameter '{key}' expects {type_name(tp)}, received {value!r}"
+        )
+    return float(value) if tp is float else value
+
+
+def unknown_key(key: str, accepted: list[str], model: str) -> HyperparameterError:
+    close = difflib.get_close_matches(key, accepted, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    keys = ", ".join(accepted) if accepted else "none"
+    return HyperparameterError(
+        f"model '{model}' has no hyperparameter '{key}'.{hint} Accepted: {keys}"
+    )

@@ -1,0 +1,229 @@
+"""The ``zoo`` launcher: the only module that imports click.
+
+Options are turned into a RunConfig here; nothing below sees a Click object. TensorFlow is
+imported only by the commands that train or load models, so ``zoo --help`` and ``zoo list`` are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from typing import Any
+
+import click
+
+import registry
+
+from . import DIST_NAME
+from .config import OPTIMIZERS, SCHEDULES, RunConfig
+from .errors import ZooError, ZooUsageError
+
+# Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
+_USAGE_ERRORS = (
+    ZooUsageError,
+    registry.UnknownModelError,
+    registry.AmbiguousModelError,
+    registry.HyperparameterError,
+)
+# Shapes used to report a model's size in `zoo info`.
+MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
+
+
+class _ZooGroup(click.Group):
+    """Every expected error is one line on stderr: exit 2 for usage, 1 for failure, 130 for Ctrl-C."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:
+            raise click.UsageError(str(exc)) from None
+        except (ZooError, registry.RegistryError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DIST_NAME, prog_name="zoo")
+def main() -> None:
+    """A plugin model zoo for Keras 3: list, train, evaluate and export models."""
+
+
+@main.command("list")
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model, for machines.")
+def list_models(pattern: str | None, as_json: bool) -> None:
+    """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*')."""
+    found = registry.find(pattern)
+    counts: dict[str, int] = {}
+    for e in registry.entries():
+        counts[e.name] = counts.get(e.name, 0) + 1
+    rows = [
+        {
+            # A name that two distributions claim is only usable as dist:name.
+            "name": e.qualified if counts[e.name] > 1 else e.name,
+            "summary": e.summary,
+            "distribution": e.dist,
+            "version": e.version,
+        }
+        for e in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise ZooError(f"no model matches '{pattern}'" if pattern else "no models are installed")
+    _table(rows, ("name", "summary", "distribution", "version"))
+
+
+@main.command()
+@click.argument("model")
+def info(model: str) -> None:
+    """Show MODEL's documentation, hyperparameters, recipe, source and size."""
+    entry = registry.resolve(model)
+    builder = entry.load(shown_name=model)
+    click.echo(f"{model}: {builder.summary}")
+    click.echo(f"source: {entry.dist} {entry.version} ({entry.value})")
+    doc = builder.doc.split("\n", 1)
+    if len(doc) > 1 and doc[1].strip():
+        click.echo("\n" + doc[1].strip())
+    click.echo("\nhyperparameters (--hp KEY=VALUE):")
+    if builder.hyperparameters:
+        _table(
+            [
+                {"key": h.name, "type": h.type_name, "default": _show(h.default)}
+                for h in builder.hyperparameters.values()
+            ],
+            ("key", "type", "default"),
+            indent="  ",
+        )
+    else:
+        click.echo("  none")
+    recipe = ", ".join(f"{k}={v}" for k, v in builder.recipe.items()) or "none (zoo defaults)"
+    click.echo(f"\nrecommended recipe: {recipe}")
+    model_obj = builder.build(input_shape=MNIST_SHAPE, num_classes=MNIST_CLASSES)
+    click.echo(f"parameters for {MNIST_SHAPE} with {MNIST_CLASSES} classes: {model_obj.count_params():,}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", default="mnist", show_default=True, help="TFDS image-classification dataset.")
+@click.option("--epochs", type=int, help="Default: the model's recipe.")
+@click.option("--batch-size", type=int, help="Default: the model's recipe.")
+@click.option("--learning-rate", type=float, help="Default: the model's recipe.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Default: the model's recipe.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), help="Default: the model's recipe.")
+@click.option("--val-split", type=float, default=0.1, show_default=True,
+              help="Fraction of the train split held out for validation (the last part).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="A builder hyperparameter; repeatable.")
+@click.option("--run-dir", type=click.Path(), help="Default: runs/MODEL-TIMESTAMP.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
+@click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True),
+              help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR].")
+@click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
+              type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="Folder with the dataset's downloaded files, to prepare offline [env: ZOO_MANUAL_DIR].")
+@click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
+@click.option("--deterministic/--no-deterministic", default=True, show_default=True,
+              help="Deterministic TensorFlow ops: the same seed gives the same history.")
+def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
+          export_base: str | None, **options: Any) -> None:
+    """Train MODEL, evaluate it on the test split and (with --export) export it."""
+    builder = registry.get(model)
+    hparams = builder.parse_hparams(_pairs(hp))
+    config = RunConfig.from_recipe(model, builder.recipe, {"hparams": hparams, **options})
+    if run_dir is None:
+        if resume:
+            raise ZooUsageError("--resume needs the --run-dir of the run to continue")
+        run_dir = os.path.join("runs", f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from . import runner  # imports TensorFlow
+
+    try:
+        result = runner.train(
+            config, run_dir, resume=resume, export_base=export_base,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        command = ["zoo", *sys.argv[1:]] if sys.argv[1:2] == ["train"] else ["zoo", "train", model]
+        extra = ([] if "--resume" in command else ["--resume"]) + (
+            [] if "--run-dir" in command else ["--run-dir", run_dir]
+        )
+        click.echo(
+            f"\nInterrupted. Finished epochs are kept; resume with:\n  {shlex.join(command + extra)}",
+            err=True,
+        )
+        sys.exit(130)
+    m = result.metrics
+    if "test_accuracy" in m:
+        click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")
+    click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training")
+    click.echo(f"run directory: {result.run_dir}")
+    if result.export is not None:
+        _echo_export(result.export)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--split", default="test", show_default=True, help="A TFDS split, e.g. test or train[90%:].")
+def evaluate(run_dir: str, split: str) -> None:
+    """Evaluate a finished run's model on a split of its dataset."""
+    from . import runner
+
+    result = runner.evaluate(run_dir, split)
+    click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("export_base", type=click.Path())
+def export(run_dir: str, export_base: str) -> None:
+    """Export a run as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+    from . import runner
+
+    _echo_export(runner.export(run_dir, export_base))
+
+
+def _echo_export(result) -> None:
+    click.echo(
+        f"exported {result.path} (version {result.version}); reloaded and compared on "
+        f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g}"
+    )
+
+
+def _pairs(items: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ZooUsageError(f"--hp expects KEY=VALUE, received {item!r}")
+        if key.strip() in pairs:
+            raise ZooUsageError(f"--hp {key.strip()} is given twice")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    click.echo(indent + "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        click.echo(indent + "  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,288 @@
+"""TFDS -> tf.data. The only module of the zoo that imports tensorflow_datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from .errors import ZooError, ZooUsageError
+
+AUTOTUNE = tf.data.AUTOTUNE
+TFDS_VERSION = tfds.__version__
+# A shuffle buffer as large as the split gives a true permutation each epoch; cap it so a large
+# dataset does not hold a second copy of itself in memory.
+MAX_SHUFFLE_BUFFER = 100_000
+MAX_SHIFT = 2  # pixels, for augment=True
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the runner and the builders need to know about a dataset."""
+
+    name: str
+    version: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    train_split: str
+    validation_split: str
+    test_split: str | None
+    class_names: tuple[str, ...]
+    num_train: int = 0
+    num_validation: int = 0
+    num_test: int = 0
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset | None
+    info: DatasetInfo
+
+
+def split_strings(val_fraction: float) -> tuple[str, str]:
+    """TFDS slices for train and validation: disjoint by construction, the same every epoch."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ZooUsageError(f"--val-split must be between 0 and 1 (exclusive), received {val_fraction}")
+    cut = f"{100.0 * (1.0 - val_fraction):g}%"
+    return f"train[:{cut}]", f"train[{cut}:]"
+
+
+def load(
+    name: str,
+    *,
+    val_fraction: float = 0.1,
+    batch_size: int = 128,
+    seed: int = 0,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    augment: bool = False,
+) -> Splits:
+    """Prepare ``name`` if needed and return batched train / validation / test pipelines.
+
+    ``augment`` shifts training images by up to ``MAX_SHIFT`` pixels (validation and test never).
+    """
+    if batch_size < 1:
+        raise ZooUsageError(f"--batch-size must be at least 1, received {batch_size}")
+    train_split, val_split = split_strings(val_fraction)
+    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    info = _info(builder, train_split, val_split)
+    train, val = _read(builder, train_split), _read(builder, val_split)
+    test = _read(builder, info.test_split) if info.test_split else None
+    info = dataclasses.replace(
+        info,
+        num_train=_count(train),
+        num_validation=_count(val),
+        num_test=_count(test) if test is not None else 0,
+    )
+    if not info.num_train or not info.num_validation:
+        raise ZooUsageError(
+            f"--val-split {val_fraction} leaves {info.num_train} training and "
+            f"{info.num_validation} validation examples in '{name}'; both need at least one"
+        )
+    return Splits(
+        train=pipeline(train, batch_size=batch_size, shuffle_seed=seed, augment=augment),
+        validation=pipeline(val, batch_size=batch_size),
+        test=pipeline(test, batch_size=batch_size) if test is not None else None,
+        info=info,
+    )
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    # TFDS attaches the exact cardinality to each (sliced) split, so this reads nothing.
+    n = int(ds.cardinality())
+    return n if n >= 0 else int(ds.reduce(0, lambda count, *_: count + 1))
+
+
+def load_split(
+    name: str,
+    split: str,
+    *,
+    batch_size: int = 256,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+) -> tuple[tf.data.Dataset, DatasetInfo]:
+    """One split (e.g. ``test`` or ``train[90%:]``) as a batched, unshuffled pipeline."""
+    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    split_name = split.split("[", 1)[0]
+    if not _has_split(builder, split_name):
+        available = ", ".join(sorted(builder.info.splits)) or "none"
+        raise ZooUsageError(f"dataset '{name}' has no split '{split_name}' (it has: {available})")
+    info = _info(builder, "train", "")
+    return pipeline(_read(builder, split), batch_size=batch_size), info
+
+
+def sample_images(
+    name: str,
+    split: str,
+    count: int = 256,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+) -> np.ndarray:
+    """The first ``count`` raw uint8 images of a split, e.g. to check an exported model."""
+    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    images, _ = next(iter(_read(builder, split).take(count).batch(count)))
+    return images.numpy()
+
+
+def pipeline(
+    ds: tf.data.Dataset,
+    *,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    augment: bool = False,
+) -> tf.data.Dataset:
+    """uint8 (image, label) examples -> batched float32 images in [0, 1], read top to bottom."""
+    # Cache the decoded uint8 examples: decoding happens once, and the cache is 4x smaller
+    # than float32 would be.
+    ds = ds.cache()
+    if shuffle_seed is not None:
+        # After the cache, so every epoch is a new permutation; the seed makes the sequence of
+        # permutations the same in every run.
+        size = int(ds.cardinality())
+        buffer = size if 0 < size <= MAX_SHUFFLE_BUFFER else MAX_SHUFFLE_BUFFER
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    # Normalise per batch: one vectorised op per step instead of one per image.
+    ds = ds.map(_normalise, num_parallel_calls=AUTOTUNE)
+    if augment:
+        # After the cache, so every epoch draws new shifts; stateless seeds from a seeded stream
+        # keep runs reproducible even with parallel map calls.
+        seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds.batch(2)))
+        ds = ds.map(_random_shift, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _normalise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32) / 255.0, labels
+
+
+def _random_shift(batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Translate each image of a batch by its own random whole-pixel offset, zero-filled."""
+    images, labels = batch
+    n = tf.shape(images)[0]
+    shifts = tf.random.stateless_uniform(
+        [n, 2], seed=seed, minval=-MAX_SHIFT, maxval=MAX_SHIFT + 1, dtype=tf.int32
+    )
+    shifts = tf.cast(shifts, tf.float32)
+    ones, zeros = tf.ones([n, 1]), tf.zeros([n, 1])
+    # Projective transforms map output to input pixels: [1, 0, dx, 0, 1, dy, 0, 0].
+    transforms = tf.concat([ones, zeros, shifts[:, :1], zeros, ones, shifts[:, 1:], zeros, zeros], 1)
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )
+    return images, labels
+
+
+def _read(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
+    # We cache and shuffle ourselves, after decoding; TFDS's own auto-cache would be a second copy.
+    return builder.as_dataset(
+        split=split,
+        as_supervised=True,
+        shuffle_files=False,
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+
+
+def prepared_builder(
+    name: str, *, data_dir: str | None = None, manual_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
+    """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed."""
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ZooUsageError(
+            f"unknown dataset '{name}' (see https://www.tensorflow.org/datasets/catalog)"
+        ) from None
+    if builder.is_prepared():
+        return builder
+    missing = _missing_manual_files(builder, manual_dir)
+    if missing and not _can_reach(builder):
+        where = f"--manual-dir {manual_dir}" if manual_dir else "no --manual-dir"
+        raise ZooError(
+            f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
+            f"(no network); {where} lacks {', '.join(missing)}. Pass --manual-dir DIR with those "
+            f"files (or set ZOO_MANUAL_DIR), or --data-dir DIR where it is already prepared"
+        )
+    config = tfds.download.DownloadConfig(
+        manual_dir=manual_dir,
+        # The prepared-data bucket needs the network and would only be slower to fail.
+        try_download_gcs=False,
+    )
+    builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def _missing_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> list[str]:
+    """Files the builder downloads that are not in ``manual_dir`` (names from TFDS's checksums)."""
+    url_infos = builder.url_infos or {}
+    names = sorted({info.filename or Path(urlparse(url).path).name for url, info in url_infos.items()})
+    if not names:
+        return []  # unknown: let TFDS decide
+    folder = Path(manual_dir) if manual_dir else None
+    return [n for n in names if folder is None or not (folder / n).is_file()]
+
+
+def _can_reach(builder: tfds.core.DatasetBuilder, timeout: float = 3.0) -> bool:
+    """One quick connection to the first download host; TFDS itself would retry for minutes."""
+    if os.environ.get("ZOO_OFFLINE"):
+        return False
+    urls = list((builder.url_infos or {}).keys())
+    if not urls:
+        return True
+    url = urlparse(urls[0])
+    try:
+        with socket.create_connection(
+            (url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def _has_split(builder: tfds.core.DatasetBuilder, split_name: str) -> bool:
+    try:  # indexing, not `in`: it also answers for tfds.testing.mock_data's split dict
+        builder.info.splits[split_name]
+    except KeyError:
+        return False
+    return True
+
+
+def _info(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str) -> DatasetInfo:
+    info = builder.info
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2:
+        raise ZooUsageError(f"dataset '{info.name}' has no (image, label) supervised keys")
+    image_key, label_key = keys
+    image, label = info.features[image_key], info.features[label_key]
+    if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
+        raise ZooUsageError(f"dataset '{info.name}' is not an image-classification dataset")
+    if any(d is None for d in image.shape):
+        raise ZooUsageError(
+            f"dataset '{info.name}' has images of varying size {image.shape}; the zoo needs a fixed shape"
+        )
+    return DatasetInfo(
+        name=info.name,
+        version=str(info.version),
+        input_shape=tuple(int(d) for d in image.shape),
+        num_classes=int(label.num_classes),
+        train_split=train_split,
+        validation_split=val_split,
+        test_split="test" if _has_split(builder, "test") else None,
+        class_names=tuple(label.names),
+    )

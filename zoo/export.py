@@ -1,0 +1,133 @@
+"""TF-Serving SavedModels: ``EXPORT_BASE/<version>/``, written aside, verified, then renamed in.
+
+Signature ``serving_default``: ``image`` uint8 ``[None, H, W, C]`` (the [0, 1] scaling is baked in)
+-> ``probabilities`` float32 ``[None, num_classes]`` and ``class_id`` int64 ``[None]``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .errors import ZooError, ZooUsageError
+
+SIGNATURE = "serving_default"
+TMP_PREFIX = ".tmp-"
+# float32 through the same graph: anything above this is a real difference, not round-off.
+TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    version: int
+    max_abs_diff: float
+    examples_compared: int
+
+
+def export_model(
+    model: keras.Model,
+    export_base: str | os.PathLike,
+    *,
+    check_images: np.ndarray,
+    metadata: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write, reload and compare a SavedModel, then publish it as the next integer version."""
+    base = _export_base(export_base)
+    _remove_stale_temporaries(base)
+    tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        _write(model, tmp)
+        if metadata is not None:
+            # assets.extra/ is where TF Serving expects files it should ignore.
+            (tmp / "assets.extra").mkdir()
+            (tmp / "assets.extra" / "zoo.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        diff = verify(tmp, model, check_images)
+        version = _publish(tmp, base)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(base / str(version), version, diff, len(check_images))
+
+
+def verify(path: Path, model: keras.Model, images: np.ndarray) -> float:
+    """Reload the SavedModel with TensorFlow alone and compare it with the in-memory model."""
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures[SIGNATURE]
+    outputs = serve(image=tf.constant(images, dtype=tf.uint8))
+    expected = model.predict(images.astype("float32") / 255.0, batch_size=256, verbose=0)
+    probabilities = outputs["probabilities"].numpy()
+    diff = float(np.max(np.abs(probabilities - expected)))
+    if diff > TOLERANCE:
+        raise ZooError(f"exported model differs from the trained one (max abs diff {diff:.3g})")
+    if outputs["class_id"].dtype != tf.int64 or not np.array_equal(
+        outputs["class_id"].numpy(), np.argmax(probabilities, axis=-1)
+    ):
+        raise ZooError("exported class_id is not the argmax of the exported probabilities")
+    return diff
+
+
+def _write(model: keras.Model, path: Path) -> None:
+    shape = [None, *model.input_shape[1:]]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
+    def serve(image):
+        probabilities = model(tf.cast(image, tf.float32) / 255.0, training=False)
+        return {
+            "probabilities": probabilities,
+            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE, serve)
+    archive.write_out(str(path), verbose=False)
+
+
+def _export_base(export_base: str | os.PathLike) -> Path:
+    base = Path(export_base).expanduser().resolve()
+    if base.exists() and not base.is_dir():
+        raise ZooUsageError(f"export base {base} exists and is not a directory")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooUsageError(f"cannot create export base {base}: {exc.strerror}") from None
+    return base
+
+
+def next_version(base: Path) -> int:
+    return 1 + max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0)
+
+
+def _publish(tmp: Path, base: Path) -> int:
+    """Rename ``tmp`` to the next free version; a concurrent export simply takes the next one."""
+    while True:
+        version = next_version(base)
+        try:
+            os.rename(tmp, base / str(version))  # atomic; fails if the target has content
+            return version
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+
+
+def _remove_stale_temporaries(base: Path) -> None:
+    """Remove what a killed export left behind (its process is gone); never a live one's."""
+    for path in base.glob(f"{TMP_PREFIX}*"):
+        try:
+            pid = int(path.name[len(TMP_PREFIX) :].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue

@@ -1,0 +1,47 @@
+"""Convolutional network with two convolution layers."""
+
+from __future__ import annotations
+
+import keras
+
+
+def cnn(
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    filters: tuple[int, ...] = (32, 64),
+    kernel_size: int = 3,
+    dense_units: int = 128,
+    dropout: float = 0.3,
+    batch_norm: bool = True,
+) -> keras.Model:
+    """Two convolution + max-pooling blocks, a dense head with dropout, then softmax.
+
+    Args:
+        input_shape: image shape (height, width, channels); inputs are float32 in [0, 1].
+        num_classes: number of output classes.
+        filters: channels of the two convolution layers.
+        kernel_size: square kernel size of both convolutions.
+        dense_units: width of the dense layer before the classifier.
+        dropout: dropout rate before the classifier.
+        batch_norm: batch-normalise after each convolution (faster, steadier training).
+    """
+    if len(filters) != 2:
+        raise ValueError(f"cnn has two convolution layers; `filters` needs 2 values. Received: filters={filters}")
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for channels in filters:
+        x = keras.layers.Conv2D(channels, kernel_size, padding="same", use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(dense_units, activation="relu")(x)
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+cnn.recipe = {"epochs": 12, "batch_size": 128, "optimizer": "adam", "learning_rate": 2e-3,
+              "schedule": "cosine"}

@@ -1,0 +1,417 @@
+"""One runner for every model: fit, evaluate and export over a run directory.
+
+Run directory::
+
+    config.json   everything needed to reproduce the run (config, model source, dataset, versions)
+    history.csv   one row per finished epoch
+    metrics.json  test metrics, parameter count, training time
+    model.keras   the trained model
+    curves.png    loss and accuracy, train vs validation
+    tensorboard/  TensorBoard logs
+    backup/       Keras BackupAndRestore state, for --resume (removed when the run completes)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import registry
+
+from . import __version__, data, export as export_lib
+from .config import RunConfig
+from .errors import ZooError, ZooUsageError
+
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+    "examples_per_second",
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    export: export_lib.ExportResult | None
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> Path:
+    """Resolve the run directory and refuse to overwrite a finished or foreign one.
+
+    Creates nothing: the directory is made only once data and model are ready, so a bad input
+    leaves no trace.
+    """
+    path = Path(run_dir).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ZooUsageError(f"run directory {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not resume:
+            raise ZooUsageError(
+                f"run directory {path} is not empty; pass --resume to continue it or choose "
+                f"another --run-dir"
+            )
+        if (path / "metrics.json").exists():
+            raise ZooUsageError(f"run {path} is already complete; nothing to resume")
+    elif resume:
+        raise ZooUsageError(f"nothing to resume: {path} is empty or does not exist")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ZooUsageError(f"cannot create run directory {path}: {parent} is a file")
+            if not os.access(parent, os.W_OK):
+                raise ZooUsageError(f"cannot create run directory {path}: {parent} is not writable")
+            break
+    return path
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    export_base: str | os.PathLike | None = None,
+    verbose: int = 2,
+) -> TrainResult:
+    """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export."""
+    entry = registry.resolve(config.model)
+    builder = entry.load(shown_name=config.model)
+    hparams = builder.check_hparams(config.hparams)
+    run = check_run_dir(run_dir, resume=resume)
+    if resume:
+        _check_resume_matches(run, config)
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    splits = data.load(
+        config.dataset,
+        val_fraction=config.val_split,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+        augment=config.augment,
+    )
+    info = splits.info
+    model = builder.build(input_shape=info.input_shape, num_classes=info.num_classes, **hparams)
+    _check_output(model, info.num_classes, config.model)
+    run.mkdir(parents=True, exist_ok=True)
+    _write_json(run / "config.json", _config_record(config, entry, builder, hparams, info))
+
+    steps_per_epoch = math.ceil(info.num_train / config.batch_size)
+    model.compile(
+        optimizer=_optimizer(config, steps_per_epoch),
+        loss=_loss(config.label_smoothing, info.num_classes),
+        metrics=["accuracy"],
+    )
+    nan_guard = _NanGuard()
+    callbacks = [
+        # The history row is written before the backup of the same epoch: a kill between the two
+        # repeats that epoch on resume, and the logger drops the stale row.
+        _HistoryLogger(run / "history.csv", info.num_train),
+        keras.callbacks.BackupAndRestore(str(run / "backup"), double_checkpoint=True),
+        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
+        nan_guard,
+    ]
+    try:
+        model.fit(
+            splits.train,
+            validation_data=splits.validation,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline reshuffles every epoch itself
+            verbose=verbose,
+        )
+    except _NonFinite as exc:
+        _write_json(run / "failed.json", {"reason": str(exc), "time": _now()})
+        raise ZooError(
+            f"{exc}; training stopped. The last good epoch is kept in {run / 'backup'} "
+            f"(try a smaller --learning-rate)"
+        ) from None
+
+    _save_model(model, run / "model.keras")
+    history = read_history(run / "history.csv")
+    metrics = {
+        "model": config.model,
+        "distribution": entry.dist,
+        "version": entry.version,
+        "hparams": hparams,
+        "dataset": info.name,
+        "params": int(model.count_params()),
+        "epochs": len(history),
+        "train_seconds": round(sum(float(r["seconds"]) for r in history), 3),
+    }
+    if splits.test is not None:
+        loss, accuracy = _plain_compiled(model).evaluate(splits.test, verbose=0)
+        metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
+    _write_json(run / "metrics.json", metrics)
+    plot_curves(history, run / "curves.png", title=f"{config.model} on {info.name}")
+    exported = export(run, export_base) if export_base is not None else None
+    return TrainResult(run, metrics, exported)
+
+
+def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict[str, Any]:
+    """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
+    run, config = load_run(run_dir)
+    model = load_model(run, config)
+    ds, _ = data.load_split(
+        config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir
+    )
+    loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
+    result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
+    safe = "".join(c if c.isalnum() else "_" for c in split).strip("_")
+    _write_json(run / f"eval-{safe}.json", result)
+    return result
+
+
+def export(run_dir: str | os.PathLike, export_base: str | os.PathLike) -> export_lib.ExportResult:
+    """Export a finished run as the next SavedModel version under ``export_base``."""
+    run, config = load_run(run_dir)
+    model = load_model(run, config)
+    info = json.loads((run / "config.json").read_text(encoding="utf-8"))["dataset"]
+    # Compare on real images the model never trained on.
+    images = data.sample_images(
+        config.dataset,
+        info["test_split"] or info["validation_split"],
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+    )
+    metadata = {
+        "model": config.model,
+        "dataset": info["name"],
+        "input_shape": info["input_shape"],
+        "class_names": info["class_names"],
+        "run_dir": str(run),
+        "zoo_version": __version__,
+    }
+    return export_lib.export_model(model, export_base, check_images=images, metadata=metadata)
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[Path, RunConfig]:
+    run = Path(run_dir).expanduser().resolve()
+    if not run.is_dir():
+        raise ZooUsageError(f"{run} is not a run directory (no such folder)")
+    return run, RunConfig.read(run / "config.json")
+
+
+def load_model(run: Path, config: RunConfig) -> keras.Model:
+    """Load model.keras in safe mode, after importing the plugin so its custom layers exist."""
+    path = run / "model.keras"
+    if not path.is_file():
+        raise ZooUsageError(f"run {run} has no model.keras (training did not finish)")
+    registry.get(config.model)  # imports the plugin module: registers its serialisable objects
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a damaged zip
+        raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_history(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curves(history: list[dict[str, str]], path: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) + 1 for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, [float(r[metric]) for r in history], marker="o", label="train")
+        ax.plot(epochs, [float(r[f"val_{metric}"]) for r in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class _NonFinite(Exception):
+    pass
+
+
+class _NanGuard(keras.callbacks.Callback):
+    """Stop at the first non-finite loss, before BackupAndRestore can save the broken weights."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise _NonFinite(f"loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+class _HistoryLogger(keras.callbacks.Callback):
+    """history.csv with per-epoch time and training throughput; safe across --resume."""
+
+    def __init__(self, path: Path, train_examples: int) -> None:
+        super().__init__()
+        self.path = path
+        self.train_examples = train_examples
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:
+            # On resume BackupAndRestore has restored by now; rows from `epoch` on are stale.
+            rows = [r for r in read_history(self.path) if int(r["epoch"]) < epoch]
+            self._write(rows, mode="w")
+            self._first_epoch = False
+        self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self._start = time.perf_counter()
+        self._train_end = None
+
+    def on_test_begin(self, logs=None):
+        if self._train_end is None:
+            self._train_end = time.perf_counter()  # validation is not training throughput
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        train_seconds = (self._train_end or end) - self._start
+        logs = logs or {}
+        row = {
+            "epoch": epoch,
+            **{k: f"{float(logs[k]):.6g}" for k in HISTORY_FIELDS[1:5] if k in logs},
+            "learning_rate": f"{self._learning_rate:.6g}",  # at the start of the epoch
+            "seconds": f"{end - self._start:.3f}",
+            "examples_per_second": f"{self.train_examples / max(train_seconds, 1e-9):.1f}",
+        }
+        self._write([row], mode="a")
+
+    def _write(self, rows, mode):
+        new = mode == "w" or not self.path.exists()
+        with self.path.open(mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr: Any = config.learning_rate
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=config.epochs * steps_per_epoch)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.RMSprop(lr)
+
+
+def _loss(label_smoothing: float, num_classes: int):
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def smoothed_crossentropy(y_true, y_pred):
+        labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), num_classes)
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+
+    return smoothed_crossentropy
+
+
+def _plain_compiled(model: keras.Model) -> keras.Model:
+    # Test loss is always the plain cross-entropy, whatever the training loss, so runs compare.
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return model
+
+
+def _check_output(model: keras.Model, num_classes: int, name: str) -> None:
+    shape = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
+    if shape is None or len(shape) != 2 or shape[-1] != num_classes:
+        raise registry.PluginError(
+            f"model '{name}' outputs shape {model.output_shape}, expected (None, {num_classes})"
+        )
+
+
+def _check_resume_matches(run: Path, config: RunConfig) -> None:
+    # Where the data lives does not change the run; everything else must be the same.
+    ignored = {"data_dir", "manual_dir"}
+    old, new = RunConfig.read(run / "config.json").to_dict(), config.to_dict()
+    changed = [k for k in old if k not in ignored and old[k] != new[k]]
+    if changed:
+        raise ZooUsageError(
+            f"--resume with different settings than run {run} ({', '.join(changed)}); "
+            f"resume with the same command"
+        )
+
+
+def _config_record(config, entry, builder, hparams, info) -> dict[str, Any]:
+    return {
+        "config": {**config.to_dict(), "hparams": hparams},
+        "model": {
+            "name": entry.name,
+            "distribution": entry.dist,
+            "version": entry.version,
+            "entry_point": entry.value,
+            "hparams_resolved": {**builder.defaults(), **hparams},
+        },
+        "dataset": asdict(info),
+        "versions": _versions(),
+        "created": _now(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "zoo": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": data.TFDS_VERSION,
+        "numpy": np.__version__,
+    }
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)  # a crash never leaves a half-written model.keras
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
