@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import difflib
 import fnmatch
 import importlib.metadata as metadata
-import importlib.util
 import re
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ._builder import Builder, validate
 from ._errors import AmbiguousModelError, PluginError, UnknownModelError
+from ._static import inspect_entry
 
 GROUP = "zoo.models"
 
@@ -40,7 +38,12 @@ class Entry:
     @property
     def summary(self) -> str:
         """First docstring line, read from the source file with ``ast`` (no import)."""
-        return _static_summary(self.value)
+        return inspect_entry(self.value).summary
+
+    @property
+    def problem(self) -> str:
+        """Why the plugin cannot work, as far as its source shows ("" if nothing). No import."""
+        return inspect_entry(self.value).problem
 
     def load(self, shown_name: str | None = None) -> Builder:
         """Import the plugin and validate it; any failure becomes a PluginError."""
@@ -48,9 +51,10 @@ class Entry:
         try:
             obj = self._ep.load()
         except (Exception, SystemExit) as exc:  # a plugin must never take the zoo down
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise PluginError(
                 f"model '{shown}' ({self.dist} {self.version}, {self.value}) failed to import: "
-                f"{type(exc).__name__}: {exc}",
+                f"{type(exc).__name__}: {first_line}".rstrip(": "),
                 details="".join(traceback.format_exception(exc)),
             ) from exc
         return validate(shown, obj)
@@ -110,44 +114,3 @@ def resolve(name: str) -> Entry:
 def get(name: str) -> Builder:
     """The validated builder for ``name`` (or ``dist:name``)."""
     return resolve(name).load(shown_name=name)
-
-
-def _static_summary(value: str) -> str:
-    module, _, attr = value.partition(":")
-    path = _module_file(module.strip())
-    if path is None:
-        return ""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return ""
-    target = attr.strip().split(".")[0]
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if node.name == target:
-                doc = ast.get_docstring(node) or ""
-                return doc.strip().splitlines()[0] if doc.strip() else ""
-    return ""
-
-
-def _module_file(module: str) -> Path | None:
-    """The source file of ``a.b.c`` found from the top-level package's spec, executing nothing.
-
-    ``importlib.util.find_spec('a.b.c')`` would import ``a`` and ``a.b``; the top-level spec alone
-    does not run any plugin code.
-    """
-    top, *rest = module.split(".")
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if not rest:
-        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
-    for location in spec.submodule_search_locations or []:
-        base = Path(location).joinpath(*rest)
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None

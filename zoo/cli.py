@@ -64,29 +64,46 @@ def main() -> None:
 
 @main.command("list")
 @click.argument("pattern", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per model, for machines.")
-def list_models(pattern: str | None, as_json: bool) -> None:
-    """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*')."""
-    found = registry.find(pattern)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
+@click.option("--check", is_flag=True,
+              help="Also import every plugin and validate it (slower: imports TensorFlow).")
+def list_models(pattern: str | None, as_json: bool, check: bool) -> None:
+    """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*').
+
+    Nothing is imported: a plugin's summary and obvious breakage are read from its source.
+    """
     counts: dict[str, int] = {}
     for e in registry.entries():
         counts[e.name] = counts.get(e.name, 0) + 1
-    rows = [
-        {
+    rows = []
+    for e in registry.find(pattern):
+        # Importing tells the truth; without --check the source has to do.
+        problem = _load_problem(e) if check else e.problem
+        rows.append({
             # A name that two distributions claim is only usable as dist:name.
             "name": e.qualified if counts[e.name] > 1 else e.name,
             "summary": e.summary,
             "distribution": e.dist,
             "version": e.version,
-        }
-        for e in found
-    ]
+            "status": "broken" if problem else "ok",
+            "reason": problem,
+        })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         raise ZooError(f"no model matches '{pattern}'" if pattern else "no models are installed")
-    _table(rows, ("name", "summary", "distribution", "version"))
+    for r in rows:
+        r["status"] = f"broken: {r['reason']}" if r["reason"] else "ok"
+    _table(rows, ("name", "summary", "distribution", "version", "status"))
+
+
+def _load_problem(entry: registry.Entry) -> str:
+    try:
+        entry.load()
+    except registry.PluginError as exc:
+        return str(exc)
+    return ""
 
 
 @main.command()
@@ -94,7 +111,13 @@ def list_models(pattern: str | None, as_json: bool) -> None:
 def info(model: str) -> None:
     """Show MODEL's documentation, hyperparameters, recipe, source and size."""
     entry = registry.resolve(model)
-    builder = entry.load(shown_name=model)
+    try:
+        builder = entry.load(shown_name=model)
+    except registry.PluginError as exc:
+        click.echo(f"{model}: broken")
+        click.echo(f"source: {entry.dist} {entry.version} ({entry.value})\n")
+        click.echo(exc.details.rstrip())
+        raise ZooError(str(exc)) from None
     click.echo(f"{model}: {builder.summary}")
     click.echo(f"source: {entry.dist} {entry.version} ({entry.value})")
     doc = builder.doc.split("\n", 1)
@@ -174,6 +197,24 @@ def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
     click.echo(f"run directory: {result.run_dir}")
     if result.export is not None:
         _echo_export(result.export)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
+def check(model: str, hp: tuple[str, ...]) -> None:
+    """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
+    builder = registry.get(model)
+    hparams = builder.parse_hparams(_pairs(hp))
+    from .check import iter_checks  # imports TensorFlow
+
+    failed = 0
+    for result in iter_checks(builder, **hparams):
+        failed += not result.passed
+        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
+    if failed:
+        raise ZooError(f"{model}: {failed} check(s) failed")
+    click.echo(f"{model}: all checks passed")
 
 
 @main.command()

@@ -152,7 +152,7 @@ def train(
         "model": config.model,
         "distribution": entry.dist,
         "version": entry.version,
-        "hparams": hparams,
+        "hparams": {**builder.defaults(), **hparams},
         "dataset": info.name,
         "params": int(model.count_params()),
         "epochs": len(history),

@@ -1,0 +1,177 @@
+"""Plugins that third-party packages ship, good and broken, seen through the `zoo` CLI.
+
+Each plugin is a real module plus a real ``.dist-info`` folder on sys.path, which is all that
+``importlib.metadata`` needs to see an installed distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo.cli import main
+
+TINY = '''
+import keras
+
+def {name}(*, input_shape: tuple[int, ...], num_classes: int, units: int = 8) -> keras.Model:
+    """{summary}"""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(units, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+'''
+
+PLUGINS = {
+    # dist name: (version, module name, module source, {model: attribute})
+    "good-plug": ("0.1.0", "goodplug", TINY.format(name="tiny", summary="A tiny dense net."), {"tiny": "tiny"}),
+    "crashy-plug": ("0.2.0", "crashyplug", 'raise RuntimeError("boom at import")\n', {"crashy": "crashy"}),
+    "needsdep-plug": ("1.0", "needsdepplug", "import not_installed_dependency_xyz\n\ndef needsdep(*, input_shape, num_classes):\n    pass\n", {"needsdep": "needsdep"}),
+    "const-plug": ("1.0", "constplug", "notcallable = 42\n", {"notcallable": "notcallable"}),
+    "positional-plug": ("1.0", "positionalplug", "def positional(input_shape, num_classes):\n    return None\n", {"positional": "positional"}),
+    "dict-plug": ("1.0", "dictplug", 'def notamodel(*, input_shape, num_classes):\n    """Returns a dict."""\n    return {}\n', {"notamodel": "notamodel"}),
+    "twin-a": ("1.0", "twina", TINY.format(name="twin", summary="Twin from A."), {"twin": "twin"}),
+    "twin-b": ("2.0", "twinb", TINY.format(name="twin", summary="Twin from B."), {"twin": "twin"}),
+}
+
+
+def install_fake_plugins(root: Path) -> None:
+    for dist, (version, module, source, models) in PLUGINS.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "".join(f"{name} = {module}:{attr}\n" for name, attr in models.items())
+        (info / "entry_points.txt").write_text(f"[zoo.models]\n{lines}")
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    install_fake_plugins(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for _, module, _, _ in PLUGINS.values():
+        sys.modules.pop(module, None)
+
+
+def zoo(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_list_shows_every_plugin_and_flags_broken_ones_without_importing(plugins):
+    result = zoo("list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["tiny"]["status"] == "ok" and rows["tiny"]["distribution"] == "good-plug"
+    assert rows["tiny"]["summary"] == "A tiny dense net."
+    assert "not_installed_dependency_xyz" in rows["needsdep"]["reason"]
+    assert "not a callable builder" in rows["notcallable"]["reason"]
+    assert "keyword-only" in rows["positional"]["reason"]
+    # Duplicates are listed by distribution, and nothing was imported to list them.
+    assert {"twin-a:twin", "twin-b:twin"} <= rows.keys()
+    assert not {"goodplug", "crashyplug", "twina"} & sys.modules.keys()
+
+
+def test_list_table_shows_broken_status_with_reason(plugins):
+    result = zoo("list", "*plug*")
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("notcallable"))
+    assert "broken: 'notcallable' is a int, not a callable builder" in line
+
+
+def test_list_check_imports_and_reports_import_failures(plugins):
+    result = zoo("list", "crashy", "--check", "--json")
+    assert result.exit_code == 0
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "broken"
+    assert "RuntimeError: boom at import" in row["reason"]
+
+
+def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):
+    result = zoo("info", "crashy")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stdout
+    assert "crashyplug.py" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: model 'crashy' (crashy-plug 0.2.0")
+
+
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("crashy", "failed to import: RuntimeError: boom at import"),
+        ("needsdep", "ModuleNotFoundError: No module named 'not_installed_dependency_xyz'"),
+        ("notcallable", "is a int, not a callable builder"),
+        ("positional", "must take keyword-only arguments input_shape and num_classes"),
+    ],
+)
+def test_train_broken_plugin_fails_with_its_reason(plugins, model, reason):
+    result = zoo("train", model, "--run-dir", str(plugins / "run"))
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and reason in line
+    assert not (plugins / "run").exists()
+
+
+def test_good_plugin_unaffected_by_broken_ones(plugins):
+    result = zoo("info", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "good-plug 0.1.0 (goodplug:tiny)" in result.stdout
+    assert "units" in result.stdout
+
+
+def test_builder_returning_non_model_fails_check(plugins):
+    result = zoo("check", "notamodel")
+    assert result.exit_code == 1
+    assert "FAIL  build 28x28x1 / 10 classes: model 'notamodel' returned dict, expected a keras.Model" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "info", "check"])
+def test_duplicate_name_needs_a_distribution(plugins, command):
+    result = zoo(command, "twin")
+    assert result.exit_code == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert "twin-a 1.0" in message and "twin-b 2.0" in message
+    assert "'twin-a:twin' or 'twin-b:twin'" in message
+
+
+def test_duplicate_name_selected_by_distribution(plugins):
+    result = zoo("info", "twin-b:twin")
+    assert result.exit_code == 0, result.output
+    assert "Twin from B." in result.stdout and "twin-b 2.0" in result.stdout
+
+
+def test_check_passes_for_good_plugin(plugins):
+    result = zoo("check", "good-plug:tiny", "--hp", "units=4")
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.stdout
+    assert "all checks passed" in result.stdout
+
+
+def test_listing_imports_neither_tensorflow_nor_plugins(plugins):
+    code = textwrap.dedent(
+        """
+        import sys
+        from zoo.cli import main
+        try:
+            main(["list"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        print(sorted(m for m in sys.modules if m.split(".")[0] in
+              {"tensorflow", "keras", "goodplug", "crashyplug", "twina", "twinb"}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), *sys.path])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,5 @@
+"""``python -m zoo`` is the ``zoo`` console script."""
+
+from .cli import main
+
+main()
