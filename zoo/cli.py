@@ -56,6 +56,27 @@ class _ZooGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+def _import_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up log lines hidden.
+
+    TensorFlow prints several lines to stderr while loading that no setting silences (not even
+    TF_CPP_MIN_LOG_LEVEL=3); they would bury one-line errors. ZOO_TF_LOGS=1 shows them.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @click.group(cls=_ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name=DIST_NAME, prog_name="zoo")
 def main() -> None:
@@ -110,6 +131,7 @@ def _load_problem(entry: registry.Entry) -> str:
 @click.argument("model")
 def info(model: str) -> None:
     """Show MODEL's documentation, hyperparameters, recipe, source and size."""
+    _import_tensorflow()
     entry = registry.resolve(model)
     try:
         builder = entry.load(shown_name=model)
@@ -166,6 +188,7 @@ def info(model: str) -> None:
 def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
           export_base: str | None, **options: Any) -> None:
     """Train MODEL, evaluate it on the test split and (with --export) export it."""
+    _import_tensorflow()
     builder = registry.get(model)
     hparams = builder.parse_hparams(_pairs(hp))
     config = RunConfig.from_recipe(model, builder.recipe, {"hparams": hparams, **options})
@@ -204,6 +227,7 @@ def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
 def check(model: str, hp: tuple[str, ...]) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
+    _import_tensorflow()
     builder = registry.get(model)
     hparams = builder.parse_hparams(_pairs(hp))
     from .check import iter_checks  # imports TensorFlow
@@ -222,6 +246,7 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.option("--split", default="test", show_default=True, help="A TFDS split, e.g. test or train[90%:].")
 def evaluate(run_dir: str, split: str) -> None:
     """Evaluate a finished run's model on a split of its dataset."""
+    _import_tensorflow()
     from . import runner
 
     result = runner.evaluate(run_dir, split)
@@ -233,6 +258,7 @@ def evaluate(run_dir: str, split: str) -> None:
 @click.argument("export_base", type=click.Path())
 def export(run_dir: str, export_base: str) -> None:
     """Export a run as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+    _import_tensorflow()
     from . import runner
 
     _echo_export(runner.export(run_dir, export_base))

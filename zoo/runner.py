@@ -8,7 +8,8 @@ Run directory::
     model.keras   the trained model
     curves.png    loss and accuracy, train vs validation
     tensorboard/  TensorBoard logs
-    backup/       Keras BackupAndRestore state, for --resume (removed when the run completes)
+    backup/       weights and optimizer state of the last finished epoch, for --resume
+                  (removed when the run completes)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,32 +123,40 @@ def train(
         loss=_loss(config.label_smoothing, info.num_classes),
         metrics=["accuracy"],
     )
-    nan_guard = _NanGuard()
+    backup = _Backup(run / "backup")
+    initial_epoch = backup.restore(model) if resume else 0
+    # Rows of epochs after the restored one are stale (killed after the row, before the backup).
+    _rewrite_history(run / "history.csv", lambda r: int(r["epoch"]) < initial_epoch)
     callbacks = [
-        # The history row is written before the backup of the same epoch: a kill between the two
-        # repeats that epoch on resume, and the logger drops the stale row.
+        _NanGuard(),  # first: a broken step must never reach the history or the backup
+        # The history row is written before the backup of the same epoch; a kill between the two
+        # repeats that epoch on resume and the stale row is dropped above.
         _HistoryLogger(run / "history.csv", info.num_train),
-        keras.callbacks.BackupAndRestore(str(run / "backup"), double_checkpoint=True),
+        backup,
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
-        nan_guard,
     ]
     try:
         model.fit(
             splits.train,
             validation_data=splits.validation,
             epochs=config.epochs,
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the pipeline reshuffles every epoch itself
             verbose=verbose,
         )
     except _NonFinite as exc:
-        _write_json(run / "failed.json", {"reason": str(exc), "time": _now()})
-        raise ZooError(
-            f"{exc}; training stopped. The last good epoch is kept in {run / 'backup'} "
-            f"(try a smaller --learning-rate)"
-        ) from None
+        finished = len(read_history(run / "history.csv"))
+        _write_json(run / "failed.json", {"reason": str(exc), "finished_epochs": finished, "time": _now()})
+        kept = (
+            f"the weights after epoch {finished} are kept in {run / 'backup'}"
+            if finished
+            else "no epoch had finished"
+        )
+        raise ZooError(f"{exc}; training stopped, {kept} (try a smaller --learning-rate)") from None
 
     _save_model(model, run / "model.keras")
+    backup.remove()
     history = read_history(run / "history.csv")
     metrics = {
         "model": config.model,
@@ -258,7 +268,7 @@ class _NonFinite(Exception):
 
 
 class _NanGuard(keras.callbacks.Callback):
-    """Stop at the first non-finite loss, before BackupAndRestore can save the broken weights."""
+    """Stop at the first non-finite loss, before the backup can save the broken weights."""
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -270,20 +280,14 @@ class _NanGuard(keras.callbacks.Callback):
 
 
 class _HistoryLogger(keras.callbacks.Callback):
-    """history.csv with per-epoch time and training throughput; safe across --resume."""
+    """history.csv with per-epoch time and training throughput, flushed every epoch."""
 
     def __init__(self, path: Path, train_examples: int) -> None:
         super().__init__()
         self.path = path
         self.train_examples = train_examples
-        self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._first_epoch:
-            # On resume BackupAndRestore has restored by now; rows from `epoch` on are stale.
-            rows = [r for r in read_history(self.path) if int(r["epoch"]) < epoch]
-            self._write(rows, mode="w")
-            self._first_epoch = False
         self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self._start = time.perf_counter()
         self._train_end = None
@@ -303,17 +307,61 @@ class _HistoryLogger(keras.callbacks.Callback):
             "seconds": f"{end - self._start:.3f}",
             "examples_per_second": f"{self.train_examples / max(train_seconds, 1e-9):.1f}",
         }
-        self._write([row], mode="a")
+        _append_history(self.path, row)
 
-    def _write(self, rows, mode):
-        new = mode == "w" or not self.path.exists()
-        with self.path.open(mode, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
+
+def _rewrite_history(path: Path, keep) -> None:
+    rows = [r for r in read_history(path) if keep(r)]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _append_history(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=HISTORY_FIELDS).writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _Backup(keras.callbacks.Callback):
+    """Weights and optimizer state after each epoch, for --resume.
+
+    Keras' BackupAndRestore overwrites its weights file in place, so a kill during the save
+    leaves a file that cannot be loaded. Here each epoch is written to its own file and
+    ``state.json`` is switched to it with an atomic rename only once it is complete.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the last finished epoch into ``model``; return the epoch to continue from."""
+        state_path = self.folder / "state.json"
+        if not state_path.exists():
+            return 0
+        state = json.loads(state_path.read_text())
+        model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
+        model.load_weights(self.folder / state["weights"])
+        return int(state["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(exist_ok=True)
+        name = f"epoch-{epoch + 1}.weights.h5"
+        tmp = self.folder / f".tmp-{name}"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.folder / name)
+        _write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name})
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -357,7 +405,10 @@ def _check_output(model: keras.Model, num_classes: int, name: str) -> None:
 def _check_resume_matches(run: Path, config: RunConfig) -> None:
     # Where the data lives does not change the run; everything else must be the same.
     ignored = {"data_dir", "manual_dir"}
-    old, new = RunConfig.read(run / "config.json").to_dict(), config.to_dict()
+    old, new = (
+        json.loads(json.dumps(c.to_dict(), default=_jsonable))  # as stored: tuples are lists
+        for c in (RunConfig.read(run / "config.json"), config)
+    )
     changed = [k for k in old if k not in ignored and old[k] != new[k]]
     if changed:
         raise ZooUsageError(

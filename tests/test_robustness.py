@@ -1,0 +1,175 @@
+"""Nothing lost, nothing half-written: resume after SIGKILL, Ctrl-C, concurrent and killed exports,
+offline failure, non-finite loss, determinism. Real subprocesses on real MNIST."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def zoo_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zoo", *args]
+
+
+def run_zoo(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(zoo_cmd(*args), capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def start_zoo(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(zoo_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def history(run: Path) -> list[dict[str, str]]:
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_data_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("robust") / "softmax-run"
+    result = run_zoo("train", "softmax", "--epochs", "1", "--data-dir", mnist_data_dir, "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+def test_resume_after_sigkill_mid_epoch(mnist_data_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", "mlp", "--epochs", "3", "--hp", "units=64,64,64", "--data-dir", mnist_data_dir, "--run-dir", str(run))
+    proc = start_zoo(*args)
+    wait_for(lambda: len(history(run)) >= 1, proc)
+    time.sleep(0.5)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = history(run)
+    assert 1 <= len(before) < 3 and not (run / "metrics.json").exists()
+
+    resumed = run_zoo(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = history(run)
+    assert [int(r["epoch"]) for r in after] == [0, 1, 2]  # every epoch exactly once
+    assert after[0] == before[0]  # the finished epoch was kept, not retrained
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    assert not (run / "backup").exists()
+
+
+def test_sigint_stops_keeps_progress_and_prints_resume_command(mnist_data_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", "mlp", "--epochs", "3", "--hp", "units=64,64,64", "--data-dir", mnist_data_dir, "--run-dir", str(run))
+    proc = start_zoo(*args)
+    wait_for(lambda: len(history(run)) >= 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "--resume" in stderr and str(run) in stderr
+    assert "Traceback" not in stderr
+    assert (run / "backup").is_dir()
+    resumed = run_zoo(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1, 2]
+
+
+def test_finished_run_is_never_overwritten(trained_run):
+    before = (trained_run / "model.keras").read_bytes()
+    for extra in ((), ("--resume",)):
+        result = run_zoo("train", "softmax", "--run-dir", str(trained_run), *extra)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert (trained_run / "model.keras").read_bytes() == before
+
+
+def test_two_exports_at_once_get_different_versions(trained_run, tmp_path):
+    base = tmp_path / "exports"
+    procs = [start_zoo("export", str(trained_run), str(base)) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1000:] for o in outputs]
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
+    assert all((base / v / "saved_model.pb").is_file() for v in ("1", "2"))
+
+
+def test_killed_export_leaves_no_version_and_next_export_cleans_up(trained_run, tmp_path):
+    base = tmp_path / "exports"
+    proc = start_zoo("export", str(trained_run), str(base))
+    wait_for(lambda: base.is_dir() and any(p.name.startswith(".tmp-") for p in base.iterdir()), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in base.iterdir() if p.name.isdigit()]
+    result = run_zoo("export", str(trained_run), str(base))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in base.iterdir()) == ["1"]  # the stale temporary is gone
+
+
+def _network_reachable() -> bool:
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_network_reachable(), reason="this test is about a machine without network")
+@pytest.mark.parametrize("manual", [False, True])
+def test_offline_unprepared_dataset_fails_fast_and_leaves_nothing(tmp_path, manual):
+    data_dir, run = tmp_path / "tfds", tmp_path / "run"
+    args = ["train", "softmax", "--data-dir", str(data_dir), "--run-dir", str(run)]
+    if manual:
+        (tmp_path / "empty").mkdir()
+        args += ["--manual-dir", str(tmp_path / "empty")]
+    env = {k: v for k, v in os.environ.items() if k not in ("ZOO_MANUAL_DIR", "TFDS_DATA_DIR")}
+    start = time.monotonic()
+    result = subprocess.run(zoo_cmd(*args), capture_output=True, text=True, env=env, timeout=120)
+    assert time.monotonic() - start < 30
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert "--manual-dir" in line and "--data-dir" in line and "train-images-idx3-ubyte.gz" in line
+    assert not run.exists()
+    assert not data_dir.exists() or not any(data_dir.rglob("*"))
+
+
+def test_non_finite_loss_stops_with_clear_error(mnist_data_dir, tmp_path):
+    run = tmp_path / "run"
+    result = run_zoo("train", "mlp", "--epochs", "2", "--learning-rate", "1e6", "--data-dir", mnist_data_dir, "--run-dir", str(run))
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: loss became nan") and "--learning-rate" in line
+    assert json.loads((run / "failed.json").read_text())["reason"].startswith("loss became nan")
+    assert not (run / "model.keras").exists()
+
+
+def test_same_seed_gives_identical_history(mnist_data_dir, tmp_path):
+    histories = []
+    for name in ("a", "b"):
+        result = run_zoo("train", "mlp", "--epochs", "2", "--hp", "units=64,64,64", "--seed", "3",
+                         "--data-dir", mnist_data_dir, "--run-dir", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr[-2000:]
+        histories.append([{k: r[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")} for r in history(tmp_path / name)])
+    assert histories[0] == histories[1]
+    assert len(histories[0]) == 2
