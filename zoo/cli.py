@@ -12,6 +12,7 @@ import re
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -171,6 +172,9 @@ def info(model: str) -> None:
 @click.option("--learning-rate", type=float, help="Default: the model's recipe.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Default: the model's recipe.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), help="Default: the model's recipe.")
+@click.option("--label-smoothing", type=float, help="Default: the model's recipe (0 if none).")
+@click.option("--augment/--no-augment", default=None,
+              help="Random shifts of up to 2 pixels on training images. Default: the model's recipe.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,
               help="Fraction of the train split held out for validation (the last part).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -239,6 +243,52 @@ def check(model: str, hp: tuple[str, ...]) -> None:
     if failed:
         raise ZooError(f"{model}: {failed} check(s) failed")
     click.echo(f"{model}: all checks passed")
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--dataset", default="mnist", show_default=True)
+@click.option("--epochs", type=int, help="Default: each model's recipe.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
+@click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
+              help="Results folder; results.jsonl there is appended to, never rewritten.")
+@click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
+              help="Measure this finished run instead of training; repeatable.")
+@click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True))
+@click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
+              type=click.Path(exists=True, file_okay=False, resolve_path=True))
+def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str, out: str,
+          from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None) -> None:
+    """Train, export and measure MODELS (names or patterns; default all) side by side."""
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
+    if not seed_list or min(seed_list) < 0:
+        raise ZooUsageError(f"--seeds expects integers >= 0, received {seeds!r}")
+    if epochs is not None and epochs < 1:
+        raise ZooUsageError(f"--epochs must be at least 1, received {epochs}")
+    if from_runs and models:
+        raise ZooUsageError("give either MODELS or --from-runs, not both")
+    _import_tensorflow()
+    from . import bench as bench_lib
+
+    out_dir = Path(out).resolve()
+    if from_runs:
+        jobs = bench_lib.plan_from_runs(list(from_runs))
+    else:
+        jobs = bench_lib.plan(bench_lib.select_models(list(models)), seed_list, out_dir)
+    train_args = ["--dataset", dataset]
+    train_args += ["--epochs", str(epochs)] if epochs else []
+    train_args += ["--data-dir", data_dir] if data_dir else []
+    train_args += ["--manual-dir", manual_dir] if manual_dir else []
+    command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
+    with click.progressbar(jobs, label=f"{len(jobs)} benchmark job(s)", show_eta=True, show_pos=True,
+                           item_show_func=lambda j: j.label if j else "", file=sys.stderr) as bar:
+        for job in bar:
+            bench_lib.run_job(job, out_dir, train_args, command)
+    click.echo((out_dir / "results.md").read_text())
+    click.echo(f"results: {out_dir}/results.{{jsonl,csv,md,png}}")
 
 
 @main.command()

@@ -1,0 +1,99 @@
+"""`zoo bench`: real trainings on real MNIST, records appended, reports rebuilt."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from zoo import bench
+from zoo.cli import main
+
+REQUIRED = {
+    "model", "distribution", "version", "hparams", "dataset", "dataset_version", "splits", "seed",
+    "epochs", "batch_size", "params", "flops_per_example", "train_seconds",
+    "train_examples_per_second", "test_accuracy", "test_loss", "saved_model_bytes",
+    "latency_ms_p50", "latency_ms_p99", "saved_model_examples_per_second",
+    "keras_predict_examples_per_second", "saved_model_vs_keras", "peak_rss_mb", "env",
+}
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "zoo", "bench", *args], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+def records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
+    out = tmp_path / "bench"
+    first = run_bench("softmax", "--epochs", "1", "--seeds", "0,1", "--out", str(out), "--data-dir", mnist_data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    recs = records(out)
+    assert [(r["model"], r["seed"]) for r in recs] == [("softmax", 0), ("softmax", 1)]
+    for r in recs:
+        assert REQUIRED <= r.keys()
+        assert r["distribution"] == "keras-zoo" and r["dataset"] == "mnist" and r["dataset_version"] == "3.0.1"
+        assert r["splits"] == {"train": "train[:90%]", "validation": "train[90%:]", "test": "test"}
+        assert r["params"] == 7850
+        assert 2 * 784 * 10 <= r["flops_per_example"] < 2 * 784 * 10 * 1.5
+        assert r["test_accuracy"] > 0.85
+        assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"]
+        assert r["saved_model_bytes"] > 7850 * 4 and r["peak_rss_mb"] > 100
+        assert r["env"]["cores"] == os.cpu_count() and r["env"]["tensorflow"]
+    assert recs[0]["test_accuracy"] != recs[1]["test_accuracy"]  # seeds really differ
+    md = (out / "results.md").read_text()
+    assert "| 1 | softmax | mnist | 1 | 2 |" in md and "±" in md and "zoo bench softmax" in md
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with (out / "results.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+    # Existing runs are measured without retraining; the record is appended.
+    run_dir = recs[0]["run_dir"]
+    again = run_bench("--from-runs", run_dir, "--out", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    recs = records(out)
+    assert len(recs) == 3 and recs[2]["run_dir"] == run_dir and recs[2]["peak_rss_mb"] is None
+    assert recs[2]["test_accuracy"] == recs[0]["test_accuracy"]
+    assert "| softmax | mnist | 1 | 3 |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "a,b"], "--seeds expects comma-separated integers"),
+        (["--seeds", "-1"], "--seeds expects integers >= 0"),
+        (["nosuchmodel"], "unknown model 'nosuchmodel'"),
+        (["zz*"], "no model matches 'zz*'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["softmax", "--from-runs", "x"], "either MODELS or --from-runs"),
+    ],
+)
+def test_bench_bad_input(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["bench", *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_leaderboard_is_mean_and_std_best_first():
+    def rec(model, seed, acc):
+        return {"model": model, "dataset": "d", "epochs": 1, "batch_size": 8, "seed": seed,
+                "test_accuracy": acc, "params": 10, "flops_per_example": 20, "peak_rss_mb": 100.0 + seed,
+                **{k: 1.0 for k in bench._MEANS}}
+
+    rows = bench.leaderboard([rec("a", 0, 0.90), rec("b", 0, 0.95), rec("a", 1, 0.92), rec("b", 1, 0.97)])
+    assert [r["model"] for r in rows] == ["b", "a"]
+    assert rows[0]["acc_mean"] == pytest.approx(0.96)
+    assert rows[0]["acc_std"] == pytest.approx(0.0141421, rel=1e-4)
+    assert rows[0]["seeds"] == 2 and rows[0]["peak_rss_mb"] == 101.0

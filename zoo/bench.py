@@ -1,0 +1,388 @@
+"""Benchmark zoo entries side by side: the same data, the same runner, the same measurements.
+
+Each (model, seed) is trained by ``zoo train`` in a child process — the path users take, and the
+only way to read that run's own peak memory (``os.wait4``) — then its exported SavedModel is
+measured here. Every record is appended to ``results.jsonl`` (never rewritten); ``results.csv``,
+``results.md`` and ``results.png`` are rebuilt from all records after each job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import registry
+
+from . import data, runner
+from .errors import ZooError, ZooUsageError
+
+LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    seed: int
+    run_dir: Path  # to train into, or an existing run (from_run)
+    from_run: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} seed {self.seed}"
+
+
+def select_models(patterns: list[str]) -> list[str]:
+    """Model names for the patterns (all healthy models without any); each pattern must match."""
+    if not patterns:
+        return [e.name for e in registry.entries() if not e.problem]
+    names: list[str] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            found = [e.name for e in registry.find(pattern) if not e.problem]
+            if not found:
+                raise ZooUsageError(f"no model matches '{pattern}'")
+        else:
+            registry.resolve(pattern)  # unknown or ambiguous names fail here, with suggestions
+            found = [pattern]
+        names += [n for n in found if n not in names]
+    return names
+
+
+def plan(models: list[str], seeds: list[int], out: Path) -> list[Job]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return [
+        Job(m, s, out / "runs" / f"{m.replace(':', '-')}-seed{s}-{stamp}")
+        for m in models
+        for s in seeds
+    ]
+
+
+def plan_from_runs(run_dirs: list[str]) -> list[Job]:
+    jobs = []
+    for path in run_dirs:
+        run, config = runner.load_run(path)
+        if not (run / "metrics.json").is_file():
+            raise ZooUsageError(f"{run} is not a finished run (no metrics.json)")
+        jobs.append(Job(config.model, config.seed, run, from_run=True))
+    return jobs
+
+
+def run_job(job: Job, out: Path, train_args: list[str], command: str) -> dict[str, Any]:
+    """Train (unless the job is an existing run), export, measure; append the record."""
+    out.mkdir(parents=True, exist_ok=True)
+    export_base = out / "exports" / job.run_dir.name
+    peak_rss_mb = None
+    if job.from_run:
+        runner.export(job.run_dir, export_base)
+    else:
+        peak_rss_mb = _train_in_child(job, export_base, out / "logs", train_args)
+    record = measure(job.run_dir, _latest_version(export_base))
+    record.update(peak_rss_mb=peak_rss_mb, command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    with (out / "results.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    write_reports(out)
+    return record
+
+
+def _train_in_child(job: Job, export_base: Path, logs: Path, train_args: list[str]) -> float:
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{job.run_dir.name}.log"
+    cmd = [
+        sys.executable, "-m", "zoo", "train", job.model, "--seed", str(job.seed),
+        "--run-dir", str(job.run_dir), "--export", str(export_base), *train_args,
+    ]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        raise ZooError(f"{job.label}: zoo train failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
+    return round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
+    """One benchmark record for a finished run and its exported SavedModel."""
+    record_json = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config, info = record_json["config"], record_json["dataset"]
+    history = runner.read_history(run_dir / "history.csv")
+    # Epoch 1 includes tracing and filling the cache; later epochs are the steady state.
+    steady = [float(r["examples_per_second"]) for r in history[1:]] or [
+        float(r["examples_per_second"]) for r in history
+    ]
+    images = data.sample_images(
+        config["dataset"],
+        info["test_split"] or info["validation_split"],
+        THROUGHPUT_BATCH,
+        data_dir=config["data_dir"],
+        manual_dir=config["manual_dir"],
+    )
+    model = runner.load_model(*runner.load_run(run_dir))
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    p50, p99 = _latency_ms(serve, images[:1])
+    saved_model_eps = _saved_model_throughput(serve, images)
+    keras_eps = _keras_predict_throughput(model, images)
+    return {
+        "model": config["model"],
+        "distribution": record_json["model"]["distribution"],
+        "version": record_json["model"]["version"],
+        "hparams": record_json["model"]["hparams_resolved"],
+        "dataset": info["name"],
+        "dataset_version": info["version"],
+        "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
+        "seed": config["seed"],
+        "epochs": len(history),
+        "batch_size": config["batch_size"],
+        "params": metrics["params"],
+        "flops_per_example": forward_flops(model),
+        "train_seconds": metrics["train_seconds"],
+        "train_examples_per_second": round(statistics.mean(steady), 1),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_loss": metrics.get("test_loss"),
+        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
+        "latency_ms_p50": round(p50, 3),
+        "latency_ms_p99": round(p99, 3),
+        "saved_model_examples_per_second": round(saved_model_eps, 1),
+        "keras_predict_examples_per_second": round(keras_eps, 1),
+        "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
+        "run_dir": str(run_dir),
+        "export_dir": str(export_dir),
+        "env": environment(),
+    }
+
+
+def _latency_ms(serve, image: np.ndarray) -> tuple[float, float]:
+    x = tf.constant(image)
+    for _ in range(10):  # warm-up: the first calls trace and allocate
+        serve(image=x)
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        serve(image=x)["class_id"].numpy()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _saved_model_throughput(serve, images: np.ndarray) -> float:
+    x = tf.constant(images)
+    serve(image=x)
+    start = time.perf_counter()
+    for _ in range(THROUGHPUT_CALLS):
+        serve(image=x)["probabilities"].numpy()
+    return THROUGHPUT_CALLS * len(images) / (time.perf_counter() - start)
+
+
+def _keras_predict_throughput(model: keras.Model, images: np.ndarray) -> float:
+    """``model.predict`` on in-memory float32 arrays, the usual way to run a Keras model."""
+    x = np.concatenate([images.astype("float32") / 255.0] * THROUGHPUT_CALLS)
+    model.predict(x[: len(images)], batch_size=THROUGHPUT_BATCH, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=THROUGHPUT_BATCH, verbose=0)
+    return len(x) / (time.perf_counter() - start)
+
+
+def forward_flops(model: keras.Model) -> int | None:
+    """Floating-point operations of one forward pass for one example (TF's graph profiler)."""
+    try:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        graph = convert_variables_to_constants_v2(concrete).graph
+        options = (
+            tf.compat.v1.profiler.ProfileOptionBuilder(
+                tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            )
+            .with_empty_output()
+            .build()
+        )
+        level = tf.get_logger().level
+        tf.get_logger().setLevel("ERROR")  # the v1 profiler warns about its own deprecation
+        try:
+            profile = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
+        finally:
+            tf.get_logger().setLevel(level)
+        return int(profile.total_float_ops)
+    except Exception:  # a profiler limitation must not lose the rest of the record
+        return None
+
+
+def environment() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": data.TFDS_VERSION,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+    }
+
+
+def _latest_version(export_base: Path) -> Path:
+    versions = [int(p.name) for p in export_base.iterdir() if p.name.isdigit()]
+    if not versions:
+        raise ZooError(f"no exported version in {export_base}")
+    return export_base / str(max(versions))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports, rebuilt from results.jsonl
+
+
+def read_records(out: Path) -> list[dict[str, Any]]:
+    path = out / "results.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean (± std) over seeds per model and setting, best test accuracy first."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["model"], r["dataset"], r["epochs"], r["batch_size"])].append(r)
+    rows = []
+    for (model, dataset, epochs, batch), rs in groups.items():
+        acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
+        rows.append({
+            "model": model,
+            "dataset": dataset,
+            "epochs": epochs,
+            "seeds": len(rs),
+            "acc_mean": statistics.mean(acc) if acc else float("nan"),
+            "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            **{k: statistics.mean(r[k] for r in rs) for k in _MEANS},
+            "params": rs[0]["params"],
+            "flops_per_example": rs[0]["flops_per_example"],
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
+        })
+    return sorted(rows, key=lambda r: -r["acc_mean"])
+
+
+_MEANS = (
+    "train_seconds",
+    "train_examples_per_second",
+    "saved_model_bytes",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "saved_model_examples_per_second",
+    "keras_predict_examples_per_second",
+    "saved_model_vs_keras",
+)
+
+
+def write_reports(out: Path) -> None:
+    records = read_records(out)
+    if not records:
+        return
+    _write_csv(out / "results.csv", records)
+    rows = leaderboard(records)
+    _atomic_text(out / "results.md", markdown(rows, records[-1]["env"], records[-1].get("command", "")))
+    _plot(out / "results.png", rows)
+
+
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], command: str) -> str:
+    header = (
+        "| # | model | dataset | epochs | seeds | test accuracy | train s | train ex/s | params | "
+        "MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | SavedModel ex/s (256) | "
+        "vs Keras predict | peak RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for i, r in enumerate(rows, 1):
+        flops = f"{r['flops_per_example'] / 1e6:.2f}" if r["flops_per_example"] else "n/a"
+        rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
+        lines.append(
+            f"| {i} | {r['model']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
+            f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {r['train_seconds']:.1f} | "
+            f"{r['train_examples_per_second']:,.0f} | {r['params']:,} | {flops} | "
+            f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
+            f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
+        )
+    env_line = (
+        f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
+        f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
+    )
+    made = f"\n\nMade by `{command}`." if command else ""
+    return header + "\n".join(lines) + f"\n\n{env_line}{made}\n"
+
+
+def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
+    flat = []
+    for r in records:
+        row = {k: v for k, v in r.items() if k not in ("env", "hparams", "splits")}
+        row["hparams"] = json.dumps(r["hparams"], sort_keys=True)
+        row.update({f"split_{k}": v for k, v in r["splits"].items()})
+        row.update({f"env_{k}": v for k, v in r["env"].items()})
+        flat.append(row)
+    fields = list(dict.fromkeys(k for row in flat for k in row))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(flat)
+    os.replace(tmp, path)
+
+
+def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, label in (
+        (axes[0], "train_seconds", "training time (s)"),
+        (axes[1], "params", "parameters"),
+    ):
+        for r in rows:
+            ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3)
+            ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r[key], r["acc_mean"]),
+                        textcoords="offset points", xytext=(5, 5))
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
