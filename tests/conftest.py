@@ -10,6 +10,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# The tiny TFDS datasets live in a package (TFDS locates a builder's files through its package).
+import tinydata  # noqa: E402,F401  (defining the classes registers zoo_tiny and zoo_tiny_no_test)
+
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_FILES = Path(os.environ.get("ZOO_MANUAL_DIR") or ROOT.parent / "shared" / "datasets" / "mnist")
 
@@ -23,4 +26,15 @@ def mnist_data_dir(tmp_path_factory) -> str:
 
     data_dir = tmp_path_factory.mktemp("tfds")
     data.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
+    return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> str:
+    """A data_dir with the tiny datasets prepared (zoo_tiny and zoo_tiny_no_test)."""
+    from tinydata import ZooTiny, ZooTinyNoTest
+
+    data_dir = tmp_path_factory.mktemp("tiny_tfds")
+    for cls in (ZooTiny, ZooTinyNoTest):
+        cls(data_dir=str(data_dir)).download_and_prepare()
     return str(data_dir)

@@ -75,7 +75,12 @@ def load(
     train_split, val_split = split_strings(val_fraction)
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     info = _info(builder, train_split, val_split)
-    train, val = _read(builder, train_split), _read(builder, val_split)
+    try:
+        train, val = _read(builder, train_split), _read(builder, val_split)
+    except ValueError as exc:  # TFDS: a slice that rounds to no example at all
+        raise ZooUsageError(
+            f"--val-split {val_fraction} leaves an empty split of '{name}' ({exc})"
+        ) from None
     test = _read(builder, info.test_split) if info.test_split else None
     info = dataclasses.replace(
         info,
@@ -213,11 +218,12 @@ def prepared_builder(
         return builder
     missing = _missing_manual_files(builder, manual_dir)
     if missing and not _can_reach(builder):
-        where = f"--manual-dir {manual_dir}" if manual_dir else "no --manual-dir"
+        files = ", ".join(missing)
+        where = f"--manual-dir {manual_dir} lacks {files}" if manual_dir else f"it needs {files}"
         raise ZooError(
             f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
-            f"(no network); {where} lacks {', '.join(missing)}. Pass --manual-dir DIR with those "
-            f"files (or set ZOO_MANUAL_DIR), or --data-dir DIR where it is already prepared"
+            f"(no network); {where}. Pass --manual-dir DIR with those files (or set "
+            f"ZOO_MANUAL_DIR), or --data-dir DIR where it is already prepared"
         )
     config = tfds.download.DownloadConfig(
         manual_dir=manual_dir,
@@ -258,7 +264,7 @@ def _can_reach(builder: tfds.core.DatasetBuilder, timeout: float = 3.0) -> bool:
 def _has_split(builder: tfds.core.DatasetBuilder, split_name: str) -> bool:
     try:  # indexing, not `in`: it also answers for tfds.testing.mock_data's split dict
         builder.info.splits[split_name]
-    except KeyError:
+    except (KeyError, ValueError):  # TFDS raises ValueError for an unknown split name
         return False
     return True
 

@@ -1,0 +1,191 @@
+"""The `zoo` launcher through Click's CliRunner, on the tiny real TFDS dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import zoo
+from zoo.cli import main
+
+
+def zoo_cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def test_version():
+    result = zoo_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"zoo, version {zoo.__version__}"
+
+
+def test_list_shows_builtins_with_distribution():
+    result = zoo_cli("list")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SUMMARY", "DISTRIBUTION", "VERSION", "STATUS"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    for name in ("softmax", "mlp", "cnn"):
+        assert "keras-zoo" in rows[name] and rows[name].rstrip().endswith("ok")
+
+
+def test_list_pattern_and_json():
+    result = zoo_cli("list", "*m*", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} >= {"mlp", "softmax"} and "cnn" not in {r["name"] for r in rows}
+    assert set(rows[0]) == {"name", "summary", "distribution", "version", "status", "reason"}
+
+
+def test_list_without_match_fails():
+    result = zoo_cli("list", "nothing*")
+    assert result.exit_code == 1
+    assert one_line_error(result) == "Error: no model matches 'nothing*'"
+
+
+def test_info_shows_hyperparameters_recipe_and_size():
+    result = zoo_cli("info", "cnn")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("cnn: Two convolution")
+    assert "source: keras-zoo" in out and "(zoo.models.cnn:cnn)" in out
+    assert "filters      tuple[int, ...]  32,64" in out and "batch_norm   bool" in out
+    assert "recommended recipe: epochs=15" in out
+    assert "parameters for (28, 28, 1) with 10 classes: " in out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    result = zoo_cli("train", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "2",
+                     "--batch-size", "32", "--hp", "units=16,16,16", "--hp", "dropout=0", "--run-dir", run,
+                     "--export", run.parent / "exports")
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.stdout and f"run directory: {run}" in result.stdout
+    assert f"exported {run.parent / 'exports' / '1'} (version 1)" in result.stdout
+    return run
+
+
+def test_train_writes_the_run_directory(tiny_run):
+    assert {p.name for p in tiny_run.iterdir() if not p.name.startswith("eval-")} == {
+        "config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "tensorboard"
+    }
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["config"]["hparams"] == {"units": [16, 16, 16], "dropout": 0.0}
+    assert config["config"]["epochs"] == 2 and config["config"]["learning_rate"] == 1e-3  # the mlp recipe
+    assert config["model"]["distribution"] == "keras-zoo" and config["dataset"]["num_train"] == 180
+    assert config["dataset"]["validation_split"] == "train[90%:]" and config["versions"]["keras"]
+    with (tiny_run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                            "seconds", "examples_per_second"}
+    assert all(float(r["examples_per_second"]) > 0 for r in rows)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["params"] > 0 and 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs"] == 2
+    assert metrics["hparams"]["units"] == [16, 16, 16]
+    assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert any((tiny_run / "tensorboard").rglob("*tfevents*"))
+
+
+def test_evaluate_and_export_a_finished_run(tiny_run, tmp_path):
+    result = zoo_cli("evaluate", tiny_run)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"test: accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}"
+    other = zoo_cli("evaluate", tiny_run, "--split", "train[:10%]")
+    assert other.exit_code == 0 and other.stdout.startswith("train[:10%]: accuracy")
+    for version in (1, 2):
+        result = zoo_cli("export", tiny_run, tmp_path / "exports")
+        assert result.exit_code == 0, result.output
+        assert f"(version {version}); reloaded and compared on" in result.stdout
+        assert (tmp_path / "exports" / str(version) / "assets.extra" / "zoo.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("broken")
+    runs = {}
+    for name in ("no_model", "bad_model", "bad_config", "not_json"):
+        runs[name] = base / name
+        shutil.copytree(tiny_run, runs[name])
+    (runs["no_model"] / "model.keras").unlink()
+    (runs["bad_model"] / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    (runs["bad_config"] / "config.json").write_text('{"config": {"model": "mlp", "epochs": "many"}}')
+    (runs["not_json"] / "config.json").write_text("{not json")
+    no_test = base / "no_test"
+    result = zoo_cli("train", "softmax", "--dataset", "zoo_tiny_no_test", "--data-dir", tiny_data_dir,
+                     "--epochs", "1", "--run-dir", no_test)
+    assert result.exit_code == 0, result.output
+    runs["no_test"] = no_test
+    (base / "a_file").write_text("a regular file where a folder is expected")
+    runs["a_file"] = base / "a_file"
+    (base / "empty").mkdir()
+    runs["empty"] = base / "empty"
+    return runs
+
+
+# (arguments, exit code, words the one-line error must contain). {x} is filled from broken_runs.
+BAD_INPUTS = [
+    (["train", "nosuchmodel"], 2, "unknown model 'nosuchmodel'"),
+    (["train", "cnnn"], 2, "Did you mean: cnn"),
+    (["train", "softmax", "--dataset", "no_such_dataset"], 2, "unknown dataset 'no_such_dataset'"),
+    (["train", "softmax", "--val-split", "0"], 2, "--val-split must be between 0 and 1"),
+    (["train", "softmax", "--val-split", "1"], 2, "--val-split must be between 0 and 1"),
+    (["train", "softmax", "--val-split", "-0.1"], 2, "--val-split must be between 0 and 1"),
+    (["train", "softmax", "--val-split", "abc"], 2, "'abc' is not a valid float"),
+    (["train", "softmax", "--epochs", "0"], 2, "--epochs must be at least 1"),
+    (["train", "softmax", "--batch-size", "0"], 2, "--batch-size must be at least 1"),
+    (["train", "softmax", "--learning-rate", "-1"], 2, "--learning-rate must be a positive number"),
+    (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
+    (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float, received 'lots'"),
+    (["train", "cnn", "--hp", "dropout"], 2, "--hp expects KEY=VALUE"),
+    (["train", "softmax", "--resume"], 2, "--resume needs the --run-dir"),
+    (["train", "softmax", "--run-dir", "{a_file}"], 2, "exists and is not a directory"),
+    (["train", "softmax", "--run-dir", "{a_file}/run"], 2, "is a file"),
+    (["train", "softmax", "--manual-dir", "{a_file}"], 2, "is a file"),
+    (["evaluate", "{empty}"], 2, "is not a run directory (no config.json)"),
+    (["evaluate", "{a_file}/nothing"], 2, "is not a run directory"),
+    (["export", "{no_model}", "{empty}/exports"], 2, "has no model.keras"),
+    (["evaluate", "{bad_model}"], 1, "cannot load"),
+    (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
+    (["evaluate", "{not_json}"], 1, "is corrupted or not a zoo config"),
+    (["export", "{no_test}", "{a_file}"], 2, "exists and is not a directory"),
+    (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
+    (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
+]
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("args, code, words", BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_error_and_creates_nothing(args, code, words, broken_runs, tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default runs/ folder would appear here
+    args = [a.format(**broken_runs) for a in args]
+    if args[0] == "train" and "--run-dir" not in args and "--resume" not in args:
+        args += ["--run-dir", str(tmp_path / "run")]
+    base = broken_runs["a_file"].parent
+    before = _snapshot(base)
+    result = zoo_cli(*args, *(["--data-dir", tiny_data_dir] if args[0] == "train" else []))
+    assert result.exit_code == code, result.output
+    assert words in one_line_error(result)
+    assert _snapshot(base) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_table_is_large_enough():
+    assert len(BAD_INPUTS) >= 15

@@ -1,0 +1,36 @@
+"""End to end on the real MNIST: train, evaluate, export, then serve raw uint8 images."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from click.testing import CliRunner
+
+from zoo.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_train_export_and_serve_real_mnist(mnist_data_dir, tmp_path):
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    result = CliRunner().invoke(main, ["train", "softmax", "--epochs", "1", "--data-dir", mnist_data_dir,
+                                       "--run-dir", str(run), "--export", str(exports)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.88
+
+    # What a serving system does: load the SavedModel with TensorFlow alone, send raw uint8 images.
+    images, labels = next(iter(tfds.load("mnist", split="test", data_dir=mnist_data_dir,
+                                         as_supervised=True, download=False).batch(1000)))
+    serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
+    out = serve(image=images)
+    expected = keras.saving.load_model(run / "model.keras").predict(images.numpy() / 255.0, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    accuracy = float(np.mean(out["class_id"].numpy() == labels.numpy()))
+    assert accuracy > 0.88
+    assert json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())["class_names"][:3] == ["0", "1", "2"]
