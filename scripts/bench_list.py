@@ -66,7 +66,7 @@ def main() -> None:
             ("zoo --help", wall_times([*zoo, "--help"], args.runs, env)),
             ("python -c 'import tensorflow'", wall_times([sys.executable, "-c", "import tensorflow"], 3, env)),
         ]
-    print(f"| command | median s | min s | max s | runs |\n|---|---|---|---|---|")
+    print("| command | median s | min s | max s | runs |\n|---|---|---|---|---|")
     for label, times in rows:
         print(f"| {label} | {statistics.median(times):.3f} | {min(times):.3f} | {max(times):.3f} | {len(times)} |")
     median_list = statistics.median(rows[1][1])

@@ -8,7 +8,6 @@ measured here. Every record is appended to ``results.jsonl`` (never rewritten); 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import tensorflow as tf
 
 import registry
 
-from . import data, runner
+from . import data, files, runner
 from .errors import ZooError, ZooUsageError
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
@@ -308,7 +307,7 @@ def write_reports(out: Path) -> None:
         return
     _write_csv(out / "results.csv", records)
     rows = leaderboard(records)
-    _atomic_text(out / "results.md", markdown(rows, records[-1]["env"], records[-1].get("command", "")))
+    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], records[-1].get("command", "")))
     _plot(out / "results.png", rows)
 
 
@@ -346,13 +345,7 @@ def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})
         flat.append(row)
-    fields = list(dict.fromkeys(k for row in flat for k in row))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(flat)
-    os.replace(tmp, path)
+    files.write_csv(path, flat, dict.fromkeys(k for row in flat for k in row))
 
 
 def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -376,13 +369,6 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, data, export as export_lib
+from . import __version__, data, files, export as export_lib
 from .config import RunConfig
 from .errors import ZooError, ZooUsageError
 
@@ -115,7 +115,7 @@ def train(
     model = builder.build(input_shape=info.input_shape, num_classes=info.num_classes, **hparams)
     _check_output(model, info.num_classes, config.model)
     run.mkdir(parents=True, exist_ok=True)
-    _write_json(run / "config.json", _config_record(config, entry, builder, hparams, info))
+    files.write_json(run / "config.json", _config_record(config, entry, builder, hparams, info))
 
     steps_per_epoch = math.ceil(info.num_train / config.batch_size)
     model.compile(
@@ -147,7 +147,7 @@ def train(
         )
     except _NonFinite as exc:
         finished = len(read_history(run / "history.csv"))
-        _write_json(run / "failed.json", {"reason": str(exc), "finished_epochs": finished, "time": _now()})
+        files.write_json(run / "failed.json", {"reason": str(exc), "finished_epochs": finished, "time": _now()})
         kept = (
             f"the weights after epoch {finished} are kept in {run / 'backup'}"
             if finished
@@ -155,7 +155,8 @@ def train(
         )
         raise ZooError(f"{exc}; training stopped, {kept} (try a smaller --learning-rate)") from None
 
-    _save_model(model, run / "model.keras")
+    with files.atomic_path(run / "model.keras") as tmp:
+        model.save(tmp)
     backup.remove()
     history = read_history(run / "history.csv")
     metrics = {
@@ -171,7 +172,7 @@ def train(
     if splits.test is not None:
         loss, accuracy = _plain_compiled(model).evaluate(splits.test, verbose=0)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
-    _write_json(run / "metrics.json", metrics)
+    files.write_json(run / "metrics.json", metrics)
     plot_curves(history, run / "curves.png", title=f"{config.model} on {info.name}")
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, metrics, exported)
@@ -187,7 +188,7 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict[str, Any]:
     loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
     result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
     safe = "".join(c if c.isalnum() else "_" for c in split).strip("_")
-    _write_json(run / f"eval-{safe}.json", result)
+    files.write_json(run / f"eval-{safe}.json", result)
     return result
 
 
@@ -257,10 +258,9 @@ def plot_curves(history: list[dict[str, str]], path: Path, *, title: str) -> Non
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 class _NonFinite(Exception):
@@ -311,13 +311,7 @@ class _HistoryLogger(keras.callbacks.Callback):
 
 
 def _rewrite_history(path: Path, keep) -> None:
-    rows = [r for r in read_history(path) if keep(r)]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    files.write_csv(path, [r for r in read_history(path) if keep(r)], HISTORY_FIELDS)
 
 
 def _append_history(path: Path, row: dict[str, Any]) -> None:
@@ -352,10 +346,9 @@ class _Backup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(exist_ok=True)
         name = f"epoch-{epoch + 1}.weights.h5"
-        tmp = self.folder / f".tmp-{name}"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.folder / name)
-        _write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name})
+        with files.atomic_path(self.folder / name) as tmp:
+            self.model.save_weights(tmp)
+        files.write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name})
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink()
@@ -405,10 +398,7 @@ def _check_output(model: keras.Model, num_classes: int, name: str) -> None:
 def _check_resume_matches(run: Path, config: RunConfig) -> None:
     # Where the data lives does not change the run; everything else must be the same.
     ignored = {"data_dir", "manual_dir"}
-    old, new = (
-        json.loads(json.dumps(c.to_dict(), default=_jsonable))  # as stored: tuples are lists
-        for c in (RunConfig.read(run / "config.json"), config)
-    )
+    old, new = (files.jsonable(c.to_dict()) for c in (RunConfig.read(run / "config.json"), config))
     changed = [k for k in old if k not in ignored and old[k] != new[k]]
     if changed:
         raise ZooUsageError(
@@ -442,26 +432,6 @@ def _versions() -> dict[str, str]:
         "tensorflow_datasets": data.TFDS_VERSION,
         "numpy": np.__version__,
     }
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)  # a crash never leaves a half-written model.keras
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def _now() -> str:

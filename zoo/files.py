@@ -1,0 +1,55 @@
+"""Atomic file writes: a reader, or a process killed half-way, never sees a half-written file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A hidden sibling to write to, renamed onto ``path`` only if the block succeeds.
+
+    The temporary keeps the whole file name as its suffix (``.tmp-model.keras``), because Keras and
+    matplotlib choose the format from it.
+    """
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    write_text(path, json.dumps(payload, indent=2, default=_jsonable) + "\n")
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def jsonable(payload: Any) -> Any:
+    """``payload`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(payload, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
