@@ -189,3 +189,18 @@ def test_bad_input_gives_one_line_error_and_creates_nothing(args, code, words, b
 
 def test_bad_input_table_is_large_enough():
     assert len(BAD_INPUTS) >= 15
+
+
+def test_default_run_dir_is_a_new_folder_under_runs(tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = zoo_cli("train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("softmax-") and (run / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("name, safe", [("dist:cnn", "dist-cnn"), ("../../etc/x", "etc-x"), ("a/b", "a-b"), ("..", "model")])
+def test_model_names_cannot_leave_the_runs_folder(name, safe):
+    from zoo.files import safe_name
+
+    assert safe_name(name) == safe

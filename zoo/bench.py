@@ -64,7 +64,7 @@ def select_models(patterns: list[str]) -> list[str]:
 def plan(models: list[str], seeds: list[int], out: Path) -> list[Job]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return [
-        Job(m, s, out / "runs" / f"{m.replace(':', '-')}-seed{s}-{stamp}")
+        Job(m, s, out / "runs" / f"{files.safe_name(m)}-seed{s}-{stamp}")
         for m in models
         for s in seeds
     ]

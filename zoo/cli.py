@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -22,6 +21,7 @@ import registry
 from . import DIST_NAME
 from .config import OPTIMIZERS, SCHEDULES, RunConfig
 from .errors import ZooError, ZooUsageError
+from .files import safe_name
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -199,7 +199,7 @@ def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
     if run_dir is None:
         if resume:
             raise ZooUsageError("--resume needs the --run-dir of the run to continue")
-        run_dir = os.path.join("runs", f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model)}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = os.path.join("runs", f"{safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
     from . import runner  # imports TensorFlow
 
     try:

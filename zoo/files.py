@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one file name: no separators or '..', so it cannot leave its folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(".-") or "model"
 
 
 def write_text(path: Path, text: str) -> None:
