@@ -14,7 +14,10 @@ import pytest  # noqa: E402
 import tinydata  # noqa: E402,F401  (defining the classes registers zoo_tiny and zoo_tiny_no_test)
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_FILES = Path(os.environ.get("ZOO_MANUAL_DIR") or ROOT.parent / "shared" / "datasets" / "mnist")
+MNIST_FILES = Path(os.environ.get("ZOO_MANUAL_DIR") or ROOT.parent / "shared" / "datasets" / "mnist").resolve()
+if "ZOO_MANUAL_DIR" in os.environ:
+    # README's command sets it relative to the clone; tests that change directory must still find it.
+    os.environ["ZOO_MANUAL_DIR"] = str(MNIST_FILES)
 
 
 @pytest.fixture(scope="session")
