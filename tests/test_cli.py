@@ -164,6 +164,7 @@ BAD_INPUTS = [
     (["evaluate", "{not_json}"], 1, "is corrupted or not a zoo config"),
     (["export", "{no_test}", "{a_file}"], 2, "exists and is not a directory"),
     (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
+    (["evaluate", "{no_test}", "--split", "train[abc]"], 2, "bad split 'train[abc]'"),
     (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
 ]
 

@@ -79,7 +79,7 @@ def load(
         train, val = _read(builder, train_split), _read(builder, val_split)
     except ValueError as exc:  # TFDS: a slice that rounds to no example at all
         raise ZooUsageError(
-            f"--val-split {val_fraction} leaves an empty split of '{name}' ({exc})"
+            f"--val-split {val_fraction} leaves an empty split of '{name}' ({_first_line(exc)})"
         ) from None
     test = _read(builder, info.test_split) if info.test_split else None
     info = dataclasses.replace(
@@ -101,6 +101,10 @@ def load(
     )
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _count(ds: tf.data.Dataset) -> int:
     # TFDS attaches the exact cardinality to each (sliced) split, so this reads nothing.
     n = int(ds.cardinality())
@@ -114,15 +118,17 @@ def load_split(
     batch_size: int = 256,
     data_dir: str | None = None,
     manual_dir: str | None = None,
-) -> tuple[tf.data.Dataset, DatasetInfo]:
+) -> tf.data.Dataset:
     """One split (e.g. ``test`` or ``train[90%:]``) as a batched, unshuffled pipeline."""
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     split_name = split.split("[", 1)[0]
     if not _has_split(builder, split_name):
         available = ", ".join(sorted(builder.info.splits)) or "none"
         raise ZooUsageError(f"dataset '{name}' has no split '{split_name}' (it has: {available})")
-    info = _info(builder, "train", "")
-    return pipeline(_read(builder, split), batch_size=batch_size), info
+    try:
+        return pipeline(_read(builder, split), batch_size=batch_size)
+    except ValueError as exc:  # TFDS's own words on a malformed or empty slice
+        raise ZooUsageError(f"bad split {split!r} of '{name}': {_first_line(exc)}") from None
 
 
 def sample_images(

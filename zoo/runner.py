@@ -182,9 +182,7 @@ def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
     run, config = load_run(run_dir)
     model = load_model(run, config)
-    ds, _ = data.load_split(
-        config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir
-    )
+    ds = data.load_split(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir)
     loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
     result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
     safe = "".join(c if c.isalnum() else "_" for c in split).strip("_")
