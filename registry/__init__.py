@@ -5,7 +5,7 @@ broken or slow plugin costs nothing until it is used and never breaks the others
 """
 
 from ._builder import RECIPE_KEYS, Builder, Hyperparameter, validate
-from ._discovery import GROUP, Entry, entries, find, get, resolve
+from ._discovery import GROUP, Entry, entries, find, get, resolve, selector
 from ._errors import (
     AmbiguousModelError,
     HyperparameterError,
@@ -29,5 +29,6 @@ __all__ = [
     "find",
     "get",
     "resolve",
+    "selector",
     "validate",
 ]

@@ -88,6 +88,12 @@ def find(pattern: str | None = None) -> list[Entry]:
     ]
 
 
+def selector(entry: Entry, all_entries: list[Entry]) -> str:
+    """The name that selects ``entry``: plain, or ``dist:name`` where another distribution claims it too."""
+    twins = sum(e.name == entry.name for e in all_entries)
+    return entry.qualified if twins > 1 else entry.name
+
+
 def resolve(name: str) -> Entry:
     """``name`` or ``dist:name`` -> the one entry it means, or a one-line error."""
     all_entries = entries()

@@ -76,7 +76,12 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         (["nosuchmodel"], "unknown model 'nosuchmodel'"),
         (["zz*"], "no model matches 'zz*'"),
         (["--epochs", "0"], "--epochs must be at least 1"),
-        (["softmax", "--from-runs", "x"], "either MODELS or --from-runs"),
+        (["softmax", "--from-runs", "x"], "give no MODELS or --hp with it"),
+        (["--hp", "units=4", "--from-runs", "x"], "give no MODELS or --hp with it"),
+        (["cnn", "--hp", "filter=8,16"], "no hyperparameter 'filter'. Did you mean 'filters'?"),
+        # softmax takes no 'units': checked for every selected model before any training starts.
+        (["mlp", "softmax", "--hp", "units=8,8,8"], "model 'softmax' has no hyperparameter 'units'"),
+        (["cnn", "--hp", "dropout"], "--hp expects KEY=VALUE"),
     ],
 )
 def test_bench_bad_input(tmp_path, args, message):
@@ -97,3 +102,29 @@ def test_leaderboard_is_mean_and_std_best_first():
     assert rows[0]["acc_mean"] == pytest.approx(0.96)
     assert rows[0]["acc_std"] == pytest.approx(0.0141421, rel=1e-4)
     assert rows[0]["seeds"] == 2 and rows[0]["peak_rss_mb"] == 101.0
+
+
+def test_leaderboard_keeps_hyperparameter_variants_apart():
+    def rec(seed, acc, **hparams_set):
+        return {"model": "cnn", "hparams_set": hparams_set, "dataset": "d", "epochs": 3, "batch_size": 8,
+                "seed": seed, "test_accuracy": acc, "params": 10, "flops_per_example": 20,
+                "peak_rss_mb": None, **{k: 1.0 for k in bench._MEANS}}
+
+    rows = bench.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32])])
+    assert [(r["model"], r["seeds"]) for r in rows] == [("cnn", 1), ("cnn filters=16,32", 2)]
+    assert "| 2 | cnn filters=16,32 | d | 3 | 2 |" in bench.markdown(rows, ENV, "")
+
+
+ENV = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}
+
+
+def test_bench_selects_a_duplicated_name_by_distribution(monkeypatch):
+    import importlib.metadata as metadata
+
+    from test_registry import HERE as REGISTRY_TESTS, FakeDist
+
+    dists = [FakeDist("pkg-a", "1.0", twin=f"{REGISTRY_TESTS}:good", solo=f"{REGISTRY_TESTS}:good"),
+             FakeDist("pkg-b", "2.0", twin=f"{REGISTRY_TESTS}:good")]
+    monkeypatch.setattr(metadata, "distributions", lambda: iter(dists))
+    assert bench.select_models([]) == ["solo", "pkg-a:twin", "pkg-b:twin"]
+    assert bench.select_models(["tw*"]) == ["pkg-a:twin", "pkg-b:twin"]

@@ -46,12 +46,13 @@ class Job:
 
 def select_models(patterns: list[str]) -> list[str]:
     """Model names for the patterns (all healthy models without any); each pattern must match."""
+    everything = registry.entries()
     if not patterns:
-        return [e.name for e in registry.entries() if not e.problem]
+        return [registry.selector(e, everything) for e in everything if not e.problem]
     names: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            found = [e.name for e in registry.find(pattern) if not e.problem]
+            found = [registry.selector(e, everything) for e in registry.find(pattern) if not e.problem]
             if not found:
                 raise ZooUsageError(f"no model matches '{pattern}'")
         else:
@@ -147,6 +148,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "distribution": record_json["model"]["distribution"],
         "version": record_json["model"]["version"],
         "hparams": record_json["model"]["hparams_resolved"],
+        "hparams_set": config["hparams"],  # what the command line changed from the defaults
         "dataset": info["name"],
         "dataset_version": info["version"],
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
@@ -270,12 +272,13 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting, best test accuracy first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        groups[(r["model"], r["dataset"], r["epochs"], r["batch_size"])].append(r)
+        label = r["model"] + "".join(f" {k}={_show(v)}" for k, v in sorted(r.get("hparams_set", {}).items()))
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"])].append(r)
     rows = []
-    for (model, dataset, epochs, batch), rs in groups.items():
+    for (label, dataset, epochs, batch), rs in groups.items():
         acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
         rows.append({
-            "model": model,
+            "model": label,
             "dataset": dataset,
             "epochs": epochs,
             "seeds": len(rs),
@@ -287,6 +290,10 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
         })
     return sorted(rows, key=lambda r: -r["acc_mean"])
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 _MEANS = (
@@ -340,8 +347,9 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], command: str) -> s
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
-        row = {k: v for k, v in r.items() if k not in ("env", "hparams", "splits")}
+        row = {k: v for k, v in r.items() if k not in ("env", "hparams", "hparams_set", "splits")}
         row["hparams"] = json.dumps(r["hparams"], sort_keys=True)
+        row["hparams_set"] = json.dumps(r.get("hparams_set", {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})
         flat.append(row)

@@ -101,16 +101,13 @@ def list_models(pattern: str | None, as_json: bool, check: bool) -> None:
 
     Nothing is imported: a plugin's summary and obvious breakage are read from its source.
     """
-    counts: dict[str, int] = {}
-    for e in registry.entries():
-        counts[e.name] = counts.get(e.name, 0) + 1
+    everything = registry.entries()
     rows = []
     for e in registry.find(pattern):
         # Importing tells the truth; without --check the source has to do.
         problem = _load_problem(e) if check else e.problem
         rows.append({
-            # A name that two distributions claim is only usable as dist:name.
-            "name": e.qualified if counts[e.name] > 1 else e.name,
+            "name": registry.selector(e, everything),
             "summary": e.summary,
             "distribution": e.dist,
             "version": e.version,
@@ -257,6 +254,8 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.option("--dataset", default="mnist", show_default=True)
 @click.option("--epochs", type=int, help="Default: each model's recipe.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
+@click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE",
+              help="A hyperparameter for every selected model; repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Results folder; results.jsonl there is appended to, never rewritten.")
 @click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
@@ -264,8 +263,8 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True))
 @click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
               type=click.Path(exists=True, file_okay=False, resolve_path=True))
-def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str, out: str,
-          from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None) -> None:
+def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str, hp: tuple[str, ...],
+          out: str, from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -275,8 +274,9 @@ def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str,
         raise ZooUsageError(f"--seeds expects integers >= 0, received {seeds!r}")
     if epochs is not None and epochs < 1:
         raise ZooUsageError(f"--epochs must be at least 1, received {epochs}")
-    if from_runs and models:
-        raise ZooUsageError("give either MODELS or --from-runs, not both")
+    if from_runs and (models or hp):
+        raise ZooUsageError("--from-runs measures finished runs as they are; give no MODELS or --hp with it")
+    hp_pairs = _pairs(hp)
     _import_tensorflow()
     from . import bench as bench_lib
 
@@ -284,8 +284,12 @@ def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str,
     if from_runs:
         jobs = bench_lib.plan_from_runs(list(from_runs))
     else:
-        jobs = bench_lib.plan(bench_lib.select_models(list(models)), seed_list, out_dir)
+        names = bench_lib.select_models(list(models))
+        for name in names:  # a key one model does not take fails now, not after hours of training
+            registry.get(name).parse_hparams(hp_pairs)
+        jobs = bench_lib.plan(names, seed_list, out_dir)
     train_args = ["--dataset", dataset]
+    train_args += [arg for key, value in hp_pairs.items() for arg in ("--hp", f"{key}={value}")]
     train_args += ["--epochs", str(epochs)] if epochs else []
     train_args += ["--data-dir", data_dir] if data_dir else []
     train_args += ["--manual-dir", manual_dir] if manual_dir else []
