@@ -59,22 +59,19 @@ class Builder:
 
     def parse_hparams(self, pairs: Mapping[str, str]) -> dict[str, Any]:
         """Parse ``{key: text}`` from the command line into typed values."""
-        settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
-        out = {}
-        for key, text in pairs.items():
-            if key not in settable:
-                raise _hparams.unknown_key(key, settable, self.name)
-            out[key] = _hparams.from_text(key, text, self.hyperparameters[key].type)
-        return out
+        return self._typed(pairs, _hparams.from_text)
 
     def check_hparams(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Check typed values (e.g. read back from config.json); lists become tuples."""
+        return self._typed(values, _hparams.from_json)
+
+    def _typed(self, values: Mapping[str, Any], convert: Callable[[str, Any, Any], Any]) -> dict[str, Any]:
         settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
         out = {}
         for key, value in values.items():
             if key not in settable:
                 raise _hparams.unknown_key(key, settable, self.name)
-            out[key] = _hparams.from_json(key, value, self.hyperparameters[key].type)
+            out[key] = convert(key, value, self.hyperparameters[key].type)
         return out
 
     def build(self, *, input_shape: tuple[int, ...], num_classes: int, **hparams: Any):
