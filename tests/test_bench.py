@@ -39,6 +39,10 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
     out = tmp_path / "bench"
     first = run_bench("softmax", "--epochs", "1", "--seeds", "0,1", "--out", str(out), "--data-dir", mnist_data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
+    # Not a terminal here: a progress line per finished job instead of a bar.
+    progress = [line for line in first.stderr.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in progress] == ["[1/2] softmax seed 0", "[2/2] softmax seed 1"]
+    assert progress[-1].endswith("ETA 0 min")
     recs = records(out)
     assert [(r["model"], r["seed"]) for r in recs] == [("softmax", 0), ("softmax", 1)]
     for r in recs:

@@ -294,10 +294,16 @@ def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str,
     train_args += ["--data-dir", data_dir] if data_dir else []
     train_args += ["--manual-dir", manual_dir] if manual_dir else []
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
+    start, terminal = time.monotonic(), sys.stderr.isatty()
     with click.progressbar(jobs, label=f"{len(jobs)} benchmark job(s)", show_eta=True, show_pos=True,
                            item_show_func=lambda j: j.label if j else "", file=sys.stderr) as bar:
-        for job in bar:
-            bench_lib.run_job(job, out_dir, train_args, command)
+        for done, job in enumerate(bar, 1):
+            record = bench_lib.run_job(job, out_dir, train_args, command)
+            if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
+                eta = (time.monotonic() - start) / done * (len(jobs) - done)
+                accuracy = record["test_accuracy"]
+                shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test split"
+                click.echo(f"[{done}/{len(jobs)}] {job.label}: {shown}; ETA {eta / 60:.0f} min", err=True)
     click.echo((out_dir / "results.md").read_text())
     click.echo(f"results: {out_dir}/results.{{jsonl,csv,md,png}}")
 
