@@ -20,6 +20,7 @@ REQUIRED = {
     "train_examples_per_second", "test_accuracy", "test_loss", "saved_model_bytes",
     "latency_ms_p50", "latency_ms_p99", "saved_model_examples_per_second",
     "keras_predict_examples_per_second", "saved_model_vs_keras", "peak_rss_mb", "env",
+    "hparams_set", "recipe_changed",
 }
 
 
@@ -50,6 +51,7 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         assert r["distribution"] == "keras-zoo" and r["dataset"] == "mnist" and r["dataset_version"] == "3.0.1"
         assert r["splits"] == {"train": "train[:90%]", "validation": "train[90%:]", "test": "test"}
         assert r["params"] == 7850
+        assert r["hparams_set"] == {} and r["recipe_changed"] == {}  # only --epochs, which has a column
         assert 2 * 784 * 10 <= r["flops_per_example"] < 2 * 784 * 10 * 1.5
         assert r["test_accuracy"] > 0.85
         assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"]
@@ -79,9 +81,12 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         (["--seeds", "-1"], "--seeds expects integers >= 0"),
         (["nosuchmodel"], "unknown model 'nosuchmodel'"),
         (["zz*"], "no model matches 'zz*'"),
-        (["--epochs", "0"], "--epochs must be at least 1"),
-        (["softmax", "--from-runs", "x"], "give no MODELS or --hp with it"),
-        (["--hp", "units=4", "--from-runs", "x"], "give no MODELS or --hp with it"),
+        (["softmax", "--epochs", "0"], "--epochs must be at least 1"),
+        (["softmax", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
+        (["--hp", "units=4", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
+        (["--no-augment", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
+        (["softmax", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["softmax", "--learning-rate", "-1"], "--learning-rate must be a positive number"),
         (["cnn", "--hp", "filter=8,16"], "no hyperparameter 'filter'. Did you mean 'filters'?"),
         # softmax takes no 'units': checked for every selected model before any training starts.
         (["mlp", "softmax", "--hp", "units=8,8,8"], "model 'softmax' has no hyperparameter 'units'"),
@@ -109,13 +114,17 @@ def test_leaderboard_is_mean_and_std_best_first():
 
 
 def test_leaderboard_keeps_hyperparameter_variants_apart():
-    def rec(seed, acc, **hparams_set):
-        return {"model": "cnn", "hparams_set": hparams_set, "dataset": "d", "epochs": 3, "batch_size": 8,
+    def rec(seed, acc, recipe_changed=None, **hparams_set):
+        return {"model": "cnn", "hparams_set": hparams_set, "recipe_changed": recipe_changed or {},
+                "dataset": "d", "epochs": 3, "batch_size": 8,
                 "seed": seed, "test_accuracy": acc, "params": 10, "flops_per_example": 20,
                 "peak_rss_mb": None, **{k: 1.0 for k in bench._MEANS}}
 
-    rows = bench.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32])])
-    assert [(r["model"], r["seeds"]) for r in rows] == [("cnn", 1), ("cnn filters=16,32", 2)]
+    fast = {"batch_size": 64, "augment": False}
+    rows = bench.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32]),
+                              rec(0, 0.96, fast, filters=[16, 32])])
+    assert [(r["model"], r["seeds"]) for r in rows] == [
+        ("cnn", 1), ("cnn filters=16,32", 2), ("cnn filters=16,32 batch_size=64 augment=False", 1)]
     assert "| 2 | cnn filters=16,32 | d | 3 | 2 |" in bench.markdown(rows, ENV, "")
 
 

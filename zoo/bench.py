@@ -27,6 +27,7 @@ import tensorflow as tf
 import registry
 
 from . import data, files, runner
+from .config import DEFAULTS
 from .errors import ZooError, ZooUsageError
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
@@ -149,6 +150,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "version": record_json["model"]["version"],
         "hparams": record_json["model"]["hparams_resolved"],
         "hparams_set": config["hparams"],  # what the command line changed from the defaults
+        "recipe_changed": _recipe_changed(config),
         "dataset": info["name"],
         "dataset_version": info["version"],
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
@@ -170,6 +172,16 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "export_dir": str(export_dir),
         "env": environment(),
+    }
+
+
+def _recipe_changed(config: dict[str, Any]) -> dict[str, Any]:
+    """Training settings that differ from the model's recommended recipe (epochs has its own column)."""
+    recipe = registry.get(config["model"]).recipe
+    return {
+        key: config[key]
+        for key, default in DEFAULTS.items()
+        if key != "epochs" and config[key] != recipe.get(key, default)
     }
 
 
@@ -272,7 +284,8 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting, best test accuracy first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        label = r["model"] + "".join(f" {k}={_show(v)}" for k, v in sorted(r.get("hparams_set", {}).items()))
+        changed = {**r.get("hparams_set", {}), **r.get("recipe_changed", {})}
+        label = r["model"] + "".join(f" {k}={_show(v)}" for k, v in changed.items())
         groups[(label, r["dataset"], r["epochs"], r["batch_size"])].append(r)
     rows = []
     for (label, dataset, epochs, batch), rs in groups.items():
@@ -347,9 +360,9 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], command: str) -> s
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
-        row = {k: v for k, v in r.items() if k not in ("env", "hparams", "hparams_set", "splits")}
-        row["hparams"] = json.dumps(r["hparams"], sort_keys=True)
-        row["hparams_set"] = json.dumps(r.get("hparams_set", {}), sort_keys=True)
+        row = {k: v for k, v in r.items() if k not in ("env", "splits")}
+        for key in ("hparams", "hparams_set", "recipe_changed"):
+            row[key] = json.dumps(r.get(key, {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})
         flat.append(row)
@@ -361,6 +374,7 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, key, label in (
@@ -372,6 +386,8 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
             ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r[key], r["acc_mean"]),
                         textcoords="offset points", xytext=(5, 5))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
+        ax.margins(x=0.25, y=0.08)  # room for the labels of the outermost points
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, which="both")

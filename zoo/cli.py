@@ -91,6 +91,50 @@ def main() -> None:
     """A plugin model zoo for Keras 3: list, train, evaluate and export models."""
 
 
+# The training recipe, shared by train and bench; each defaults to the model's recommended recipe.
+_RECIPE_OPTIONS = (
+    click.option("--epochs", type=int, help="Default: the model's recipe."),
+    click.option("--batch-size", type=int, help="Default: the model's recipe."),
+    click.option("--learning-rate", type=float, help="Default: the model's recipe."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Default: the model's recipe."),
+    click.option("--schedule", type=click.Choice(SCHEDULES), help="Default: the model's recipe."),
+    click.option("--label-smoothing", type=float, help="Default: the model's recipe (0 if none)."),
+    click.option("--augment/--no-augment", default=None,
+                 help="Random shifts of up to 2 pixels on training images. Default: the model's recipe."),
+)
+
+
+# Where datasets come from, shared by train and bench.
+_DATA_OPTIONS = (
+    click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True),
+                 help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR]."),
+    click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
+                 type=click.Path(exists=True, file_okay=False, resolve_path=True),
+                 help="Folder with the dataset's downloaded files, to prepare offline [env: ZOO_MANUAL_DIR]."),
+)
+
+
+def _options(options):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+_recipe_options, _data_options = _options(_RECIPE_OPTIONS), _options(_DATA_OPTIONS)
+
+
+def _recipe_args(recipe: dict[str, Any]) -> list[str]:
+    """Recipe values set on the command line, as `zoo train` arguments again."""
+    args: list[str] = []
+    for key, value in recipe.items():
+        flag = key.replace("_", "-")
+        args += [f"--{flag}" if value else f"--no-{flag}"] if isinstance(value, bool) else [f"--{flag}", str(value)]
+    return args
+
+
 @main.command("list")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
@@ -171,25 +215,14 @@ def info(model: str) -> None:
 @main.command()
 @click.argument("model")
 @click.option("--dataset", default="mnist", show_default=True, help="TFDS image-classification dataset.")
-@click.option("--epochs", type=int, help="Default: the model's recipe.")
-@click.option("--batch-size", type=int, help="Default: the model's recipe.")
-@click.option("--learning-rate", type=float, help="Default: the model's recipe.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Default: the model's recipe.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), help="Default: the model's recipe.")
-@click.option("--label-smoothing", type=float, help="Default: the model's recipe (0 if none).")
-@click.option("--augment/--no-augment", default=None,
-              help="Random shifts of up to 2 pixels on training images. Default: the model's recipe.")
+@_recipe_options
 @click.option("--val-split", type=float, default=0.1, show_default=True,
               help="Fraction of the train split held out for validation (the last part).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="A builder hyperparameter; repeatable.")
 @click.option("--run-dir", type=click.Path(), help="Default: runs/MODEL-TIMESTAMP.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
-@click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True),
-              help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR].")
-@click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
-              type=click.Path(exists=True, file_okay=False, resolve_path=True),
-              help="Folder with the dataset's downloaded files, to prepare offline [env: ZOO_MANUAL_DIR].")
+@_data_options
 @click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
@@ -252,7 +285,7 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("models", nargs=-1)
 @click.option("--dataset", default="mnist", show_default=True)
-@click.option("--epochs", type=int, help="Default: each model's recipe.")
+@_recipe_options
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter for every selected model; repeatable.")
@@ -260,11 +293,9 @@ def check(model: str, hp: tuple[str, ...]) -> None:
               help="Results folder; results.jsonl there is appended to, never rewritten.")
 @click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
               help="Measure this finished run instead of training; repeatable.")
-@click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True))
-@click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
-              type=click.Path(exists=True, file_okay=False, resolve_path=True))
-def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str, hp: tuple[str, ...],
-          out: str, from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None) -> None:
+@_data_options
+def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...], out: str,
+          from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -272,10 +303,11 @@ def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str,
         raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
     if not seed_list or min(seed_list) < 0:
         raise ZooUsageError(f"--seeds expects integers >= 0, received {seeds!r}")
-    if epochs is not None and epochs < 1:
-        raise ZooUsageError(f"--epochs must be at least 1, received {epochs}")
-    if from_runs and (models or hp):
-        raise ZooUsageError("--from-runs measures finished runs as they are; give no MODELS or --hp with it")
+    recipe = {k: v for k, v in recipe.items() if v is not None}
+    if from_runs and (models or hp or recipe):
+        raise ZooUsageError(
+            "--from-runs measures finished runs as they are; give no MODELS, --hp or training options with it"
+        )
     hp_pairs = _pairs(hp)
     _import_tensorflow()
     from . import bench as bench_lib
@@ -285,12 +317,12 @@ def bench(models: tuple[str, ...], dataset: str, epochs: int | None, seeds: str,
         jobs = bench_lib.plan_from_runs(list(from_runs))
     else:
         names = bench_lib.select_models(list(models))
-        for name in names:  # a key one model does not take fails now, not after hours of training
-            registry.get(name).parse_hparams(hp_pairs)
+        for name in names:  # what one model does not accept fails now, not after hours of training
+            builder = registry.get(name)
+            RunConfig.from_recipe(name, builder.recipe, {"hparams": builder.parse_hparams(hp_pairs), **recipe})
         jobs = bench_lib.plan(names, seed_list, out_dir)
-    train_args = ["--dataset", dataset]
+    train_args = ["--dataset", dataset, *_recipe_args(recipe)]
     train_args += [arg for key, value in hp_pairs.items() for arg in ("--hp", f"{key}={value}")]
-    train_args += ["--epochs", str(epochs)] if epochs else []
     train_args += ["--data-dir", data_dir] if data_dir else []
     train_args += ["--manual-dir", manual_dir] if manual_dir else []
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
