@@ -52,6 +52,7 @@ def test_training_order_reshuffles_each_epoch_and_follows_the_seed(tiny_data_dir
         ds = data.load("zoo_tiny", batch_size=20, seed=seed, data_dir=tiny_data_dir).train
         return _image_ids(ds), _image_ids(ds)
 
+    assert int(data.load("zoo_tiny", batch_size=20, data_dir=tiny_data_dir).train.cardinality()) == 9  # 180 / 20
     first, second = orders(0)
     assert first != second and sorted(first) == sorted(second)  # new permutation each epoch
     assert orders(0) == (first, second)  # the same seed, the same sequence of permutations

@@ -17,9 +17,6 @@ from .errors import ZooError, ZooUsageError
 
 AUTOTUNE = tf.data.AUTOTUNE
 TFDS_VERSION = tfds.__version__
-# A shuffle buffer as large as the split gives a true permutation each epoch; cap it so a large
-# dataset does not hold a second copy of itself in memory.
-MAX_SHUFFLE_BUFFER = 100_000
 MAX_SHIFT = 2  # pixels, for augment=True
 
 
@@ -152,26 +149,58 @@ def pipeline(
     shuffle_seed: int | None = None,
     augment: bool = False,
 ) -> tf.data.Dataset:
-    """uint8 (image, label) examples -> batched float32 images in [0, 1], read top to bottom."""
-    # Cache the decoded uint8 examples: decoding happens once, and the cache is 4x smaller
-    # than float32 would be.
-    ds = ds.cache()
-    if shuffle_seed is not None:
-        # After the cache, so every epoch is a new permutation; the seed makes the sequence of
-        # permutations the same in every run.
-        size = int(ds.cardinality())
-        buffer = size if 0 < size <= MAX_SHUFFLE_BUFFER else MAX_SHUFFLE_BUFFER
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    # Normalise per batch: one vectorised op per step instead of one per image.
-    ds = ds.map(_normalise, num_parallel_calls=AUTOTUNE)
+    """uint8 (image, label) examples -> batched float32 images in [0, 1], read top to bottom.
+
+    Examples stay uint8 (4x smaller than float32) until a whole batch is normalised with one
+    vectorised op.
+    """
+    if shuffle_seed is None:
+        # Validation and test: decoded once into the cache, always in the same order.
+        ds = ds.cache().batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = _shuffled_batches(ds, batch_size, shuffle_seed)
     if augment:
-        # After the cache, so every epoch draws new shifts; stateless seeds from a seeded stream
+        # After decoding, so every epoch draws new shifts; stateless seeds from a seeded stream
         # keep runs reproducible even with parallel map calls.
         seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, seeds.batch(2)))
         ds = ds.map(_random_shift, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Normalised batches of a new permutation of ``ds`` every epoch; the same seed, the same sequence.
+
+    The decoded uint8 split is held in memory as two tensors (what ``cache()`` would hold) and
+    each batch is one gather from a permuted index, as Keras does for NumPy arrays. Shuffling
+    example by example through a buffer costs several per cent of an epoch on small models, and
+    is a true permutation only while the buffer holds the whole split.
+    """
+    examples = next(iter(ds.batch(_count(ds))))  # decode once: (images, labels) of the split
+    n = int(examples[1].shape[0])
+    full = n - n % batch_size
+
+    def permuted(epoch_seed: tf.Tensor) -> tf.data.Dataset:
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([epoch_seed, seed])))
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
+        if full < n:  # the last, smaller batch
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+        return batches
+
+    def gather(index: tf.Tensor, split: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return _normalise(tf.gather(split[0], index), tf.gather(split[1], index))
+
+    # One draw per pass over the dataset, i.e. per epoch; seeded, so runs repeat exactly.
+    epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    # The split enters as a dataset element, not as a constant captured by the map function.
+    ds = tf.data.Dataset.zip((epochs.flat_map(permuted), tf.data.Dataset.from_tensors(examples).repeat()))
+    ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
+    # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    # tf.data's default rewrites would serialise this graph, split included, at every epoch.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return ds.with_options(options)
 
 
 def _normalise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
