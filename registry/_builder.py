@@ -65,7 +65,9 @@ class Builder:
         """Check typed values (e.g. read back from config.json); lists become tuples."""
         return self._typed(values, _hparams.from_json)
 
-    def _typed(self, values: Mapping[str, Any], convert: Callable[[str, Any, Any], Any]) -> dict[str, Any]:
+    def _typed(
+        self, values: Mapping[str, Any], convert: Callable[[str, Any, Any], Any]
+    ) -> dict[str, Any]:
         settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
         out = {}
         for key, value in values.items():

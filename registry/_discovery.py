@@ -89,7 +89,7 @@ def find(pattern: str | None = None) -> list[Entry]:
 
 
 def selector(entry: Entry, all_entries: list[Entry]) -> str:
-    """The name that selects ``entry``: plain, or ``dist:name`` where another distribution claims it too."""
+    """The name that selects ``entry``: ``dist:name`` where another distribution claims it too."""
     twins = sum(e.name == entry.name for e in all_entries)
     return entry.qualified if twins > 1 else entry.name
 

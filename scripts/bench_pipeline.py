@@ -4,7 +4,8 @@ For each built-in model, in one process and side by side: the same architecture 
 same seed), batch size, optimizer and loss, trained for N epochs on the same 54,000 MNIST
 examples (train[:90%]) three ways:
 
-  zoo      zoo.data.load: cached uint8, reshuffled each epoch, normalised per batch, prefetched
+  zoo      zoo.data.load: decoded once, uint8 in memory, a seeded permutation each epoch (one
+           gather per batch), normalised per batch, prefetched
   numpy    model.fit(x, y, shuffle=True) on float32 arrays already in memory
   naive    TFDS without cache/prefetch: decode and normalise each example every epoch
 

@@ -53,7 +53,9 @@ def select_models(patterns: list[str]) -> list[str]:
     names: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            found = [registry.selector(e, everything) for e in registry.find(pattern) if not e.problem]
+            found = [
+                registry.selector(e, everything) for e in registry.find(pattern) if not e.problem
+            ]
             if not found:
                 raise ZooUsageError(f"no model matches '{pattern}'")
         else:
@@ -176,7 +178,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
 
 
 def _recipe_changed(config: dict[str, Any]) -> dict[str, Any]:
-    """Training settings that differ from the model's recommended recipe (epochs has its own column)."""
+    """Training settings that differ from the model's recipe (epochs has a column of its own)."""
     recipe = registry.get(config["model"]).recipe
     return {
         key: config[key]
@@ -386,7 +388,7 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
             ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r[key], r["acc_mean"]),
                         textcoords="offset points", xytext=(5, 5))
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap on short ranges
         ax.margins(x=0.25, y=0.08)  # room for the labels of the outermost points
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")

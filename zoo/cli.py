@@ -100,17 +100,20 @@ _RECIPE_OPTIONS = (
     click.option("--schedule", type=click.Choice(SCHEDULES), help="Default: the model's recipe."),
     click.option("--label-smoothing", type=float, help="Default: the model's recipe (0 if none)."),
     click.option("--augment/--no-augment", default=None,
-                 help="Random shifts of up to 2 pixels on training images. Default: the model's recipe."),
+                 help="Random shifts of up to 2 pixels on training images. "
+                      "Default: the model's recipe."),
 )
 
 
 # Where datasets come from, shared by train and bench.
 _DATA_OPTIONS = (
-    click.option("--data-dir", envvar="TFDS_DATA_DIR", type=click.Path(file_okay=False, resolve_path=True),
+    click.option("--data-dir", envvar="TFDS_DATA_DIR",
+                 type=click.Path(file_okay=False, resolve_path=True),
                  help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR]."),
     click.option("--manual-dir", envvar="ZOO_MANUAL_DIR",
                  type=click.Path(exists=True, file_okay=False, resolve_path=True),
-                 help="Folder with the dataset's downloaded files, to prepare offline [env: ZOO_MANUAL_DIR]."),
+                 help="Folder with the dataset's downloaded files, to prepare offline "
+                      "[env: ZOO_MANUAL_DIR]."),
 )
 
 
@@ -131,7 +134,10 @@ def _recipe_args(recipe: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for key, value in recipe.items():
         flag = key.replace("_", "-")
-        args += [f"--{flag}" if value else f"--no-{flag}"] if isinstance(value, bool) else [f"--{flag}", str(value)]
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            args += [f"--{flag}", str(value)]
     return args
 
 
@@ -295,7 +301,8 @@ def check(model: str, hp: tuple[str, ...]) -> None:
               help="Measure this finished run instead of training; repeatable.")
 @_data_options
 def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...], out: str,
-          from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
+          from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None,
+          **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -306,7 +313,8 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
     recipe = {k: v for k, v in recipe.items() if v is not None}
     if from_runs and (models or hp or recipe):
         raise ZooUsageError(
-            "--from-runs measures finished runs as they are; give no MODELS, --hp or training options with it"
+            "--from-runs measures finished runs as they are; "
+            "give no MODELS, --hp or training options with it"
         )
     hp_pairs = _pairs(hp)
     _import_tensorflow()
@@ -319,7 +327,8 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
         names = bench_lib.select_models(list(models))
         for name in names:  # what one model does not accept fails now, not after hours of training
             builder = registry.get(name)
-            RunConfig.from_recipe(name, builder.recipe, {"hparams": builder.parse_hparams(hp_pairs), **recipe})
+            hparams = builder.parse_hparams(hp_pairs)
+            RunConfig.from_recipe(name, builder.recipe, {"hparams": hparams, **recipe})
         jobs = bench_lib.plan(names, seed_list, out_dir)
     train_args = ["--dataset", dataset, *_recipe_args(recipe)]
     train_args += [arg for key, value in hp_pairs.items() for arg in ("--hp", f"{key}={value}")]
@@ -335,7 +344,8 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
                 eta = (time.monotonic() - start) / done * (len(jobs) - done)
                 accuracy = record["test_accuracy"]
                 shown = f"test accuracy {accuracy:.4f}" if accuracy is not None else "no test split"
-                click.echo(f"[{done}/{len(jobs)}] {job.label}: {shown}; ETA {eta / 60:.0f} min", err=True)
+                click.echo(f"[{done}/{len(jobs)}] {job.label}: {shown}; ETA {eta / 60:.0f} min",
+                           err=True)
     click.echo((out_dir / "results.md").read_text())
     click.echo(f"results: {out_dir}/results.{{jsonl,csv,md,png}}")
 

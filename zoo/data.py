@@ -169,7 +169,7 @@ def pipeline(
 
 
 def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Normalised batches of a new permutation of ``ds`` every epoch; the same seed, the same sequence.
+    """Normalised batches of a new permutation of ``ds`` each epoch; same seed, same sequence.
 
     The decoded uint8 split is held in memory as two tensors (what ``cache()`` would hold) and
     each batch is one gather from a permuted index, as Keras does for NumPy arrays. Shuffling
@@ -193,7 +193,8 @@ def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.dat
     # One draw per pass over the dataset, i.e. per epoch; seeded, so runs repeat exactly.
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     # The split enters as a dataset element, not as a constant captured by the map function.
-    ds = tf.data.Dataset.zip((epochs.flat_map(permuted), tf.data.Dataset.from_tensors(examples).repeat()))
+    split = tf.data.Dataset.from_tensors(examples).repeat()
+    ds = tf.data.Dataset.zip((epochs.flat_map(permuted), split))
     ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
