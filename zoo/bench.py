@@ -225,7 +225,9 @@ def forward_flops(model: keras.Model) -> int | None:
         )
 
         spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        # A plain trace: AutoGraph has nothing to convert here and warns that it cannot.
+        forward = tf.function(lambda x: model(x, training=False), autograph=False)
+        concrete = forward.get_concrete_function(spec)
         graph = convert_variables_to_constants_v2(concrete).graph
         options = (
             tf.compat.v1.profiler.ProfileOptionBuilder(
