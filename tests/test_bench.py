@@ -125,7 +125,9 @@ def test_leaderboard_keeps_hyperparameter_variants_apart():
                               rec(0, 0.96, fast, filters=[16, 32])])
     assert [(r["model"], r["seeds"]) for r in rows] == [
         ("cnn", 1), ("cnn filters=16,32", 2), ("cnn filters=16,32 batch_size=64 augment=False", 1)]
-    assert "| 2 | cnn filters=16,32 | d | 3 | 2 |" in bench.markdown(rows, ENV, "")
+    md = bench.markdown(rows, ENV, ["zoo bench cnn", "zoo bench cnn --hp filters=16,32"])
+    assert "| 2 | cnn filters=16,32 | d | 3 | 2 |" in md
+    assert md.endswith("Made by `zoo bench cnn`, then `zoo bench cnn --hp filters=16,32`.\n")
 
 
 ENV = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}

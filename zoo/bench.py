@@ -331,11 +331,12 @@ def write_reports(out: Path) -> None:
         return
     _write_csv(out / "results.csv", records)
     rows = leaderboard(records)
-    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], records[-1].get("command", "")))
+    commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
+    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], commands))
     _plot(out / "results.png", rows)
 
 
-def markdown(rows: list[dict[str, Any]], env: dict[str, Any], command: str) -> str:
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str]) -> str:
     header = (
         "| # | model | dataset | epochs | seeds | test accuracy | train s | train ex/s | params | "
         "MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | SavedModel ex/s (256) | "
@@ -357,7 +358,7 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], command: str) -> s
         f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
         f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
     )
-    made = f"\n\nMade by `{command}`." if command else ""
+    made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
     return header + "\n".join(lines) + f"\n\n{env_line}{made}\n"
 
 
