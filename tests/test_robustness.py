@@ -29,9 +29,17 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     return subprocess.run(zoo_cmd(*args), capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    # A test runner started in the background of a non-interactive shell (as a CI script may be)
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all; a
+    # terminal's Ctrl-C always reaches a process whose SIGINT is at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_zoo(*args: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(zoo_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(zoo_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, preexec_fn=_default_sigint)
 
 
 def history(run: Path) -> list[dict[str, str]]:
