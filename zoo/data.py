@@ -192,13 +192,15 @@ def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.dat
 
     # One draw per pass over the dataset, i.e. per epoch; seeded, so runs repeat exactly.
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    # The split enters as a dataset element, not as a constant captured by the map function.
+    # As in Keras' NumPy path, the split enters as a dataset element rather than as a tensor
+    # captured by the map function, which the pipeline's graph would have to hold as a constant.
     split = tf.data.Dataset.from_tensors(examples).repeat()
     ds = tf.data.Dataset.zip((epochs.flat_map(permuted), split))
     ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-    # tf.data's default rewrites would serialise this graph, split included, at every epoch.
+    # Also as Keras does: the default rewrites serialise and rebuild the pipeline graph at every
+    # epoch and have nothing to fuse here.
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     return ds.with_options(options)
