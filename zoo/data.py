@@ -16,6 +16,15 @@ import tensorflow_datasets as tfds
 from .errors import ZooError, ZooUsageError
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+# Measured on 2 cores (scripts/bench_pipeline.py, README): with tf.data's autotuner on, whole
+# stretches of training ran 1.6-1.9x slower with both cores partly idle, at random; off, never.
+# AUTOTUNE below then means fixed defaults (parallel calls = cores, a self-sizing prefetch
+# buffer). As Keras does for NumPy input, the default graph rewrites are off too: they rebuild
+# the pipeline at every epoch and have nothing to fuse here.
+_OPTIONS = tf.data.Options()
+_OPTIONS.autotune.enabled = False
+_OPTIONS.experimental_optimization.apply_default_optimizations = False
 TFDS_VERSION = tfds.__version__
 MAX_SHIFT = 2  # pixels, for augment=True
 
@@ -165,7 +174,7 @@ def pipeline(
         seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, seeds.batch(2)))
         ds = ds.map(_random_shift, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
 def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -198,12 +207,7 @@ def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.dat
     ds = tf.data.Dataset.zip((epochs.flat_map(permuted), split))
     ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-    # Also as Keras does: the default rewrites serialise and rebuild the pipeline graph at every
-    # epoch and have nothing to fuse here.
-    options = tf.data.Options()
-    options.experimental_optimization.apply_default_optimizations = False
-    return ds.with_options(options)
+    return ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
 
 
 def _normalise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
