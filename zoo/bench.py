@@ -381,23 +381,27 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    # Points carry their leaderboard number; the key below the plots gives the full labels,
+    # which are too long (hyperparameters of a variant) to print next to a point.
+    key_height = 0.3 * (len(rows) + 1)  # inches
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + key_height))
     for ax, key, label in (
         (axes[0], "train_seconds", "training time (s)"),
         (axes[1], "params", "parameters"),
     ):
-        for r in rows:
-            ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3)
-            ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r[key], r["acc_mean"]),
-                        textcoords="offset points", xytext=(5, 5))
+        for number, r in enumerate(rows, 1):
+            ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3,
+                        label=f"#{number}  {r['model']} ({r['epochs']} epochs)")
+            ax.annotate(f"#{number}", (r[key], r["acc_mean"]), textcoords="offset points", xytext=(5, 5))
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap on short ranges
-        ax.margins(x=0.25, y=0.08)  # room for the labels of the outermost points
+        ax.margins(x=0.15, y=0.08)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, which="both")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower left", frameon=False)
     fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
