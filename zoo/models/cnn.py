@@ -24,8 +24,8 @@ def cnn(
         kernel_size: square kernel size of both convolutions.
         dense_units: width of the dense layer before the classifier.
         dropout: dropout rate before the classifier.
-        batch_norm: batch-normalise after each convolution. Off by default: on 2 CPU cores it
-            costs ~20 % per epoch and its moving statistics lag in the first epochs.
+        batch_norm: batch-normalise after each convolution. Off by default: on 2 CPU cores an
+            epoch takes about 1.5x as long, and its moving statistics lag in the first epochs.
     """
     if len(filters) != 2:
         raise ValueError(f"cnn has two convolution layers; `filters` needs 2 values. Received: filters={filters}")
