@@ -19,9 +19,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # Measured on 2 cores (scripts/bench_pipeline.py, README): with tf.data's autotuner on, whole
 # stretches of training ran 1.6-1.9x slower with both cores partly idle, at random; off, never.
-# AUTOTUNE below then means fixed defaults (parallel calls = cores, a self-sizing prefetch
-# buffer). As Keras does for NumPy input, the default graph rewrites are off too: they rebuild
-# the pipeline at every epoch and have nothing to fuse here.
+# AUTOTUNE below then resolves to TensorFlow's fixed defaults. As Keras does for NumPy input,
+# the default graph rewrites are off too: they rebuild the pipeline at every epoch and have
+# nothing to fuse here.
 _OPTIONS = tf.data.Options()
 _OPTIONS.autotune.enabled = False
 _OPTIONS.experimental_optimization.apply_default_optimizations = False
