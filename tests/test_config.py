@@ -1,0 +1,187 @@
+"""zoo.config.RunConfig: one-line errors naming the option, recipe precedence, config.json I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import pytest
+
+from zoo.config import DEFAULTS, OPTIMIZERS, SCHEDULES, RunConfig
+from zoo.errors import ZooError, ZooUsageError
+
+
+def test_defaults_are_valid_and_match_the_defaults_table():
+    config = RunConfig(model="cnn")
+    assert {k: getattr(config, k) for k in DEFAULTS} == DEFAULTS
+    assert (config.dataset, config.val_split, config.seed, config.deterministic) == ("mnist", 0.1, 0, True)
+    assert config.hparams == {} and config.data_dir is None and config.manual_dir is None
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, "--epochs must be at least 1, received 0"),
+        ("epochs", -3, "--epochs must be at least 1, received -3"),
+        ("batch_size", 0, "--batch-size must be at least 1, received 0"),
+        ("val_split", 0.0, "--val-split must be between 0 and 1 (exclusive), received 0.0"),
+        ("val_split", 1.0, "--val-split must be between 0 and 1 (exclusive), received 1.0"),
+        ("val_split", -0.5, "--val-split must be between 0 and 1 (exclusive), received -0.5"),
+        ("learning_rate", 0.0, "--learning-rate must be a positive number, received 0.0"),
+        ("learning_rate", -1e-3, "--learning-rate must be a positive number, received -0.001"),
+        ("learning_rate", float("nan"), "--learning-rate must be a positive number, received nan"),
+        ("learning_rate", float("inf"), "--learning-rate must be a positive number, received inf"),
+        ("label_smoothing", 1.0, "label_smoothing must be in [0, 1), received 1.0"),
+        ("label_smoothing", -0.1, "label_smoothing must be in [0, 1), received -0.1"),
+        ("optimizer", "adagrad", "unknown optimizer 'adagrad'; choose one of adam, adamw, sgd, rmsprop"),
+        ("schedule", "step", "unknown schedule 'step'; choose one of constant, cosine"),
+        ("seed", -1, "--seed must be 0 or more, received -1"),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_the_option_and_the_value(field, value, message):
+    with pytest.raises(ZooUsageError) as err:
+        RunConfig(model="cnn", **{field: value})
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 1),
+        ("batch_size", 1),
+        ("val_split", 0.001),
+        ("val_split", 0.999),
+        ("learning_rate", 1e-9),
+        ("label_smoothing", 0.0),
+        ("label_smoothing", 0.999),
+        ("seed", 0),
+        *(("optimizer", name) for name in OPTIMIZERS),
+        *(("schedule", name) for name in SCHEDULES),
+    ],
+)
+def test_settings_at_the_edge_of_their_range_are_accepted(field, value):
+    assert getattr(RunConfig(model="cnn", **{field: value}), field) == value
+
+
+def test_the_first_bad_setting_is_reported():
+    with pytest.raises(ZooUsageError, match="^--epochs"):
+        RunConfig(model="cnn", epochs=0, batch_size=0, seed=-1)
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        RunConfig(model="cnn").epochs = 3  # type: ignore[misc]
+
+
+def test_command_line_wins_over_recipe_which_wins_over_defaults():
+    recipe = {"epochs": 3, "learning_rate": 0.01, "augment": True}
+    overrides = {"epochs": 7, "batch_size": None, "seed": 5, "hparams": {"units": 8}}
+    config = RunConfig.from_recipe("mlp", recipe, overrides)
+    assert config.model == "mlp"
+    assert config.epochs == 7  # command line
+    assert config.learning_rate == 0.01 and config.augment is True  # recipe
+    assert config.batch_size == DEFAULTS["batch_size"]  # None means "not given": the default
+    assert config.optimizer == "adam" and config.schedule == "constant"
+    assert config.seed == 5 and config.hparams == {"units": 8}
+
+
+def test_from_recipe_validates_the_merged_values():
+    with pytest.raises(ZooUsageError, match="--epochs must be at least 1, received 0"):
+        RunConfig.from_recipe("mlp", {"epochs": 0}, {})
+
+
+class Frozen(Mapping):
+    """A read-only mapping that is not a dict, as a Python API caller might pass."""
+
+    def __init__(self, **items):
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+
+def test_to_dict_has_every_field_and_a_plain_dict_of_hparams():
+    config = RunConfig(model="cnn", hparams=Frozen(filters=(8, 16)), epochs=2)
+    d = config.to_dict()
+    assert type(d["hparams"]) is dict and d["hparams"] == {"filters": (8, 16)}
+    assert d["model"] == "cnn" and d["epochs"] == 2 and d["manual_dir"] is None
+    assert list(d) == [
+        "model", "hparams", "dataset", "val_split", "epochs", "batch_size", "optimizer",
+        "learning_rate", "schedule", "label_smoothing", "augment", "seed", "deterministic",
+        "data_dir", "manual_dir",
+    ]
+    d["hparams"]["filters"] = (1,)
+    assert config.hparams["filters"] == (8, 16)  # a copy: the frozen config stays as it was
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="bug: to_dict runs dataclasses.asdict, which deep-copies hparams before the dict() "
+    "conversion and so raises TypeError for a mapping that cannot be copied (MappingProxyType)",
+)
+def test_to_dict_accepts_a_read_only_mapping_proxy():
+    config = RunConfig(model="cnn", hparams=MappingProxyType({"units": 4}))
+    assert config.to_dict()["hparams"] == {"units": 4}
+
+
+def write_config(path, block):
+    path.write_text(json.dumps({"config": block, "model": {"entry": "x"}}), encoding="utf-8")
+    return path
+
+
+def test_read_round_trips_and_ignores_keys_it_does_not_know(tmp_path):
+    config = RunConfig(model="cnn", hparams={"units": 4}, epochs=2, optimizer="sgd", data_dir="d")
+    block = {**config.to_dict(), "added_by_a_later_version": 1}
+    assert RunConfig.read(write_config(tmp_path / "config.json", block)) == config
+
+
+def test_read_of_a_folder_without_config_json_is_a_usage_error_naming_the_folder(tmp_path):
+    with pytest.raises(ZooUsageError) as err:
+        RunConfig.read(tmp_path / "run-1" / "config.json")
+    assert str(err.value) == f"{tmp_path / 'run-1'} is not a run directory (no config.json)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"model": {}}',  # no config block
+        '{"config": {"epochs": 3}}',  # no model
+    ],
+)
+def test_read_of_a_corrupted_config_names_the_file(tmp_path, text):
+    path = tmp_path / "config.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ZooError) as err:
+        RunConfig.read(path)
+    assert type(err.value) is ZooError
+    assert str(err.value).startswith(f"{path} is corrupted or not a zoo config: ")
+    assert "\n" not in str(err.value)
+
+
+def test_read_of_an_edited_config_with_a_bad_value_says_which(tmp_path):
+    path = write_config(tmp_path / "config.json", {"model": "cnn", "epochs": 0})
+    with pytest.raises(ZooUsageError, match="--epochs must be at least 1, received 0"):
+        RunConfig.read(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="bug: RunConfig.read calls raw.items() outside the handled exceptions, so a config "
+    "block that is not an object escapes as AttributeError instead of the one-line ZooError",
+)
+@pytest.mark.parametrize("block", ['["cnn"]', "null", '"cnn"'])
+def test_read_of_a_config_block_that_is_not_an_object_names_the_file(tmp_path, block):
+    path = tmp_path / "config.json"
+    path.write_text(f'{{"config": {block}}}', encoding="utf-8")
+    with pytest.raises(ZooError, match="is corrupted or not a zoo config"):
+        RunConfig.read(path)
