@@ -29,6 +29,35 @@ def {name}(*, input_shape: tuple[int, ...], num_classes: int, units: int = 8) ->
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 '''
 
+LOGITS = '''
+import keras
+
+def logits(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Forgets the softmax: returns logits."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+'''
+
+# BatchNormalization with momentum 0.999, as in every keras.applications and KerasHub backbone:
+# after a few steps its moving statistics have barely moved, so only training-mode losses show
+# that the model learns.
+BATCHNORM = '''
+import keras
+
+def bnnet(*, input_shape: tuple[int, ...], num_classes: int, filters: tuple[int, ...] = (8, 16)) -> keras.Model:
+    """A small conv net with BatchNormalization(momentum=0.999)."""
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for f in filters:
+        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.999)(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+'''
+
 PLUGINS = {
     # dist name: (version, module name, module source, {model: attribute})
     "good-plug": ("0.1.0", "goodplug", TINY.format(name="tiny", summary="A tiny dense net."), {"tiny": "tiny"}),
@@ -37,6 +66,10 @@ PLUGINS = {
     "const-plug": ("1.0", "constplug", "notcallable = 42\n", {"notcallable": "notcallable"}),
     "positional-plug": ("1.0", "positionalplug", "def positional(input_shape, num_classes):\n    return None\n", {"positional": "positional"}),
     "dict-plug": ("1.0", "dictplug", 'def notamodel(*, input_shape, num_classes):\n    """Returns a dict."""\n    return {}\n', {"notamodel": "notamodel"}),
+    "syntax-plug": ("1.0", "syntaxplug", "def syntaxbad(*, input_shape, num_classes):\n    return (\n", {"syntaxbad": "syntaxbad"}),
+    "missing-plug": ("1.0", "missingplug", TINY.format(name="renamed", summary="Renamed."), {"missingattr": "missingattr"}),
+    "logits-plug": ("1.0", "logitsplug", LOGITS, {"logits": "logits"}),
+    "bn-plug": ("1.0", "bnplug", BATCHNORM, {"bnnet": "bnnet"}),
     "twin-a": ("1.0", "twina", TINY.format(name="twin", summary="Twin from A."), {"twin": "twin"}),
     "twin-b": ("2.0", "twinb", TINY.format(name="twin", summary="Twin from B."), {"twin": "twin"}),
 }
@@ -86,6 +119,22 @@ def test_list_table_shows_broken_status_with_reason(plugins):
     assert "broken: 'notcallable' is a int, not a callable builder" in line
 
 
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("syntaxbad", "syntax error in syntaxplug.py line 2: '(' was never closed"),
+        ("missingattr", "'missingattr' is not defined in missingplug.py"),
+    ],
+)
+def test_list_flags_what_the_source_proves_broken(plugins, model, reason):
+    result = zoo("list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert (rows[model]["status"], rows[model]["reason"]) == ("broken", reason)
+    assert rows["tiny"]["status"] == "ok"
+    assert not {"syntaxplug", "missingplug"} & sys.modules.keys()
+
+
 def test_list_check_imports_and_reports_import_failures(plugins):
     result = zoo("list", "crashy", "--check", "--json")
     assert result.exit_code == 0
@@ -109,6 +158,8 @@ def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):
         ("needsdep", "ModuleNotFoundError: No module named 'not_installed_dependency_xyz'"),
         ("notcallable", "is a int, not a callable builder"),
         ("positional", "must take keyword-only arguments input_shape and num_classes"),
+        ("syntaxbad", "failed to import: SyntaxError: '(' was never closed (syntaxplug.py, line 2)"),
+        ("missingattr", "failed to import: AttributeError: module 'missingplug' has no attribute 'missingattr'"),
     ],
 )
 def test_train_broken_plugin_fails_with_its_reason(plugins, model, reason):
@@ -145,6 +196,23 @@ def test_duplicate_name_selected_by_distribution(plugins):
     result = zoo("info", "twin-b:twin")
     assert result.exit_code == 0, result.output
     assert "Twin from B." in result.stdout and "twin-b 2.0" in result.stdout
+
+
+def test_check_fails_a_model_that_returns_logits(plugins):
+    result = zoo("check", "logits")
+    assert result.exit_code == 1
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines()}
+    assert lines["FAIL  probabilities"].endswith("end with a softmax")
+    assert lines["PASS  build 28x28x1 / 10 classes"]
+    assert result.stderr.strip() == "Error: logits: 1 check(s) failed"
+
+
+def test_check_passes_a_batchnorm_model_that_learns(plugins):
+    # Judged by inference-mode losses (model.evaluate on noise images) it failed: 2.3633 -> 2.3690.
+    result = zoo("check", "bnnet")
+    assert result.exit_code == 0, result.output
+    assert "PASS  short fit moves the loss: training loss" in result.stdout
+    assert "FAIL" not in result.stdout
 
 
 def test_check_passes_for_good_plugin(plugins):
