@@ -233,3 +233,445 @@ def test_builtins_are_ordinary_entry_points_of_keras_zoo():
     assert set(builtins) == {"softmax", "mlp", "cnn"}
     assert builtins["cnn"].value == "zoo.models.cnn:cnn"
     assert all(e.summary and not e.problem for e in builtins.values())
+
+
+# --- Discovery details: names, versions, shadows, suggestions -------------------------------------
+
+
+def test_distribution_names_are_compared_in_pep503_form():
+    from registry._discovery import canonical
+
+    assert canonical("My_Plugin.Extra--x") == "my-plugin-extra-x"
+
+
+def test_a_distribution_without_name_or_version_is_still_listed(fake_dists):
+    nameless = FakeDist(None, None, orphan=f"{HERE}:good")
+    fake_dists(nameless)
+    (entry,) = registry.entries()
+    assert (entry.name, entry.dist, entry.version, entry.qualified) == ("orphan", "unknown", "", "unknown:orphan")
+
+
+def test_a_shadowed_distribution_does_not_hide_the_ones_after_it(fake_dists):
+    fake_dists(
+        FakeDist("dup", "2.0", a=f"{HERE}:good"),
+        FakeDist("DUP", "1.0", a=f"{HERE}:good"),
+        FakeDist("other", "1.0", b=f"{HERE}:good"),
+    )
+    assert [(e.name, e.dist, e.version) for e in registry.entries()] == [("a", "dup", "2.0"), ("b", "other", "1.0")]
+
+
+def test_selector_is_the_plain_name_unless_another_distribution_claims_it(fake_dists):
+    fake_dists(FakeDist("pkg-a", "1", twin=f"{HERE}:good", solo=f"{HERE}:good"), FakeDist("pkg-b", "1", twin=f"{HERE}:good"))
+    found = registry.entries()
+    assert [registry.selector(e, found) for e in found] == ["solo", "pkg-a:twin", "pkg-b:twin"]
+
+
+def test_ambiguous_name_message_in_full(fake_dists):
+    fake_dists(FakeDist("pkg-a", "1.0", twin=f"{HERE}:good"), FakeDist("pkg-b", "2.0", twin=f"{HERE}:good"))
+    with pytest.raises(registry.AmbiguousModelError) as err:
+        registry.resolve("twin")
+    assert str(err.value) == (
+        "model 'twin' is registered by 2 distributions (pkg-a 1.0, pkg-b 2.0); "
+        "choose one with 'pkg-a:twin' or 'pkg-b:twin'"
+    )
+    assert isinstance(err.value, LookupError)
+
+
+def test_unknown_name_suggests_at_most_three(fake_dists):
+    fake_dists(FakeDist("d", "1", cnn1=f"{HERE}:good", cnn2=f"{HERE}:good", cnn3=f"{HERE}:good", cnn4=f"{HERE}:good"))
+    with pytest.raises(registry.UnknownModelError) as err:
+        registry.resolve("cnn")
+    assert str(err.value) == "unknown model 'cnn'. Did you mean: cnn4, cnn3, cnn2?"
+
+
+def test_unknown_name_without_a_close_match_points_to_zoo_list(fake_dists):
+    fake_dists(FakeDist("d", "1", resnet=f"{HERE}:good"))
+    with pytest.raises(registry.UnknownModelError) as err:
+        registry.resolve("zzz")
+    assert str(err.value) == "unknown model 'zzz'. Run 'zoo list' to see them."
+    with pytest.raises(registry.UnknownModelError, match="unknown model 'other-dist:resnet'"):
+        registry.resolve("other-dist:resnet")  # the right name from the wrong distribution
+
+
+def test_errors_name_the_model_as_the_user_spelled_it(fake_dists):
+    fake_dists(FakeDist("pkg-a", "1", twin=f"{HERE}:positional"), FakeDist("pkg-b", "1", twin=f"{HERE}:good"))
+    with pytest.raises(registry.PluginError, match=r"^model 'pkg-a:twin' must take keyword-only"):
+        registry.get("pkg-a:twin")
+    assert registry.get("PKG_B:twin").name == "PKG_B:twin"
+    (entry,) = registry.find("pkg-a:twin")
+    with pytest.raises(registry.PluginError, match=r"^model 'twin' must take keyword-only"):
+        entry.load()  # without a shown name: the entry's own name
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("raise ImportError()\n", "model 'm' (d 1, {mod}:f) failed to import: ImportError"),
+        ("import sys\nsys.exit('needs a GPU')\n", "model 'm' (d 1, {mod}:f) failed to import: SystemExit: needs a GPU"),
+        ("def g(): pass\n", "model 'm' (d 1, {mod}:f) failed to import: AttributeError: module '{mod}' has no attribute 'f'"),
+        ("def f(:\n", "model 'm' (d 1, {mod}:f) failed to import: SyntaxError: invalid syntax ({mod}.py, line 1)"),
+    ],
+)
+def test_every_kind_of_import_failure_is_one_plugin_error(fake_dists, tmp_path, monkeypatch, request, source, message):
+    mod = f"plugin_{request.node.callspec.id.replace('-', '_')}"
+    mod = "".join(c if c.isalnum() else "_" for c in mod)
+    (tmp_path / f"{mod}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_dists(FakeDist("d", "1", m=f"{mod}:f"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m")
+    sys.modules.pop(mod, None)
+    assert str(err.value) == message.format(mod=mod)
+    assert err.value.details.startswith("Traceback (most recent call last):\n")
+    # The traceback is joined as printed: every line is a header, an indented frame or the error.
+    assert all(line.startswith(("Traceback", " ", type(err.value.__cause__).__name__, "SyntaxError"))
+               for line in err.value.details.splitlines())
+
+
+def test_plugin_error_details_default_to_the_message():
+    assert registry.PluginError("short").details == "short"
+    assert registry.PluginError("short", details="long\ntrace").details == "long\ntrace"
+
+
+# --- Validation: signatures, annotations versus defaults, recipes ---------------------------------
+
+
+def loose(*, input_shape, num_classes, units=4, rate: float = 1, size: tuple[int, int] = (2, 3),
+          pair: tuple[int, str] = (1, "a"), widths=(8,), mixed=(1, "a"), opt: int | None = None,
+          hook=None, **extra):
+    """Loose builder: annotations and defaults disagree on purpose."""
+    return None
+
+
+def unresolvable(*, input_shape, num_classes, units: "NotDefinedAnywhere" = 4, rate=0.5):  # noqa: F821
+    return None
+
+
+def bare(*, input_shape, num_classes):
+    return None
+
+
+def unreadable_signature(*, input_shape, num_classes):
+    return None
+
+
+unreadable_signature.__signature__ = 42
+
+
+def test_annotations_win_over_defaults_and_unannotated_types_come_from_the_default(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:loose"))
+    builder = registry.get("m")
+    assert {k: (h.name, h.type_name) for k, h in builder.hyperparameters.items()} == {
+        "units": ("units", "int"),  # no annotation: the default's type
+        "rate": ("rate", "float"),  # annotated float, default 1: float
+        "size": ("size", "tuple[int, ...]"),  # fixed-length tuples are read like variadic ones
+        "pair": ("pair", "(not settable)"),  # mixed element types
+        "widths": ("widths", "tuple[int, ...]"),  # one-element default
+        "mixed": ("mixed", "(not settable)"),
+        "opt": ("opt", "(not settable)"),  # Optional: cannot be set from text
+        "hook": ("hook", "(not settable)"),
+    }
+    assert builder.defaults() == {"units": 4, "rate": 1, "size": (2, 3), "widths": (8,)}
+    assert builder.parse_hparams({"rate": "2", "size": "1,2,3", "widths": "4"}) == {
+        "rate": 2.0, "size": (1, 2, 3), "widths": (4,)
+    }
+    with pytest.raises(registry.HyperparameterError, match="has no hyperparameter 'hook'"):
+        builder.parse_hparams({"hook": "x"})  # not settable means not accepted either
+
+
+def test_unresolvable_annotations_fall_back_to_the_defaults(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:unresolvable"))
+    builder = registry.get("m")
+    assert {k: h.type_name for k, h in builder.hyperparameters.items()} == {"units": "int", "rate": "float"}
+
+
+def test_a_builder_without_hyperparameters_says_none_are_accepted(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:bare"))
+    builder = registry.get("m")
+    assert builder.summary == "" and builder.doc == "" and builder.recipe == {} and builder.defaults() == {}
+    with pytest.raises(registry.HyperparameterError) as err:
+        builder.parse_hparams({"x": "1"})
+    assert str(err.value) == "model 'm' has no hyperparameter 'x'. Accepted: none"
+
+
+def test_a_signature_that_cannot_be_read_is_a_plugin_error(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:unreadable_signature"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m")
+    assert str(err.value) == "model 'm': cannot read its signature (unexpected object 42 in __signature__ attribute)"
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ([("epochs", 3)], "model 'm': recipe must be a dict, received list"),
+        ({"speed": 1}, "model 'm': unknown recipe key 'speed'; accepted: epochs, batch_size, optimizer, "
+                       "learning_rate, schedule, label_smoothing, augment"),
+        ({"epochs": True}, "model 'm': recipe 'epochs' has a bad value True"),  # bool is an int, but not here
+        ({"epochs": "3"}, "model 'm': recipe 'epochs' has a bad value '3'"),
+        ({"epochs": 2.0}, "model 'm': recipe 'epochs' has a bad value 2.0"),
+        ({"augment": 1}, "model 'm': recipe 'augment' has a bad value 1"),
+        ({"learning_rate": "0.1"}, "model 'm': recipe 'learning_rate' has a bad value '0.1'"),
+    ],
+)
+def test_bad_recipes_name_the_key_and_the_value(fake_dists, monkeypatch, recipe, message):
+    monkeypatch.setattr(bare, "recipe", recipe, raising=False)
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:bare"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m")
+    assert str(err.value) == message
+
+
+def test_good_recipes_are_kept_as_given(fake_dists, monkeypatch):
+    recipe = {"augment": True, "learning_rate": 3, "label_smoothing": 0.1, "optimizer": "sgd", "batch_size": 64}
+    monkeypatch.setattr(bare, "recipe", recipe, raising=False)
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:bare"))
+    assert registry.get("m").recipe == recipe
+
+
+# --- Building: hyperparameters reach the builder, failures name it --------------------------------
+
+
+def raises_on_build(*, input_shape, num_classes, units: int = 4):
+    if units < 0:
+        raise registry.HyperparameterError(f"units must be positive, received {units}")
+    raise ValueError("no such layer")
+
+
+def test_hyperparameters_reach_the_builder(fake_dists):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    model = registry.get("good").build(input_shape=[4, 4, 1], num_classes=3, units=7)
+    assert model.layers[-2].units == 7 and model.input_shape == (None, 4, 4, 1)
+
+
+def test_a_builder_that_raises_is_a_plugin_error_naming_the_inputs(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:raises_on_build"))
+    builder = registry.get("m")
+    with pytest.raises(registry.PluginError) as err:
+        builder.build(input_shape=[2, 2, 1], num_classes=2)
+    assert str(err.value) == (
+        "model 'm' failed to build for input_shape=(2, 2, 1), num_classes=2: ValueError: no such layer"
+    )
+    assert isinstance(err.value.__cause__, ValueError)
+    # A builder's own hyperparameter check is the user's mistake, not a plugin bug: it passes through.
+    with pytest.raises(registry.HyperparameterError, match="^units must be positive, received -1$"):
+        builder.build(input_shape=(2, 2, 1), num_classes=2, units=-1)
+
+
+# --- Hyperparameter types ------------------------------------------------------------------------
+
+
+def test_settable_types():
+    from registry import _hparams as hp
+
+    assert [hp.normalise_type(t) for t in (bool, int, float, str)] == [bool, int, float, str]
+    assert hp.normalise_type(tuple[str, ...]) == tuple[str, ...]
+    assert hp.normalise_type(tuple[int, int]) == tuple[int, ...]
+    for unsettable in (tuple[int, str], tuple[list, list], tuple[list, ...], tuple, tuple[()], list[int],
+                       int | None, bytes, None):
+        assert hp.normalise_type(unsettable) is None, unsettable
+
+
+@pytest.mark.parametrize(
+    "default, expected",
+    [
+        (3, int), (True, bool), (0.5, float), ("x", str),
+        ((1, 2), tuple[int, ...]), ((4,), tuple[int, ...]), ((True, False), tuple[bool, ...]),
+        ((1, True), None), ((1, "a"), None), ((), None), (None, None), ([1, 2], None), ((1.5, [2]), None),
+    ],
+)
+def test_types_inferred_from_defaults(default, expected):
+    from registry import _hparams as hp
+
+    assert hp.infer_type(default) == expected
+
+
+@pytest.mark.parametrize("text", ["", ",", " , "])
+def test_an_empty_tuple_value_is_refused(fake_dists, text):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    with pytest.raises(registry.HyperparameterError) as err:
+        registry.get("good").parse_hparams({"filters": text})
+    assert str(err.value) == f"hyperparameter 'filters' expects tuple[int, ...] (comma-separated), received {text!r}"
+
+
+@pytest.mark.parametrize(
+    "pairs, expected",
+    [
+        ({"units": "-3", "rate": "1e-3", "name": " spaced "}, {"units": -3, "rate": 0.001, "name": " spaced "}),
+        ({"flag": " ON "}, {"flag": True}),
+        ({"flag": "0"}, {"flag": False}),
+        ({"filters": "7"}, {"filters": (7,)}),
+    ],
+)
+def test_more_text_values(fake_dists, pairs, expected):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    assert registry.get("good").parse_hparams(pairs) == expected
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({"units": 4, "flag": True, "name": "abc"}, {"units": 4, "flag": True, "name": "abc"}),
+        ({"rate": 1}, {"rate": 1.0}),
+        ({"filters": (4, 8)}, {"filters": (4, 8)}),
+        ({"filters": []}, {"filters": ()}),
+    ],
+)
+def test_json_values_are_checked_and_converted(fake_dists, values, expected):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    out = registry.get("good").check_hparams(values)
+    assert out == expected and [type(v) for v in out.values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"units": True}, "hyperparameter 'units' expects int, received True"),
+        ({"units": 4.0}, "hyperparameter 'units' expects int, received 4.0"),
+        ({"units": [4]}, "hyperparameter 'units' expects int, received [4]"),
+        ({"units": (4,)}, "hyperparameter 'units' expects int, received (4,)"),
+        ({"rate": "0.5"}, "hyperparameter 'rate' expects float, received '0.5'"),
+        ({"rate": False}, "hyperparameter 'rate' expects float, received False"),
+        ({"flag": 1}, "hyperparameter 'flag' expects bool, received 1"),
+        ({"name": 3}, "hyperparameter 'name' expects str, received 3"),
+        ({"filters": [4, "x"]}, "hyperparameter 'filters' expects int, received 'x'"),
+        ({"filters": "4,8"}, "hyperparameter 'filters' expects tuple[int, ...], received '4,8'"),
+        ({"nope": 1}, "model 'good' has no hyperparameter 'nope'. Accepted: units, rate, flag, name, filters"),
+    ],
+)
+def test_wrong_json_values_name_the_key(fake_dists, values, message):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    with pytest.raises(registry.HyperparameterError) as err:
+        registry.get("good").check_hparams(values)
+    assert str(err.value) == message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: _hparams.from_json accepts any tuple for a tuple type without checking its elements "
+    "(lists are checked element by element), so check_hparams({'filters': ('a',)}) passes",
+)
+def test_tuple_values_are_checked_element_by_element(fake_dists):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    with pytest.raises(registry.HyperparameterError, match="'filters' expects int, received 'a'"):
+        registry.get("good").check_hparams({"filters": ("a",)})
+
+
+# --- Static inspection: what `zoo list` can tell from the source alone, importing nothing ----------
+
+
+@pytest.fixture
+def source(tmp_path, monkeypatch):
+    """Write a plugin module (or a file of a package) under a fresh folder on sys.path."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+
+    def write(relative: str, text: str = "") -> None:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+    write.root = root
+    return write
+
+
+def static(value):
+    from registry._static import inspect_entry
+
+    before = set(sys.modules)
+    info = inspect_entry(value)
+    assert not {m for m in set(sys.modules) - before if m.startswith("st_")}, "inspection imported the plugin"
+    return info.summary, info.problem
+
+
+GOOD_DEF = '''
+def f(*, input_shape, num_classes):
+    """Summary line.
+
+    More.
+    """
+'''
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (GOOD_DEF, ""),
+        ("def f(input_shape, num_classes):\n    pass\n", "'f' must take keyword-only arguments input_shape and num_classes"),
+        ("f = 3\n", "'f' is a int, not a callable builder"),
+        ("f = 'cnn'\n", "'f' is a str, not a callable builder"),
+        ("f = 3\n" + GOOD_DEF, ""),  # the last binding counts
+        ("def g():\n    pass\n", "'f' is not defined in st_mod.py"),
+        ("from os import path\n", "'f' is not defined in st_mod.py"),
+        ("import os\nimport json.decoder\n", "'f' is not defined in st_mod.py"),
+        ("f: object = make()\n", ""),
+        ("x = 1\nf = make()\n", ""),
+        ("x, y = 1, 2\nf = x\n", ""),
+        ("from os.path import join as f\n", ""),
+        ("import f\n", "imports 'f', which is not installed"),
+        ("from os.path import *\n", ""),
+        ("def __getattr__(name):\n    pass\n", ""),
+        ("try:\n    from fast import f\nexcept ImportError:\n    f = None\n", ""),
+        ("if True:\n" + textwrap.indent(GOOD_DEF, "    "), ""),
+        ("if True:\n    def f(x):\n        pass\n", "'f' must take keyword-only arguments input_shape and num_classes"),
+        ("if True:\n    f = make()\n", ""),
+        ("if True:\n    g = f\n", "'f' is not defined in st_mod.py"),  # a load, not a binding
+        ("import st_missing_dep\n" + GOOD_DEF, "imports 'st_missing_dep', which is not installed"),
+        ("from st_missing_dep.sub import x\n" + GOOD_DEF, "imports 'st_missing_dep.sub', which is not installed"),
+        ("import sys, os.path\nfrom . import sibling\nfrom .rel import x\n" + GOOD_DEF, ""),
+        ("try:\n    import st_missing_dep\nexcept ImportError:\n    pass\n" + GOOD_DEF, ""),
+        ("def f(:\n", "syntax error in st_mod.py line 1: invalid syntax"),
+    ],
+)
+def test_static_inspection_of_a_plugin_module(source, text, problem):
+    source("st_mod.py", text)
+    summary, found = static("st_mod:f")
+    assert found == problem
+    if text == GOOD_DEF:
+        assert summary == "Summary line."
+
+
+def test_static_inspection_reads_summaries_of_classes_and_dotted_attributes(source):
+    source("st_cls.py", 'import email.utils\n\nclass Zoo:\n    """Builders as static methods."""\n')
+    assert static("st_cls:Zoo") == ("Builders as static methods.", "")
+    assert static("st_cls:Zoo.cnn") == ("Builders as static methods.", "")  # no signature check on members
+    assert static("st_cls:email.utils.parseaddr") == ("", "")
+
+
+def test_static_inspection_of_packages_and_missing_modules(source):
+    source("st_pkg/__init__.py", "raise RuntimeError('never imported')\n")
+    source("st_pkg/models.py", GOOD_DEF)
+    source("st_pkg/sub/__init__.py", GOOD_DEF)
+    source("st_pkg/compiled.cpython-311-x86_64-linux-gnu.so")
+    assert static("st_pkg.models:f") == ("Summary line.", "")
+    assert static("st_pkg.sub:f") == ("Summary line.", "")
+    assert static(" st_pkg.models : f ") == ("Summary line.", "")
+    assert static("st_pkg.compiled:f") == ("", "")  # exists, but there is no source to read
+    assert static("st_pkg.nothere:f") == ("", "module 'st_pkg.nothere' is not installed")
+    assert static("st_nowhere.models:f") == ("", "module 'st_nowhere' is not installed")
+    assert static("_json:make_scanner") == ("", "")  # a compiled top-level module
+
+
+def test_static_inspection_of_an_undecodable_file(source):
+    (source.root / "st_latin.py").write_bytes(b"# caf\xe9\ndef f(*, input_shape, num_classes): pass\n")
+    summary, problem = static("st_latin:f")
+    assert problem.startswith("cannot parse st_latin.py: ") and "utf-8" in problem
+
+
+def test_static_inspection_of_a_file_that_vanished(source, monkeypatch):
+    from registry import _static
+
+    monkeypatch.setattr(_static, "module_file", lambda module: source.root / "gone.py")
+    assert static("st_gone:f") == ("", f"cannot read {source.root / 'gone.py'}: No such file or directory")
+
+
+def test_static_inspection_sees_an_edited_file(source):
+    import os
+
+    source("st_edit.py", "f = 3\n")
+    assert static("st_edit:f")[1] == "'f' is a int, not a callable builder"
+    source("st_edit.py", GOOD_DEF)
+    stat = (source.root / "st_edit.py").stat()
+    os.utime(source.root / "st_edit.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert static("st_edit:f") == ("Summary line.", "")
