@@ -1,7 +1,11 @@
-"""A real third-party plugin, pip-installed into a real virtualenv, driven through `zoo`.
+"""Real third-party plugins, pip-installed into a real virtualenv, driven through `zoo`.
 
 The virtualenv borrows TensorFlow & co. from the running environment (a .pth file), so nothing is
-downloaded: keras-zoo and the example plugin are installed with --no-deps --no-build-isolation.
+downloaded: keras-zoo, the example plugin and tests/plugin_extra (a custom serialisable layer,
+logits instead of probabilities, a syntax error, a missing attribute) are installed with
+--no-deps --no-build-isolation. Training uses the tiny TFDS dataset prepared by the
+``tiny_data_dir`` fixture: TFDS reads a prepared dataset from its files, so the `zoo` process does
+not need the test package that defines it.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugin_example"
+EXTRA = ROOT / "tests" / "plugin_extra"
 MNIST = Path(os.environ.get("ZOO_MANUAL_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -40,7 +46,8 @@ def venv(tmp_path_factory) -> Path:
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_outer.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in sorted(outer)))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    for package in (_copy(ROOT, venv.parent / "keras-zoo"), _copy(PLUGIN, venv.parent / "zoo-lenet")):
+    packages = {"keras-zoo": ROOT, "zoo-lenet": PLUGIN, "zoo-extra": EXTRA}
+    for package in (_copy(source, venv.parent / name) for name, source in packages.items()):
         result = _run([*pip, str(package)])
         assert result.returncode == 0, result.stderr
     return venv
@@ -71,7 +78,7 @@ def test_installed_plugin_is_listed_with_its_distribution(venv):
 def test_plugin_is_not_visible_outside_its_environment():
     import registry
 
-    assert "lenet" not in {e.name for e in registry.entries()}
+    assert not {"lenet", "gainnet", "syntaxbad"} & {e.name for e in registry.entries()}
 
 
 def test_installed_plugin_info_and_check(venv):
@@ -85,6 +92,7 @@ def test_installed_plugin_info_and_check(venv):
     assert check.stdout.count("PASS") >= 7
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST files not found in {MNIST}")
 def test_installed_plugin_trains_evaluates_and_exports(venv, tmp_path):
     run, exports = tmp_path / "run", tmp_path / "exports"
@@ -102,3 +110,79 @@ def test_installed_plugin_trains_evaluates_and_exports(venv, tmp_path):
     evaluate = zoo(venv, "evaluate", str(run))
     assert evaluate.returncode == 0, evaluate.stderr
     assert f"accuracy {metrics['test_accuracy']:.4f}" in evaluate.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: "), line
+    return line
+
+
+def test_list_flags_broken_plugins_and_keeps_the_others(venv):
+    result = zoo(venv, "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["syntaxbad"]["status"] == "broken"
+    assert rows["syntaxbad"]["reason"] == (
+        "syntax error in zoo_extra_syntax.py line 5: '(' was never closed"
+    )
+    assert rows["missingattr"]["status"] == "broken"
+    assert rows["missingattr"]["reason"] == "'not_defined_anywhere' is not defined in zoo_extra.py"
+    assert {rows[name]["status"] for name in ("gainnet", "logits", "lenet", "cnn")} == {"ok"}
+    table = zoo(venv, "list", "syntaxbad")
+    assert "broken: syntax error in zoo_extra_syntax.py line 5" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("syntaxbad",
+         "failed to import: SyntaxError: '(' was never closed (zoo_extra_syntax.py, line 5)"),
+        ("missingattr",
+         "failed to import: AttributeError: module 'zoo_extra' has no attribute 'not_defined_anywhere'"),
+    ],
+)
+def test_train_broken_plugin_fails_with_one_line(venv, tiny_data_dir, tmp_path, model, reason):
+    run = tmp_path / "run"
+    result = zoo(venv, "train", model, "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                 "--run-dir", str(run))
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_line_error(result)
+    assert line.startswith(f"Error: model '{model}' (zoo-extra 0.1.0, "), line
+    assert line.endswith(reason), line
+    assert not run.exists()
+
+
+def test_check_fails_a_plugin_that_returns_logits(venv):
+    result = zoo(venv, "check", "logits")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL  probabilities: outputs are not probabilities" in result.stdout
+    assert "PASS  short fit moves the loss" in result.stdout  # one failure does not stop the others
+    assert one_line_error(result) == "Error: logits: 1 check(s) failed"
+
+
+@pytest.fixture(scope="module")
+def gain_run(venv, tiny_data_dir, tmp_path_factory) -> Path:
+    """A trained run of the plugin whose model has a custom layer (zoo_extra.Gain)."""
+    run = tmp_path_factory.mktemp("gainnet") / "run"
+    train = zoo(venv, "train", "gainnet", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                "--run-dir", str(run))
+    assert train.returncode == 0, train.stderr[-2000:]
+    return run
+
+
+def test_custom_layer_plugin_is_reloaded_by_evaluate_in_a_fresh_process(venv, gain_run):
+    metrics = json.loads((gain_run / "metrics.json").read_text())
+    assert metrics["distribution"] == "zoo-extra" and metrics["epochs"] == 1
+    assert metrics["test_accuracy"] > 0.6  # 3 classes: chance is 1/3
+    # model.keras names the layer "zoo_extra>Gain": loading it needs the plugin module imported.
+    assert b"zoo_extra>Gain" in zipfile.ZipFile(gain_run / "model.keras").read("config.json")
+    evaluate = zoo(venv, "evaluate", str(gain_run))
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert f"accuracy {metrics['test_accuracy']:.4f}" in evaluate.stdout
+
+
+def test_custom_layer_plugin_exports(venv, gain_run, tmp_path):
+    export = zoo(venv, "export", str(gain_run), str(tmp_path / "exports"))
+    assert export.returncode == 0, export.stderr
+    assert (tmp_path / "exports" / "1" / "saved_model.pb").is_file()

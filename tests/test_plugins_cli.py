@@ -45,7 +45,8 @@ def logits(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
 BATCHNORM = '''
 import keras
 
-def bnnet(*, input_shape: tuple[int, ...], num_classes: int, filters: tuple[int, ...] = (8, 16)) -> keras.Model:
+def bnnet(*, input_shape: tuple[int, ...], num_classes: int,
+          filters: tuple[int, ...] = (8, 16)) -> keras.Model:
     """A small conv net with BatchNormalization(momentum=0.999)."""
     inputs = keras.Input(shape=input_shape)
     x = inputs
@@ -159,7 +160,8 @@ def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):
         ("notcallable", "is a int, not a callable builder"),
         ("positional", "must take keyword-only arguments input_shape and num_classes"),
         ("syntaxbad", "failed to import: SyntaxError: '(' was never closed (syntaxplug.py, line 2)"),
-        ("missingattr", "failed to import: AttributeError: module 'missingplug' has no attribute 'missingattr'"),
+        ("missingattr",
+         "failed to import: AttributeError: module 'missingplug' has no attribute 'missingattr'"),
     ],
 )
 def test_train_broken_plugin_fails_with_its_reason(plugins, model, reason):

@@ -95,7 +95,7 @@ def _build(builder: registry.Builder, shape, classes, hparams) -> tuple[str, ker
 
 
 def _images(shape: tuple[int, ...], classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 noise images with labels a model can see: a bright band of rows whose position is the label.
+    """uint8 noise images with labels a model can see: a bright band of rows at the label's height.
 
     Noise alone makes the short fit a memorisation test, which a conv net with pooling and dropout
     barely starts in a few steps; a visible label makes any model that learns show it.
@@ -133,7 +133,8 @@ def _short_fit(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tu
     # its batches, which averages out dropout's random masks, and shuffle=False gives every epoch
     # the same batches, so only the weights differ between the two figures.
     history = model.fit(
-        _scaled(images), labels, batch_size=FIT_BATCH_SIZE, epochs=FIT_EPOCHS, shuffle=False, verbose=0
+        _scaled(images), labels, batch_size=FIT_BATCH_SIZE, epochs=FIT_EPOCHS, shuffle=False,
+        verbose=0,
     )
     first, last = history.history["loss"][0], history.history["loss"][-1]
     if not (np.isfinite(first) and np.isfinite(last)) or last > first * (1 - FIT_MIN_DROP):
