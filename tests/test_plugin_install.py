@@ -55,7 +55,11 @@ def venv(tmp_path_factory) -> Path:
 
 def _copy(source: Path, target: Path) -> Path:
     # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    ignore = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests", "runs", "exports")
+    # Outputs a working tree may hold (.gitignore) are not part of the package.
+    ignore = shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "tests", "runs", "exports", "bench", "tfds_data",
+        "mutants", "htmlcov",
+    )
     shutil.copytree(source, target, ignore=ignore)
     return target
 
