@@ -307,7 +307,8 @@ def test_errors_name_the_model_as_the_user_spelled_it(fake_dists):
     "source, message",
     [
         ("raise ImportError()\n", "model 'm' (d 1, {mod}:f) failed to import: ImportError"),
-        ("import sys\nsys.exit('needs a GPU')\n", "model 'm' (d 1, {mod}:f) failed to import: SystemExit: needs a GPU"),
+        ("import sys\nsys.exit('unsupported platform: OSX')\n",
+         "model 'm' (d 1, {mod}:f) failed to import: SystemExit: unsupported platform: OSX"),
         ("def g(): pass\n", "model 'm' (d 1, {mod}:f) failed to import: AttributeError: module '{mod}' has no attribute 'f'"),
         ("def f(:\n", "model 'm' (d 1, {mod}:f) failed to import: SyntaxError: invalid syntax ({mod}.py, line 1)"),
     ],
@@ -651,6 +652,14 @@ def test_static_inspection_of_packages_and_missing_modules(source):
     assert static("st_pkg.nothere:f") == ("", "module 'st_pkg.nothere' is not installed")
     assert static("st_nowhere.models:f") == ("", "module 'st_nowhere' is not installed")
     assert static("_json:make_scanner") == ("", "")  # a compiled top-level module
+
+
+def test_static_inspection_never_imports_a_dependency_to_check_it(source):
+    # `zoo list` must stay fast: `import st_heavy.models` only checks that st_heavy is installed.
+    source("st_heavy/__init__.py", "raise RuntimeError('importing st_heavy is slow')\n")
+    source("st_heavy/models.py")
+    source("st_uses_heavy.py", "import st_heavy.models\nfrom st_heavy.models import layers\n" + GOOD_DEF)
+    assert static("st_uses_heavy:f") == ("Summary line.", "")
 
 
 def test_static_inspection_of_an_undecodable_file(source):
