@@ -29,7 +29,8 @@ from pathlib import Path
 # mutmut's exit-code meanings (mutmut/stats.py); everything else counts as "suspicious".
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
           36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
-          37: "killed"}  # 37: caught by the type checker
+          37: "killed",  # caught by the type checker
+          None: "not checked"}  # a run filtered to some mutants, or interrupted
 
 
 def run_mutmut(keep: bool) -> None:
@@ -60,10 +61,14 @@ def report(show_survivors: bool) -> float:
             continue
         counts = Counter(STATUS.get(code, "suspicious") for code in codes.values())
         counts.pop("skipped", None)
+        unchecked = counts.pop("not checked", 0)
+        if not counts:
+            continue
         total = sum(counts.values())
         killed = counts["killed"]
         totals.update(counts)
         rest = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "killed")
+        rest += f" ({unchecked} not checked)" if unchecked else ""
         module = str(meta.relative_to("mutants")).removesuffix(".meta")
         print(f"{module:<24} {killed:>6} {total:>6} {killed / total:>7.1%}   {rest}")
         survivors += [k for k, c in codes.items() if STATUS.get(c) in ("survived", "no tests")]
