@@ -77,23 +77,50 @@ class Builder:
         return out
 
     def build(self, *, input_shape: tuple[int, ...], num_classes: int, **hparams: Any):
-        """Build the model; a builder that raises or returns a non-Model is a PluginError."""
-        import keras  # only here: listing and validation never import TensorFlow
+        """Build the model and check its output is ``(None, num_classes)``.
 
+        A builder that raises ``ValueError`` or ``TypeError`` for hyperparameters the caller set,
+        while it builds with its defaults, rejects those values: a HyperparameterError. Any other
+        failure, or a result that is not such a model, is the plugin's: a PluginError.
+        """
+        input_shape, num_classes = tuple(input_shape), int(num_classes)
         try:
-            model = self.fn(input_shape=tuple(input_shape), num_classes=int(num_classes), **hparams)
+            model = self.fn(input_shape=input_shape, num_classes=num_classes, **hparams)
         except HyperparameterError:
             raise
-        except Exception as exc:  # the plugin's own bug: name it, keep the cause
+        except Exception as exc:  # the plugin's own words; whose fault it is comes next
+            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            if isinstance(exc, (ValueError, TypeError)) and hparams and self._builds(input_shape, num_classes):
+                settings = ", ".join(f"{k}={_hparams.show(v)}" for k, v in hparams.items())
+                raise HyperparameterError(f"model '{self.name}' rejects {settings}: {reason}") from exc
             raise PluginError(
-                f"model '{self.name}' failed to build for input_shape={tuple(input_shape)}, "
-                f"num_classes={num_classes}: {type(exc).__name__}: {exc}"
+                f"model '{self.name}' failed to build for input_shape={input_shape}, "
+                f"num_classes={num_classes}: {reason}"
             ) from exc
-        if not isinstance(model, keras.Model):
-            raise PluginError(
-                f"model '{self.name}' returned {type(model).__name__}, expected a keras.Model"
-            )
+        _check_model(self.name, model, num_classes)
         return model
+
+    def _builds(self, input_shape: tuple[int, ...], num_classes: int) -> bool:
+        try:
+            self.fn(input_shape=input_shape, num_classes=num_classes)
+        except Exception:
+            return False
+        return True
+
+
+def _check_model(name: str, model: Any, num_classes: int) -> None:
+    import keras  # only here: listing and validation never import TensorFlow
+
+    if not isinstance(model, keras.Model):
+        raise PluginError(f"model '{name}' returned {type(model).__name__}, expected a keras.Model")
+    shape = model.output_shape
+    if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] != num_classes:
+        raise PluginError(f"model '{name}' outputs shape {shape}, expected (None, {num_classes})")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def validate(name: str, obj: Any) -> Builder:

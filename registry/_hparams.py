@@ -47,6 +47,13 @@ def type_name(tp: Any) -> str:
     return tp.__name__
 
 
+def show(value: Any) -> str:
+    """A hyperparameter value as it is written in ``key=value`` form (tuples comma-separated)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _scalar_from_text(key: str, text: str, tp: type) -> Any:
     try:
         if tp is bool:

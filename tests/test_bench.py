@@ -78,14 +78,14 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
     "args, message",
     [
         (["--seeds", "a,b"], "--seeds expects comma-separated integers"),
-        (["--seeds", "-1"], "--seeds expects integers >= 0"),
+        (["--seeds", "-1"], "--seeds expects integers between 0 and"),
         (["nosuchmodel"], "unknown model 'nosuchmodel'"),
         (["zz*"], "no model matches 'zz*'"),
-        (["softmax", "--epochs", "0"], "--epochs must be at least 1"),
+        (["softmax", "--epochs", "0"], "--epochs must be between 1 and"),
         (["softmax", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
         (["--hp", "units=4", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
         (["--no-augment", "--from-runs", "x"], "give no MODELS, --hp or training options with it"),
-        (["softmax", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["softmax", "--batch-size", "0"], "--batch-size must be between 1 and"),
         (["softmax", "--learning-rate", "-1"], "--learning-rate must be a positive number"),
         (["cnn", "--hp", "filter=8,16"], "no hyperparameter 'filter'. Did you mean 'filters'?"),
         # softmax takes no 'units': checked for every selected model before any training starts.

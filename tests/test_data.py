@@ -13,9 +13,11 @@ from zoo.errors import ZooError, ZooUsageError
 
 @pytest.mark.parametrize("name, shape, classes", [("mnist", (28, 28, 1), 10), ("cifar100", (32, 32, 3), 100)])
 def test_mock_datasets_give_normalised_batches(name, shape, classes, tmp_path):
-    # mock_data replaces preparation and reading, not the offline check: give it the file names.
+    # mock_data replaces preparation and reading, not the offline check: give it files of the
+    # registered names and sizes.
     for info in tfds.builder(name).url_infos.values():
-        (tmp_path / info.filename).write_bytes(b"")
+        with (tmp_path / info.filename).open("wb") as f:
+            f.truncate(int(info.size))
     with tfds.testing.mock_data(num_examples=40):
         splits = data.load(name, batch_size=16, data_dir=str(tmp_path), manual_dir=str(tmp_path))
         images, labels = next(iter(splits.train))
@@ -90,12 +92,12 @@ def test_augmentation_shifts_training_images_only(tiny_data_dir):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_bad_validation_fraction(fraction):
-    with pytest.raises(ZooUsageError, match="--val-split must be between 0 and 1"):
+    with pytest.raises(ZooUsageError, match="`val_split` must be between 0 and 1"):
         data.split_strings(fraction)
 
 
 def test_fraction_that_empties_a_split_is_refused(tiny_data_dir):
-    with pytest.raises(ZooUsageError, match="--val-split 0.001 leaves an empty split of 'zoo_tiny'"):
+    with pytest.raises(ZooUsageError, match="`val_split` 0.001 leaves an empty split of 'zoo_tiny'"):
         data.load("zoo_tiny", val_fraction=0.001, data_dir=tiny_data_dir)
 
 
@@ -118,5 +120,5 @@ def test_offline_without_files_fails_fast_naming_both_options(tmp_path, monkeypa
     with pytest.raises(ZooError) as err:
         data.load("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
     message = str(err.value)
-    assert "--manual-dir" in message and "--data-dir" in message and "ZOO_MANUAL_DIR" in message
+    assert "`manual_dir`" in message and "`data_dir`" in message and "ZOO_MANUAL_DIR" in message
     assert "t10k-images-idx3-ubyte.gz" in message

@@ -73,8 +73,7 @@ def test_resume_after_sigkill_mid_epoch(mnist_data_dir, tmp_path):
     run = tmp_path / "run"
     args = ("train", "mlp", "--epochs", "3", "--hp", "units=64,64,64", "--data-dir", mnist_data_dir, "--run-dir", str(run))
     proc = start_zoo(*args)
-    wait_for(lambda: len(history(run)) >= 1, proc)
-    time.sleep(0.5)  # into the second epoch
+    wait_for(lambda: (run / "backup" / "state.json").exists(), proc)  # epoch 1 is backed up
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = history(run)
@@ -87,6 +86,38 @@ def test_resume_after_sigkill_mid_epoch(mnist_data_dir, tmp_path):
     assert after[0] == before[0]  # the finished epoch was kept, not retrained
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
     assert not (run / "backup").exists()
+
+
+def test_one_writer_per_run_directory(mnist_data_dir, tmp_path):
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    args = ("train", "mlp", "--epochs", "6", "--hp", "units=64,64,64", "--data-dir", mnist_data_dir,
+            "--run-dir", str(run))
+    first = start_zoo(*args)
+    wait_for(lambda: (run / "backup" / "state.json").exists(), first)
+    first.kill()
+    first.wait()
+
+    racers = [start_zoo(*args, "--resume") for _ in range(2)]  # the same killed run, at once
+    deadline = time.monotonic() + 300
+    while all(p.poll() is None for p in racers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (loser,) = [p for p in racers if p.poll() is not None]
+    (winner,) = [p for p in racers if p is not loser]
+    _, stderr = loser.communicate()
+    assert loser.returncode == 2, stderr
+    assert f"is in use by process {winner.pid} on " in stderr.strip().splitlines()[-1]
+
+    # While the winner trains, nobody else may write or read the run half-written.
+    for other in (args + ("--resume",), ("evaluate", str(run)), ("export", str(run), str(exports))):
+        result = run_zoo(*other)
+        assert result.returncode == 2, result.stderr
+        assert f"is in use by process {winner.pid} on " in result.stderr.strip().splitlines()[-1]
+    assert winner.poll() is None, "the checks above must run while the winner is still training"
+    _, stderr = winner.communicate(timeout=600)
+    assert winner.returncode == 0, stderr[-2000:]
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1, 2, 3, 4, 5]
+    assert not exports.exists()
+    assert run_zoo("evaluate", str(run)).returncode == 0  # the lock died with its holder
 
 
 def test_sigint_stops_keeps_progress_and_prints_resume_command(mnist_data_dir, tmp_path):

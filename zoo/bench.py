@@ -27,6 +27,7 @@ import tensorflow as tf
 import registry
 
 from . import data, files, runner
+from . import run as run_lib
 from .config import DEFAULTS
 from .errors import ZooError, ZooUsageError
 
@@ -77,7 +78,7 @@ def plan(models: list[str], seeds: list[int], out: Path) -> list[Job]:
 def plan_from_runs(run_dirs: list[str]) -> list[Job]:
     jobs = []
     for path in run_dirs:
-        run, config = runner.load_run(path)
+        run, config = run_lib.load_run(path)
         if not (run / "metrics.json").is_file():
             raise ZooUsageError(f"{run} is not a finished run (no metrics.json)")
         jobs.append(Job(config.model, config.seed, run, from_run=True))
@@ -141,7 +142,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         data_dir=config["data_dir"],
         manual_dir=config["manual_dir"],
     )
-    model = runner.load_model(*runner.load_run(run_dir))
+    model = runner.load_model(*run_lib.load_run(run_dir))
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     p50, p99 = _latency_ms(serve, images[:1])
     saved_model_eps = _saved_model_throughput(serve, images)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ import click
 
 import registry
 
-from . import DIST_NAME
-from .config import OPTIMIZERS, SCHEDULES, RunConfig
+from . import DIST_NAME, files
+from . import run as run_lib
+from .config import MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
 from .errors import ZooError, ZooUsageError
 from .files import safe_name
 
@@ -34,13 +38,19 @@ _USAGE_ERRORS = (
 MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 
 
+# Click 8.2+ raises this for a bare `zoo`; older versions print the help and exit by themselves.
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+# Where a command keeps the run directory it works on: the place for an unexpected error's log.
+_RUN_DIR = "zoo.run_dir"
+
+
 class _ZooGroup(click.Group):
-    """Every expected error is one line on stderr: exit 2 for usage, 1 for failure, 130 for Ctrl-C."""
+    """Every error is one line on stderr: exit 2 for usage, 1 for failure, 130 for Ctrl-C."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare `zoo`: help, not an error line
+        except _NO_ARGS as exc:  # bare `zoo`: help, not an error line
             click.echo(exc.ctx.get_help())
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
@@ -53,15 +63,71 @@ class _ZooGroup(click.Group):
         except (click.Abort, KeyboardInterrupt):
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `zoo list | head`: the reader left, nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except Exception as exc:  # outside any command (option callbacks): no run directory
+            if os.environ.get("ZOO_DEBUG"):
+                raise
+            click.echo(f"Error: {_unexpected(exc, None)}", err=True)
+            sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except _USAGE_ERRORS as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(_cli_words(str(exc), self._subcommand(ctx))) from None
         except (ZooError, registry.RegistryError) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_cli_words(str(exc), self._subcommand(ctx))) from None
+        except OSError as exc:
+            if exc.filename is None or os.environ.get("ZOO_DEBUG"):
+                raise click.ClickException(_unexpected(exc, ctx.meta.get(_RUN_DIR))) from None
+            # A full disk, a read-only or vanished folder: what and where is all there is to say.
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename}") from None
+        except Exception as exc:  # the last line of defence: a bug, or an error nobody foresaw
+            if os.environ.get("ZOO_DEBUG"):
+                raise
+            raise click.ClickException(_unexpected(exc, ctx.meta.get(_RUN_DIR))) from None
+
+    def _subcommand(self, ctx: click.Context) -> click.Command | None:
+        return self.commands.get(ctx.invoked_subcommand or "")
+
+
+def _cli_words(message: str, command: click.Command | None) -> str:
+    """Library messages name settings as `python_name`; show the command's own option instead."""
+    params = {p.name: p for p in (command.params if command else [])}
+
+    def word(match: re.Match[str]) -> str:
+        param = params.get(match.group(1))
+        if isinstance(param, click.Option):
+            return max(param.opts, key=len)
+        return param.human_readable_name if param is not None else match.group(1)
+
+    return re.sub(r"`([A-Za-z_]+)`", word, message)
+
+
+def _unexpected(exc: BaseException, run_dir: str | None) -> str:
+    """One line for an exception the zoo did not foresee; the traceback goes to a log file."""
+    lines = str(exc).strip().splitlines()
+    summary = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    text = f"zoo {' '.join(sys.argv[1:])}\n{''.join(traceback.format_exception(exc))}"
+    try:
+        if run_dir and (Path(run_dir) / "config.json").is_file():
+            log = Path(run_dir) / "error.log"
+            with log.open("a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
+        else:
+            fd, name = tempfile.mkstemp(prefix="zoo-error-", suffix=".log")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            log = Path(name)
+        where = f"traceback in {log}"
+    except OSError:
+        where = "no log could be written"
+    return f"{summary} ({where}; ZOO_DEBUG=1 prints it)"
 
 
 def _import_tensorflow() -> None:
@@ -186,8 +252,8 @@ def _load_problem(entry: registry.Entry) -> str:
 @click.argument("model")
 def info(model: str) -> None:
     """Show MODEL's documentation, hyperparameters, recipe, source and size."""
+    entry = registry.resolve(model)  # metadata only: an unknown name fails before TensorFlow loads
     _import_tensorflow()
-    entry = registry.resolve(model)
     try:
         builder = entry.load(shown_name=model)
     except registry.PluginError as exc:
@@ -232,17 +298,25 @@ def info(model: str) -> None:
 @click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
-def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
+@click.pass_context
+def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
           export_base: str | None, **options: Any) -> None:
     """Train MODEL, evaluate it on the test split and (with --export) export it."""
-    _import_tensorflow()
-    builder = registry.get(model)
-    hparams = builder.parse_hparams(_pairs(hp))
-    config = RunConfig.from_recipe(model, builder.recipe, {"hparams": hparams, **options})
+    # What the command line says is checked before TensorFlow loads (seconds) and data is read.
+    pairs = _pairs(hp)
+    RunConfig.from_recipe(model, {}, options)
     if run_dir is None:
         if resume:
             raise ZooUsageError("--resume needs the --run-dir of the run to continue")
         run_dir = os.path.join("runs", f"{safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    ctx.meta[_RUN_DIR] = str(run_lib.check_new_or_resumable(run_dir, resume=resume))
+    if export_base is not None:
+        files.check_creatable(Path(export_base).resolve(), "export base")
+    entry = registry.resolve(model)  # reads metadata only: an unknown name fails in a second
+    _import_tensorflow()
+    builder = entry.load(shown_name=model)
+    hparams = builder.parse_hparams(pairs)
+    config = RunConfig.from_recipe(model, builder.recipe, {"hparams": hparams, **options})
     from . import runner  # imports TensorFlow
 
     try:
@@ -274,9 +348,10 @@ def train(model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
 def check(model: str, hp: tuple[str, ...]) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
+    entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
     _import_tensorflow()
-    builder = registry.get(model)
-    hparams = builder.parse_hparams(_pairs(hp))
+    builder = entry.load(shown_name=model)
+    hparams = builder.parse_hparams(pairs)
     from .check import iter_checks  # imports TensorFlow
 
     failed = 0
@@ -308,8 +383,8 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
-    if not seed_list or min(seed_list) < 0:
-        raise ZooUsageError(f"--seeds expects integers >= 0, received {seeds!r}")
+    if not seed_list or not all(0 <= s <= MAX_SEED for s in seed_list):
+        raise ZooUsageError(f"--seeds expects integers between 0 and {MAX_SEED}, received {seeds!r}")
     recipe = {k: v for k, v in recipe.items() if v is not None}
     if from_runs and (models or hp or recipe):
         raise ZooUsageError(
@@ -353,8 +428,11 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--split", default="test", show_default=True, help="A TFDS split, e.g. test or train[90%:].")
-def evaluate(run_dir: str, split: str) -> None:
+@click.pass_context
+def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     """Evaluate a finished run's model on a split of its dataset."""
+    ctx.meta[_RUN_DIR] = run_dir
+    _check_finished_run(run_dir)
     _import_tensorflow()
     from . import runner
 
@@ -365,12 +443,23 @@ def evaluate(run_dir: str, split: str) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("export_base", type=click.Path())
-def export(run_dir: str, export_base: str) -> None:
+@click.pass_context
+def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     """Export a run as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+    ctx.meta[_RUN_DIR] = run_dir
+    _check_finished_run(run_dir)
+    files.check_creatable(Path(export_base).resolve(), "export base")
     _import_tensorflow()
     from . import runner
 
     _echo_export(runner.export(run_dir, export_base))
+
+
+def _check_finished_run(run_dir: str) -> None:
+    """The run's one-line errors before TensorFlow loads: no run, still training, unfinished."""
+    run, _ = run_lib.load_run(run_dir)
+    with run_lib.locked(run, exclusive=False):
+        run_lib.model_file(run)
 
 
 def _echo_export(result) -> None:

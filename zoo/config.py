@@ -15,6 +15,12 @@ from .errors import ZooError, ZooUsageError
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 
+# Upper bounds: values past them are typos or overflows (TensorFlow holds sizes in int32/int64,
+# NumPy seeds in uint32), not requests anyone means.
+MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 2**31 - 1
+MAX_SEED = 2**32 - 1
+
 # Used where neither the user nor the builder's recipe says otherwise.
 DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -46,34 +52,9 @@ class RunConfig:
     manual_dir: str | None = None
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, received {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, received {self.batch_size}"),
-            (
-                0.0 < self.val_split < 1.0,
-                f"--val-split must be between 0 and 1 (exclusive), received {self.val_split}",
-            ),
-            (
-                math.isfinite(self.learning_rate) and self.learning_rate > 0,
-                f"--learning-rate must be a positive number, received {self.learning_rate}",
-            ),
-            (
-                0.0 <= self.label_smoothing < 1.0,
-                f"label_smoothing must be in [0, 1), received {self.label_smoothing}",
-            ),
-            (
-                self.optimizer in OPTIMIZERS,
-                f"unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}",
-            ),
-            (
-                self.schedule in SCHEDULES,
-                f"unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}",
-            ),
-            (self.seed >= 0, f"--seed must be 0 or more, received {self.seed}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ZooUsageError(message)
+        problems = _problems(self)
+        if problems:
+            raise ZooUsageError(problems[0])
 
     @classmethod
     def from_recipe(
@@ -99,5 +80,51 @@ class RunConfig:
             return cls(**{k: v for k, v in raw.items() if k in names})
         except FileNotFoundError:
             raise ZooUsageError(f"{path.parent} is not a run directory (no config.json)") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, ZooUsageError) as exc:
             raise ZooError(f"{path} is corrupted or not a zoo config: {exc}") from None
+
+
+def _problems(c: RunConfig) -> list[str]:
+    """What is wrong with ``c``, one sentence each (empty when nothing is)."""
+    checks = [
+        (_int_in(c.epochs, 1, MAX_EPOCHS), f"`epochs` must be between 1 and {MAX_EPOCHS}, received {c.epochs!r}"),
+        (
+            _int_in(c.batch_size, 1, MAX_BATCH_SIZE),
+            f"`batch_size` must be between 1 and {MAX_BATCH_SIZE}, received {c.batch_size!r}",
+        ),
+        (
+            _number(c.val_split) and 0.0 < c.val_split < 1.0,
+            f"`val_split` must be between 0 and 1 (exclusive), received {c.val_split!r}",
+        ),
+        (
+            _number(c.learning_rate) and math.isfinite(c.learning_rate) and c.learning_rate > 0,
+            f"`learning_rate` must be a positive number, received {c.learning_rate!r}",
+        ),
+        (
+            _number(c.label_smoothing) and 0.0 <= c.label_smoothing < 1.0,
+            f"`label_smoothing` must be in [0, 1), received {c.label_smoothing!r}",
+        ),
+        (
+            c.optimizer in OPTIMIZERS,
+            f"unknown `optimizer` {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
+        ),
+        (
+            c.schedule in SCHEDULES,
+            f"unknown `schedule` {c.schedule!r}; choose one of {', '.join(SCHEDULES)}",
+        ),
+        (isinstance(c.augment, bool), f"`augment` must be true or false, received {c.augment!r}"),
+        (_int_in(c.seed, 0, MAX_SEED), f"`seed` must be between 0 and {MAX_SEED}, received {c.seed!r}"),
+        (
+            isinstance(c.deterministic, bool),
+            f"`deterministic` must be true or false, received {c.deterministic!r}",
+        ),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

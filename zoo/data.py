@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
+import shutil
 import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from . import files
 from .errors import ZooError, ZooUsageError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -54,10 +61,37 @@ class Splits:
     info: DatasetInfo
 
 
+@dataclass(frozen=True)
+class Features:
+    """What a model needs to be built, known from TFDS metadata before anything is prepared."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+
+
+def describe(
+    name: str, *, data_dir: str | None = None, manual_dir: str | None = None
+) -> Features:
+    """Check that ``name`` is an image-classification dataset that can be loaded, without loading it.
+
+    Everything knowable before the work starts is checked here: the name, version and config
+    against the TFDS registry, the features, and, for a dataset not prepared yet, that its data
+    folder can be written and its files can be had (from ``manual_dir`` or the network).
+    """
+    with _no_absl_warnings():
+        builder = _builder(name, data_dir)
+        features = _features(builder)
+        if not builder.is_prepared():
+            _check_preparable(builder, manual_dir)
+    return features
+
+
 def split_strings(val_fraction: float) -> tuple[str, str]:
     """TFDS slices for train and validation: disjoint by construction, the same every epoch."""
     if not 0.0 < val_fraction < 1.0:
-        raise ZooUsageError(f"--val-split must be between 0 and 1 (exclusive), received {val_fraction}")
+        raise ZooUsageError(f"`val_split` must be between 0 and 1 (exclusive), received {val_fraction}")
     cut = f"{100.0 * (1.0 - val_fraction):g}%"
     return f"train[:{cut}]", f"train[{cut}:]"
 
@@ -77,7 +111,7 @@ def load(
     ``augment`` shifts training images by up to ``MAX_SHIFT`` pixels (validation and test never).
     """
     if batch_size < 1:
-        raise ZooUsageError(f"--batch-size must be at least 1, received {batch_size}")
+        raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
     train_split, val_split = split_strings(val_fraction)
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     info = _info(builder, train_split, val_split)
@@ -85,7 +119,7 @@ def load(
         train, val = _read(builder, train_split), _read(builder, val_split)
     except ValueError as exc:  # TFDS: a slice that rounds to no example at all
         raise ZooUsageError(
-            f"--val-split {val_fraction} leaves an empty split of '{name}' ({_first_line(exc)})"
+            f"`val_split` {val_fraction} leaves an empty split of '{name}' ({_first_line(exc)})"
         ) from None
     test = _read(builder, info.test_split) if info.test_split else None
     info = dataclasses.replace(
@@ -96,7 +130,7 @@ def load(
     )
     if not info.num_train or not info.num_validation:
         raise ZooUsageError(
-            f"--val-split {val_fraction} leaves {info.num_train} training and "
+            f"`val_split` {val_fraction} leaves {info.num_train} training and "
             f"{info.num_validation} validation examples in '{name}'; both need at least one"
         )
     return Splits(
@@ -250,30 +284,122 @@ def prepared_builder(
     name: str, *, data_dir: str | None = None, manual_dir: str | None = None
 ) -> tfds.core.DatasetBuilder:
     """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed."""
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise ZooUsageError(
-            f"unknown dataset '{name}' (see https://www.tensorflow.org/datasets/catalog)"
-        ) from None
-    if builder.is_prepared():
+    with _no_absl_warnings():
+        builder = _builder(name, data_dir)
+        prepared = builder.is_prepared()
+    if prepared:
         return builder
-    missing = _missing_manual_files(builder, manual_dir)
-    if missing and not _can_reach(builder):
-        files = ", ".join(missing)
-        where = f"--manual-dir {manual_dir} lacks {files}" if manual_dir else f"it needs {files}"
-        raise ZooError(
-            f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
-            f"(no network); {where}. Pass --manual-dir DIR with those files (or set "
-            f"ZOO_MANUAL_DIR), or --data-dir DIR where it is already prepared"
-        )
+    _check_preparable(builder, manual_dir)
     config = tfds.download.DownloadConfig(
         manual_dir=manual_dir,
         # The prepared-data bucket needs the network and would only be slower to fail.
         try_download_gcs=False,
     )
-    builder.download_and_prepare(download_config=config)
+    with _nothing_left_on_failure(builder), _quiet_unless_terminal():
+        try:
+            builder.download_and_prepare(download_config=config)
+        except Exception as exc:
+            if type(exc).__name__ != "NonMatchingChecksumError":
+                raise
+            found = re.search(r"downloaded to (.+?), has wrong checksum", str(exc))
+            file = found.group(1) if found else _first_line(exc)
+            raise ZooError(
+                f"{file} does not have the checksum TFDS registered for dataset '{name}': it is "
+                f"not the original file; replace it with the original download"
+            ) from None
     return builder
+
+
+def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """``tfds.builder`` with its errors (multi-line, several types) as one usage-error line."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ZooUsageError(
+            f"unknown dataset '{name}' (see https://www.tensorflow.org/datasets/catalog)"
+        ) from None
+    except (AssertionError, ValueError, TypeError) as exc:  # version, config or name syntax
+        # TFDS prefixes its reason with the builder's arguments; the reason is what helps.
+        reason = _first_line(exc).rpartition("}\": ")[2].rstrip(".")
+        raise ZooUsageError(f"cannot load dataset '{name}': {reason}") from None
+
+
+def _check_preparable(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+    """Fail now, with what to do, if preparing ``builder`` cannot succeed."""
+    name = builder.info.full_name.split("/")[0]
+    files.check_creatable(Path(builder.data_dir), f"the data folder of '{name}'")
+    wrong = _wrong_size_manual_files(builder, manual_dir)
+    if wrong:
+        raise ZooUsageError(
+            f"{wrong} is not the file dataset '{name}' needs; replace it with the original download"
+        )
+    missing = _missing_manual_files(builder, manual_dir)
+    if missing and not _can_reach(builder):
+        names = ", ".join(missing)
+        where = f"`manual_dir` {manual_dir} lacks {names}" if manual_dir else f"it needs {names}"
+        raise ZooError(
+            f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
+            f"(no network); {where}. Pass `manual_dir` with those files (or set "
+            f"ZOO_MANUAL_DIR), or `data_dir` where it is already prepared"
+        )
+
+
+@contextmanager
+def _quiet_unless_terminal() -> Iterator[None]:
+    """TFDS's progress bars only where a person watches them (not in logs)."""
+    if sys.stderr.isatty():
+        yield
+        return
+    tfds.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(True)
+
+
+@contextmanager
+def _no_absl_warnings() -> Iterator[None]:
+    """TFDS warns "Variant folder ... has no dataset_info.json" for every dataset not prepared
+    yet: expected here, and it would bury the one line a failure prints."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
+@contextmanager
+def _nothing_left_on_failure(builder: tfds.core.DatasetBuilder) -> Iterator[None]:
+    """Remove the folders a failed preparation created (TFDS leaves empty ones behind)."""
+    version_dir = Path(builder.data_dir)
+    root = Path(builder.data_dir_root)
+    made = [version_dir, *version_dir.parents]
+    made = [p for p in made[: made.index(root) + 1] if not p.exists()]
+    made += [p for p in (root / "downloads" / "extracted", root / "downloads") if not p.exists()]
+    before = set(version_dir.parent.glob("*")) if version_dir.parent.exists() else set()
+    try:
+        yield
+    except BaseException:
+        if version_dir.parent.exists():  # TFDS's half-written "incomplete.XXXXXX_<version>"
+            for path in set(version_dir.parent.glob(f"incomplete.*_{version_dir.name}")) - before:
+                shutil.rmtree(path, ignore_errors=True)
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def _wrong_size_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> str:
+    """The first file in ``manual_dir`` whose size differs from TFDS's record of it ("" if none)."""
+    if not manual_dir:
+        return ""
+    for url, info in sorted((builder.url_infos or {}).items()):
+        path = Path(manual_dir) / (info.filename or Path(urlparse(url).path).name)
+        if info.size and path.is_file() and path.stat().st_size != int(info.size):
+            return f"{path} ({path.stat().st_size:,} bytes, TFDS registered {int(info.size):,})"
+    return ""
 
 
 def _missing_manual_files(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> list[str]:
@@ -311,7 +437,7 @@ def _has_split(builder: tfds.core.DatasetBuilder, split_name: str) -> bool:
     return True
 
 
-def _info(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str) -> DatasetInfo:
+def _features(builder: tfds.core.DatasetBuilder) -> Features:
     info = builder.info
     keys = info.supervised_keys
     if not keys or len(keys) != 2:
@@ -324,13 +450,23 @@ def _info(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str) -
         raise ZooUsageError(
             f"dataset '{info.name}' has images of varying size {image.shape}; the zoo needs a fixed shape"
         )
-    return DatasetInfo(
+    return Features(
         name=info.name,
-        version=str(info.version),
         input_shape=tuple(int(d) for d in image.shape),
         num_classes=int(label.num_classes),
+        class_names=tuple(label.names),
+    )
+
+
+def _info(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str) -> DatasetInfo:
+    features = _features(builder)
+    return DatasetInfo(
+        name=features.name,
+        version=str(builder.info.version),
+        input_shape=features.input_shape,
+        num_classes=features.num_classes,
         train_split=train_split,
         validation_split=val_split,
         test_split="test" if _has_split(builder, "test") else None,
-        class_names=tuple(label.names),
+        class_names=features.class_names,
     )

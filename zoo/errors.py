@@ -1,4 +1,8 @@
-"""The zoo's own errors. The CLI prints each as one line: usage errors exit 2, failures exit 1."""
+"""The zoo's own errors. The CLI prints each as one line: usage errors exit 2, failures exit 1.
+
+Messages name settings as Python parameters in backticks (`` `epochs` must be at least 1``), the
+way the Python API spells them; the CLI shows its own option names instead (``--epochs``).
+"""
 
 
 class ZooError(Exception):
@@ -7,3 +11,7 @@ class ZooError(Exception):
 
 class ZooUsageError(ZooError):
     """The user asked for something that cannot be (exit code 2): a bad option, a missing split."""
+
+
+class RunLockedError(ZooUsageError):
+    """Another process is writing the run directory (it holds the run's lock)."""

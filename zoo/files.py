@@ -6,25 +6,49 @@ import csv
 import json
 import os
 import re
+import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import ZooUsageError
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A hidden sibling to write to, renamed onto ``path`` only if the block succeeds.
 
-    The temporary keeps the whole file name as its suffix (``.tmp-model.keras``), because Keras and
-    matplotlib choose the format from it.
+    The temporary's name is unique to this call, so two processes writing the same file never
+    publish each other's half; it ends with the whole file name (``.tmp-1a2b3c4d-model.keras``),
+    because Keras and matplotlib choose the format from it.
     """
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_creatable(path: Path, what: str) -> None:
+    """Raise a one-line ZooUsageError unless a folder can be made at ``path`` (or written in it).
+
+    Permission bits do not tell (root, read-only mounts, /proc): a real folder is made in the
+    nearest existing ancestor and removed again.
+    """
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+    if folder == path and not folder.is_dir():
+        raise ZooUsageError(f"{what} {path} exists and is not a directory")
+    if not folder.is_dir():
+        raise ZooUsageError(f"cannot create {what} {path}: {folder} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=folder))
+    except OSError as exc:
+        raise ZooUsageError(f"cannot create {what} {path}: {exc.strerror} in {folder}") from None
 
 
 def safe_name(text: str) -> str:

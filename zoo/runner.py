@@ -32,6 +32,7 @@ import tensorflow as tf
 import registry
 
 from . import __version__, data, files, export as export_lib
+from . import run as run_lib
 from .config import RunConfig
 from .errors import ZooError, ZooUsageError
 
@@ -54,35 +55,6 @@ class TrainResult:
     export: export_lib.ExportResult | None
 
 
-def check_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> Path:
-    """Resolve the run directory and refuse to overwrite a finished or foreign one.
-
-    Creates nothing: the directory is made only once data and model are ready, so a bad input
-    leaves no trace.
-    """
-    path = Path(run_dir).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ZooUsageError(f"run directory {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not resume:
-            raise ZooUsageError(
-                f"run directory {path} is not empty; pass --resume to continue it or choose "
-                f"another --run-dir"
-            )
-        if (path / "metrics.json").exists():
-            raise ZooUsageError(f"run {path} is already complete; nothing to resume")
-    elif resume:
-        raise ZooUsageError(f"nothing to resume: {path} is empty or does not exist")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ZooUsageError(f"cannot create run directory {path}: {parent} is a file")
-            if not os.access(parent, os.W_OK):
-                raise ZooUsageError(f"cannot create run directory {path}: {parent} is not writable")
-            break
-    return path
-
-
 def train(
     config: RunConfig,
     run_dir: str | os.PathLike,
@@ -91,18 +63,41 @@ def train(
     export_base: str | os.PathLike | None = None,
     verbose: int = 2,
 ) -> TrainResult:
-    """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export."""
+    """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export.
+
+    Everything that can be checked without data is checked first (builder, hyperparameters by
+    building the model, dataset name and files, run directory, export base), so a bad request
+    fails in seconds and leaves nothing behind. The run directory is locked for the whole run.
+    """
     entry = registry.resolve(config.model)
     builder = entry.load(shown_name=config.model)
     hparams = builder.check_hparams(config.hparams)
-    run = check_run_dir(run_dir, resume=resume)
-    if resume:
-        _check_resume_matches(run, config)
-
+    run = run_lib.check_new_or_resumable(run_dir, resume=resume)
+    if export_base is not None:
+        files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
+    features = data.describe(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
     keras.utils.set_random_seed(config.seed)
+    model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    splits = data.load(
+
+    if resume:
+        with run_lib.locked(run, exclusive=True):
+            _check_resume_matches(run, config)
+            metrics = _fit(model, config, _load(config), run, entry, builder, hparams, resume, verbose)
+    else:
+        splits = _load(config)
+        run.mkdir(parents=True, exist_ok=True)
+        with run_lib.locked(run, exclusive=True):
+            if run_lib.contents(run):  # another process started a run here in the meantime
+                raise ZooUsageError(f"run directory {run} is not empty any more; choose another `run_dir`")
+            metrics = _fit(model, config, splits, run, entry, builder, hparams, resume, verbose)
+    exported = export(run, export_base) if export_base is not None else None
+    return TrainResult(run, metrics, exported)
+
+
+def _load(config: RunConfig) -> data.Splits:
+    return data.load(
         config.dataset,
         val_fraction=config.val_split,
         batch_size=config.batch_size,
@@ -111,10 +106,11 @@ def train(
         manual_dir=config.manual_dir,
         augment=config.augment,
     )
+
+
+def _fit(model, config, splits, run, entry, builder, hparams, resume, verbose) -> dict[str, Any]:
+    """The training loop over a locked run directory; returns the metrics it wrote."""
     info = splits.info
-    model = builder.build(input_shape=info.input_shape, num_classes=info.num_classes, **hparams)
-    _check_output(model, info.num_classes, config.model)
-    run.mkdir(parents=True, exist_ok=True)
     files.write_json(run / "config.json", _config_record(config, entry, builder, hparams, info))
 
     steps_per_epoch = math.ceil(info.num_train / config.batch_size)
@@ -153,7 +149,7 @@ def train(
             if finished
             else "no epoch had finished"
         )
-        raise ZooError(f"{exc}; training stopped, {kept} (try a smaller --learning-rate)") from None
+        raise ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)") from None
 
     with files.atomic_path(run / "model.keras") as tmp:
         model.save(tmp)
@@ -174,57 +170,48 @@ def train(
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
     files.write_json(run / "metrics.json", metrics)
     plot_curves(history, run / "curves.png", title=f"{config.model} on {info.name}")
-    exported = export(run, export_base) if export_base is not None else None
-    return TrainResult(run, metrics, exported)
+    return metrics
 
 
 def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
-    run, config = load_run(run_dir)
-    model = load_model(run, config)
-    ds = data.load_split(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir)
-    loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
-    result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
-    safe = "".join(c if c.isalnum() else "_" for c in split).strip("_")
-    files.write_json(run / f"eval-{safe}.json", result)
+    run, config = run_lib.load_run(run_dir)
+    with run_lib.locked(run, exclusive=False):  # refused while the run is still training
+        model = load_model(run, config)
+        ds = data.load_split(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir)
+        loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
+        result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
+        files.write_json(run / f"eval-{files.safe_name(split)}.json", result)
     return result
 
 
 def export(run_dir: str | os.PathLike, export_base: str | os.PathLike) -> export_lib.ExportResult:
     """Export a finished run as the next SavedModel version under ``export_base``."""
-    run, config = load_run(run_dir)
-    model = load_model(run, config)
-    info = json.loads((run / "config.json").read_text(encoding="utf-8"))["dataset"]
-    # Compare on real images the model never trained on.
-    images = data.sample_images(
-        config.dataset,
-        info["test_split"] or info["validation_split"],
-        data_dir=config.data_dir,
-        manual_dir=config.manual_dir,
-    )
-    metadata = {
-        "model": config.model,
-        "dataset": info["name"],
-        "input_shape": info["input_shape"],
-        "class_names": info["class_names"],
-        "run_dir": str(run),
-        "zoo_version": __version__,
-    }
-    return export_lib.export_model(model, export_base, check_images=images, metadata=metadata)
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[Path, RunConfig]:
-    run = Path(run_dir).expanduser().resolve()
-    if not run.is_dir():
-        raise ZooUsageError(f"{run} is not a run directory (no such folder)")
-    return run, RunConfig.read(run / "config.json")
+    run, config = run_lib.load_run(run_dir)
+    with run_lib.locked(run, exclusive=False):  # refused while the run is still training
+        model = load_model(run, config)
+        info = json.loads((run / "config.json").read_text(encoding="utf-8"))["dataset"]
+        # Compare on real images the model never trained on.
+        images = data.sample_images(
+            config.dataset,
+            info["test_split"] or info["validation_split"],
+            data_dir=config.data_dir,
+            manual_dir=config.manual_dir,
+        )
+        metadata = {
+            "model": config.model,
+            "dataset": info["name"],
+            "input_shape": info["input_shape"],
+            "class_names": info["class_names"],
+            "run_dir": str(run),
+            "zoo_version": __version__,
+        }
+        return export_lib.export_model(model, export_base, check_images=images, metadata=metadata)
 
 
 def load_model(run: Path, config: RunConfig) -> keras.Model:
     """Load model.keras in safe mode, after importing the plugin so its custom layers exist."""
-    path = run / "model.keras"
-    if not path.is_file():
-        raise ZooUsageError(f"run {run} has no model.keras (training did not finish)")
+    path = run_lib.model_file(run)
     registry.get(config.model)  # imports the plugin module: registers its serialisable objects
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -385,14 +372,6 @@ def _plain_compiled(model: keras.Model) -> keras.Model:
     return model
 
 
-def _check_output(model: keras.Model, num_classes: int, name: str) -> None:
-    shape = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
-    if shape is None or len(shape) != 2 or shape[-1] != num_classes:
-        raise registry.PluginError(
-            f"model '{name}' outputs shape {model.output_shape}, expected (None, {num_classes})"
-        )
-
-
 def _check_resume_matches(run: Path, config: RunConfig) -> None:
     # Where the data lives does not change the run; everything else must be the same.
     ignored = {"data_dir", "manual_dir"}
@@ -400,7 +379,7 @@ def _check_resume_matches(run: Path, config: RunConfig) -> None:
     changed = [k for k in old if k not in ignored and old[k] != new[k]]
     if changed:
         raise ZooUsageError(
-            f"--resume with different settings than run {run} ({', '.join(changed)}); "
+            f"`resume` with different settings than run {run} ({', '.join(changed)}); "
             f"resume with the same command"
         )
 

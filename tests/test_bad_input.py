@@ -1,0 +1,170 @@
+"""Bad requests through the installed ``zoo`` console script, as a user types them.
+
+Each must end with its exit status, at most 3 lines on stderr, no traceback, and nothing new in
+the run, export, data or working folders. The invocations run two at a time (each that loads
+TensorFlow takes seconds); every case has folders of its own, so none can hide another's litter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from zoo.config import RunConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ZOO = Path(sys.executable).with_name("zoo")
+MNIST_SIZES = {
+    "train-images-idx3-ubyte.gz": 9912422,
+    "train-labels-idx1-ubyte.gz": 28881,
+    "t10k-images-idx3-ubyte.gz": 1648877,
+    "t10k-labels-idx1-ubyte.gz": 4542,
+}
+
+# (arguments, exit status, words the last stderr line must contain). Placeholders: {run}, {export}
+# and {data} are this case's own (absent) folders; the others come from the `places` fixture.
+CASES = [
+    # Click's own checks
+    (["train"], 2, "Missing argument 'MODEL'"),
+    (["train", "softmax", "--epochs", "abc"], 2, "'abc' is not a valid integer"),
+    (["train", "softmax", "--optimizer", "adamx"], 2, "'adamx' is not one of"),
+    (["train", "softmax", "--no-such-option"], 2, "No such option '--no-such-option'"),
+    (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
+    # Numbers Click accepts but the zoo cannot use
+    (["train", "softmax", "--epochs", "0"], 2, "--epochs must be between 1 and 1000000"),
+    (["train", "softmax", "--epochs", "99999999999999999999999"], 2, "--epochs must be between 1 and"),
+    (["train", "softmax", "--batch-size", "0"], 2, "--batch-size must be between 1 and"),
+    (["train", "softmax", "--batch-size", "4294967296"], 2, "--batch-size must be between 1 and"),
+    (["train", "softmax", "--seed", "-1"], 2, "--seed must be between 0 and 4294967295"),
+    (["train", "softmax", "--seed", "4294967296"], 2, "--seed must be between 0 and 4294967295"),
+    (["train", "softmax", "--val-split", "1"], 2, "--val-split must be between 0 and 1"),
+    (["train", "softmax", "--val-split", "nan"], 2, "--val-split must be between 0 and 1"),
+    (["train", "softmax", "--learning-rate", "-1"], 2, "--learning-rate must be a positive number"),
+    (["train", "softmax", "--learning-rate", "inf"], 2, "--learning-rate must be a positive number"),
+    (["train", "softmax", "--label-smoothing", "1"], 2, "--label-smoothing must be in [0, 1)"),
+    (["bench", "softmax", "--seeds", "x"], 2, "--seeds expects comma-separated integers"),
+    (["bench", "softmax", "--seeds", "4294967296"], 2, "--seeds expects integers between 0 and"),
+    # Hyperparameters: syntax, names, types, and values the builder itself rejects
+    (["train", "cnn", "--hp", "dropout"], 2, "--hp expects KEY=VALUE"),
+    (["train", "cnn", "--hp", "dropout=0.1", "--hp", "dropout=0.2"], 2, "--hp dropout is given twice"),
+    (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
+    (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float"),
+    (["train", "mlp", "--hp", "units=-5"], 2, "model 'mlp' rejects units=-5: ValueError"),
+    (["train", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
+    (["train", "cnn", "--hp", "filters=32"], 2, "model 'cnn' rejects filters=32: ValueError"),
+    # Models
+    (["train", "nosuchmodel"], 2, "unknown model 'nosuchmodel'"),
+    (["train", "cnnn"], 2, "Did you mean: cnn"),
+    (["info", "nosuchmodel"], 2, "unknown model 'nosuchmodel'"),
+    (["check", "mlpp"], 2, "Did you mean: mlp"),
+    # Datasets: TFDS registry, features, files
+    (["train", "softmax", "--dataset", "no_such_dataset"], 2, "unknown dataset 'no_such_dataset'"),
+    (["train", "softmax", "--dataset", "mnist:9.9.9"], 2, "cannot be loaded at version 9.9.9, only: 3.0.1"),
+    (["train", "softmax", "--dataset", "mnist/noconfig"], 2, "cannot load dataset 'mnist/noconfig'"),
+    (["train", "softmax", "--dataset", "../mnist"], 2, "cannot load dataset '../mnist'"),
+    (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),
+    (["train", "softmax", "--data-dir", "{data}", "--manual-dir", "{wrong_size}"], 2,
+     "is not the file dataset 'mnist' needs"),
+    (["train", "softmax", "--data-dir", "{data}", "--manual-dir", "{same_size}"], 1,
+     "does not have the checksum TFDS registered for dataset 'mnist'"),
+    (["train", "softmax", "--data-dir", "/proc/zoo-data", "--manual-dir", "{same_size}"], 2,
+     "cannot create the data folder of 'mnist' /proc/zoo-data"),
+    (["train", "softmax", "--manual-dir", "{a_file}"], 2, "is a file"),
+    # Run directories and export bases
+    (["train", "softmax", "--resume"], 2, "--resume needs the --run-dir"),
+    (["train", "softmax", "--run-dir", "{a_file}"], 2, "exists and is not a directory"),
+    (["train", "softmax", "--run-dir", "{a_file}/run"], 2, "is a file"),
+    (["train", "softmax", "--run-dir", "/proc/zoo-run"], 2, "cannot create run directory /proc/zoo-run"),
+    (["train", "softmax", "--run-dir", "{finished}"], 2, "is not empty; pass --resume"),
+    (["train", "softmax", "--run-dir", "{finished}", "--resume"], 2, "is already complete"),
+    (["train", "softmax", "--run-dir", "{empty}", "--resume"], 2, "nothing to resume"),
+    (["train", "softmax", "--export", "{a_file}"], 2, "export base {a_file} exists and is not a directory"),
+    (["train", "softmax", "--export", "/sys/zoo-exports"], 2, "cannot create export base /sys/zoo-exports"),
+    (["evaluate", "{empty}"], 2, "is not a run directory (no config.json)"),
+    (["evaluate", "{a_file}/nothing"], 2, "is not a run directory"),
+    (["evaluate", "{bad_model}"], 1, "cannot load"),
+    (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
+    (["export", "{no_model}", "{export}"], 2, "has no model.keras"),
+]
+
+
+@pytest.fixture(scope="module")
+def places(mnist_data_dir, tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad-input")
+    (root / "a_file").write_text("a regular file where a folder is expected")
+    (root / "empty").mkdir()
+    for name, make in (("wrong_size", lambda size: 10), ("same_size", lambda size: size)):
+        folder = root / name
+        folder.mkdir()
+        for file, size in MNIST_SIZES.items():
+            with (folder / file).open("wb") as f:  # the right names, not the right contents
+                f.truncate(make(size))
+    config = {"config": RunConfig("softmax", data_dir=mnist_data_dir).to_dict()}
+    for name in ("finished", "bad_model", "bad_config", "no_model"):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps(config))
+    (root / "finished" / "metrics.json").write_text("{}")
+    (root / "bad_model" / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    (root / "bad_config" / "config.json").write_text('{"config": {"model": "mlp", "epochs": "many"}}')
+    return {p.name: str(p) for p in root.iterdir()}
+
+
+def _snapshot(folder: str) -> dict[str, int]:
+    return {str(p): p.stat().st_size for p in sorted(Path(folder).rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def outcomes(places, mnist_data_dir, tmp_path_factory):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    root = tmp_path_factory.mktemp("bad-input-cases")
+    env = {k: v for k, v in os.environ.items() if k not in ("ZOO_MANUAL_DIR", "TFDS_DATA_DIR", "ZOO_DEBUG")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", ZOO_OFFLINE="1")
+    before = {name: _snapshot(path) for name, path in places.items() if Path(path).is_dir()}
+    before["mnist"] = _snapshot(mnist_data_dir)
+
+    def run(index: int):
+        own = {k: str(root / f"{k}-{index}") for k in ("run", "export", "data", "cwd")}
+        Path(own["cwd"]).mkdir()
+        args = [a.format(**places, **own) for a in CASES[index][0]]
+        if args[0] == "train":
+            args += [] if "--run-dir" in args or "--resume" in args else ["--run-dir", own["run"]]
+            args += [] if "--data-dir" in args else ["--data-dir", mnist_data_dir]
+        result = subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env,
+                                cwd=own["cwd"], timeout=300)
+        return args, own, result
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, range(len(CASES))))
+    after = {name: _snapshot(path) for name, path in places.items() if Path(path).is_dir()}
+    after["mnist"] = _snapshot(mnist_data_dir)
+    return results, before, after
+
+
+def test_there_are_at_least_thirty_kinds_of_bad_input():
+    assert len({" ".join(args) for args, _, _ in CASES}) >= 30
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[" ".join(c[0]) for c in CASES])
+def test_bad_input_is_one_line_and_leaves_nothing(index, outcomes, places):
+    (args, own, result), (_, code, words) = outcomes[0][index], CASES[index]
+    stderr = result.stderr.strip().splitlines()
+    assert result.returncode == code, (args, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert 1 <= len(stderr) <= 3, result.stderr
+    assert stderr[-1].startswith("Error: ") and words.format(**places) in stderr[-1], stderr[-1]
+    for key in ("run", "export", "data"):
+        assert not Path(own[key]).exists(), f"{key} folder {own[key]} was created"
+    assert list(Path(own["cwd"]).iterdir()) == []
+
+
+def test_bad_inputs_changed_no_existing_folder(outcomes):
+    _, before, after = outcomes
+    assert after == before
