@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from zoo.config import DEFAULTS, OPTIMIZERS, SCHEDULES, RunConfig
+from zoo.config import DEFAULTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
 from zoo.errors import ZooError, ZooUsageError
 
 
@@ -22,24 +22,40 @@ def test_defaults_are_valid_and_match_the_defaults_table():
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("epochs", 0, "--epochs must be at least 1, received 0"),
-        ("epochs", -3, "--epochs must be at least 1, received -3"),
-        ("batch_size", 0, "--batch-size must be at least 1, received 0"),
-        ("val_split", 0.0, "--val-split must be between 0 and 1 (exclusive), received 0.0"),
-        ("val_split", 1.0, "--val-split must be between 0 and 1 (exclusive), received 1.0"),
-        ("val_split", -0.5, "--val-split must be between 0 and 1 (exclusive), received -0.5"),
-        ("learning_rate", 0.0, "--learning-rate must be a positive number, received 0.0"),
-        ("learning_rate", -1e-3, "--learning-rate must be a positive number, received -0.001"),
-        ("learning_rate", float("nan"), "--learning-rate must be a positive number, received nan"),
-        ("learning_rate", float("inf"), "--learning-rate must be a positive number, received inf"),
-        ("label_smoothing", 1.0, "label_smoothing must be in [0, 1), received 1.0"),
-        ("label_smoothing", -0.1, "label_smoothing must be in [0, 1), received -0.1"),
-        ("optimizer", "adagrad", "unknown optimizer 'adagrad'; choose one of adam, adamw, sgd, rmsprop"),
-        ("schedule", "step", "unknown schedule 'step'; choose one of constant, cosine"),
-        ("seed", -1, "--seed must be 0 or more, received -1"),
+        ("epochs", 0, "`epochs` must be between 1 and 1000000, received 0"),
+        ("epochs", -3, "`epochs` must be between 1 and 1000000, received -3"),
+        ("epochs", 1_000_001, "`epochs` must be between 1 and 1000000, received 1000001"),
+        ("epochs", 2.0, "`epochs` must be between 1 and 1000000, received 2.0"),
+        ("epochs", True, "`epochs` must be between 1 and 1000000, received True"),
+        ("epochs", "3", "`epochs` must be between 1 and 1000000, received '3'"),
+        ("batch_size", 0, "`batch_size` must be between 1 and 2147483647, received 0"),
+        ("batch_size", 2**31, "`batch_size` must be between 1 and 2147483647, received 2147483648"),
+        ("batch_size", 64.0, "`batch_size` must be between 1 and 2147483647, received 64.0"),
+        ("val_split", 0.0, "`val_split` must be between 0 and 1 (exclusive), received 0.0"),
+        ("val_split", 1.0, "`val_split` must be between 0 and 1 (exclusive), received 1.0"),
+        ("val_split", -0.5, "`val_split` must be between 0 and 1 (exclusive), received -0.5"),
+        ("val_split", "0.1", "`val_split` must be between 0 and 1 (exclusive), received '0.1'"),
+        ("learning_rate", 0.0, "`learning_rate` must be a positive number, received 0.0"),
+        ("learning_rate", -1e-3, "`learning_rate` must be a positive number, received -0.001"),
+        ("learning_rate", float("nan"), "`learning_rate` must be a positive number, received nan"),
+        ("learning_rate", float("inf"), "`learning_rate` must be a positive number, received inf"),
+        ("learning_rate", True, "`learning_rate` must be a positive number, received True"),
+        ("learning_rate", None, "`learning_rate` must be a positive number, received None"),
+        ("label_smoothing", 1.0, "`label_smoothing` must be in [0, 1), received 1.0"),
+        ("label_smoothing", -0.1, "`label_smoothing` must be in [0, 1), received -0.1"),
+        ("label_smoothing", False, "`label_smoothing` must be in [0, 1), received False"),
+        ("optimizer", "adagrad", "unknown `optimizer` 'adagrad'; choose one of adam, adamw, sgd, rmsprop"),
+        ("optimizer", "Adam", "unknown `optimizer` 'Adam'; choose one of adam, adamw, sgd, rmsprop"),
+        ("schedule", "step", "unknown `schedule` 'step'; choose one of constant, cosine"),
+        ("augment", 1, "`augment` must be true or false, received 1"),
+        ("augment", "false", "`augment` must be true or false, received 'false'"),
+        ("seed", -1, "`seed` must be between 0 and 4294967295, received -1"),
+        ("seed", 2**32, "`seed` must be between 0 and 4294967295, received 4294967296"),
+        ("seed", False, "`seed` must be between 0 and 4294967295, received False"),
+        ("deterministic", 0, "`deterministic` must be true or false, received 0"),
     ],
 )
-def test_bad_settings_are_usage_errors_naming_the_option_and_the_value(field, value, message):
+def test_bad_settings_are_usage_errors_naming_the_setting_and_the_value(field, value, message):
     with pytest.raises(ZooUsageError) as err:
         RunConfig(model="cnn", **{field: value})
     assert str(err.value) == message
@@ -49,24 +65,38 @@ def test_bad_settings_are_usage_errors_naming_the_option_and_the_value(field, va
     "field, value",
     [
         ("epochs", 1),
+        ("epochs", MAX_EPOCHS),
         ("batch_size", 1),
+        ("batch_size", MAX_BATCH_SIZE),
         ("val_split", 0.001),
         ("val_split", 0.999),
         ("learning_rate", 1e-9),
+        ("learning_rate", 1),  # an int is a number
         ("label_smoothing", 0.0),
+        ("label_smoothing", 0),
         ("label_smoothing", 0.999),
+        ("augment", True),
         ("seed", 0),
+        ("seed", MAX_SEED),
+        ("deterministic", False),
         *(("optimizer", name) for name in OPTIMIZERS),
         *(("schedule", name) for name in SCHEDULES),
     ],
 )
 def test_settings_at_the_edge_of_their_range_are_accepted(field, value):
-    assert getattr(RunConfig(model="cnn", **{field: value}), field) == value
+    config = RunConfig(model="cnn", **{field: value})
+    assert getattr(config, field) == value
+
+
+def test_the_bounds_are_what_the_messages_say():
+    assert (MAX_EPOCHS, MAX_BATCH_SIZE, MAX_SEED) == (1_000_000, 2**31 - 1, 2**32 - 1)
 
 
 def test_the_first_bad_setting_is_reported():
-    with pytest.raises(ZooUsageError, match="^--epochs"):
+    with pytest.raises(ZooUsageError, match="^`epochs`"):
         RunConfig(model="cnn", epochs=0, batch_size=0, seed=-1)
+    with pytest.raises(ZooUsageError, match="^`seed`"):
+        RunConfig(model="cnn", seed=-1, deterministic="yes")
 
 
 def test_config_is_frozen():
@@ -87,7 +117,7 @@ def test_command_line_wins_over_recipe_which_wins_over_defaults():
 
 
 def test_from_recipe_validates_the_merged_values():
-    with pytest.raises(ZooUsageError, match="--epochs must be at least 1, received 0"):
+    with pytest.raises(ZooUsageError, match="^`epochs` must be between 1 and 1000000, received 0$"):
         RunConfig.from_recipe("mlp", {"epochs": 0}, {})
 
 
@@ -167,10 +197,13 @@ def test_read_of_a_corrupted_config_names_the_file(tmp_path, text):
     assert "\n" not in str(err.value)
 
 
-def test_read_of_an_edited_config_with_a_bad_value_says_which(tmp_path):
+def test_read_of_an_edited_config_with_a_bad_value_names_the_file_and_the_value(tmp_path):
     path = write_config(tmp_path / "config.json", {"model": "cnn", "epochs": 0})
-    with pytest.raises(ZooUsageError, match="--epochs must be at least 1, received 0"):
+    with pytest.raises(ZooError) as err:
         RunConfig.read(path)
+    # Not a usage error: nothing the user typed this time is wrong, the file is.
+    assert type(err.value) is ZooError
+    assert str(err.value) == f"{path} is corrupted or not a zoo config: `epochs` must be between 1 and 1000000, received 0"
 
 
 @pytest.mark.xfail(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from zoo import files
+from zoo.errors import ZooUsageError
 
 
 def listing(folder):
@@ -129,3 +132,55 @@ def test_jsonable_is_what_json_reads_back():
     assert type(out["lr"]) is float and type(out["filters"]) is list
     with pytest.raises(TypeError, match="not JSON serialisable: <object"):
         files.jsonable({"x": object()})
+
+
+def test_atomic_path_temporaries_are_unique_per_call(tmp_path):
+    # Two writers of one file (two processes exporting the same run) must not share a temporary.
+    target = tmp_path / "state.json"
+    with files.atomic_path(target) as first, files.atomic_path(target) as second:
+        assert first != second
+        first.write_text("first")
+        second.write_text("second")
+    assert target.read_text() == "first"  # the outer block finished last
+    assert listing(tmp_path) == ["state.json"]
+
+
+def test_check_creatable_accepts_a_new_folder_and_leaves_nothing_behind(tmp_path):
+    files.check_creatable(tmp_path / "a" / "b" / "c", "run directory")
+    assert listing(tmp_path) == []
+
+
+def test_check_creatable_accepts_an_existing_folder(tmp_path):
+    (tmp_path / "exports").mkdir()
+    files.check_creatable(tmp_path / "exports", "export base")
+    assert listing(tmp_path) == ["exports"] and listing(tmp_path / "exports") == []
+
+
+def test_check_creatable_refuses_a_file_in_the_way(tmp_path):
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ZooUsageError) as err:
+        files.check_creatable(tmp_path / "taken", "export base")
+    assert str(err.value) == f"export base {tmp_path / 'taken'} exists and is not a directory"
+    with pytest.raises(ZooUsageError) as err:
+        files.check_creatable(tmp_path / "taken" / "sub" / "dir", "run directory")
+    assert str(err.value) == (
+        f"cannot create run directory {tmp_path / 'taken' / 'sub' / 'dir'}: {tmp_path / 'taken'} is a file"
+    )
+    assert listing(tmp_path) == ["taken"]
+
+
+def test_check_creatable_says_why_the_folder_cannot_be_made(tmp_path, monkeypatch):
+    # Permission bits do not stop root; a refusal from the file system is simulated.
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "mkdtemp", refuse)
+    with pytest.raises(ZooUsageError) as err:
+        files.check_creatable(tmp_path / "runs" / "x", "run directory")
+    assert str(err.value) == f"cannot create run directory {tmp_path / 'runs' / 'x'}: Permission denied in {tmp_path}"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_check_creatable_refuses_a_folder_the_kernel_will_not_make():
+    with pytest.raises(ZooUsageError, match=r"^cannot create run directory /proc/zoo-test/x: .+ in /proc$"):
+        files.check_creatable(Path("/proc/zoo-test/x"), "run directory")

@@ -685,3 +685,72 @@ def test_static_inspection_sees_an_edited_file(source):
     stat = (source.root / "st_edit.py").stat()
     os.utime(source.root / "st_edit.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert static("st_edit:f") == ("Summary line.", "")
+
+
+# --- Whose fault a failed build is: the user's values or the plugin -------------------------------
+
+
+def picky(*, input_shape: tuple[int, ...], num_classes: int, units: int = 4, filters: tuple[int, ...] = (8,),
+          head: str = "dense") -> keras.Model:
+    if units > 100:
+        raise ValueError(f"units must be at most 100, received {units}\n(a second line)")
+    if len(filters) > 2:
+        raise TypeError("too many filters")
+    if head == "crash":
+        raise RuntimeError("internal error")
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    if head == "wide":
+        return keras.Model(inputs, keras.layers.Dense(num_classes + 2)(x))
+    if head == "sequence":
+        return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Reshape((-1, 1))(x)))
+    if head == "two":
+        return keras.Model(inputs, [keras.layers.Dense(num_classes)(x), keras.layers.Dense(num_classes)(x)])
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+
+def always_fails(*, input_shape, num_classes, units: int = 4):
+    raise ValueError("broken for every input")
+
+
+@pytest.mark.parametrize(
+    "hparams, message",
+    [
+        ({"units": 1000}, "model 'm' rejects units=1000: ValueError: units must be at most 100, received 1000"),
+        ({"filters": (1, 2, 3), "units": 2},
+         "model 'm' rejects filters=1,2,3, units=2: TypeError: too many filters"),
+    ],
+)
+def test_values_a_builder_rejects_are_the_users_mistake(fake_dists, hparams, message):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:picky"))
+    with pytest.raises(registry.HyperparameterError) as err:
+        registry.get("m").build(input_shape=(2, 2, 1), num_classes=3, **hparams)
+    assert str(err.value) == message
+    assert isinstance(err.value.__cause__, (ValueError, TypeError))
+
+
+@pytest.mark.parametrize(
+    "name, hparams, message",
+    [
+        ("picky", {"head": "crash"}, "failed to build for input_shape=(2, 2, 1), num_classes=3: RuntimeError: internal error"),
+        ("always_fails", {"units": 2}, "failed to build for input_shape=(2, 2, 1), num_classes=3: ValueError: broken for every input"),
+        ("always_fails", {}, "failed to build for input_shape=(2, 2, 1), num_classes=3: ValueError: broken for every input"),
+        ("picky", {"head": "wide"}, "outputs shape (None, 5), expected (None, 3)"),
+        ("picky", {"head": "sequence"}, "outputs shape (None, 4, 3), expected (None, 3)"),
+        ("picky", {"head": "two"}, "outputs shape [(None, 3), (None, 3)], expected (None, 3)"),
+    ],
+)
+def test_failures_that_are_the_plugins_name_it(fake_dists, name, hparams, message):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:{name}"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m").build(input_shape=[2, 2, 1], num_classes=3, **hparams)
+    assert str(err.value) == f"model 'm' {message}"
+
+
+@pytest.mark.parametrize(
+    "value, text", [(3, "3"), (0.5, "0.5"), (True, "True"), ("relu", "relu"), ((32, 64), "32,64"), ([1], "1"), ((), "")]
+)
+def test_values_are_shown_as_they_are_typed(value, text):
+    from registry import _hparams
+
+    assert _hparams.show(value) == text
