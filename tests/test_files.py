@@ -68,6 +68,8 @@ def test_atomic_path_failure_before_anything_was_written(tmp_path):
     "text, expected",
     [
         ("cnn", "cnn"),
+        ("ResNet50", "ResNet50"),
+        ("Xception:X", "Xception-X"),
         ("keep_this.v2-x", "keep_this.v2-x"),
         ("dist:cnn", "dist-cnn"),
         ("a/b\\c", "a-b-c"),

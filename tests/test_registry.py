@@ -713,6 +713,17 @@ def always_fails(*, input_shape, num_classes, units: int = 4):
     raise ValueError("broken for every input")
 
 
+def fails_silently(*, input_shape, num_classes):
+    raise ValueError()
+
+
+def test_a_build_failure_without_a_message_names_the_exception(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:fails_silently"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m").build(input_shape=(2, 2, 1), num_classes=3)
+    assert str(err.value).rstrip(": ") == "model 'm' failed to build for input_shape=(2, 2, 1), num_classes=3: ValueError"
+
+
 @pytest.mark.parametrize(
     "hparams, message",
     [
