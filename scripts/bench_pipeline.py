@@ -65,8 +65,9 @@ def main() -> None:
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
 
-    splits = data.load("mnist", batch_size=args.batch_size, seed=args.seed,
+    splits = data.load("mnist", batch_size=args.batch_size, seed=args.seed, epochs=range(args.epochs),
                        data_dir=args.data_dir, manual_dir=args.manual_dir)
+    steps = splits.steps_per_epoch  # the zoo's training stream holds every epoch, one after another
     info = splits.info
     builder = tfds.builder("mnist", data_dir=args.data_dir)
     # The NumPy baseline gets the very same examples, decoded and normalised up front.
@@ -81,8 +82,8 @@ def main() -> None:
     autotune = tf.data.Options()
     autotune.autotune.enabled = True  # overrides the zoo's setting: later options win
     variants = {
-        "zoo": lambda model, cb: model.fit(splits.train, epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=False),
-        "autotune": lambda model, cb: model.fit(splits.train.with_options(autotune), epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=False),
+        "zoo": lambda model, cb: model.fit(splits.train, steps_per_epoch=steps, epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=False),
+        "autotune": lambda model, cb: model.fit(splits.train.with_options(autotune), steps_per_epoch=steps, epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=False),
         "numpy": lambda model, cb: model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=True),
         "naive": lambda model, cb: model.fit(naive_pipeline(), epochs=args.epochs, callbacks=[cb], verbose=0, shuffle=False),
     }

@@ -58,16 +58,62 @@ def test_every_pipeline_runs_without_the_tf_data_autotuner(tiny_data_dir, augmen
         assert ds.options().experimental_optimization.apply_default_optimizations is False
 
 
+def _epochs(splits) -> list[list[int]]:
+    ids, n = _image_ids(splits.train), splits.info.num_train
+    return [ids[i : i + n] for i in range(0, len(ids), n)]
+
+
 def test_training_order_reshuffles_each_epoch_and_follows_the_seed(tiny_data_dir):
     def orders(seed):
-        ds = data.load("zoo_tiny", batch_size=20, seed=seed, data_dir=tiny_data_dir).train
-        return _image_ids(ds), _image_ids(ds)
+        return _epochs(data.load("zoo_tiny", batch_size=20, seed=seed, epochs=range(3), data_dir=tiny_data_dir))
 
-    assert int(data.load("zoo_tiny", batch_size=20, data_dir=tiny_data_dir).train.cardinality()) == 9  # 180 / 20
-    first, second = orders(0)
-    assert first != second and sorted(first) == sorted(second)  # new permutation each epoch
-    assert orders(0) == (first, second)  # the same seed, the same sequence of permutations
+    splits = data.load("zoo_tiny", batch_size=20, epochs=range(3), data_dir=tiny_data_dir)
+    assert splits.steps_per_epoch == 9 and int(splits.train.cardinality()) == 27  # 180 / 20, 3 epochs
+    first, second, third = orders(0)
+    assert first != second != third and sorted(first) == sorted(second) == sorted(set(third))
+    assert len(first) == 180
+    assert orders(0) == [first, second, third]  # the same seed, the same sequence of permutations
     assert orders(1)[0] != first
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_resumed_stream_repeats_the_epochs_it_continues(tiny_data_dir, augment):
+    # Exact resume rests on this: epoch k's batches depend on (seed, k) only.
+    def batches(epochs):
+        splits = data.load("zoo_tiny", batch_size=32, seed=5, epochs=epochs, augment=augment, data_dir=tiny_data_dir)
+        return [(x.numpy(), y.numpy()) for x, y in splits.train]
+
+    whole, tail = batches(range(4)), batches(range(2, 4))
+    assert len(whole) == 4 * 6 and len(tail) == 2 * 6
+    for (xa, ya), (xb, yb) in zip(whole[12:], tail):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_labels_stay_with_their_images_through_the_permutation(tiny_data_dir, augment):
+    # Each tiny image shows its label as a bright row (2 + label) and its index in two pixels.
+    splits = data.load("zoo_tiny", batch_size=32, seed=3, epochs=range(2), augment=augment, data_dir=tiny_data_dir)
+    for images, labels in splits.train:
+        rows = images.numpy()[..., 0].sum(axis=2).argmax(axis=1)
+        if augment:  # a shift moves the row by up to MAX_SHIFT pixels
+            assert np.all(np.abs(rows - (2 + labels.numpy())) <= data.MAX_SHIFT)
+        else:
+            np.testing.assert_array_equal(rows, 2 + labels.numpy())
+            raw = np.rint(images.numpy() * 255).astype(int)
+            np.testing.assert_array_equal((raw[:, 0, 0, 0] * 256 + raw[:, 0, 1, 0]) % 3, labels.numpy())
+
+
+def test_seeded_augmentation_repeats_and_differs_between_epochs(tiny_data_dir):
+    def shifted(seed):
+        splits = data.load("zoo_tiny", batch_size=180, seed=seed, epochs=range(2), augment=True, data_dir=tiny_data_dir)
+        return [x.numpy() for x, _ in splits.train]
+
+    first = shifted(0)
+    np.testing.assert_array_equal(first[0], shifted(0)[0])
+    assert not np.array_equal(first[0], shifted(1)[0])
+    # The same images in another order and with other shifts the next epoch.
+    assert not np.array_equal(np.sort(first[0].sum(axis=(1, 2, 3))), np.sort(first[1].sum(axis=(1, 2, 3))))
 
 
 def test_validation_and_test_are_not_shuffled(tiny_data_dir):

@@ -56,6 +56,7 @@ class DatasetInfo:
 @dataclass(frozen=True)
 class Splits:
     train: tf.data.Dataset
+    steps_per_epoch: int
     validation: tf.data.Dataset
     test: tf.data.Dataset | None
     info: DatasetInfo
@@ -105,10 +106,12 @@ def load(
     data_dir: str | None = None,
     manual_dir: str | None = None,
     augment: bool = False,
+    epochs: range = range(1),
 ) -> Splits:
     """Prepare ``name`` if needed and return batched train / validation / test pipelines.
 
-    ``augment`` shifts training images by up to ``MAX_SHIFT`` pixels (validation and test never).
+    ``train`` holds the batches of every epoch in ``epochs`` (``Splits.steps_per_epoch`` each);
+    ``augment`` shifts its images by up to ``MAX_SHIFT`` pixels (validation and test never).
     """
     if batch_size < 1:
         raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
@@ -134,7 +137,8 @@ def load(
             f"{info.num_validation} validation examples in '{name}'; both need at least one"
         )
     return Splits(
-        train=pipeline(train, batch_size=batch_size, shuffle_seed=seed, augment=augment),
+        train=training_stream(train, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment),
+        steps_per_epoch=-(-info.num_train // batch_size),
         validation=pipeline(val, batch_size=batch_size),
         test=pipeline(test, batch_size=batch_size) if test is not None else None,
         info=info,
@@ -185,81 +189,82 @@ def sample_images(
     return images.numpy()
 
 
-def pipeline(
-    ds: tf.data.Dataset,
-    *,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    augment: bool = False,
-) -> tf.data.Dataset:
-    """uint8 (image, label) examples -> batched float32 images in [0, 1], read top to bottom.
+def pipeline(ds: tf.data.Dataset, *, batch_size: int) -> tf.data.Dataset:
+    """Validation and test: uint8 examples -> batched float32 images in [0, 1], in split order.
 
-    Examples stay uint8 (4x smaller than float32) until a whole batch is normalised with one
-    vectorised op.
+    Decoded once into the cache; examples stay uint8 (4x smaller than float32) until a whole
+    batch is normalised with one vectorised op.
     """
-    if shuffle_seed is None:
-        # Validation and test: decoded once into the cache, always in the same order.
-        ds = ds.cache().batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
-    else:
-        ds = _shuffled_batches(ds, batch_size, shuffle_seed)
-    if augment:
-        # After decoding, so every epoch draws new shifts; stateless seeds from a seeded stream
-        # keep runs reproducible even with parallel map calls.
-        seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, seeds.batch(2)))
-        ds = ds.map(_random_shift, num_parallel_calls=AUTOTUNE)
+    ds = ds.cache().batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
-def _shuffled_batches(ds: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Normalised batches of a new permutation of ``ds`` each epoch; same seed, same sequence.
+def training_stream(
+    ds: tf.data.Dataset,
+    *,
+    batch_size: int,
+    seed: int,
+    epochs: range,
+    augment: bool = False,
+) -> tf.data.Dataset:
+    """The training batches of every epoch in ``epochs``, one after another, read top to bottom.
 
-    The decoded uint8 split is held in memory as two tensors (what ``cache()`` would hold) and
-    each batch is one gather from a permuted index, as Keras does for NumPy arrays. Shuffling
-    example by example through a buffer costs several per cent of an epoch on small models, and
-    is a true permutation only while the buffer holds the whole split.
+    Each epoch's permutation and augmentation are a function of (seed, epoch) alone, so a run
+    resumed at epoch k sees exactly the batches an uninterrupted run would have seen. The decoded
+    uint8 split is held in memory as two tensors (what ``cache()`` would hold) and each batch is
+    one gather from a permuted index, as Keras does for NumPy arrays: shuffling example by example
+    through a buffer costs several per cent of an epoch on small models, and is a true
+    permutation only while the buffer holds the whole split.
     """
     examples = next(iter(ds.batch(_count(ds))))  # decode once: (images, labels) of the split
     n = int(examples[1].shape[0])
-    full = n - n % batch_size
+    full, steps = n - n % batch_size, -(-n // batch_size)
+    run_key = tf.constant([seed, 0], tf.int64)
 
-    def permuted(epoch_seed: tf.Tensor) -> tf.data.Dataset:
-        order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([epoch_seed, seed])))
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        key = tf.random.experimental.stateless_fold_in(run_key, epoch)
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
         if full < n:  # the last, smaller batch
             batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
-        return batches
+        # A key per batch for its augmentation: stateless, so parallel map calls cannot reorder it.
+        shift_key = tf.random.experimental.stateless_fold_in(key, 1)
+        keys = tf.data.Dataset.range(steps).map(
+            lambda i: tf.random.experimental.stateless_fold_in(shift_key, i)
+        )
+        return tf.data.Dataset.zip((batches, keys))
 
-    def gather(index: tf.Tensor, split: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        return _normalise(tf.gather(split[0], index), tf.gather(split[1], index))
+    def gather(batch: tuple[tf.Tensor, tf.Tensor], split: tuple[tf.Tensor, tf.Tensor]):
+        index, key = batch
+        images, labels = _normalise(tf.gather(split[0], index), tf.gather(split[1], index))
+        # After decoding, so every epoch draws new shifts.
+        return (_random_shift(images, key) if augment else images), labels
 
-    # One draw per pass over the dataset, i.e. per epoch; seeded, so runs repeat exactly.
-    epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     # As in Keras' NumPy path, the split enters as a dataset element rather than as a tensor
     # captured by the map function, which the pipeline's graph would have to hold as a constant.
     split = tf.data.Dataset.from_tensors(examples).repeat()
-    ds = tf.data.Dataset.zip((epochs.flat_map(permuted), split))
-    ds = ds.map(gather, num_parallel_calls=AUTOTUNE)
+    batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    ds = tf.data.Dataset.zip((batches, split)).map(gather, num_parallel_calls=AUTOTUNE)
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
-    return ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
+    return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
 def _normalise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(images, tf.float32) / 255.0, labels
 
 
-def _random_shift(batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _random_shift(images: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     """Translate each image of a batch by its own random whole-pixel offset, zero-filled."""
-    images, labels = batch
     n = tf.shape(images)[0]
     shifts = tf.random.stateless_uniform(
-        [n, 2], seed=seed, minval=-MAX_SHIFT, maxval=MAX_SHIFT + 1, dtype=tf.int32
+        [n, 2], seed=key, minval=-MAX_SHIFT, maxval=MAX_SHIFT + 1, dtype=tf.int32
     )
     shifts = tf.cast(shifts, tf.float32)
     ones, zeros = tf.ones([n, 1]), tf.zeros([n, 1])
     # Projective transforms map output to input pixels: [1, 0, dx, 0, 1, dy, 0, 0].
     transforms = tf.concat([ones, zeros, shifts[:, :1], zeros, ones, shifts[:, 1:], zeros, zeros], 1)
-    images = tf.raw_ops.ImageProjectiveTransformV3(
+    return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
@@ -267,7 +272,6 @@ def _random_shift(batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[
         interpolation="NEAREST",
         fill_mode="CONSTANT",
     )
-    return images, labels
 
 
 def _read(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:

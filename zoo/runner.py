@@ -83,20 +83,25 @@ def train(
 
     if resume:
         with run_lib.locked(run, exclusive=True):
-            _check_resume_matches(run, config)
-            metrics = _fit(model, config, _load(config), run, entry, builder, hparams, resume, verbose)
+            changes = _resume_changes(run, config)
+            backup = _Backup(run / "backup")
+            splits = _load(config, range(backup.saved_epoch(), config.epochs))
+            _record_resume(run, config, changes, backup.saved_epoch())
+            metrics = _fit(model, config, splits, run, entry, builder, hparams, backup, verbose)
     else:
-        splits = _load(config)
+        splits = _load(config, range(config.epochs))
         run.mkdir(parents=True, exist_ok=True)
         with run_lib.locked(run, exclusive=True):
             if run_lib.contents(run):  # another process started a run here in the meantime
                 raise ZooUsageError(f"run directory {run} is not empty any more; choose another `run_dir`")
-            metrics = _fit(model, config, splits, run, entry, builder, hparams, resume, verbose)
+            record = _config_record(config, entry, builder, hparams, splits.info)
+            files.write_json(run / "config.json", record)
+            metrics = _fit(model, config, splits, run, entry, builder, hparams, None, verbose)
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, metrics, exported)
 
 
-def _load(config: RunConfig) -> data.Splits:
+def _load(config: RunConfig, epochs: range) -> data.Splits:
     return data.load(
         config.dataset,
         val_fraction=config.val_split,
@@ -105,22 +110,27 @@ def _load(config: RunConfig) -> data.Splits:
         data_dir=config.data_dir,
         manual_dir=config.manual_dir,
         augment=config.augment,
+        epochs=epochs,
     )
 
 
-def _fit(model, config, splits, run, entry, builder, hparams, resume, verbose) -> dict[str, Any]:
-    """The training loop over a locked run directory; returns the metrics it wrote."""
-    info = splits.info
-    files.write_json(run / "config.json", _config_record(config, entry, builder, hparams, info))
+def _fit(model, config, splits, run, entry, builder, hparams, restore, verbose) -> dict[str, Any]:
+    """The training loop over a locked run directory; returns the metrics it wrote.
 
-    steps_per_epoch = math.ceil(info.num_train / config.batch_size)
+    ``restore`` is the backup to continue from (None for a new run).
+    """
+    info = splits.info
     model.compile(
-        optimizer=_optimizer(config, steps_per_epoch),
+        optimizer=_optimizer(config, splits.steps_per_epoch),
         loss=_loss(config.label_smoothing, info.num_classes),
         metrics=["accuracy"],
     )
     backup = _Backup(run / "backup")
-    initial_epoch = backup.restore(model) if resume else 0
+    initial_epoch = restore.restore(model) if restore is not None else 0
+    if config.schedule == "constant":
+        # A constant rate is an optimizer variable that the backup restored; a resume after a
+        # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
+        model.optimizer.learning_rate = config.learning_rate
     # Rows of epochs after the restored one are stale (killed after the row, before the backup).
     _rewrite_history(run / "history.csv", lambda r: int(r["epoch"]) < initial_epoch)
     callbacks = [
@@ -133,7 +143,8 @@ def _fit(model, config, splits, run, entry, builder, hparams, resume, verbose) -
     ]
     try:
         model.fit(
-            splits.train,
+            splits.train,  # every remaining epoch, one after another: Keras keeps one iterator
+            steps_per_epoch=splits.steps_per_epoch,
             validation_data=splits.validation,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
@@ -307,25 +318,39 @@ def _append_history(path: Path, row: dict[str, Any]) -> None:
 
 
 class _Backup(keras.callbacks.Callback):
-    """Weights and optimizer state after each epoch, for --resume.
+    """Weights, optimizer and random-generator state after each epoch, for resuming exactly.
 
     Keras' BackupAndRestore overwrites its weights file in place, so a kill during the save
     leaves a file that cannot be loaded. Here each epoch is written to its own file and
-    ``state.json`` is switched to it with an atomic rename only once it is complete.
+    ``state.json`` is switched to it with an atomic rename only once it is complete. Weights files
+    hold no seed-generator state (dropout's), so ``state.json`` carries it.
     """
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
         self.folder = folder
 
+    def _state(self) -> dict[str, Any] | None:
+        path = self.folder / "state.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def saved_epoch(self) -> int:
+        """How many epochs the backup holds (0 without one)."""
+        state = self._state()
+        return int(state["epoch"]) if state else 0
+
     def restore(self, model: keras.Model) -> int:
         """Load the last finished epoch into ``model``; return the epoch to continue from."""
-        state_path = self.folder / "state.json"
-        if not state_path.exists():
+        state = self._state()
+        if state is None:
             return 0
-        state = json.loads(state_path.read_text())
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
         model.load_weights(self.folder / state["weights"])
+        seeds = _seed_states(model)
+        if len(seeds) != len(state["seed_states"]):
+            raise ZooError(f"the backup in {self.folder} does not fit this model (random generators)")
+        for variable, value in zip(seeds, state["seed_states"]):
+            variable.assign(value)
         return int(state["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
@@ -333,13 +358,21 @@ class _Backup(keras.callbacks.Callback):
         name = f"epoch-{epoch + 1}.weights.h5"
         with files.atomic_path(self.folder / name) as tmp:
             self.model.save_weights(tmp)
-        files.write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name})
+        # In model order: variable names carry per-process counters (seed_generator_6).
+        seeds = [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]
+        files.write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name, "seed_states": seeds})
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink()
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _seed_states(model: keras.Model) -> list[Any]:
+    """The state of every seed generator in ``model`` (dropout and other random layers)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -372,16 +405,40 @@ def _plain_compiled(model: keras.Model) -> keras.Model:
     return model
 
 
-def _check_resume_matches(run: Path, config: RunConfig) -> None:
-    # Where the data lives does not change the run; everything else must be the same.
+def _resume_changes(run: Path, config: RunConfig) -> dict[str, list[Any]]:
+    """Settings a resume changes, ``{key: [old, new]}``; refuse all but the allowed ones.
+
+    Where the data lives does not change the run. After a non-finite loss a smaller learning
+    rate is allowed, since that is the remedy; everything else must stay as it was.
+    """
     ignored = {"data_dir", "manual_dir"}
     old, new = (files.jsonable(c.to_dict()) for c in (RunConfig.read(run / "config.json"), config))
-    changed = [k for k in old if k not in ignored and old[k] != new[k]]
-    if changed:
+    changed = {k: [old[k], new[k]] for k in old if k not in ignored and old[k] != new[k]}
+    after_blow_up = (run / "failed.json").exists()
+    allowed = {"learning_rate"} if after_blow_up and new["learning_rate"] < old["learning_rate"] else set()
+    refused = [k for k in changed if k not in allowed]
+    if refused:
+        hint = "; after a non-finite loss only a smaller `learning_rate` may change" if after_blow_up else ""
         raise ZooUsageError(
-            f"`resume` with different settings than run {run} ({', '.join(changed)}); "
-            f"resume with the same command"
+            f"`resume` with different settings than run {run} ({', '.join(f'`{k}`' for k in refused)}); "
+            f"resume with the same command{hint}"
         )
+    return changed
+
+
+def _record_resume(run: Path, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
+    """A resume that changes settings updates config.json and says what changed when and why."""
+    if not changes:
+        return
+    failed = run / "failed.json"
+    reason = json.loads(failed.read_text())["reason"] if failed.exists() else ""
+    record = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
+    record.setdefault("changes", []).append(
+        {"from_epoch": epoch, "changed": changes, "reason": reason, "time": _now()}
+    )
+    files.write_json(run / "config.json", record)
+    failed.unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
 
 
 def _config_record(config, entry, builder, hparams, info) -> dict[str, Any]:
