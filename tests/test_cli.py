@@ -96,7 +96,8 @@ def test_train_writes_the_run_directory(tiny_run):
                             "seconds", "examples_per_second"}
     assert all(float(r["examples_per_second"]) > 0 for r in rows)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["params"] > 0 and 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs"] == 2
+    assert metrics["params"] > 0 and metrics["epochs"] == 2
+    assert metrics["test_accuracy"] > 0.6  # it learned: chance is 1/3 on three classes
     assert metrics["hparams"]["units"] == [16, 16, 16]
     assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((tiny_run / "tensorboard").rglob("*tfevents*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from zoo.cli import main
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_train_export_and_serve_real_mnist(mnist_data_dir, tmp_path):
@@ -34,3 +36,24 @@ def test_train_export_and_serve_real_mnist(mnist_data_dir, tmp_path):
     accuracy = float(np.mean(out["class_id"].numpy() == labels.numpy()))
     assert accuracy > 0.88
     assert json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())["class_names"][:3] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("folder", ["missing", "wrong"])
+def test_ci_fails_without_the_real_mnist_files_instead_of_skipping(folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    manual = tmp_path / "mnist"
+    if folder == "wrong":
+        manual.mkdir()
+        for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            (manual / name).write_bytes(b"not mnist")
+    env = {**os.environ, "CI": "true", "ZOO_MANUAL_DIR": str(manual)}
+    test = "tests/test_integration.py::test_train_export_and_serve_real_mnist"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                            capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "CI=true: " in result.stdout and str(manual) in result.stdout
+    assert "passed" not in result.stdout and "skipped" not in result.stdout
