@@ -101,14 +101,14 @@ def test_installed_plugin_info_and_check(venv):
 def test_installed_plugin_trains_evaluates_and_exports(venv, tmp_path):
     run, exports = tmp_path / "run", tmp_path / "exports"
     train = zoo(
-        venv, "train", "lenet", "--epochs", "1", "--hp", "dense_units=64,32",
+        venv, "train", "lenet", "--epochs", "1", "--hp", "filters=4,8", "--hp", "dense_units=32,16",
         "--manual-dir", str(MNIST), "--data-dir", str(tmp_path / "tfds"),
         "--run-dir", str(run), "--export", str(exports),
     )
     assert train.returncode == 0, train.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["distribution"] == "zoo-lenet"
-    assert metrics["hparams"]["dense_units"] == [64, 32]
+    assert metrics["hparams"]["dense_units"] == [32, 16]
     assert metrics["test_accuracy"] > 0.9
     assert (exports / "1" / "saved_model.pb").is_file()
     evaluate = zoo(venv, "evaluate", str(run))
