@@ -5,7 +5,8 @@ broken or slow plugin costs nothing until it is used and never breaks the others
 """
 
 from ._builder import RECIPE_KEYS, Builder, Hyperparameter, validate
-from ._discovery import GROUP, Entry, entries, find, get, resolve, selector
+from ._discovery import GROUP, LOCAL, Entry, entries, find, get, register, resolve, selector
+from ._hparams import show as show_value
 from ._errors import (
     AmbiguousModelError,
     HyperparameterError,
@@ -16,6 +17,7 @@ from ._errors import (
 
 __all__ = [
     "GROUP",
+    "LOCAL",
     "RECIPE_KEYS",
     "AmbiguousModelError",
     "Builder",
@@ -28,7 +30,9 @@ __all__ = [
     "entries",
     "find",
     "get",
+    "register",
     "resolve",
     "selector",
+    "show_value",
     "validate",
 ]

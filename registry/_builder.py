@@ -65,6 +65,16 @@ class Builder:
         """Check typed values (e.g. read back from config.json); lists become tuples."""
         return self._typed(values, _hparams.from_json)
 
+    def coerce_hparams(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Python values or ``--hp`` text alike: text is parsed by the annotation, values checked."""
+
+        def convert(key: str, value: Any, tp: Any) -> Any:
+            if isinstance(value, str) and tp is not str:
+                return _hparams.from_text(key, value, tp)
+            return _hparams.from_json(key, value, tp)
+
+        return self._typed(values, convert)
+
     def _typed(
         self, values: Mapping[str, Any], convert: Callable[[str, Any, Any], Any]
     ) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib.metadata as metadata
+import inspect
 import re
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._builder import Builder, validate
 from ._errors import AmbiguousModelError, PluginError, UnknownModelError
@@ -21,33 +23,48 @@ def canonical(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist).lower()
 
 
+# The "distribution" of builders registered in the running process (zoo.register).
+LOCAL = "local"
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One ``zoo.models`` entry point: known from metadata alone, nothing imported."""
+    """One registered model: a ``zoo.models`` entry point, known from metadata alone with
+    nothing imported, or a builder registered in this process (``obj`` set, ``dist`` LOCAL)."""
 
     name: str
     dist: str
     version: str
     value: str  # "module:attribute"
-    _ep: metadata.EntryPoint = field(compare=False, repr=False)
+    _ep: metadata.EntryPoint | None = field(default=None, compare=False, repr=False)
+    obj: Any = field(default=None, compare=False, repr=False)
 
     @property
     def qualified(self) -> str:
         return f"{self.dist}:{self.name}"
 
     @property
+    def local(self) -> bool:
+        return self.obj is not None
+
+    @property
     def summary(self) -> str:
         """First docstring line, read from the source file with ``ast`` (no import)."""
+        if self.local:
+            doc = (inspect.getdoc(self.obj) or "").strip()
+            return doc.splitlines()[0] if doc else ""
         return inspect_entry(self.value).summary
 
     @property
     def problem(self) -> str:
         """Why the plugin cannot work, as far as its source shows ("" if nothing). No import."""
-        return inspect_entry(self.value).problem
+        return "" if self.local else inspect_entry(self.value).problem
 
     def load(self, shown_name: str | None = None) -> Builder:
         """Import the plugin and validate it; any failure becomes a PluginError."""
         shown = shown_name or self.name
+        if self.local:
+            return validate(shown, self.obj)
         try:
             obj = self._ep.load()
         except (Exception, SystemExit) as exc:  # a plugin must never take the zoo down
@@ -73,7 +90,37 @@ def entries() -> list[Entry]:
         for ep in dist.entry_points:
             if ep.group == GROUP:
                 found.append(Entry(ep.name, dist_name, dist.version or "", ep.value, ep))
-    return sorted(found, key=lambda e: (e.name, canonical(e.dist)))
+    return sorted([*found, *_LOCAL.values()], key=lambda e: (e.name, canonical(e.dist)))
+
+
+_LOCAL: dict[str, Entry] = {}
+
+
+def register(obj: Any, name: str | None = None) -> Entry:
+    """Register a builder defined in this process (a notebook cell) under ``name``.
+
+    It must satisfy the same contract as an entry-point plugin. A name an installed distribution
+    already registers is refused at once, naming it; registering a local name again replaces it
+    (a notebook cell run twice).
+    """
+    name = name or getattr(obj, "__name__", "")
+    if not name or ":" in name or name != name.strip() or name == "<lambda>":
+        raise PluginError(
+            f"cannot register {obj!r} as {name!r}: give it a name without ':' or spaces, "
+            f"e.g. register(name='mynet')"
+        )
+    validate(name, obj)
+    owners = [e for e in entries() if e.name == name and not e.local]
+    if owners:
+        taken = ", ".join(f"{e.dist} {e.version}" for e in owners)
+        raise AmbiguousModelError(
+            f"model '{name}' is already registered by {taken}; register yours under another "
+            f"name (register(name=...)) or use the installed one as '{owners[0].qualified}'"
+        )
+    module = getattr(obj, "__module__", None) or "__main__"
+    entry = Entry(name, LOCAL, "", f"{module}:{getattr(obj, '__qualname__', name)}", obj=obj)
+    _LOCAL[name] = entry
+    return entry
 
 
 def find(pattern: str | None = None) -> list[Entry]:

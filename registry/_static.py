@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUIRED = ("input_shape", "num_classes")
+from ._builder import REQUIRED
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from zoo import bench
+from zoo import benchmark as bench
 from zoo.cli import main
 
 REQUIRED = {

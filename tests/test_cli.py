@@ -93,7 +93,7 @@ def test_train_writes_the_run_directory(tiny_run):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
-                            "seconds", "examples_per_second"}
+                            "train_seconds", "val_seconds", "examples_per_second"}
     assert all(float(r["examples_per_second"]) > 0 for r in rows)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["params"] > 0 and metrics["epochs"] == 2

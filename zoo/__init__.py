@@ -1,6 +1,26 @@
-"""A plugin model zoo for Keras 3: register builders, train, benchmark and export them."""
+"""A plugin model zoo for Keras 3: register builders, train, benchmark and export them.
 
+One import for notebooks::
+
+    import zoo
+    zoo.list_models()                       # ['cnn', 'mlp', 'softmax', ...]
+    model = zoo.create_model("cnn", input_shape=(28, 28, 1), num_classes=10, dropout=0.25)
+    run = zoo.train("mlp", epochs=3)        # the same run directory as `zoo train`
+    run.metrics["test_accuracy"], run.history[-1], run.export("exports")
+
+Importing ``zoo`` loads neither TensorFlow nor Keras; the functions that need them do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .errors import ZooError, ZooUsageError
+from .run import Run
 
 try:
     __version__ = version("keras-zoo")
@@ -8,3 +28,148 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 DIST_NAME = "keras-zoo"
+
+__all__ = [
+    "Run",
+    "ZooError",
+    "ZooUsageError",
+    "bench",
+    "create_model",
+    "list_models",
+    "register",
+    "train",
+]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """The names ``zoo list`` shows (``dist:name`` where two distributions claim one name)."""
+    import registry
+
+    everything = registry.entries()
+    return [registry.selector(e, everything) for e in registry.find(pattern)]
+
+
+def create_model(name: str, *, input_shape: Iterable[int], num_classes: int, **hparams: Any):
+    """Build a registered model; hyperparameters are typed and checked as ``--hp`` values are."""
+    import registry
+
+    builder = registry.get(name)
+    return builder.build(
+        input_shape=tuple(input_shape), num_classes=num_classes, **builder.coerce_hparams(hparams)
+    )
+
+
+def register(fn: Callable[..., Any] | None = None, *, name: str | None = None):
+    """Register a builder defined here (a notebook cell) for ``train``, ``bench`` and ``check``.
+
+    Use as ``@zoo.register`` or ``@zoo.register(name="mynet")``. The builder must satisfy the
+    plugin contract (keyword-only ``input_shape`` and ``num_classes``, hyperparameters with
+    defaults); a name an installed distribution uses is refused.
+    """
+    import registry
+
+    def add(builder: Callable[..., Any]) -> Callable[..., Any]:
+        registry.register(builder, name=name)
+        return builder
+
+    return add(fn) if fn is not None else add
+
+
+def train(
+    model: str | Callable[..., Any],
+    *,
+    dataset: str = "mnist",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    optimizer: str | None = None,
+    schedule: str | None = None,
+    label_smoothing: float | None = None,
+    augment: bool | None = None,
+    val_split: float = 0.1,
+    seed: int = 0,
+    deterministic: bool = True,
+    hparams: Mapping[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    export: str | os.PathLike | None = None,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    verbose: int | str = "auto",
+) -> Run:
+    """Train, evaluate and (with ``export``) export a model, exactly as ``zoo train`` does.
+
+    ``model`` is a registered name or a builder function (registered on the fly). Options left
+    at None come from the model's recipe. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
+    the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
+    """
+    import registry
+
+    from . import runner
+    from .config import RunConfig
+
+    name = model if isinstance(model, str) else registry.register(model).name
+    builder = registry.get(name)
+    options = {
+        "hparams": builder.coerce_hparams(hparams or {}),
+        "dataset": dataset,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "label_smoothing": label_smoothing,
+        "augment": augment,
+        "val_split": val_split,
+        "seed": seed,
+        "deterministic": deterministic,
+        "data_dir": os.fspath(data_dir) if data_dir else None,
+        "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
+    }
+    config = RunConfig.from_recipe(name, builder.recipe, options)
+    result = runner.train(
+        config, run_dir or default_run_dir(name), resume=resume, export_base=export, verbose=verbose
+    )
+    result.run.exported = result.export
+    return result.run
+
+
+def default_run_dir(model: str) -> str:
+    """``runs/MODEL-TIMESTAMP``, the folder a run goes to when none is given."""
+    from .files import safe_name
+
+    return os.path.join("runs", f"{safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def bench(
+    models: Iterable[str] | str = (),
+    *,
+    seeds: Iterable[int] = (0, 1, 2),
+    out: str | os.PathLike = "bench",
+    dataset: str = "mnist",
+    hparams: Mapping[str, Any] | None = None,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    **recipe: Any,
+) -> list[dict[str, Any]]:
+    """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
+
+    ``models`` are names or shell patterns (all healthy models without any); ``recipe`` takes
+    the training options of :func:`train` (epochs, batch_size, learning_rate, ...). The records
+    are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``.
+    """
+    from . import benchmark as bench_lib
+
+    options = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),
+        **{k: v for k, v in recipe.items() if v is not None},
+    }
+    return bench_lib.run(
+        [models] if isinstance(models, str) else list(models),
+        seeds=list(seeds),
+        out=out,
+        hparams=dict(hparams or {}),
+        options=options,
+    )

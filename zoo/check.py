@@ -19,6 +19,7 @@ import numpy as np
 
 import registry
 
+from .data import to_model_input
 from .export import export_model
 
 # (input_shape, num_classes): MNIST-like and CIFAR-100-like.
@@ -111,7 +112,7 @@ def _images(shape: tuple[int, ...], classes: int) -> tuple[np.ndarray, np.ndarra
 
 def _scaled(images: np.ndarray) -> np.ndarray:
     # The contract's inputs: float32 in [0, 1] (`images / 255.0` alone would be float64).
-    return images.astype(np.float32) / np.float32(255.0)
+    return to_model_input(images).numpy()
 
 
 def _probabilities(model: keras.Model, images: np.ndarray) -> tuple[str, None]:

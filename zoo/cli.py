@@ -21,11 +21,12 @@ import click
 
 import registry
 
+import zoo
+
 from . import DIST_NAME, files
-from . import run as run_lib
 from .config import MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
 from .errors import ZooError, ZooUsageError
-from .files import safe_name
+from .run import Run
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -195,18 +196,6 @@ def _options(options):
 _recipe_options, _data_options = _options(_RECIPE_OPTIONS), _options(_DATA_OPTIONS)
 
 
-def _recipe_args(recipe: dict[str, Any]) -> list[str]:
-    """Recipe values set on the command line, as `zoo train` arguments again."""
-    args: list[str] = []
-    for key, value in recipe.items():
-        flag = key.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(f"--{flag}" if value else f"--no-{flag}")
-        else:
-            args += [f"--{flag}", str(value)]
-    return args
-
-
 @main.command("list")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
@@ -270,7 +259,8 @@ def info(model: str) -> None:
     if builder.hyperparameters:
         _table(
             [
-                {"key": h.name, "type": h.type_name, "default": _show(h.default)}
+                {"key": h.name, "type": h.type_name,
+                 "default": repr(h.default) if isinstance(h.default, str) else registry.show_value(h.default)}
                 for h in builder.hyperparameters.values()
             ],
             ("key", "type", "default"),
@@ -308,21 +298,16 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     if run_dir is None:
         if resume:
             raise ZooUsageError("--resume needs the --run-dir of the run to continue")
-        run_dir = os.path.join("runs", f"{safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
-    ctx.meta[_RUN_DIR] = str(run_lib.check_new_or_resumable(run_dir, resume=resume))
+        run_dir = zoo.default_run_dir(model)
+    ctx.meta[_RUN_DIR] = str(Run.for_training(run_dir, resume=resume).path)
     if export_base is not None:
         files.check_creatable(Path(export_base).resolve(), "export base")
-    entry = registry.resolve(model)  # reads metadata only: an unknown name fails in a second
+    registry.resolve(model)  # reads metadata only: an unknown name fails in a second
     _import_tensorflow()
-    builder = entry.load(shown_name=model)
-    hparams = builder.parse_hparams(pairs)
-    config = RunConfig.from_recipe(model, builder.recipe, {"hparams": hparams, **options})
-    from . import runner  # imports TensorFlow
-
     try:
-        result = runner.train(
-            config, run_dir, resume=resume, export_base=export_base,
-            verbose=1 if sys.stdout.isatty() else 2,
+        run = zoo.train(
+            model, hparams=pairs, run_dir=run_dir, resume=resume, export=export_base,
+            verbose=1 if sys.stdout.isatty() else 2, **options,
         )
     except KeyboardInterrupt:
         command = ["zoo", *sys.argv[1:]] if sys.argv[1:2] == ["train"] else ["zoo", "train", model]
@@ -334,13 +319,14 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
             err=True,
         )
         sys.exit(130)
-    m = result.metrics
+    m = run.metrics
     if "test_accuracy" in m:
         click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")
-    click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training")
-    click.echo(f"run directory: {result.run_dir}")
-    if result.export is not None:
-        _echo_export(result.export)
+    click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training "
+               f"(+{m['val_seconds']:.1f} s of validation)")
+    click.echo(f"run directory: {run.path}")
+    if run.exported is not None:
+        _echo_export(run.exported)
 
 
 @main.command()
@@ -393,28 +379,20 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
         )
     hp_pairs = _pairs(hp)
     _import_tensorflow()
-    from . import bench as bench_lib
+    from . import benchmark as bench_lib
 
     out_dir = Path(out).resolve()
     if from_runs:
         jobs = bench_lib.plan_from_runs(list(from_runs))
     else:
-        names = bench_lib.select_models(list(models))
-        for name in names:  # what one model does not accept fails now, not after hours of training
-            builder = registry.get(name)
-            hparams = builder.parse_hparams(hp_pairs)
-            RunConfig.from_recipe(name, builder.recipe, {"hparams": hparams, **recipe})
-        jobs = bench_lib.plan(names, seed_list, out_dir)
-    train_args = ["--dataset", dataset, *_recipe_args(recipe)]
-    train_args += [arg for key, value in hp_pairs.items() for arg in ("--hp", f"{key}={value}")]
-    train_args += ["--data-dir", data_dir] if data_dir else []
-    train_args += ["--manual-dir", manual_dir] if manual_dir else []
+        options = {"dataset": dataset, "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
+        jobs = bench_lib.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
     start, terminal = time.monotonic(), sys.stderr.isatty()
     with click.progressbar(jobs, label=f"{len(jobs)} benchmark job(s)", show_eta=True, show_pos=True,
                            item_show_func=lambda j: j.label if j else "", file=sys.stderr) as bar:
         for done, job in enumerate(bar, 1):
-            record = bench_lib.run_job(job, out_dir, train_args, command)
+            record = bench_lib.run_job(job, out_dir, command)
             if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
                 eta = (time.monotonic() - start) / done * (len(jobs) - done)
                 accuracy = record["test_accuracy"]
@@ -457,9 +435,9 @@ def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
 
 def _check_finished_run(run_dir: str) -> None:
     """The run's one-line errors before TensorFlow loads: no run, still training, unfinished."""
-    run, _ = run_lib.load_run(run_dir)
-    with run_lib.locked(run, exclusive=False):
-        run_lib.model_file(run)
+    run = Run.open(run_dir)
+    with run.locked(exclusive=False):
+        run.model_path()
 
 
 def _echo_export(result) -> None:
@@ -479,12 +457,6 @@ def _pairs(items: tuple[str, ...]) -> dict[str, str]:
             raise ZooUsageError(f"--hp {key.strip()} is given twice")
         pairs[key.strip()] = value.strip()
     return pairs
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:

@@ -250,8 +250,13 @@ def training_stream(
     return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
+def to_model_input(images) -> tf.Tensor:
+    """uint8 images (array or tensor) -> what every builder takes: float32 in [0, 1]."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
 def _normalise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return tf.cast(images, tf.float32) / 255.0, labels
+    return to_model_input(images), labels
 
 
 def _random_shift(images: tf.Tensor, key: tf.Tensor) -> tf.Tensor:

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .data import to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"
@@ -65,7 +66,7 @@ def verify(path: Path, model: keras.Model, images: np.ndarray) -> float:
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures[SIGNATURE]
     outputs = serve(image=tf.constant(images, dtype=tf.uint8))
-    expected = model.predict(images.astype("float32") / 255.0, batch_size=256, verbose=0)
+    expected = model.predict(to_model_input(images), batch_size=256, verbose=0)
     probabilities = outputs["probabilities"].numpy()
     diff = float(np.max(np.abs(probabilities - expected)))
     if diff > TOLERANCE:
@@ -82,7 +83,7 @@ def _write(model: keras.Model, path: Path) -> None:
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
     def serve(image):
-        probabilities = model(tf.cast(image, tf.float32) / 255.0, training=False)
+        probabilities = model(to_model_input(image), training=False)
         return {
             "probabilities": probabilities,
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
@@ -105,8 +106,13 @@ def _export_base(export_base: str | os.PathLike) -> Path:
     return base
 
 
+def latest_version(base: Path) -> int:
+    """The highest published version under ``base`` (0 when there is none)."""
+    return max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) if base.is_dir() else 0
+
+
 def next_version(base: Path) -> int:
-    return 1 + max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0)
+    return 1 + latest_version(base)
 
 
 def _publish(tmp: Path, base: Path) -> int:

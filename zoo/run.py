@@ -1,10 +1,27 @@
-"""One writer per run directory: an OS lock on ``RUN/.lock`` that dies with its process.
+"""A run directory and its one owner, :class:`Run`: every file name of a run is defined here.
 
-``zoo train`` holds it exclusively for the whole run; ``zoo evaluate`` and ``zoo export`` hold it
-shared, so they are refused while a run is training but run side by side with each other. The
-lock is ``flock(2)`` on an open file: a killed process leaves no stale lock behind (the file stays,
-but a file is not a lock). The holder writes its process id and host into the file so the refusal
-can name it.
+Run directory::
+
+    config.json   everything needed to reproduce the run (config, model source, dataset, versions,
+                  and the changes a resume made)
+    history.csv   one row per finished epoch
+    metrics.json  test metrics, parameter count, training and validation time
+    model.keras   the trained model
+    curves.png    loss and accuracy, train vs validation
+    tensorboard/  TensorBoard logs
+    backup/       the last finished epoch's state, for resuming (removed when the run completes)
+    failed.json   why training stopped, if it did (a non-finite loss)
+    error.log     tracebacks of unexpected errors
+    .lock         locked by the one process that writes the run
+
+One writer per run: ``zoo train`` holds an OS lock on ``.lock`` exclusively for the whole run;
+evaluation and export hold it shared, so they are refused while a run is training but run side by
+side with each other. The lock is ``flock(2)`` on an open file: a killed process leaves no stale
+lock behind (the file stays, but a file is not a lock). The holder writes its process id and host
+into the file so a refusal can name it.
+
+Nothing here imports TensorFlow: opening and checking runs is fast (the CLI does it before
+TensorFlow loads).
 """
 
 from __future__ import annotations
@@ -13,15 +30,31 @@ import errno
 import fcntl
 import os
 import socket
-from collections.abc import Iterator
+import csv
+import json
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from . import files
 from .config import RunConfig
 from .errors import RunLockedError, ZooError, ZooUsageError
 
-LOCK_FILE = ".lock"
+CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
+CURVES, TENSORBOARD, BACKUP = "curves.png", "tensorboard", "backup"
+FAILED, ERROR_LOG, LOCK_FILE = "failed.json", "error.log", ".lock"
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "train_seconds",  # the training part of the epoch
+    "val_seconds",  # its validation
+    "examples_per_second",  # training examples per training second
+)
 
 
 @contextmanager
@@ -56,47 +89,161 @@ def locked(run: Path, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def contents(run: Path) -> list[Path]:
-    """What the run directory holds besides its lock file."""
-    return [p for p in run.iterdir() if p.name != LOCK_FILE] if run.is_dir() else []
 
 
-def check_new_or_resumable(run_dir: str | os.PathLike, *, resume: bool) -> Path:
-    """Resolve a run directory for ``zoo train`` and refuse to overwrite a finished or foreign one.
+class Run:
+    """A run directory: open one to read it, or let ``zoo.train`` make one.
 
-    Creates nothing: the directory is made only once data and model are ready, so a bad request
-    leaves no trace.
+    ``Run.open(path)`` checks that ``path`` holds a run (a readable ``config.json``). Reading is
+    lazy and cheap; ``model()``, ``evaluate()`` and ``export()`` load TensorFlow when called.
     """
-    path = Path(run_dir).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ZooUsageError(f"run directory {path} exists and is not a directory")
-    if contents(path):
-        if not resume:
-            raise ZooUsageError(
-                f"run directory {path} is not empty; pass `resume` to continue it or choose "
-                f"another `run_dir`"
-            )
-        if (path / "metrics.json").exists():
-            raise ZooUsageError(f"run {path} is already complete; nothing to resume")
-        with locked(path, exclusive=True):  # refuse now, not after preparing the data
-            pass
-    elif resume:
-        raise ZooUsageError(f"nothing to resume: {path} is empty or does not exist")
-    files.check_creatable(path, "run directory")
-    return path
 
+    exported = None  # the ExportResult when zoo.train(..., export=...) exported it
 
-def load_run(run_dir: str | os.PathLike) -> tuple[Path, RunConfig]:
-    """An existing run directory and its RunConfig, or a one-line error."""
-    run = Path(run_dir).expanduser().resolve()
-    if not run.is_dir():
-        raise ZooUsageError(f"{run} is not a run directory (no such folder)")
-    return run, RunConfig.read(run / "config.json")
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path).expanduser().resolve()
 
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"{len(self.history)} epoch(s)"
+        return f"Run({str(self.path)!r}, model={self.config.model!r}, {state})"
 
-def model_file(run: Path) -> Path:
-    """The run's trained model, which exists only once training finished."""
-    path = run / "model.keras"
-    if not path.is_file():
-        raise ZooUsageError(f"run {run} has no model.keras (training did not finish)")
-    return path
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Run:
+        """An existing run directory, or a one-line error saying why it is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise ZooUsageError(f"{run.path} is not a run directory (no such folder)")
+        run.config  # noqa: B018  (reads and checks config.json)
+        return run
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.read(self.path / CONFIG)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The whole of config.json: config, model source, dataset, versions, changes."""
+        self.config  # noqa: B018  (a one-line error for a missing or corrupted file)
+        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The dataset as the run saw it: name, version, split strings, shapes, class names."""
+        return self.record["dataset"]
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """Test metrics and timings of a complete run (None while it is not complete)."""
+        path = self.path / METRICS
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / METRICS).is_file()
+
+    @property
+    def history(self) -> list[dict[str, float | int]]:
+        """One dict of numbers per finished epoch (history.csv)."""
+        return [
+            {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
+            for row in self._history_rows()
+        ]
+
+    def model_path(self) -> Path:
+        """The trained model, which exists only once training finished."""
+        path = self.path / MODEL
+        if not path.is_file():
+            raise ZooUsageError(f"run {self.path} has no model.keras (training did not finish)")
+        return path
+
+    def model(self):
+        """The trained ``keras.Model``, loaded in safe mode (imports the model's plugin first)."""
+        from . import runner
+
+        return runner.load_model(self)
+
+    def evaluate(self, split: str = "test") -> dict[str, Any]:
+        """Accuracy and loss on any split of the run's dataset; also written to eval-<split>.json."""
+        from . import runner
+
+        return runner.evaluate(self, split)
+
+    def export(self, export_base: str | os.PathLike):
+        """Export as the next SavedModel version under ``export_base`` (verified before it is published)."""
+        from . import runner
+
+        return runner.export(self, export_base)
+
+    # -- writing (by the one process that holds the lock) -----------------------------------------
+
+    def locked(self, *, exclusive: bool):
+        return locked(self.path, exclusive=exclusive)
+
+    def contents(self) -> list[Path]:
+        """What the run directory holds besides its lock file."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE] if self.path.is_dir() else []
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, payload: Mapping[str, Any]) -> None:
+        files.write_json(self.path / name, payload)
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        path = self.path / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def append_history(self, row: Mapping[str, Any]) -> None:
+        """One epoch's row, flushed to disk before the epoch's backup is written."""
+        path = self.path / HISTORY
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def keep_history(self, keep: Callable[[dict[str, str]], bool]) -> None:
+        """Drop the rows ``keep`` rejects (stale epochs after a kill), atomically."""
+        files.write_csv(self.path / HISTORY, [r for r in self._history_rows() if keep(r)], HISTORY_FIELDS)
+
+    def _history_rows(self) -> list[dict[str, str]]:
+        path = self.path / HISTORY
+        if not path.exists():
+            return []
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    # -- making one ---------------------------------------------------------------------------
+
+    @classmethod
+    def for_training(cls, path: str | os.PathLike, *, resume: bool) -> Run:
+        """Check a run directory for ``zoo train``: new and creatable, or an unfinished run to resume.
+
+        Creates nothing: the directory is made only once data and model are ready, so a bad
+        request leaves no trace.
+        """
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise ZooUsageError(f"run directory {run.path} exists and is not a directory")
+        if run.contents():
+            if not resume:
+                raise ZooUsageError(
+                    f"run directory {run.path} is not empty; pass `resume` to continue it or "
+                    f"choose another `run_dir`"
+                )
+            if run.complete:
+                raise ZooUsageError(f"run {run.path} is already complete; nothing to resume")
+            with run.locked(exclusive=True):  # refuse now, not after preparing the data
+                pass
+        elif resume:
+            raise ZooUsageError(f"nothing to resume: {run.path} is empty or does not exist")
+        files.check_creatable(run.path, "run directory")
+        return run

@@ -1,26 +1,19 @@
-"""One runner for every model: fit, evaluate and export over a run directory.
+"""One runner for every model: fit, evaluate and export over a run directory (see zoo/run.py).
 
-Run directory::
-
-    config.json   everything needed to reproduce the run (config, model source, dataset, versions)
-    history.csv   one row per finished epoch
-    metrics.json  test metrics, parameter count, training time
-    model.keras   the trained model
-    curves.png    loss and accuracy, train vs validation
-    tensorboard/  TensorBoard logs
-    backup/       weights and optimizer state of the last finished epoch, for --resume
-                  (removed when the run completes)
+Two layers: :func:`fit` is the training loop for any ``keras.Model`` and a locked :class:`Run`
+(non-finite guard, history, crash-safe backup, exact resume); :func:`train` is the bookkeeping
+above it (registry, hyperparameters, dataset, run directory, export).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,26 +25,14 @@ import tensorflow as tf
 import registry
 
 from . import __version__, data, files, export as export_lib
-from . import run as run_lib
 from .config import RunConfig
 from .errors import ZooError, ZooUsageError
-
-HISTORY_FIELDS = (
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-    "examples_per_second",
-)
+from .run import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    run_dir: Path
-    metrics: dict[str, Any]
+    run: Run
     export: export_lib.ExportResult | None
 
 
@@ -61,7 +42,7 @@ def train(
     *,
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
-    verbose: int = 2,
+    verbose: int | str = "auto",
 ) -> TrainResult:
     """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export.
 
@@ -72,33 +53,47 @@ def train(
     entry = registry.resolve(config.model)
     builder = entry.load(shown_name=config.model)
     hparams = builder.check_hparams(config.hparams)
-    run = run_lib.check_new_or_resumable(run_dir, resume=resume)
+    run = Run.for_training(run_dir, resume=resume)
     if export_base is not None:
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     features = data.describe(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
+    with _process_state(config):
+        model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
+        if resume:
+            with run.locked(exclusive=True):
+                changes = _resume_changes(run, config)
+                backup = _Backup(run.file(BACKUP))
+                splits = _load(config, range(backup.saved_epoch(), config.epochs))
+                _record_resume(run, config, changes, backup.saved_epoch())
+                fit(model, splits, config, run, restore=backup, verbose=verbose)
+        else:
+            splits = _load(config, range(config.epochs))
+            run.path.mkdir(parents=True, exist_ok=True)
+            with run.locked(exclusive=True):
+                if run.contents():  # another process started a run here in the meantime
+                    raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
+                run.write_json(CONFIG, _config_record(config, entry, builder, hparams, splits.info))
+                fit(model, splits, config, run, verbose=verbose)
+    exported = export(run, export_base) if export_base is not None else None
+    return TrainResult(run, exported)
+
+
+@contextmanager
+def _process_state(config: RunConfig):
+    """Seed and op determinism for one run, and the determinism setting put back afterwards, so
+    a notebook's next cell is not surprised by it."""
+    # TensorFlow's public API can switch determinism on only; these two are its own internals.
+    from tensorflow.python.framework import config as tf_config
+
+    was_deterministic = tf_config.is_op_determinism_enabled()
     keras.utils.set_random_seed(config.seed)
-    model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-
-    if resume:
-        with run_lib.locked(run, exclusive=True):
-            changes = _resume_changes(run, config)
-            backup = _Backup(run / "backup")
-            splits = _load(config, range(backup.saved_epoch(), config.epochs))
-            _record_resume(run, config, changes, backup.saved_epoch())
-            metrics = _fit(model, config, splits, run, entry, builder, hparams, backup, verbose)
-    else:
-        splits = _load(config, range(config.epochs))
-        run.mkdir(parents=True, exist_ok=True)
-        with run_lib.locked(run, exclusive=True):
-            if run_lib.contents(run):  # another process started a run here in the meantime
-                raise ZooUsageError(f"run directory {run} is not empty any more; choose another `run_dir`")
-            record = _config_record(config, entry, builder, hparams, splits.info)
-            files.write_json(run / "config.json", record)
-            metrics = _fit(model, config, splits, run, entry, builder, hparams, None, verbose)
-    exported = export(run, export_base) if export_base is not None else None
-    return TrainResult(run, metrics, exported)
+    try:
+        yield
+    finally:
+        if config.deterministic and not was_deterministic:
+            tf_config.disable_op_determinism()
 
 
 def _load(config: RunConfig, epochs: range) -> data.Splits:
@@ -114,10 +109,18 @@ def _load(config: RunConfig, epochs: range) -> data.Splits:
     )
 
 
-def _fit(model, config, splits, run, entry, builder, hparams, restore, verbose) -> dict[str, Any]:
-    """The training loop over a locked run directory; returns the metrics it wrote.
+def fit(
+    model: keras.Model,
+    splits: data.Splits,
+    config: RunConfig,
+    run: Run,
+    *,
+    restore: _Backup | None = None,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
+    """Train ``model`` into a run directory whose lock the caller holds; return its metrics.
 
-    ``restore`` is the backup to continue from (None for a new run).
+    ``splits.train`` covers the epochs still to run; ``restore`` is the backup to continue from.
     """
     info = splits.info
     model.compile(
@@ -125,21 +128,21 @@ def _fit(model, config, splits, run, entry, builder, hparams, restore, verbose) 
         loss=_loss(config.label_smoothing, info.num_classes),
         metrics=["accuracy"],
     )
-    backup = _Backup(run / "backup")
     initial_epoch = restore.restore(model) if restore is not None else 0
     if config.schedule == "constant":
         # A constant rate is an optimizer variable that the backup restored; a resume after a
         # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
         model.optimizer.learning_rate = config.learning_rate
     # Rows of epochs after the restored one are stale (killed after the row, before the backup).
-    _rewrite_history(run / "history.csv", lambda r: int(r["epoch"]) < initial_epoch)
+    run.keep_history(lambda r: int(r["epoch"]) < initial_epoch)
+    backup = _Backup(run.file(BACKUP))
     callbacks = [
         _NanGuard(),  # first: a broken step must never reach the history or the backup
         # The history row is written before the backup of the same epoch; a kill between the two
         # repeats that epoch on resume and the stale row is dropped above.
-        _HistoryLogger(run / "history.csv", info.num_train),
+        _HistoryLogger(run, info.num_train),
         backup,
-        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
+        keras.callbacks.TensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
     ]
     try:
         model.fit(
@@ -153,55 +156,59 @@ def _fit(model, config, splits, run, entry, builder, hparams, restore, verbose) 
             verbose=verbose,
         )
     except _NonFinite as exc:
-        finished = len(read_history(run / "history.csv"))
-        files.write_json(run / "failed.json", {"reason": str(exc), "finished_epochs": finished, "time": _now()})
+        finished = len(run.history)
+        run.write_json(FAILED, {"reason": str(exc), "finished_epochs": finished, "time": _now()})
         kept = (
-            f"the weights after epoch {finished} are kept in {run / 'backup'}"
+            f"the weights after epoch {finished} are kept in {run.file(BACKUP)}"
             if finished
             else "no epoch had finished"
         )
         raise ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)") from None
 
-    with files.atomic_path(run / "model.keras") as tmp:
+    with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
-    history = read_history(run / "history.csv")
+    history = run.history
+    record = run.record
     metrics = {
         "model": config.model,
-        "distribution": entry.dist,
-        "version": entry.version,
-        "hparams": {**builder.defaults(), **hparams},
+        "distribution": record["model"]["distribution"],
+        "version": record["model"]["version"],
+        "hparams": record["model"]["hparams_resolved"],
         "dataset": info.name,
         "params": int(model.count_params()),
         "epochs": len(history),
-        "train_seconds": round(sum(float(r["seconds"]) for r in history), 3),
+        # Training and validation apart: "how long did it train" must not count validation.
+        "train_seconds": round(sum(r.get("train_seconds", 0.0) for r in history), 3),
+        "val_seconds": round(sum(r.get("val_seconds", 0.0) for r in history), 3),
     }
     if splits.test is not None:
         loss, accuracy = _plain_compiled(model).evaluate(splits.test, verbose=0)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
-    files.write_json(run / "metrics.json", metrics)
-    plot_curves(history, run / "curves.png", title=f"{config.model} on {info.name}")
+    run.write_json(METRICS, metrics)
+    plot_curves(history, run.file(CURVES), title=f"{config.model} on {info.name}")
     return metrics
 
 
-def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict[str, Any]:
+def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
-    run, config = run_lib.load_run(run_dir)
-    with run_lib.locked(run, exclusive=False):  # refused while the run is still training
-        model = load_model(run, config)
+    run = run if isinstance(run, Run) else Run.open(run)
+    config = run.config
+    with run.locked(exclusive=False):  # refused while the run is still training
+        model = load_model(run)
         ds = data.load_split(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir)
         loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
-        files.write_json(run / f"eval-{files.safe_name(split)}.json", result)
+        run.write_json(f"eval-{files.safe_name(split)}.json", result)
     return result
 
 
-def export(run_dir: str | os.PathLike, export_base: str | os.PathLike) -> export_lib.ExportResult:
+def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> export_lib.ExportResult:
     """Export a finished run as the next SavedModel version under ``export_base``."""
-    run, config = run_lib.load_run(run_dir)
-    with run_lib.locked(run, exclusive=False):  # refused while the run is still training
-        model = load_model(run, config)
-        info = json.loads((run / "config.json").read_text(encoding="utf-8"))["dataset"]
+    run = run if isinstance(run, Run) else Run.open(run)
+    config, info = run.config, run.dataset
+    with run.locked(exclusive=False):  # refused while the run is still training
+        model = load_model(run)
         # Compare on real images the model never trained on.
         images = data.sample_images(
             config.dataset,
@@ -214,30 +221,29 @@ def export(run_dir: str | os.PathLike, export_base: str | os.PathLike) -> export
             "dataset": info["name"],
             "input_shape": info["input_shape"],
             "class_names": info["class_names"],
-            "run_dir": str(run),
+            "run_dir": str(run.path),
             "zoo_version": __version__,
         }
         return export_lib.export_model(model, export_base, check_images=images, metadata=metadata)
 
 
-def load_model(run: Path, config: RunConfig) -> keras.Model:
+def load_model(run: Run) -> keras.Model:
     """Load model.keras in safe mode, after importing the plugin so its custom layers exist."""
-    path = run_lib.model_file(run)
-    registry.get(config.model)  # imports the plugin module: registers its serialisable objects
+    path = run.model_path()
+    try:
+        registry.get(run.config.model)  # imports the plugin module: registers its custom layers
+    except registry.UnknownModelError:
+        if run.record["model"].get("origin", "entry point") == "entry point":
+            raise
+        # Registered in the process that trained it: plain Keras layers load without it.
+    
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged zip
         raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
 
 
-def read_history(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def plot_curves(history: list[dict[str, str]], path: Path, *, title: str) -> None:
+def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -246,8 +252,8 @@ def plot_curves(history: list[dict[str, str]], path: Path, *, title: str) -> Non
     epochs = [int(r["epoch"]) + 1 for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, [float(r[metric]) for r in history], marker="o", label="train")
-        ax.plot(epochs, [float(r[f"val_{metric}"]) for r in history], marker="o", label="validation")
+        ax.plot(epochs, [r[metric] for r in history], marker="o", label="train")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o", label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -276,11 +282,11 @@ class _NanGuard(keras.callbacks.Callback):
 
 
 class _HistoryLogger(keras.callbacks.Callback):
-    """history.csv with per-epoch time and training throughput, flushed every epoch."""
+    """history.csv with per-epoch training and validation time and throughput, flushed every epoch."""
 
-    def __init__(self, path: Path, train_examples: int) -> None:
+    def __init__(self, run: Run, train_examples: int) -> None:
         super().__init__()
-        self.path = path
+        self.run = run
         self.train_examples = train_examples
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -290,31 +296,20 @@ class _HistoryLogger(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self._train_end is None:
-            self._train_end = time.perf_counter()  # validation is not training throughput
+            self._train_end = time.perf_counter()  # validation is not training time
 
     def on_epoch_end(self, epoch, logs=None):
         end = time.perf_counter()
-        train_seconds = (self._train_end or end) - self._start
+        train_end = self._train_end or end
         logs = logs or {}
-        row = {
+        self.run.append_history({
             "epoch": epoch,
             **{k: f"{float(logs[k]):.6g}" for k in HISTORY_FIELDS[1:5] if k in logs},
             "learning_rate": f"{self._learning_rate:.6g}",  # at the start of the epoch
-            "seconds": f"{end - self._start:.3f}",
-            "examples_per_second": f"{self.train_examples / max(train_seconds, 1e-9):.1f}",
-        }
-        _append_history(self.path, row)
-
-
-def _rewrite_history(path: Path, keep) -> None:
-    files.write_csv(path, [r for r in read_history(path) if keep(r)], HISTORY_FIELDS)
-
-
-def _append_history(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", newline="") as f:
-        csv.DictWriter(f, fieldnames=HISTORY_FIELDS).writerow(row)
-        f.flush()
-        os.fsync(f.fileno())
+            "train_seconds": f"{train_end - self._start:.3f}",
+            "val_seconds": f"{end - train_end:.3f}",
+            "examples_per_second": f"{self.train_examples / max(train_end - self._start, 1e-9):.1f}",
+        })
 
 
 class _Backup(keras.callbacks.Callback):
@@ -405,59 +400,63 @@ def _plain_compiled(model: keras.Model) -> keras.Model:
     return model
 
 
-def _resume_changes(run: Path, config: RunConfig) -> dict[str, list[Any]]:
+def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     """Settings a resume changes, ``{key: [old, new]}``; refuse all but the allowed ones.
 
     Where the data lives does not change the run. After a non-finite loss a smaller learning
     rate is allowed, since that is the remedy; everything else must stay as it was.
     """
     ignored = {"data_dir", "manual_dir"}
-    old, new = (files.jsonable(c.to_dict()) for c in (RunConfig.read(run / "config.json"), config))
+    old, new = (files.jsonable(c.to_dict()) for c in (run.config, config))
     changed = {k: [old[k], new[k]] for k in old if k not in ignored and old[k] != new[k]}
-    after_blow_up = (run / "failed.json").exists()
+    after_blow_up = run.file(FAILED).exists()
     allowed = {"learning_rate"} if after_blow_up and new["learning_rate"] < old["learning_rate"] else set()
     refused = [k for k in changed if k not in allowed]
     if refused:
         hint = "; after a non-finite loss only a smaller `learning_rate` may change" if after_blow_up else ""
         raise ZooUsageError(
-            f"`resume` with different settings than run {run} ({', '.join(f'`{k}`' for k in refused)}); "
+            f"`resume` with different settings than run {run.path} ({', '.join(f'`{k}`' for k in refused)}); "
             f"resume with the same command{hint}"
         )
     return changed
 
 
-def _record_resume(run: Path, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
+def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
     """A resume that changes settings updates config.json and says what changed when and why."""
     if not changes:
         return
-    failed = run / "failed.json"
-    reason = json.loads(failed.read_text())["reason"] if failed.exists() else ""
-    record = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    failed = run.read_json(FAILED) or {}
+    record = run.record
     record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
     record.setdefault("changes", []).append(
-        {"from_epoch": epoch, "changed": changes, "reason": reason, "time": _now()}
+        {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": _now()}
     )
-    files.write_json(run / "config.json", record)
-    failed.unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
+    run.write_json(CONFIG, record)
+    run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
 
 
 def _config_record(config, entry, builder, hparams, info) -> dict[str, Any]:
+    """What config.json holds: enough to reproduce the run and to trace where its model came from."""
     return {
         "config": {**config.to_dict(), "hparams": hparams},
         "model": {
             "name": entry.name,
-            "distribution": entry.dist,
-            "version": entry.version,
+            # A builder registered in the running process (a notebook) has no package to name.
+            "origin": "registered in the process (zoo.register)" if entry.local else "entry point",
+            "distribution": None if entry.local else entry.dist,
+            "version": None if entry.local else entry.version,
             "entry_point": entry.value,
             "hparams_resolved": {**builder.defaults(), **hparams},
+            "recipe": builder.recipe,  # as it was: a later version of the plugin may change it
         },
         "dataset": asdict(info),
-        "versions": _versions(),
+        "versions": versions(),
         "created": _now(),
     }
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The library versions a run or a benchmark record names."""
     return {
         "zoo": __version__,
         "python": platform.python_version(),

@@ -1,9 +1,12 @@
 """Benchmark zoo entries side by side: the same data, the same runner, the same measurements.
 
-Each (model, seed) is trained by ``zoo train`` in a child process — the path users take, and the
-only way to read that run's own peak memory (``os.wait4``) — then its exported SavedModel is
-measured here. Every record is appended to ``results.jsonl`` (never rewritten); ``results.csv``,
-``results.md`` and ``results.png`` are rebuilt from all records after each job.
+A sweep is a list of jobs, each a RunConfig (data, never re-rendered command-line flags). Each job
+is written to ``OUT/jobs/<run>.json`` and trained by ``python -m zoo.benchmark JOB`` in a child
+process — the only way to read that run's own peak memory (``os.wait4``) — then its exported
+SavedModel is measured here. A model registered in this process (``zoo.register``) exists only
+here, so its jobs train in this process. Every record is appended to ``results.jsonl`` (never
+rewritten; safe for concurrent writers); ``results.csv``, ``results.md`` and ``results.png`` are
+rebuilt from all records after each job.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,23 +31,23 @@ import tensorflow as tf
 import registry
 
 from . import data, files, runner
-from . import run as run_lib
-from .config import DEFAULTS
+from .config import DEFAULTS, RunConfig
 from .errors import ZooError, ZooUsageError
+from .export import latest_version
+from .run import Run
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
 
 
 @dataclass(frozen=True)
 class Job:
-    model: str
-    seed: int
+    config: RunConfig  # what to train (the recorded one, for an existing run)
     run_dir: Path  # to train into, or an existing run (from_run)
     from_run: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.model} seed {self.seed}"
+        return f"{self.config.model} seed {self.config.seed}"
 
 
 def select_models(patterns: list[str]) -> list[str]:
@@ -66,49 +70,89 @@ def select_models(patterns: list[str]) -> list[str]:
     return names
 
 
-def plan(models: list[str], seeds: list[int], out: Path) -> list[Job]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return [
-        Job(m, s, out / "runs" / f"{files.safe_name(m)}-seed{s}-{stamp}")
-        for m in models
-        for s in seeds
-    ]
+def plan(
+    models: list[str],
+    *,
+    seeds: list[int],
+    out: str | os.PathLike,
+    hparams: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> list[Job]:
+    """One job per model and seed, each a validated RunConfig.
+
+    ``hparams`` apply to every model, typed by each model's own signature (``--hp`` text or
+    Python values); ``options`` are RunConfig fields. What one model does not accept fails here,
+    before hours of training.
+    """
+    out, stamp = Path(out).resolve(), time.strftime("%Y%m%d-%H%M%S")
+    jobs = []
+    for name in select_models(models):
+        builder = registry.get(name)
+        values = {"hparams": builder.coerce_hparams(hparams), **options}
+        for seed in seeds:
+            config = RunConfig.from_recipe(name, builder.recipe, {**values, "seed": seed})
+            jobs.append(Job(config, out / "runs" / f"{files.safe_name(name)}-seed{seed}-{stamp}"))
+    return jobs
 
 
 def plan_from_runs(run_dirs: list[str]) -> list[Job]:
     jobs = []
     for path in run_dirs:
-        run, config = run_lib.load_run(path)
-        if not (run / "metrics.json").is_file():
-            raise ZooUsageError(f"{run} is not a finished run (no metrics.json)")
-        jobs.append(Job(config.model, config.seed, run, from_run=True))
+        run = Run.open(path)
+        if not run.complete:
+            raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
+        jobs.append(Job(run.config, run.path, from_run=True))
     return jobs
 
 
-def run_job(job: Job, out: Path, train_args: list[str], command: str) -> dict[str, Any]:
+def run(
+    models: list[str],
+    *,
+    seeds: list[int],
+    out: str | os.PathLike,
+    hparams: Mapping[str, Any],
+    options: Mapping[str, Any],
+    command: str = "",
+    progress: Callable[[int, Job, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Plan and run a sweep; return its records (``zoo.bench`` and ``zoo bench``)."""
+    jobs = plan(models, seeds=seeds, out=out, hparams=hparams, options=options)
+    records = []
+    for done, job in enumerate(jobs, 1):
+        records.append(run_job(job, Path(out).resolve(), command))
+        if progress is not None:
+            progress(done, job, records[-1])
+    return records
+
+
+def run_job(job: Job, out: Path, command: str = "") -> dict[str, Any]:
     """Train (unless the job is an existing run), export, measure; append the record."""
     out.mkdir(parents=True, exist_ok=True)
     export_base = out / "exports" / job.run_dir.name
     peak_rss_mb = None
     if job.from_run:
         runner.export(job.run_dir, export_base)
+    elif registry.resolve(job.config.model).local:
+        runner.train(job.config, job.run_dir, export_base=export_base, verbose=0)
     else:
-        peak_rss_mb = _train_in_child(job, export_base, out / "logs", train_args)
-    record = measure(job.run_dir, _latest_version(export_base))
+        peak_rss_mb = _train_in_child(job, export_base, out)
+    record = measure(job.run_dir, export_base / str(latest_version(export_base)))
     record.update(peak_rss_mb=peak_rss_mb, command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    with (out / "results.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    files.append_line(out / "results.jsonl", json.dumps(record))
     write_reports(out)
     return record
 
 
-def _train_in_child(job: Job, export_base: Path, logs: Path, train_args: list[str]) -> float:
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{job.run_dir.name}.log"
-    cmd = [
-        sys.executable, "-m", "zoo", "train", job.model, "--seed", str(job.seed),
-        "--run-dir", str(job.run_dir), "--export", str(export_base), *train_args,
-    ]
+def _train_in_child(job: Job, export_base: Path, out: Path) -> float:
+    """Hand the job to ``python -m zoo.benchmark JOB`` as a file; return the child's peak memory."""
+    for folder in ("jobs", "logs"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    job_path = out / "jobs" / f"{job.run_dir.name}.json"
+    files.write_json(job_path, {
+        "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base)
+    })
+    log_path = out / "logs" / f"{job.run_dir.name}.log"
+    cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
@@ -121,19 +165,30 @@ def _train_in_child(job: Job, export_base: Path, logs: Path, train_args: list[st
     proc.returncode = code
     if code != 0:
         lines = log_path.read_text(errors="replace").strip().splitlines()
-        raise ZooError(f"{job.label}: zoo train failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
+        raise ZooError(f"{job.label}: training failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
     return round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+def _run_job_file(path: str) -> int:
+    """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
+    job = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        config = RunConfig(**job["config"])
+        runner.train(config, job["run_dir"], export_base=job["export_base"], verbose=2)
+    except (ZooError, registry.RegistryError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
     """One benchmark record for a finished run and its exported SavedModel."""
-    record_json = json.loads((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = Run.open(run_dir)
+    record_json, metrics, history = run.record, run.metrics, run.history
     config, info = record_json["config"], record_json["dataset"]
-    history = runner.read_history(run_dir / "history.csv")
     # Epoch 1 includes tracing and filling the cache; later epochs are the steady state.
-    steady = [float(r["examples_per_second"]) for r in history[1:]] or [
-        float(r["examples_per_second"]) for r in history
+    steady = [r["examples_per_second"] for r in history[1:]] or [
+        r["examples_per_second"] for r in history
     ]
     images = data.sample_images(
         config["dataset"],
@@ -142,7 +197,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         data_dir=config["data_dir"],
         manual_dir=config["manual_dir"],
     )
-    model = runner.load_model(*run_lib.load_run(run_dir))
+    model = runner.load_model(run)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     p50, p99 = _latency_ms(serve, images[:1])
     saved_model_eps = _saved_model_throughput(serve, images)
@@ -153,7 +208,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "version": record_json["model"]["version"],
         "hparams": record_json["model"]["hparams_resolved"],
         "hparams_set": config["hparams"],  # what the command line changed from the defaults
-        "recipe_changed": _recipe_changed(config),
+        "recipe_changed": _recipe_changed(config, record_json["model"]),
         "dataset": info["name"],
         "dataset_version": info["version"],
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
@@ -162,7 +217,8 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "batch_size": config["batch_size"],
         "params": metrics["params"],
         "flops_per_example": forward_flops(model),
-        "train_seconds": metrics["train_seconds"],
+        "train_seconds": metrics["train_seconds"],  # training only; validation apart
+        "val_seconds": metrics.get("val_seconds"),
         "train_examples_per_second": round(statistics.mean(steady), 1),
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
@@ -178,9 +234,14 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
     }
 
 
-def _recipe_changed(config: dict[str, Any]) -> dict[str, Any]:
-    """Training settings that differ from the model's recipe (epochs has a column of its own)."""
-    recipe = registry.get(config["model"]).recipe
+def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """Training settings that differ from the model's recipe (epochs has a column of its own).
+
+    The recipe recorded with the run, not the plugin's current one, which may have changed since.
+    """
+    recipe = model.get("recipe")
+    if recipe is None:  # a run from before recipes were recorded
+        recipe = registry.get(config["model"]).recipe
     return {
         key: config[key]
         for key, default in DEFAULTS.items()
@@ -211,7 +272,7 @@ def _saved_model_throughput(serve, images: np.ndarray) -> float:
 
 def _keras_predict_throughput(model: keras.Model, images: np.ndarray) -> float:
     """``model.predict`` on in-memory float32 arrays, the usual way to run a Keras model."""
-    x = np.concatenate([images.astype("float32") / 255.0] * THROUGHPUT_CALLS)
+    x = np.concatenate([data.to_model_input(images).numpy()] * THROUGHPUT_CALLS)
     model.predict(x[: len(images)], batch_size=THROUGHPUT_BATCH, verbose=0)
     start = time.perf_counter()
     model.predict(x, batch_size=THROUGHPUT_BATCH, verbose=0)
@@ -249,6 +310,7 @@ def forward_flops(model: keras.Model) -> int | None:
 
 
 def environment() -> dict[str, Any]:
+    """Library versions (as runs record them) and the machine."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -257,21 +319,7 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "tensorflow_datasets": data.TFDS_VERSION,
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-    }
-
-
-def _latest_version(export_base: Path) -> Path:
-    versions = [int(p.name) for p in export_base.iterdir() if p.name.isdigit()]
-    if not versions:
-        raise ZooError(f"no exported version in {export_base}")
-    return export_base / str(max(versions))
+    return {**runner.versions(), "cpu": cpu, "cores": os.cpu_count()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +338,7 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         changed = {**r.get("hparams_set", {}), **r.get("recipe_changed", {})}
-        label = r["model"] + "".join(f" {k}={_show(v)}" for k, v in changed.items())
+        label = r["model"] + "".join(f" {k}={registry.show_value(v)}" for k, v in changed.items())
         groups[(label, r["dataset"], r["epochs"], r["batch_size"])].append(r)
     rows = []
     for (label, dataset, epochs, batch), rs in groups.items():
@@ -308,10 +356,6 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
         })
     return sorted(rows, key=lambda r: -r["acc_mean"])
-
-
-def _show(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 _MEANS = (
@@ -406,3 +450,7 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # python -m zoo.benchmark JOB.json: one job of a sweep, in a child process
+    sys.exit(_run_job_file(sys.argv[1]))

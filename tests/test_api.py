@@ -1,0 +1,97 @@
+"""The Python API, as a notebook uses it: one import, a builder registered in a cell, a run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import registry
+import zoo
+
+
+def test_import_zoo_loads_neither_tensorflow_nor_keras():
+    code = "import sys, zoo; print(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_list_models_and_create_model():
+    assert {"softmax", "mlp", "cnn"} <= set(zoo.list_models())
+    assert zoo.list_models("c*") == ["cnn"]
+    model = zoo.create_model("cnn", input_shape=(28, 28, 1), num_classes=10, filters="8,16", dropout=0.1)
+    assert model.output_shape == (None, 10) and model.layers[1].filters == 8
+    with pytest.raises(registry.HyperparameterError, match="hyperparameter 'dropout' expects float"):
+        zoo.create_model("cnn", input_shape=(28, 28, 1), num_classes=10, dropout="lots")
+    with pytest.raises(registry.HyperparameterError, match="model 'mlp' rejects units=-5: ValueError"):
+        zoo.create_model("mlp", input_shape=(28, 28, 1), num_classes=10, units=(-5,))
+
+
+@pytest.fixture
+def tinynet():
+    import keras
+
+    @zoo.register
+    def tinynet(*, input_shape, num_classes, width: int = 16):
+        """A notebook's own model."""
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.Dense(width, activation="relu")(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    yield tinynet
+    registry._discovery._LOCAL.pop("tinynet", None)
+
+
+def test_register_checks_the_contract_and_refuses_installed_names(tinynet):
+    assert "tinynet" in zoo.list_models() and zoo.list_models("tiny*") == ["tinynet"]
+
+    def cnn(*, input_shape, num_classes):
+        raise AssertionError("never built")
+
+    with pytest.raises(registry.AmbiguousModelError, match="model 'cnn' is already registered by keras-zoo"):
+        zoo.register(cnn)
+    with pytest.raises(registry.PluginError, match="must take keyword-only arguments input_shape and num_classes"):
+        zoo.register(lambda input_shape, num_classes: None, name="positional")
+    assert "positional" not in zoo.list_models()
+
+
+def test_train_a_registered_builder_and_read_its_run(tinynet, tiny_data_dir, tmp_path):
+    from zoo.check import run_checks
+
+    assert all(r.passed for r in run_checks(registry.get("tinynet"))), run_checks(registry.get("tinynet"))
+    run = zoo.train("tinynet", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=2, batch_size=32, learning_rate=0.01,
+                    hparams={"width": 8}, run_dir=tmp_path / "run", export=tmp_path / "exports", verbose=0)
+    assert isinstance(run, zoo.Run) and run.complete and run.exported.version == 1
+    assert run.config.model == "tinynet" and dict(run.config.hparams) == {"width": 8}
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["model"]["origin"] == "registered in the process (zoo.register)"
+    assert record["model"]["distribution"] is None and record["model"]["version"] is None
+    assert [r["epoch"] for r in run.history] == [0, 1] and isinstance(run.history[0]["loss"], float)
+    assert run.metrics["test_accuracy"] > 0.6 and run.dataset["name"] == "zoo_tiny"
+
+    again = zoo.Run.open(tmp_path / "run")
+    assert again.history == run.history and again.metrics == run.metrics
+    images = np.zeros((2, 8, 8, 1), np.uint8)
+    assert again.model().predict(images, verbose=0).shape == (2, 3)
+    assert again.evaluate()["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
+    assert again.export(tmp_path / "exports").version == 2
+
+
+def test_a_run_leaves_no_global_determinism_behind(tiny_data_dir, tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
+    zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, run_dir=tmp_path / "run", verbose=0)
+    assert not tf_config.is_op_determinism_enabled()
+
+
+def test_run_open_names_what_is_wrong(tmp_path):
+    with pytest.raises(zoo.ZooUsageError, match="is not a run directory"):
+        zoo.Run.open(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(zoo.ZooUsageError, match=r"is not a run directory \(no config.json\)"):
+        zoo.Run.open(tmp_path / "empty")
