@@ -17,7 +17,8 @@ _FALSE = {"false", "0", "no", "off"}
 def normalise_type(tp: Any) -> Any | None:
     """Return ``tp`` if hyperparameters of that type can be set from text, else None.
 
-    Settable: bool, int, float, str and homogeneous tuples of those (``tuple[int, ...]``).
+    Settable: bool, int, float, str and homogeneous tuples of those, of any length
+    (``tuple[int, ...]``) or of a fixed one (``tuple[int, int]``, which keeps its length).
     """
     if tp in SCALARS:
         return tp
@@ -26,8 +27,14 @@ def normalise_type(tp: Any) -> Any | None:
         if len(args) == 2 and args[1] is Ellipsis and args[0] in SCALARS:
             return tp
         if args and all(a is args[0] for a in args) and args[0] in SCALARS:
-            return tuple[args[0], ...]  # fixed-length tuples are parsed like variadic ones
+            return tp
     return None
+
+
+def _tuple_of(tp: Any) -> tuple[type, int | None]:
+    """Element type and fixed length (None for ``tuple[x, ...]``) of a settable tuple type."""
+    args = typing.get_args(tp)
+    return args[0], (None if args[-1] is Ellipsis else len(args))
 
 
 def infer_type(default: Any) -> Any | None:
@@ -43,7 +50,8 @@ def type_name(tp: Any) -> str:
     if tp is None:
         return "(not settable)"
     if typing.get_origin(tp) is tuple:
-        return f"tuple[{typing.get_args(tp)[0].__name__}, ...]"
+        elem, length = _tuple_of(tp)
+        return f"tuple[{', '.join([elem.__name__] * length) if length else elem.__name__ + ', ...'}]"
     return tp.__name__
 
 
@@ -80,8 +88,13 @@ def _scalar_from_text(key: str, text: str, tp: type) -> Any:
 def from_text(key: str, text: str, tp: Any) -> Any:
     """Parse one ``--hp`` value; tuples are comma-separated (``filters=32,64``)."""
     if typing.get_origin(tp) is tuple:
-        elem = typing.get_args(tp)[0]
+        elem, length = _tuple_of(tp)
         parts = [p.strip() for p in text.split(",") if p.strip()]
+        if length is not None and len(parts) != length:
+            raise HyperparameterError(
+                f"hyperparameter '{key}' expects {length} comma-separated values "
+                f"({type_name(tp)}), received {text!r}"
+            )
         if not parts:
             raise HyperparameterError(
                 f"hyperparameter '{key}' expects {type_name(tp)} (comma-separated), received {text!r}"
@@ -97,16 +110,19 @@ def from_text(key: str, text: str, tp: Any) -> Any:
 
 
 def from_json(key: str, value: Any, tp: Any) -> Any:
-    """Check and convert a value read back from config.json (lists become tuples)."""
-    if typing.get_origin(tp) is tuple and isinstance(value, list):
-        elem = typing.get_args(tp)[0]
+    """Check and convert a Python value or one read back from config.json (lists become tuples)."""
+    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
+        elem, length = _tuple_of(tp)
+        if length is not None and len(value) != length:
+            raise HyperparameterError(
+                f"hyperparameter '{key}' expects {length} values ({type_name(tp)}), received {value!r}"
+            )
         return tuple(from_json(key, v, elem) for v in value)
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
         or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
         or (tp is str and isinstance(value, str))
-        or (typing.get_origin(tp) is tuple and isinstance(value, tuple))
     )
     if not ok:
         raise HyperparameterError(

@@ -151,12 +151,6 @@ def test_to_dict_has_every_field_and_a_plain_dict_of_hparams():
     assert config.hparams["filters"] == (8, 16)  # a copy: the frozen config stays as it was
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: to_dict runs dataclasses.asdict, which deep-copies hparams before the dict() "
-    "conversion and so raises TypeError for a mapping that cannot be copied (MappingProxyType)",
-)
 def test_to_dict_accepts_a_read_only_mapping_proxy():
     config = RunConfig(model="cnn", hparams=MappingProxyType({"units": 4}))
     assert config.to_dict()["hparams"] == {"units": 4}
@@ -206,12 +200,6 @@ def test_read_of_an_edited_config_with_a_bad_value_names_the_file_and_the_value(
     assert str(err.value) == f"{path} is corrupted or not a zoo config: `epochs` must be between 1 and 1000000, received 0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="bug: RunConfig.read calls raw.items() outside the handled exceptions, so a config "
-    "block that is not an object escapes as AttributeError instead of the one-line ZooError",
-)
 @pytest.mark.parametrize("block", ['["cnn"]', "null", '"cnn"'])
 def test_read_of_a_config_block_that_is_not_an_object_names_the_file(tmp_path, block):
     path = tmp_path / "config.json"

@@ -365,7 +365,7 @@ def test_annotations_win_over_defaults_and_unannotated_types_come_from_the_defau
     assert {k: (h.name, h.type_name) for k, h in builder.hyperparameters.items()} == {
         "units": ("units", "int"),  # no annotation: the default's type
         "rate": ("rate", "float"),  # annotated float, default 1: float
-        "size": ("size", "tuple[int, ...]"),  # fixed-length tuples are read like variadic ones
+        "size": ("size", "tuple[int, int]"),  # a fixed-length tuple keeps its length
         "pair": ("pair", "(not settable)"),  # mixed element types
         "widths": ("widths", "tuple[int, ...]"),  # one-element default
         "mixed": ("mixed", "(not settable)"),
@@ -373,8 +373,8 @@ def test_annotations_win_over_defaults_and_unannotated_types_come_from_the_defau
         "hook": ("hook", "(not settable)"),
     }
     assert builder.defaults() == {"units": 4, "rate": 1, "size": (2, 3), "widths": (8,)}
-    assert builder.parse_hparams({"rate": "2", "size": "1,2,3", "widths": "4"}) == {
-        "rate": 2.0, "size": (1, 2, 3), "widths": (4,)
+    assert builder.parse_hparams({"rate": "2", "size": "1,2", "widths": "4"}) == {
+        "rate": 2.0, "size": (1, 2), "widths": (4,)
     }
     with pytest.raises(registry.HyperparameterError, match="has no hyperparameter 'hook'"):
         builder.parse_hparams({"hook": "x"})  # not settable means not accepted either
@@ -467,7 +467,7 @@ def test_settable_types():
 
     assert [hp.normalise_type(t) for t in (bool, int, float, str)] == [bool, int, float, str]
     assert hp.normalise_type(tuple[str, ...]) == tuple[str, ...]
-    assert hp.normalise_type(tuple[int, int]) == tuple[int, ...]
+    assert hp.normalise_type(tuple[int, int]) == tuple[int, int]
     for unsettable in (tuple[int, str], tuple[list, list], tuple[list, ...], tuple, tuple[()], list[int],
                        int | None, bytes, None):
         assert hp.normalise_type(unsettable) is None, unsettable
@@ -547,11 +547,6 @@ def test_wrong_json_values_name_the_key(fake_dists, values, message):
     assert str(err.value) == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _hparams.from_json accepts any tuple for a tuple type without checking its elements "
-    "(lists are checked element by element), so check_hparams({'filters': ('a',)}) passes",
-)
 def test_tuple_values_are_checked_element_by_element(fake_dists):
     fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
     with pytest.raises(registry.HyperparameterError, match="'filters' expects int, received 'a'"):
@@ -765,3 +760,14 @@ def test_values_are_shown_as_they_are_typed(value, text):
     from registry import _hparams
 
     assert _hparams.show(value) == text
+
+
+def test_fixed_length_tuples_keep_their_length(fake_dists):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:loose"))
+    builder = registry.get("m")
+    assert builder.parse_hparams({"size": "4,5"}) == {"size": (4, 5)}
+    with pytest.raises(registry.HyperparameterError) as err:
+        builder.parse_hparams({"size": "4"})
+    assert str(err.value) == "hyperparameter 'size' expects 2 comma-separated values (tuple[int, int]), received '4'"
+    with pytest.raises(registry.HyperparameterError, match=r"expects 2 values \(tuple\[int, int\]\), received \[4, 5, 6\]"):
+        builder.check_hparams({"size": [4, 5, 6]})

@@ -67,7 +67,8 @@ class RunConfig:
         return cls(model=model, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Field by field: dataclasses.asdict deep-copies, which fails for read-only mappings.
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["hparams"] = dict(self.hparams)
         return d
 
@@ -76,6 +77,8 @@ class RunConfig:
         """Read the ``config`` block of a run's config.json, with a one-line error if it is bad."""
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))["config"]
+            if not isinstance(raw, dict):
+                raise TypeError(f"the config block is {type(raw).__name__}, not an object")
             names = {f.name for f in dataclasses.fields(cls)}
             return cls(**{k: v for k, v in raw.items() if k in names})
         except FileNotFoundError:
