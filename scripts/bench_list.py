@@ -1,6 +1,6 @@
-"""How long `zoo list` takes with several third-party plugins installed.
+"""How long `zoo list` and `import zoo` take with several third-party plugins installed.
 
-Target: median wall time < 0.5 s; TensorFlow's import alone takes about 3 s here, so listing must
+Target: median wall time < 0.5 s for both; TensorFlow's import alone takes about 3 s here, so listing must
 import neither TensorFlow nor any plugin. Plugins are real modules with real .dist-info folders in
 a temporary directory on PYTHONPATH, each builder importing keras at the top as real ones do.
 
@@ -64,6 +64,9 @@ def main() -> None:
             ("python -c pass (interpreter start)", wall_times([sys.executable, "-c", "pass"], args.runs, env)),
             (f"zoo list ({args.plugins} plugins + 3 built-ins)", wall_times([*zoo, "list"], args.runs, env)),
             ("zoo --help", wall_times([*zoo, "--help"], args.runs, env)),
+            ("python -c 'import zoo' (the Python API)", wall_times([sys.executable, "-c", "import zoo"], args.runs, env)),
+            ("python -c 'import zoo; zoo.list_models()'",
+             wall_times([sys.executable, "-c", "import zoo; zoo.list_models()"], args.runs, env)),
             ("python -c 'import tensorflow'", wall_times([sys.executable, "-c", "import tensorflow"], 3, env)),
         ]
     print("| command | median s | min s | max s | runs |\n|---|---|---|---|---|")
@@ -72,7 +75,9 @@ def main() -> None:
     median_list = statistics.median(rows[1][1])
     verdict = "meets" if median_list < 0.5 else "MISSES"
     print(f"\nzoo list median {median_list:.3f} s {verdict} the < 0.5 s target "
-          f"({statistics.median(rows[3][1]) / median_list:.0f}x faster than importing TensorFlow)")
+          f"({statistics.median(rows[-1][1]) / median_list:.0f}x faster than importing TensorFlow)")
+    median_import = statistics.median(rows[3][1])
+    print(f"import zoo median {median_import:.3f} s {'meets' if median_import < 0.5 else 'MISSES'} the < 0.5 s target")
 
 
 if __name__ == "__main__":

@@ -143,3 +143,36 @@ def test_bench_selects_a_duplicated_name_by_distribution(monkeypatch):
     monkeypatch.setattr(metadata, "distributions", lambda: iter(dists))
     assert bench.select_models([]) == ["solo", "pkg-a:twin", "pkg-b:twin"]
     assert bench.select_models(["tw*"]) == ["pkg-a:twin", "pkg-b:twin"]
+
+
+def test_rows_compare_with_the_recipe_recorded_in_the_run():
+    # The run trained with the recipe of its day; the plugin's recipe has changed since.
+    config = {"model": "softmax", **{k: v for k, v in bench.DEFAULTS.items()}, "learning_rate": 0.1}
+    recorded = {"recipe": {"learning_rate": 0.1}}
+    assert bench._recipe_changed(config, recorded) == {}
+    assert bench._recipe_changed(config, {"recipe": {}}) == {"learning_rate": 0.1}
+
+
+def test_zoo_bench_runs_a_notebook_registered_model_in_process(tiny_data_dir, tmp_path):
+    import keras
+
+    import registry
+    import zoo
+
+    @zoo.register(name="cellnet")
+    def builder(*, input_shape, num_classes, width: int = 8):
+        """Registered in this process only."""
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.Dense(width, activation="relu")(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    try:
+        recs = zoo.bench("cellnet", seeds=[0], out=tmp_path / "out", dataset="zoo_tiny", data_dir=tiny_data_dir,
+                         hparams={"width": "4"}, epochs=2, batch_size=32)
+    finally:
+        registry._discovery._LOCAL.pop("cellnet", None)
+    (rec,) = recs
+    assert rec["model"] == "cellnet" and rec["hparams"] == {"width": 4} and rec["epochs"] == 2
+    assert rec["distribution"] is None and rec["peak_rss_mb"] is None  # no child process to measure
+    assert rec["train_seconds"] > 0 and rec["val_seconds"] > 0
+    assert records(tmp_path / "out") == recs and (tmp_path / "out" / "results.md").is_file()
