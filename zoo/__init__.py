@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
@@ -166,10 +167,6 @@ def bench(
         "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),
         **{k: v for k, v in recipe.items() if v is not None},
     }
-    return bench_lib.run(
-        [models] if isinstance(models, str) else list(models),
-        seeds=list(seeds),
-        out=out,
-        hparams=dict(hparams or {}),
-        options=options,
-    )
+    patterns = [models] if isinstance(models, str) else list(models)
+    jobs = bench_lib.plan(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
+    return [bench_lib.run_job(job, Path(out).resolve()) for job in jobs]

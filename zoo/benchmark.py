@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,26 +103,6 @@ def plan_from_runs(run_dirs: list[str]) -> list[Job]:
             raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
         jobs.append(Job(run.config, run.path, from_run=True))
     return jobs
-
-
-def run(
-    models: list[str],
-    *,
-    seeds: list[int],
-    out: str | os.PathLike,
-    hparams: Mapping[str, Any],
-    options: Mapping[str, Any],
-    command: str = "",
-    progress: Callable[[int, Job, dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Plan and run a sweep; return its records (``zoo.bench`` and ``zoo bench``)."""
-    jobs = plan(models, seeds=seeds, out=out, hparams=hparams, options=options)
-    records = []
-    for done, job in enumerate(jobs, 1):
-        records.append(run_job(job, Path(out).resolve(), command))
-        if progress is not None:
-            progress(done, job, records[-1])
-    return records
 
 
 def run_job(job: Job, out: Path, command: str = "") -> dict[str, Any]:
