@@ -26,7 +26,7 @@ import zoo
 from . import DIST_NAME, files
 from .config import MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
 from .errors import ZooError, ZooUsageError
-from .run import Run
+from .run import CONFIG, ERROR_LOG, Run
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -84,7 +84,9 @@ class _ZooGroup(click.Group):
         except (ZooError, registry.RegistryError) as exc:
             raise click.ClickException(_cli_words(str(exc), self._subcommand(ctx))) from None
         except OSError as exc:
-            if exc.filename is None or os.environ.get("ZOO_DEBUG"):
+            if os.environ.get("ZOO_DEBUG"):
+                raise
+            if exc.filename is None:
                 raise click.ClickException(_unexpected(exc, ctx.meta.get(_RUN_DIR))) from None
             # A full disk, a read-only or vanished folder: what and where is all there is to say.
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename}") from None
@@ -116,8 +118,8 @@ def _unexpected(exc: BaseException, run_dir: str | None) -> str:
     summary = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     text = f"zoo {' '.join(sys.argv[1:])}\n{''.join(traceback.format_exception(exc))}"
     try:
-        if run_dir and (Path(run_dir) / "config.json").is_file():
-            log = Path(run_dir) / "error.log"
+        if run_dir and (Path(run_dir) / CONFIG).is_file():
+            log = Path(run_dir) / ERROR_LOG
             with log.open("a", encoding="utf-8") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
         else:
