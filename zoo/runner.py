@@ -65,7 +65,7 @@ def train(
                 backup = _Backup(run.file(BACKUP))
                 splits = _load(config, range(backup.saved_epoch(), config.epochs))
                 _record_resume(run, config, changes, backup.saved_epoch())
-                fit(model, splits, config, run, restore=backup, verbose=verbose)
+                _finish(run, config, fit(model, splits, config, run, restore=backup, verbose=verbose))
         else:
             splits = _load(config, range(config.epochs))
             run.path.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,22 @@ def train(
                 if run.contents():  # another process started a run here in the meantime
                     raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
                 run.write_json(CONFIG, _config_record(config, entry, builder, hparams, splits.info))
-                fit(model, splits, config, run, verbose=verbose)
+                _finish(run, config, fit(model, splits, config, run, verbose=verbose))
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, exported)
+
+
+def _finish(run: Run, config: RunConfig, results: dict[str, Any]) -> None:
+    """metrics.json, which marks the run complete, then the curves."""
+    source = run.record["model"]
+    run.write_json(METRICS, {
+        "model": config.model,
+        "distribution": source["distribution"],
+        "version": source["version"],
+        "hparams": source["hparams_resolved"],
+        **results,
+    })
+    plot_curves(run.history, run.file(CURVES), title=f"{config.model} on {results['dataset']}")
 
 
 @contextmanager
@@ -118,9 +131,11 @@ def fit(
     restore: _Backup | None = None,
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
-    """Train ``model`` into a run directory whose lock the caller holds; return its metrics.
+    """Train ``model`` into a run directory whose lock the caller holds; return what it measured.
 
-    ``splits.train`` covers the epochs still to run; ``restore`` is the backup to continue from.
+    Writes history.csv every epoch, the backup after each epoch and model.keras at the end; any
+    ``keras.Model`` will do. ``splits.train`` covers the epochs still to run; ``restore`` is the
+    backup to continue from.
     """
     info = splits.info
     model.compile(
@@ -169,12 +184,7 @@ def fit(
         model.save(tmp)
     backup.remove()
     history = run.history
-    record = run.record
     metrics = {
-        "model": config.model,
-        "distribution": record["model"]["distribution"],
-        "version": record["model"]["version"],
-        "hparams": record["model"]["hparams_resolved"],
         "dataset": info.name,
         "params": int(model.count_params()),
         "epochs": len(history),
@@ -185,8 +195,6 @@ def fit(
     if splits.test is not None:
         loss, accuracy = _plain_compiled(model).evaluate(splits.test, verbose=0)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
-    run.write_json(METRICS, metrics)
-    plot_curves(history, run.file(CURVES), title=f"{config.model} on {info.name}")
     return metrics
 
 
