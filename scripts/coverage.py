@@ -10,7 +10,8 @@ The suite starts `python -m zoo` and the installed `zoo` script in child process
 subprocess patch (configured in pyproject.toml, coverage >= 7.10) measures those too, and the
 pip-installed copy the plugin tests use is mapped back onto the sources. The integration tests
 need the real MNIST files: ZOO_MANUAL_DIR defaults to ../shared/datasets/mnist when it exists.
-Writes .coverage (combined) and htmlcov/; prints the per-file table and the total.
+Writes .coverage (combined) and htmlcov/; prints the per-file table and the total. The whole suite
+takes about 17 minutes under coverage on 2 shared cores.
 """
 
 from __future__ import annotations
