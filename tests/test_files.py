@@ -186,3 +186,18 @@ def test_check_creatable_says_why_the_folder_cannot_be_made(tmp_path, monkeypatc
 def test_check_creatable_refuses_a_folder_the_kernel_will_not_make():
     with pytest.raises(ZooUsageError, match=r"^cannot create run directory /proc/zoo-test/x: .+ in /proc$"):
         files.check_creatable(Path("/proc/zoo-test/x"), "run directory")
+
+
+def test_append_line_adds_exactly_one_newline_terminated_line(tmp_path):
+    target = tmp_path / "results.jsonl"
+    files.append_line(target, '{"a": 1}')
+    files.append_line(target, '{"b": 2}\n')
+    files.append_line(target, "é" * 100_000)  # long: still one whole line
+    assert target.read_text(encoding="utf-8") == '{"a": 1}\n{"b": 2}\n' + "é" * 100_000 + "\n"
+    assert target.stat().st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

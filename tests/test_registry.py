@@ -771,3 +771,64 @@ def test_fixed_length_tuples_keep_their_length(fake_dists):
     assert str(err.value) == "hyperparameter 'size' expects 2 comma-separated values (tuple[int, int]), received '4'"
     with pytest.raises(registry.HyperparameterError, match=r"expects 2 values \(tuple\[int, int\]\), received \[4, 5, 6\]"):
         builder.check_hparams({"size": [4, 5, 6]})
+
+
+# --- Builders registered in the process (a notebook cell) ------------------------------------------
+
+
+@pytest.fixture
+def local_registry(monkeypatch, fake_dists):
+    from registry import _discovery
+
+    monkeypatch.setattr(_discovery, "_LOCAL", {})
+    fake_dists(FakeDist("pkg", "1.5", cnn=f"{HERE}:good"))
+
+
+def test_a_registered_builder_is_listed_and_loaded_without_an_entry_point(local_registry):
+    entry = registry.register(bare)
+    assert (entry.name, entry.dist, entry.version, entry.value) == ("bare", "local", "", f"{HERE}:bare")
+    assert entry.local and entry.problem == ""
+    assert [(e.name, e.dist) for e in registry.entries()] == [("bare", "local"), ("cnn", "pkg")]
+    assert registry.get("bare").fn is bare
+    again = registry.register(loose, name="bare")  # a notebook cell run twice replaces it
+    assert registry.get("bare").fn is loose and again.value == f"{HERE}:loose"
+    assert [e.name for e in registry.entries()].count("bare") == 1
+
+
+@pytest.mark.parametrize("name", ["a:b", " spaced", "trailing "])
+def test_register_refuses_names_that_could_not_be_selected(local_registry, name):
+    with pytest.raises(registry.PluginError) as err:
+        registry.register(bare, name=name)
+    assert str(err.value) == (
+        f"cannot register {bare!r} as {name!r}: give it a name without ':' or spaces, e.g. register(name='mynet')"
+    )
+
+
+def test_register_refuses_a_lambda_and_a_broken_builder(local_registry):
+    with pytest.raises(registry.PluginError, match=r"as '<lambda>': give it a name"):
+        registry.register(lambda *, input_shape, num_classes: None)
+    with pytest.raises(registry.PluginError, match="^model 'positional' must take keyword-only"):
+        registry.register(positional)
+    assert registry.entries()[0].dist == "pkg"  # nothing was registered
+
+
+def test_register_refuses_an_installed_name_and_says_how_to_choose(local_registry):
+    with pytest.raises(registry.AmbiguousModelError) as err:
+        registry.register(bare, name="cnn")
+    assert str(err.value) == (
+        "model 'cnn' is already registered by pkg 1.5; register yours under another name "
+        "(register(name=...)) or use the installed one as 'pkg:cnn'"
+    )
+
+
+def test_coerce_hparams_takes_python_values_and_text_alike(fake_dists):
+    fake_dists(FakeDist("d", "1", good=f"{HERE}:good"))
+    builder = registry.get("good")
+    assert builder.coerce_hparams({"units": "8", "rate": 1, "flag": "yes", "name": "7", "filters": [4, 8]}) == {
+        "units": 8, "rate": 1.0, "flag": True, "name": "7", "filters": (4, 8)
+    }
+    assert builder.coerce_hparams({"filters": "4,8", "units": 3}) == {"filters": (4, 8), "units": 3}
+    with pytest.raises(registry.HyperparameterError, match="^hyperparameter 'units' expects int, received 'x'$"):
+        builder.coerce_hparams({"units": "x"})
+    with pytest.raises(registry.HyperparameterError, match="^hyperparameter 'units' expects int, received 2.5$"):
+        builder.coerce_hparams({"units": 2.5})
