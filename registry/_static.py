@@ -67,9 +67,9 @@ def module_file(module: str) -> Path | None:
 
 
 def _find_top(name: str):
-    if name in sys.modules:
-        return getattr(sys.modules[name], "__spec__", None) or importlib.util.find_spec(name)
-    try:
+    if name in sys.modules and getattr(sys.modules[name], "__spec__", None) is not None:
+        return sys.modules[name].__spec__
+    try:  # find_spec raises ValueError for a loaded module whose __spec__ is None (__main__)
         return importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None

@@ -832,3 +832,14 @@ def test_coerce_hparams_takes_python_values_and_text_alike(fake_dists):
         builder.coerce_hparams({"units": "x"})
     with pytest.raises(registry.HyperparameterError, match="^hyperparameter 'units' expects int, received 2.5$"):
         builder.coerce_hparams({"units": 2.5})
+
+
+def test_a_loaded_module_without_a_spec_does_not_break_listing(monkeypatch):
+    import types
+
+    from registry import _static
+
+    module = types.ModuleType("specless_plugin")
+    module.__spec__ = None  # as __main__ has when Python runs a script
+    monkeypatch.setitem(sys.modules, "specless_plugin", module)
+    assert _static.inspect_entry("specless_plugin:build").problem == "module 'specless_plugin' is not installed"
