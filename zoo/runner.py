@@ -349,10 +349,12 @@ class _Backup(keras.callbacks.Callback):
             return 0
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
         model.load_weights(self.folder / state["weights"])
-        seeds = _seed_states(model)
-        if len(seeds) != len(state["seed_states"]):
+        seeds, saved = _seed_states(model), state.get("seed_states")
+        if saved is None:  # a backup from before they were saved: resumes, though not exactly
+            return int(state["epoch"])
+        if len(seeds) != len(saved):
             raise ZooError(f"the backup in {self.folder} does not fit this model (random generators)")
-        for variable, value in zip(seeds, state["seed_states"]):
+        for variable, value in zip(seeds, saved):
             variable.assign(value)
         return int(state["epoch"])
 
