@@ -1,7 +1,8 @@
 """Bad requests through the installed ``zoo`` console script, as a user types them.
 
 Each must end with its exit status, at most 3 lines on stderr, no traceback, and nothing new in
-the run, export, data or working folders. The invocations run two at a time (each that loads
+the run, export, data or working folders. (More cases that load TensorFlow run in process, through
+CliRunner, in test_cli.py: each console-script case that loads it costs seconds.) The invocations run two at a time (each that loads
 TensorFlow takes seconds); every case has folders of its own, so none can hide another's litter.
 """
 
@@ -54,10 +55,7 @@ CASES = [
     # Hyperparameters: syntax, names, types, and values the builder itself rejects
     (["train", "cnn", "--hp", "dropout"], 2, "--hp expects KEY=VALUE"),
     (["train", "cnn", "--hp", "dropout=0.1", "--hp", "dropout=0.2"], 2, "--hp dropout is given twice"),
-    (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
-    (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float"),
     (["train", "mlp", "--hp", "units=-5"], 2, "model 'mlp' rejects units=-5: ValueError"),
-    (["train", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
     (["train", "cnn", "--hp", "filters=32"], 2, "model 'cnn' rejects filters=32: ValueError"),
     # Models
     (["train", "nosuchmodel"], 2, "unknown model 'nosuchmodel'"),
@@ -67,11 +65,6 @@ CASES = [
     # Datasets: TFDS registry, features, files
     (["train", "softmax", "--dataset", "no_such_dataset"], 2, "unknown dataset 'no_such_dataset'"),
     (["train", "softmax", "--dataset", "mnist:9.9.9"], 2, "cannot be loaded at version 9.9.9, only: 3.0.1"),
-    (["train", "softmax", "--dataset", "mnist/noconfig"], 2, "cannot load dataset 'mnist/noconfig'"),
-    (["train", "softmax", "--dataset", "../mnist"], 2, "cannot load dataset '../mnist'"),
-    (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),
-    (["train", "softmax", "--data-dir", "{data}", "--manual-dir", "{wrong_size}"], 2,
-     "is not the file dataset 'mnist' needs"),
     (["train", "softmax", "--data-dir", "{data}", "--manual-dir", "{same_size}"], 1,
      "does not have the checksum TFDS registered for dataset 'mnist'"),
     (["train", "softmax", "--data-dir", "/proc/zoo-data", "--manual-dir", "{same_size}"], 2,

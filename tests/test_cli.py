@@ -137,6 +137,11 @@ def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
     runs["a_file"] = base / "a_file"
     (base / "empty").mkdir()
     runs["empty"] = base / "empty"
+    (base / "wrong_size").mkdir()  # MNIST's file names, not its files
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (base / "wrong_size" / name).write_bytes(b"not mnist")
+    runs["wrong_size"] = base / "wrong_size"
     return runs
 
 
@@ -145,6 +150,14 @@ def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
 # input goes through the installed console script in test_bad_input.py.
 BAD_INPUTS = [
     (["train", "softmax", "--val-split", "0.001"], 2, "leaves an empty split of 'zoo_tiny'"),
+    (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
+    (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float"),
+    (["train", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
+    (["train", "softmax", "--dataset", "mnist/noconfig"], 2, "cannot load dataset 'mnist/noconfig'"),
+    (["train", "softmax", "--dataset", "../mnist"], 2, "cannot load dataset '../mnist'"),
+    (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),
+    (["train", "softmax", "--dataset", "mnist", "--data-dir", "{empty}/tfds", "--manual-dir", "{wrong_size}"], 2,
+     "is not the file dataset 'mnist' needs"),
     (["train", "cnn", "--hp", "filters=8,16,32"], 2, "model 'cnn' rejects filters=8,16,32: ValueError"),
     (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
     (["evaluate", "{no_test}", "--split", "train[abc]"], 2, "bad split 'train[abc]'"),
@@ -168,7 +181,10 @@ def test_bad_input_gives_one_line_error_and_creates_nothing(args, code, words, b
         args += ["--run-dir", str(tmp_path / "run")]
     base = broken_runs["a_file"].parent
     before = _snapshot(base)
-    extra = ["--dataset", "zoo_tiny", "--data-dir", tiny_data_dir] if args[0] == "train" else []
+    extra = []
+    if args[0] == "train":  # the tiny dataset unless the case names its own
+        extra = ([] if "--dataset" in args else ["--dataset", "zoo_tiny"]) + (
+            [] if "--data-dir" in args else ["--data-dir", tiny_data_dir])
     result = zoo_cli(*args, *extra)
     assert result.exit_code == code, result.output
     assert words in one_line_error(result)
