@@ -6,7 +6,6 @@ broken or slow plugin costs nothing until it is used and never breaks the others
 
 from ._builder import RECIPE_KEYS, Builder, Hyperparameter, validate
 from ._discovery import GROUP, LOCAL, Entry, entries, find, get, register, resolve, selector
-from ._hparams import show as show_value
 from ._errors import (
     AmbiguousModelError,
     HyperparameterError,
@@ -14,6 +13,7 @@ from ._errors import (
     RegistryError,
     UnknownModelError,
 )
+from ._hparams import show as show_value
 
 __all__ = [
     "GROUP",

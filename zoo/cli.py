@@ -20,7 +20,6 @@ from typing import Any
 import click
 
 import registry
-
 import zoo
 
 from . import DIST_NAME, files

@@ -26,12 +26,12 @@ TensorFlow loads).
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
+import json
 import os
 import socket
-import csv
-import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path

@@ -24,7 +24,8 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, data, files, export as export_lib
+from . import __version__, data, files
+from . import export as export_lib
 from .config import RunConfig
 from .errors import ZooError, ZooUsageError
 from .run import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
