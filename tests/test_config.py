@@ -8,7 +8,19 @@ from types import MappingProxyType
 
 import pytest
 
-from zoo.config import DEFAULTS, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
+from zoo.config import (
+    DEFAULTS,
+    DEVICES_HELP,
+    JIT_COMPILE,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_SEED,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    RunConfig,
+    parse_devices,
+)
 from zoo.errors import ZooError, ZooUsageError
 
 
@@ -53,6 +65,14 @@ def test_defaults_are_valid_and_match_the_defaults_table():
         ("seed", 2**32, "`seed` must be between 0 and 4294967295, received 4294967296"),
         ("seed", False, "`seed` must be between 0 and 4294967295, received False"),
         ("deterministic", 0, "`deterministic` must be true or false, received 0"),
+        ("precision", "fp8", "unknown `precision` 'fp8'; choose one of auto, float32, mixed_bfloat16, mixed_float16"),
+        ("precision", "float16", "unknown `precision` 'float16'; choose one of auto, float32, mixed_bfloat16, mixed_float16"),
+        ("jit_compile", "maybe", "unknown `jit_compile` 'maybe'; choose one of auto, on, off"),
+        ("jit_compile", True, "unknown `jit_compile` True; choose one of auto, on, off"),
+        *(
+            ("devices", value, f"`devices` must be {DEVICES_HELP}; received {value!r}")
+            for value in ("0", "-1", "", "gpu:x", "gpu", "gpu:0,gpu:0", "cpu:0,gpu:1", "2.5", "1025", 2, None)
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors_naming_the_setting_and_the_value(field, value, message):
@@ -81,6 +101,9 @@ def test_bad_settings_are_usage_errors_naming_the_setting_and_the_value(field, v
         ("deterministic", False),
         *(("optimizer", name) for name in OPTIMIZERS),
         *(("schedule", name) for name in SCHEDULES),
+        *(("precision", name) for name in PRECISIONS),
+        *(("jit_compile", name) for name in JIT_COMPILE),
+        *(("devices", text) for text in ("auto", "cpu", "1", "1024", "gpu:0,gpu:2", "GPU:1", "cpu:0, cpu:1")),
     ],
 )
 def test_settings_at_the_edge_of_their_range_are_accepted(field, value):
@@ -145,7 +168,7 @@ def test_to_dict_has_every_field_and_a_plain_dict_of_hparams():
     assert list(d) == [
         "model", "hparams", "dataset", "val_split", "epochs", "batch_size", "optimizer",
         "learning_rate", "schedule", "label_smoothing", "augment", "seed", "deterministic",
-        "data_dir", "manual_dir",
+        "precision", "jit_compile", "devices", "data_dir", "manual_dir",
     ]
     d["hparams"]["filters"] = (1,)
     assert config.hparams["filters"] == (8, 16)  # a copy: the frozen config stays as it was
@@ -165,6 +188,24 @@ def test_read_round_trips_and_ignores_keys_it_does_not_know(tmp_path):
     config = RunConfig(model="cnn", hparams={"units": 4}, epochs=2, optimizer="sgd", data_dir="d")
     block = {**config.to_dict(), "added_by_a_later_version": 1}
     assert RunConfig.read(write_config(tmp_path / "config.json", block)) == config
+
+
+def test_parse_devices_reads_every_form_and_rejects_the_rest():
+    assert parse_devices("auto") == "auto" and parse_devices(" AUTO ") == "auto"
+    assert parse_devices("cpu") == (("CPU", 0),)
+    assert parse_devices("3") == 3
+    assert parse_devices("gpu:0,gpu:2") == (("GPU", 0), ("GPU", 2))
+    assert parse_devices("cpu:1") == (("CPU", 1),)
+    for bad in ("0", "gpu:", "gpu:-1", "tpu:0", "gpu:0,,gpu:1", "gpu:1,gpu:1", "cpu:0,gpu:0", 1, None):
+        assert parse_devices(bad) is None, bad
+
+
+def test_read_of_a_run_from_before_precision_was_a_setting_says_float32(tmp_path):
+    block = RunConfig(model="cnn").to_dict()
+    for key in ("precision", "jit_compile", "devices"):
+        del block[key]
+    config = RunConfig.read(write_config(tmp_path / "config.json", block))
+    assert (config.precision, config.jit_compile, config.devices) == ("float32", "auto", "auto")
 
 
 def test_read_of_a_folder_without_config_json_is_a_usage_error_naming_the_folder(tmp_path):

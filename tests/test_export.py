@@ -35,12 +35,12 @@ def test_a_saved_model_that_differs_is_not_published(model_and_images, tmp_path,
     model, images = model_and_images
     real_verify = export.verify
 
-    def verify_after_training_moved_on(path, model, images):
+    def verify_after_training_moved_on(path, model, images, tolerance):
         weights = model.get_weights()
         rng = np.random.default_rng(1)  # the in-memory model no longer matches what was written
         model.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in weights])
         try:
-            return real_verify(path, model, images)
+            return real_verify(path, model, images, tolerance)
         finally:
             model.set_weights(weights)
 

@@ -190,3 +190,36 @@ def test_custom_layer_plugin_exports(venv, gain_run, tmp_path):
     export = zoo(venv, "export", str(gain_run), str(tmp_path / "exports"))
     assert export.returncode == 0, export.stderr
     assert (tmp_path / "exports" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("model, precision", [("lenet", "mixed_bfloat16"), ("gainnet", "mixed_float16")])
+def test_float32_plugins_train_in_mixed_precision_on_two_devices_unchanged(
+    venv, tiny_data_dir, tmp_path, model, precision
+):
+    """Plugins written for float32 (one with a custom layer) run mixed and data-parallel as they are."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    train = zoo(venv, "train", model, "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "2",
+                "--precision", precision, "--devices", "2", "--run-dir", str(run), "--export", str(exports))
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert f"{precision} on 2 CPU devices" in train.stdout
+    hardware = json.loads((run / "metrics.json").read_text())["hardware"]
+    assert hardware["precision"] == precision and hardware["replicas"] == 2
+    assert hardware["devices"] == ["CPU:0", "CPU:1"] and hardware["jit_compile"] is False
+    # Every layer computes in 16 bits but the one that makes the probabilities.
+    layers = json.loads(zipfile.ZipFile(run / "model.keras").read("config.json"))["config"]["layers"]
+    dtypes = [layer["config"].get("dtype") for layer in layers if layer["class_name"] != "InputLayer"]
+    policies = [dtype["config"]["name"] for dtype in dtypes if dtype]
+    assert policies[-1] == "float32" and set(policies[:-1]) == {precision}
+    # The serving contract is the float32 one, read with TensorFlow alone.
+    metadata = json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())
+    assert metadata["precision"] == precision and 0 < metadata["verified_tolerance"] <= 0.03
+    serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
+    out = serve(image=tf.constant(images))
+    assert out["probabilities"].dtype == tf.float32 and out["class_id"].dtype == tf.int64
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
+    assert keras.config.dtype_policy().name == "float32"  # nothing leaked into this process

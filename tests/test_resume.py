@@ -140,6 +140,12 @@ def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeyp
     refused = zoo(*args, "--epochs", "4", "--resume")
     assert refused.exit_code == 2
     assert refused.stderr.strip().endswith("(--epochs); resume with the same command")
+    # Where and how it computes is part of the run too: float32 (auto here) on one device.
+    for option, value in (("--precision", "mixed_bfloat16"), ("--jit-compile", "on")):
+        refused = zoo(*args, option, value, "--resume")
+        assert refused.exit_code == 2
+        assert refused.stderr.strip().endswith(f"({option}); resume with the same command")
+    assert zoo(*args, "--precision", "float32", "--resume", "--epochs", "4").exit_code == 2
     resumed = zoo(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
     rows = history(run)

@@ -90,6 +90,9 @@ def train(
     val_split: float = 0.1,
     seed: int = 0,
     deterministic: bool = True,
+    precision: str = "auto",
+    jit_compile: str = "auto",
+    devices: str = "auto",
     hparams: Mapping[str, Any] | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -101,7 +104,8 @@ def train(
     """Train, evaluate and (with ``export``) export a model, exactly as ``zoo train`` does.
 
     ``model`` is a registered name or a builder function (registered on the fly). Options left
-    at None come from the model's recipe. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
+    at None come from the model's recipe; ``precision``, ``jit_compile`` and ``devices`` are
+    those of ``zoo train --help``. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
     """
     import registry
@@ -124,6 +128,9 @@ def train(
         "val_split": val_split,
         "seed": seed,
         "deterministic": deterministic,
+        "precision": precision,
+        "jit_compile": jit_compile,
+        "devices": devices,
         "data_dir": os.fspath(data_dir) if data_dir else None,
         "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
     }

@@ -193,6 +193,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "dataset_version": info["version"],
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
         "seed": config["seed"],
+        "hardware": metrics.get("hardware", LEGACY_HARDWARE),
         "epochs": len(history),
         "batch_size": config["batch_size"],
         "params": metrics["params"],
@@ -212,6 +213,22 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "export_dir": str(export_dir),
         "env": environment(),
     }
+
+
+# What a run from before precision and devices were settings computed with.
+LEGACY_HARDWARE = {"precision": "float32", "device_kind": "CPU", "replicas": 1}
+
+
+def hardware_label(hardware: dict[str, Any]) -> str:
+    """Where and how a leaderboard row's runs computed: ``float32, CPU``, ``mixed_float16, 2 GPU (A100)``.
+
+    The CPU's model is in the environment line under the table; a GPU's is named here.
+    """
+    count = hardware["replicas"]
+    devices = f"{count} {hardware['device_kind']}" if count > 1 else hardware["device_kind"]
+    if hardware["device_kind"] == "GPU":
+        devices += f" ({hardware.get('device_name')})"
+    return f"{hardware['precision']}, {devices}"
 
 
 def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
@@ -319,12 +336,15 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         changed = {**r.get("hparams_set", {}), **r.get("recipe_changed", {})}
         label = r["model"] + "".join(f" {k}={registry.show_value(v)}" for k, v in changed.items())
-        groups[(label, r["dataset"], r["epochs"], r["batch_size"])].append(r)
+        # Precisions and devices apart: their speeds (and accuracies) are not the same measurement.
+        hardware = r.get("hardware", LEGACY_HARDWARE)
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"], hardware_label(hardware))].append(r)
     rows = []
-    for (label, dataset, epochs, batch), rs in groups.items():
+    for (label, dataset, epochs, batch, hardware), rs in groups.items():
         acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
         rows.append({
             "model": label,
+            "hardware": hardware,
             "dataset": dataset,
             "epochs": epochs,
             "seeds": len(rs),
@@ -363,17 +383,17 @@ def write_reports(out: Path) -> None:
 
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str]) -> str:
     header = (
-        "| # | model | dataset | epochs | seeds | test accuracy | train s | train ex/s | params | "
-        "MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | SavedModel ex/s (256) | "
-        "vs Keras predict | peak RSS MB |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| # | model | precision, devices | dataset | epochs | seeds | test accuracy | train s | "
+        "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
+        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for i, r in enumerate(rows, 1):
         flops = f"{r['flops_per_example'] / 1e6:.2f}" if r["flops_per_example"] else "n/a"
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
         lines.append(
-            f"| {i} | {r['model']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
+            f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
             f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {r['train_seconds']:.1f} | "
             f"{r['train_examples_per_second']:,.0f} | {r['params']:,} | {flops} | "
             f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
@@ -391,7 +411,7 @@ def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
         row = {k: v for k, v in r.items() if k not in ("env", "splits")}
-        for key in ("hparams", "hparams_set", "recipe_changed"):
+        for key in ("hparams", "hparams_set", "recipe_changed", "hardware"):
             row[key] = json.dumps(r.get(key, {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})

@@ -23,7 +23,7 @@ import registry
 import zoo
 
 from . import DIST_NAME, files
-from .config import MAX_SEED, OPTIMIZERS, SCHEDULES, RunConfig
+from .config import DEVICES_HELP, JIT_COMPILE, MAX_SEED, OPTIMIZERS, PRECISIONS, SCHEDULES, RunConfig
 from .errors import ZooError, ZooUsageError
 from .run import CONFIG, ERROR_LOG, Run
 
@@ -173,6 +173,25 @@ _RECIPE_OPTIONS = (
 )
 
 
+# Where and how a run computes, shared by train and bench. None means auto, and keeps
+# `zoo bench --from-runs` able to tell that nothing was asked for.
+_HARDWARE_OPTIONS = (
+    click.option("--precision", type=click.Choice(PRECISIONS),
+                 help="Keras dtype policy. auto: mixed_float16 on NVIDIA GPUs of compute capability "
+                      "7.0 or newer, mixed_bfloat16 on CPUs with avx512_bf16 or amx_bf16, "
+                      "float32 otherwise. The softmax always computes in float32. [default: auto]"),
+    click.option("--jit-compile", type=click.Choice(JIT_COMPILE),
+                 help="XLA compilation. auto: Keras' default (on with a GPU, off on a CPU-only "
+                      "machine or with several devices). [default: auto]"),
+    click.option("--devices",
+                 help=f"{DEVICES_HELP}. auto: every GPU, else the CPU. N: the first N GPUs; "
+                      "on a machine without GPUs, N logical CPU devices, which exist to test the "
+                      "multi-device path and make nothing faster. Several devices train "
+                      "data-parallel (MirroredStrategy); the recipe's batch size is the global "
+                      "batch, split over them, and the learning rate is unchanged. [default: auto]"),
+)
+
+
 # Where datasets come from, shared by train and bench.
 _DATA_OPTIONS = (
     click.option("--data-dir", envvar="TFDS_DATA_DIR",
@@ -195,6 +214,7 @@ def _options(options):
 
 
 _recipe_options, _data_options = _options(_RECIPE_OPTIONS), _options(_DATA_OPTIONS)
+_hardware_options = _options(_HARDWARE_OPTIONS)
 
 
 @main.command("list")
@@ -289,6 +309,7 @@ def info(model: str) -> None:
 @click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
+@_hardware_options
 @click.pass_context
 def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
           export_base: str | None, **options: Any) -> None:
@@ -325,6 +346,9 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
         click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")
     click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training "
                f"(+{m['val_seconds']:.1f} s of validation)")
+    hw = m["hardware"]
+    where = f"{hw['replicas']} {hw['device_kind']} devices" if hw["replicas"] > 1 else hw["device_kind"]
+    click.echo(f"{hw['precision']} on {where} ({hw['device_name']}), XLA {'on' if hw['jit_compile'] else 'off'}")
     click.echo(f"run directory: {run.path}")
     if run.exported is not None:
         _echo_export(run.exported)
@@ -361,6 +385,7 @@ def check(model: str, hp: tuple[str, ...]) -> None:
               help="Results folder; results.jsonl there is appended to, never rewritten.")
 @click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
               help="Measure this finished run instead of training; repeatable.")
+@_hardware_options
 @_data_options
 def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...], out: str,
           from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None,
@@ -444,7 +469,8 @@ def _check_finished_run(run_dir: str) -> None:
 def _echo_export(result) -> None:
     click.echo(
         f"exported {result.path} (version {result.version}); reloaded and compared on "
-        f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g}"
+        f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g} "
+        f"(tolerance {result.tolerance:g})"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ from .errors import ZooError, ZooUsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+JIT_COMPILE = ("auto", "on", "off")
+DEVICES_HELP = "auto, cpu, a number of devices (1 or more) or a list such as gpu:0,gpu:2"
+MAX_DEVICES = 1024
 
 # Upper bounds: values past them are typos or overflows (TensorFlow holds sizes in int32/int64,
 # NumPy seeds in uint32), not requests anyone means.
@@ -48,6 +53,10 @@ class RunConfig:
     augment: bool = DEFAULTS["augment"]
     seed: int = 0
     deterministic: bool = True
+    # Where and how the run computes; a run records the resolved values (never "auto").
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    devices: str = "auto"
     data_dir: str | None = None
     manual_dir: str | None = None
 
@@ -80,7 +89,8 @@ class RunConfig:
             if not isinstance(raw, dict):
                 raise TypeError(f"the config block is {type(raw).__name__}, not an object")
             names = {f.name for f in dataclasses.fields(cls)}
-            return cls(**{k: v for k, v in raw.items() if k in names})
+            # Runs from before precision was a setting all computed in float32.
+            return cls(**{"precision": "float32", **{k: v for k, v in raw.items() if k in names}})
         except FileNotFoundError:
             raise ZooUsageError(f"{path.parent} is not a run directory (no config.json)") from None
         except (ValueError, KeyError, TypeError, ZooUsageError) as exc:
@@ -121,6 +131,18 @@ def _problems(c: RunConfig) -> list[str]:
             isinstance(c.deterministic, bool),
             f"`deterministic` must be true or false, received {c.deterministic!r}",
         ),
+        (
+            c.precision in PRECISIONS,
+            f"unknown `precision` {c.precision!r}; choose one of {', '.join(PRECISIONS)}",
+        ),
+        (
+            c.jit_compile in JIT_COMPILE,
+            f"unknown `jit_compile` {c.jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}",
+        ),
+        (
+            parse_devices(c.devices) is not None,
+            f"`devices` must be {DEVICES_HELP}; received {c.devices!r}",
+        ),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -131,3 +153,29 @@ def _int_in(value: Any, low: int, high: int) -> bool:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_devices(text: Any) -> str | int | tuple[tuple[str, int], ...] | None:
+    """``"auto"``, a device count, or ``(("GPU", 0), ("GPU", 2))``; None when ``text`` is none of them.
+
+    ``cpu`` is ``(("CPU", 0),)``: the CPU even where there are GPUs.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text == "cpu":
+        return (("CPU", 0),)
+    if text.isdigit():
+        count = int(text)
+        return count if 1 <= count <= MAX_DEVICES else None
+    names = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(cpu|gpu):(\d{1,4})\s*", item)
+        if not match:
+            return None
+        names.append((match.group(1).upper(), int(match.group(2))))
+    if len(set(names)) != len(names) or len({kind for kind, _ in names}) != 1:
+        return None  # a device twice, or CPUs and GPUs mixed
+    return tuple(names)

@@ -7,6 +7,7 @@ above it (registry, hyperparameters, dataset, run directory, export).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, data, files
+from . import __version__, data, devices, files
 from . import export as export_lib
 from .config import RunConfig
 from .errors import ZooError, ZooUsageError
@@ -52,29 +53,37 @@ def train(
     fails in seconds and leaves nothing behind. The run directory is locked for the whole run.
     """
     entry = registry.resolve(config.model)
+    # First: splitting the CPU into logical devices is possible only before TensorFlow starts.
+    placement = devices.place(config.devices, config.precision)
+    config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
     builder = entry.load(shown_name=config.model)
     hparams = builder.check_hparams(config.hparams)
     run = Run.for_training(run_dir, resume=resume)
     if export_base is not None:
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     features = data.describe(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
-    with _process_state(config):
-        model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
+    with _process_state(config), placement.scope():
+        with devices.dtype_policy(placement.precision):
+            model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
+        devices.float32_outputs(model)
         if resume:
             with run.locked(exclusive=True):
                 changes = _resume_changes(run, config)
                 backup = _Backup(run.file(BACKUP))
                 splits = _load(config, range(backup.saved_epoch(), config.epochs))
                 _record_resume(run, config, changes, backup.saved_epoch())
-                _finish(run, config, fit(model, splits, config, run, restore=backup, verbose=verbose))
+                results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+                _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
         else:
             splits = _load(config, range(config.epochs))
             run.path.mkdir(parents=True, exist_ok=True)
             with run.locked(exclusive=True):
                 if run.contents():  # another process started a run here in the meantime
                     raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
-                run.write_json(CONFIG, _config_record(config, entry, builder, hparams, splits.info))
-                _finish(run, config, fit(model, splits, config, run, verbose=verbose))
+                record = _config_record(config, entry, builder, hparams, splits.info)
+                run.write_json(CONFIG, {**record, "hardware": placement.record(config.jit_compile)})
+                results = fit(model, splits, config, run, verbose=verbose)
+                _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, exported)
 
@@ -143,6 +152,7 @@ def fit(
         optimizer=_optimizer(config, splits.steps_per_epoch),
         loss=_loss(config.label_smoothing, info.num_classes),
         metrics=["accuracy"],
+        jit_compile=JIT_COMPILE[config.jit_compile],
     )
     initial_epoch = restore.restore(model) if restore is not None else 0
     if config.schedule == "constant":
@@ -153,12 +163,12 @@ def fit(
     run.keep_history(lambda r: int(r["epoch"]) < initial_epoch)
     backup = _Backup(run.file(BACKUP))
     callbacks = [
-        _NanGuard(),  # first: a broken step must never reach the history or the backup
+        _NanGuard(),  # first: a broken epoch must never reach the history or the backup
         # The history row is written before the backup of the same epoch; a kill between the two
         # repeats that epoch on resume and the stale row is dropped above.
         _HistoryLogger(run, info.num_train),
         backup,
-        keras.callbacks.TensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
+        _EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
     ]
     try:
         model.fit(
@@ -227,13 +237,17 @@ def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> expo
         )
         metadata = {
             "model": config.model,
+            "precision": config.precision,
             "dataset": info["name"],
             "input_shape": info["input_shape"],
             "class_names": info["class_names"],
             "run_dir": str(run.path),
             "zoo_version": __version__,
         }
-        return export_lib.export_model(model, export_base, check_images=images, metadata=metadata)
+        return export_lib.export_model(
+            model, export_base, check_images=images, metadata=metadata,
+            tolerance=export_lib.TOLERANCE[config.precision],
+        )
 
 
 def load_model(run: Run) -> keras.Model:
@@ -279,15 +293,42 @@ class _NonFinite(Exception):
 
 
 class _NanGuard(keras.callbacks.Callback):
-    """Stop at the first non-finite loss, before the backup can save the broken weights."""
+    """Stop at the first non-finite loss, before the history or the backup can see the epoch.
+
+    Reading the loss on the host after every step would make each step wait for the device.
+    Keras calls the batch hooks of an ``async_safe`` callback on a worker thread instead, while the
+    next steps run; what this hook raises reaches ``fit`` a few steps later, and at the latest
+    when the epoch ends, before any other callback's ``on_epoch_end``. There the epoch's mean loss
+    (non-finite if any step's was) and the weights are checked once more.
+    """
+
+    async_safe = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise _NonFinite(f"loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}")
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise _NonFinite(f"loss became {loss} in epoch {epoch + 1}")
+        if not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.trainable_weights):
+            raise _NonFinite(f"weights became non-finite in epoch {epoch + 1}")
+
+
+class _EpochTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard's per-epoch summaries, without its per-batch hooks.
+
+    With ``update_freq="epoch"`` they write nothing, but their presence makes Keras read every
+    step's logs on the host, in the training loop's own thread.
+    """
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
 
 
 class _HistoryLogger(keras.callbacks.Callback):
@@ -381,6 +422,9 @@ def _seed_states(model: keras.Model) -> list[Any]:
     return [v for v in model.variables if id(v) not in weights]
 
 
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}  # --jit-compile -> Keras' compile()
+
+
 def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr: Any = config.learning_rate
     if config.schedule == "cosine":
@@ -417,8 +461,9 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     Where the data lives does not change the run. After a non-finite loss a smaller learning
     rate is allowed, since that is the remedy; everything else must stay as it was.
     """
-    ignored = {"data_dir", "manual_dir"}
     old, new = (files.jsonable(c.to_dict()) for c in (run.config, config))
+    # Runs from before `devices` was a setting ran on TensorFlow's default device.
+    ignored = {"data_dir", "manual_dir"} | ({"devices"} if old["devices"] == "auto" else set())
     changed = {k: [old[k], new[k]] for k in old if k not in ignored and old[k] != new[k]}
     after_blow_up = run.file(FAILED).exists()
     allowed = {"learning_rate"} if after_blow_up and new["learning_rate"] < old["learning_rate"] else set()

@@ -1,0 +1,180 @@
+"""Where and in what precision a run computes: its devices, distribution strategy and dtype policy.
+
+``place`` turns a run's ``devices`` and ``precision`` settings into a :class:`Placement`, and
+refuses a request this machine cannot meet before any data is read. Several devices train
+data-parallel with ``tf.distribute.MirroredStrategy``: each step splits the recipe's batch over the
+replicas (the global batch and the learning rate stay as the recipe says). Without GPUs, a count
+above 1 splits the CPU into that many logical devices, which exists to exercise the multi-device
+path on a machine without GPUs; it makes nothing faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from .config import parse_devices
+from .errors import ZooUsageError
+
+# Mixed float16 pays off on tensor cores, which NVIDIA GPUs have from compute capability 7.0 on.
+TENSOR_CORES = (7, 0)
+# CPU flags of native bfloat16 arithmetic (AVX512_BF16 on Cooper Lake / Zen 4 and newer, AMX).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Placement:
+    devices: tuple[str, ...]  # TensorFlow's names, e.g. ("GPU:0", "GPU:2") or ("CPU:0",)
+    kind: str  # "CPU" or "GPU"
+    name: str  # the CPU's or the GPUs' model
+    precision: str  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
+    reason: str  # why `precision` was chosen
+
+    @property
+    def replicas(self) -> int:
+        return len(self.devices)
+
+    @property
+    def text(self) -> str:
+        """The ``devices`` setting a run records: the same request, resolved."""
+        return ",".join(d.lower() for d in self.devices)
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """The distribution strategy's scope to build, compile and train in."""
+        if self.replicas > 1:
+            return tf.distribute.MirroredStrategy([f"/{d}" for d in self.devices]).scope()
+        if self.devices[0].endswith(":0"):
+            return contextlib.nullcontext()  # TensorFlow's own placement: the first GPU, else the CPU
+        return tf.distribute.OneDeviceStrategy(f"/{self.devices[0]}").scope()
+
+    def record(self, jit_compile: Any) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "precision_reason": self.reason,
+            "jit_compile": jit_compile,
+            "device_kind": self.kind,
+            "device_name": self.name,
+            "devices": list(self.devices),
+            "replicas": self.replicas,
+        }
+
+
+def place(devices: str, precision: str) -> Placement:
+    """Resolve the ``devices`` and ``precision`` settings on this machine, or refuse them."""
+    request = parse_devices(devices)
+    if request is None:  # RunConfig has checked it; this is for direct callers
+        raise ZooUsageError(f"`devices` cannot be {devices!r}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if request == "auto":
+        names = [("GPU", i) for i in range(len(gpus))] or [("CPU", 0)]
+    elif isinstance(request, int):
+        if gpus and request > len(gpus):
+            raise ZooUsageError(f"`devices` asks for {request} GPUs; this machine has {len(gpus)}")
+        names = [("GPU" if gpus else "CPU", i) for i in range(request)]
+    else:
+        names = list(request)
+    kind = names[0][0]
+    if kind == "GPU":
+        missing = [i for _, i in names if i >= len(gpus)]
+        if missing:
+            have = f"{len(gpus)} (gpu:0 to gpu:{len(gpus) - 1})" if gpus else "none"
+            raise ZooUsageError(f"`devices` names gpu:{missing[0]}, but this machine's GPUs are: {have}")
+        used = [gpus[i] for _, i in names]
+        name = ", ".join(dict.fromkeys(_gpu_details(g).get("device_name", "GPU") for g in used))
+    else:
+        _split_cpu(max(i for _, i in names) + 1)
+        name = cpu_model()
+    resolved, reason = _precision(precision, kind, [gpus[i] for _, i in names] if kind == "GPU" else [])
+    return Placement(tuple(f"{k}:{i}" for k, i in names), kind, name, resolved, reason)
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Build under ``precision``'s Keras policy; the process's own policy is put back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_outputs(model: keras.Model) -> None:
+    """Let the layers that produce the model's outputs (the softmax) compute in float32.
+
+    Under a mixed policy every layer computes in 16 bits; probabilities that sum to 1 and a loss
+    near 0 need float32. The builder is not asked to know: the output layers are found in the
+    model's graph (for a subclassed model, its last layer) and switched after the build.
+    """
+    if model.dtype_policy.name == "float32":
+        return
+    try:
+        layers = [t._keras_history.operation for t in model.outputs]
+    except (AttributeError, ValueError):  # a subclassed model has no graph of layers
+        layers = model.layers[-1:]
+    for layer in layers:
+        layer.dtype_policy = keras.DTypePolicy("float32")
+
+
+def _precision(requested: str, kind: str, gpus: list[Any]) -> tuple[str, str]:
+    if requested != "auto":
+        return requested, "requested"
+    if kind == "GPU":
+        capabilities = [_gpu_details(g).get("compute_capability") for g in gpus]
+        if all(c and tuple(c) >= TENSOR_CORES for c in capabilities):
+            oldest = min(tuple(c) for c in capabilities)
+            return "mixed_float16", f"auto: NVIDIA GPU of compute capability {oldest[0]}.{oldest[1]}"
+        return "float32", "auto: a GPU older than compute capability 7.0 (no tensor cores)"
+    flags = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+    if flags:
+        return "mixed_bfloat16", f"auto: the CPU has {' and '.join(flags)}"
+    return "float32", f"auto: the CPU has neither {' nor '.join(BF16_CPU_FLAGS)}"
+
+
+def _split_cpu(count: int) -> None:
+    """Make at least ``count`` logical CPU devices, which TensorFlow allows only before it starts."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    have = len(tf.config.get_logical_device_configuration(cpu) or [None])
+    if count <= have:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        raise ZooUsageError(
+            f"`devices` needs {count} CPU devices, but TensorFlow already started in this process "
+            f"with {have}; ask for them in a new process (or the first run of a notebook)"
+        ) from None
+
+
+def _gpu_details(gpu: Any) -> dict[str, Any]:
+    try:
+        return tf.config.experimental.get_device_details(gpu)
+    except Exception:  # details are informative only; a driver that cannot give them is no error
+        return {}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo is not to be had."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
