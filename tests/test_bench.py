@@ -154,7 +154,8 @@ ENV = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4
 def test_bench_selects_a_duplicated_name_by_distribution(monkeypatch):
     import importlib.metadata as metadata
 
-    from test_registry import HERE as REGISTRY_TESTS, FakeDist
+    from test_registry import HERE as REGISTRY_TESTS
+    from test_registry import FakeDist
 
     dists = [FakeDist("pkg-a", "1.0", twin=f"{REGISTRY_TESTS}:good", solo=f"{REGISTRY_TESTS}:good"),
              FakeDist("pkg-b", "2.0", twin=f"{REGISTRY_TESTS}:good")]

@@ -23,7 +23,15 @@ import registry
 import zoo
 
 from . import DIST_NAME, files
-from .config import DEVICES_HELP, JIT_COMPILE, MAX_SEED, OPTIMIZERS, PRECISIONS, SCHEDULES, RunConfig
+from .config import (
+    DEVICES_HELP,
+    JIT_COMPILE,
+    MAX_SEED,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    RunConfig,
+)
 from .errors import ZooError, ZooUsageError
 from .run import CONFIG, ERROR_LOG, Run
 
