@@ -57,3 +57,23 @@ def test_ci_fails_without_the_real_mnist_files_instead_of_skipping(folder, tmp_p
     assert result.returncode == 1, result.stdout[-2000:]
     assert "CI=true: " in result.stdout and str(manual) in result.stdout
     assert "passed" not in result.stdout and "skipped" not in result.stdout
+
+
+def test_two_devices_train_as_well_as_one_and_record_two_replicas(mnist_data_dir, tmp_path):
+    """Data-parallel on two logical CPU devices: the same global batch, the same accuracy."""
+    import subprocess
+    import sys
+
+    def train(name: str, *extra: str) -> dict:
+        run = tmp_path / name
+        cmd = [sys.executable, "-m", "zoo", "train", "mlp", "--epochs", "2", "--data-dir", mnist_data_dir,
+               "--run-dir", str(run), *extra]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads((run / "metrics.json").read_text())
+
+    one, two = train("one"), train("two", "--devices", "2", "--export", str(tmp_path / "exports"))
+    assert one["hardware"]["replicas"] == 1 and two["hardware"]["replicas"] == 2
+    assert two["hardware"]["devices"] == ["CPU:0", "CPU:1"]
+    assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.003, (one["test_accuracy"], two["test_accuracy"])
+    assert (tmp_path / "exports" / "1" / "saved_model.pb").is_file()

@@ -146,6 +146,14 @@ def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeyp
         assert refused.exit_code == 2
         assert refused.stderr.strip().endswith(f"({option}); resume with the same command")
     assert zoo(*args, "--precision", "float32", "--resume", "--epochs", "4").exit_code == 2
+    config_json = run / "config.json"
+    as_trained = config_json.read_text()
+    record = json.loads(as_trained)
+    record["config"]["devices"] = "cpu:0,cpu:1"  # as if it had trained with --devices 2
+    config_json.write_text(json.dumps(record))
+    refused = zoo(*args, "--resume")
+    assert refused.exit_code == 2 and refused.stderr.strip().endswith("(--devices); resume with the same command")
+    config_json.write_text(as_trained)
     resumed = zoo(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
     rows = history(run)
