@@ -50,6 +50,13 @@ CASES = [
     (["train", "softmax", "--learning-rate", "-1"], 2, "--learning-rate must be a positive number"),
     (["train", "softmax", "--learning-rate", "inf"], 2, "--learning-rate must be a positive number"),
     (["train", "softmax", "--label-smoothing", "1"], 2, "--label-smoothing must be in [0, 1)"),
+    # Where and how to compute: each lists what it accepts
+    (["train", "softmax", "--precision", "fp8"], 2, "'fp8' is not one of 'auto', 'float32', 'mixed_bfloat16', 'mixed_float16'"),
+    (["train", "softmax", "--jit-compile", "maybe"], 2, "'maybe' is not one of 'auto', 'on', 'off'"),
+    (["train", "softmax", "--devices", "0"], 2, "--devices must be auto, cpu, a number of devices (1 or more) or a list"),
+    (["train", "softmax", "--devices", "gpu:x"], 2, "received 'gpu:x'"),
+    (["train", "softmax", "--devices", "gpu:7"], 2, "--devices names gpu:7, but this machine's GPUs are: none"),
+    (["bench", "softmax", "--devices", "cpu,gpu:0", "--out", "{run}"], 2, "--devices must be auto, cpu"),
     (["bench", "softmax", "--seeds", "x"], 2, "--seeds expects comma-separated integers"),
     (["bench", "softmax", "--seeds", "4294967296"], 2, "--seeds expects integers between 0 and"),
     # Hyperparameters: syntax, names, types, and values the builder itself rejects
