@@ -1,8 +1,8 @@
 """What mixed precision and XLA do to `zoo train` on this machine, measured side by side.
 
 For each model and seed, `zoo.train` trains the same recipe on the same MNIST data in each
-precision (and, with --xla, float32 with XLA on), one right after the other in a rotated order, in
-this one process. Steady throughput = training examples/s of epochs 2..N from the run's history
+precision (and, with --xla, float32 with XLA off and on, both with --no-deterministic: Keras turns
+XLA off under op determinism), one right after the other in a rotated order, in this one process. Steady throughput = training examples/s of epochs 2..N from the run's history
 (epoch 1 includes tracing; validation is not timed). The table shows the median over seeds of the
 steady throughput, its ratio to float32, and the mean test accuracy; then what `auto` resolves to
 here and why.
@@ -50,41 +50,45 @@ def main() -> None:
     import zoo
     from zoo import devices
 
-    variants = [(p, "auto") for p in args.precisions] + ([("float32", "on")] if args.xla else [])
+    # (precision, XLA, deterministic ops); XLA's baseline is float32 without determinism.
+    variants = [(p, "auto", True) for p in args.precisions]
+    variants += [("float32", "off", False), ("float32", "on", False)] if args.xla else []
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="zoo-bench-tfds-")
-    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, str, bool], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as runs:
         for model in args.models:
             for i, seed in enumerate(args.seeds):
                 rotated = variants[i % len(variants):] + variants[: i % len(variants)]
-                for precision, jit in rotated:
+                for precision, jit, deterministic in rotated:
                     run = zoo.train(
                         model, epochs=args.epochs, seed=seed, precision=precision, jit_compile=jit,
-                        run_dir=Path(runs) / f"{model}-{precision}-{jit}-{seed}", data_dir=data_dir,
+                        deterministic=deterministic, data_dir=data_dir,
+                        run_dir=Path(runs) / f"{model}-{precision}-{jit}-{deterministic}-{seed}",
                         manual_dir=args.manual_dir, verbose=0,
                     )
                     steady = [r["examples_per_second"] for r in run.history[1:]] or [
                         r["examples_per_second"] for r in run.history
                     ]
-                    results.setdefault((model, precision, jit), []).append(
+                    results.setdefault((model, precision, jit, deterministic), []).append(
                         (statistics.mean(steady), run.metrics["test_accuracy"])
                     )
-                    print(f"{model} seed {seed} {precision} XLA {jit}: {statistics.mean(steady):,.0f} ex/s, "
+                    print(f"{model} seed {seed} {precision} XLA {jit} deterministic {deterministic}: "
+                          f"{statistics.mean(steady):,.0f} ex/s, "
                           f"test accuracy {run.metrics['test_accuracy']:.4f}", flush=True)
 
-    print(f"\n| model | precision | XLA | steady train ex/s (median of {len(args.seeds)}) | vs float32 | "
-          "test accuracy (mean) | vs float32 (points) |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| model | precision | XLA | deterministic | steady train ex/s (median of {len(args.seeds)}) | "
+          "vs baseline | test accuracy (mean) | vs baseline (points) |")
+    print("|---|---|---|---|---|---|---|---|")
     for model in args.models:
-        base = results[(model, "float32", "auto")]
-        base_eps = statistics.median(e for e, _ in base)
-        base_acc = statistics.mean(a for _, a in base)
-        for (m, precision, jit), rows in results.items():
+        for (m, precision, jit, deterministic), rows in sorted(results.items(), key=lambda kv: not kv[0][3]):
             if m != model:
                 continue
+            # The baseline: float32 with the same determinism setting (XLA off).
+            base = results[(model, "float32", "auto" if deterministic else "off", deterministic)]
+            base_eps, base_acc = statistics.median(e for e, _ in base), statistics.mean(a for _, a in base)
             eps, acc = statistics.median(e for e, _ in rows), statistics.mean(a for _, a in rows)
-            print(f"| {model} | {precision} | {jit} | {eps:,.0f} | {eps / base_eps:.2f}x | {acc:.4f} | "
-                  f"{100 * (acc - base_acc):+.2f} |")
+            print(f"| {model} | {precision} | {jit} | {deterministic} | {eps:,.0f} | {eps / base_eps:.2f}x | "
+                  f"{acc:.4f} | {100 * (acc - base_acc):+.2f} |")
 
     if args.fast_cnn:
         fast = {"hparams": {"filters": (16, 64), "dense_units": 256}, "learning_rate": 0.003,

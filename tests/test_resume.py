@@ -141,7 +141,7 @@ def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeyp
     assert refused.exit_code == 2
     assert refused.stderr.strip().endswith("(--epochs); resume with the same command")
     # Where and how it computes is part of the run too: float32 (auto here) on one device.
-    for option, value in (("--precision", "mixed_bfloat16"), ("--jit-compile", "on")):
+    for option, value in (("--precision", "mixed_bfloat16"), ("--jit-compile", "off")):
         refused = zoo(*args, option, value, "--resume")
         assert refused.exit_code == 2
         assert refused.stderr.strip().endswith(f"({option}); resume with the same command")

@@ -190,7 +190,8 @@ _HARDWARE_OPTIONS = (
                       "float32 otherwise. The softmax always computes in float32. [default: auto]"),
     click.option("--jit-compile", type=click.Choice(JIT_COMPILE),
                  help="XLA compilation. auto: Keras' default (on with a GPU, off on a CPU-only "
-                      "machine or with several devices). [default: auto]"),
+                      "machine, with several devices and with deterministic ops). on needs "
+                      "--no-deterministic. [default: auto]"),
     click.option("--devices",
                  help=f"{DEVICES_HELP}. auto: every GPU, else the CPU. N: the first N GPUs; "
                       "on a machine without GPUs, N logical CPU devices, which exist to test the "

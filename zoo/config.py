@@ -140,6 +140,11 @@ def _problems(c: RunConfig) -> list[str]:
             f"unknown `jit_compile` {c.jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}",
         ),
         (
+            not (c.jit_compile == "on" and c.deterministic is True),
+            "`jit_compile` on needs `deterministic` off: Keras turns XLA off under TensorFlow's op "
+            "determinism (not every XLA kernel is deterministic)",
+        ),
+        (
             parse_devices(c.devices) is not None,
             f"`devices` must be {DEVICES_HELP}; received {c.devices!r}",
         ),

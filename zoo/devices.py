@@ -3,7 +3,8 @@
 ``place`` turns a run's ``devices`` and ``precision`` settings into a :class:`Placement`, and
 refuses a request this machine cannot meet before any data is read. Several devices train
 data-parallel with ``tf.distribute.MirroredStrategy``: each step splits the recipe's batch over the
-replicas (the global batch and the learning rate stay as the recipe says). Without GPUs, a count
+replicas (the global batch and the learning rate stay as the recipe says). Chosen GPUs are the
+only ones TensorFlow sees, as with CUDA_VISIBLE_DEVICES; ``cpu`` hides them all. Without GPUs, a count
 above 1 splits the CPU into that many logical devices, which exists to exercise the multi-device
 path on a machine without GPUs; it makes nothing faster.
 """
@@ -46,12 +47,14 @@ class Placement:
         return ",".join(d.lower() for d in self.devices)
 
     def scope(self) -> contextlib.AbstractContextManager:
-        """The distribution strategy's scope to build, compile and train in."""
-        if self.replicas > 1:
-            return tf.distribute.MirroredStrategy([f"/{d}" for d in self.devices]).scope()
-        if self.devices[0].endswith(":0"):
-            return contextlib.nullcontext()  # TensorFlow's own placement: the first GPU, else the CPU
-        return tf.distribute.OneDeviceStrategy(f"/{self.devices[0]}").scope()
+        """The distribution strategy's scope to build, compile and train in.
+
+        ``place`` left TensorFlow only the chosen GPUs, so they are its GPU:0, GPU:1, ... now.
+        """
+        if self.replicas == 1:
+            return contextlib.nullcontext()  # TensorFlow's own placement: the GPU, else the CPU
+        kind = self.kind.lower()
+        return tf.distribute.MirroredStrategy([f"/{kind}:{i}" for i in range(self.replicas)]).scope()
 
     def record(self, jit_compile: Any) -> dict[str, Any]:
         return {
@@ -88,8 +91,16 @@ def place(devices: str, precision: str) -> Placement:
         used = [gpus[i] for _, i in names]
         name = ", ".join(dict.fromkeys(_gpu_details(g).get("device_name", "GPU") for g in used))
     else:
-        _split_cpu(max(i for _, i in names) + 1)
+        if [i for _, i in names] != list(range(len(names))):
+            raise ZooUsageError(
+                f"`devices` {devices!r}: logical CPU devices are cpu:0, cpu:1, ... in order; "
+                "ask for a number of them instead (e.g. 2)"
+            )
+        used = []
+        _split_cpu(len(names))
         name = cpu_model()
+    if gpus:
+        _show_only(used, names)
     resolved, reason = _precision(precision, kind, [gpus[i] for _, i in names] if kind == "GPU" else [])
     return Placement(tuple(f"{k}:{i}" for k, i in names), kind, name, resolved, reason)
 
@@ -135,6 +146,20 @@ def _precision(requested: str, kind: str, gpus: list[Any]) -> tuple[str, str]:
     if flags:
         return "mixed_bfloat16", f"auto: the CPU has {' and '.join(flags)}"
     return "float32", f"auto: the CPU has neither {' nor '.join(BF16_CPU_FLAGS)}"
+
+
+def _show_only(gpus: list[Any], names: list[tuple[str, int]]) -> None:
+    """Leave TensorFlow only ``gpus`` (none for the CPU), as CUDA_VISIBLE_DEVICES would."""
+    if tf.config.get_visible_devices("GPU") == gpus:
+        return
+    try:
+        tf.config.set_visible_devices(gpus, "GPU")
+    except RuntimeError:
+        shown = ",".join(f"{kind}:{i}".lower() for kind, i in names)
+        raise ZooUsageError(
+            f"`devices` asks for {shown}, but TensorFlow already started in this process with other "
+            "GPUs; ask for them in a new process (or the first run of a notebook)"
+        ) from None
 
 
 def _split_cpu(count: int) -> None:

@@ -451,7 +451,10 @@ def _loss(label_smoothing: float, num_classes: int):
 
 def _plain_compiled(model: keras.Model) -> keras.Model:
     # Test loss is always the plain cross-entropy, whatever the training loss, so runs compare.
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    # XLA as in training (and as the run records it).
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"], jit_compile=model.jit_compile
+    )
     return model
 
 
