@@ -66,24 +66,24 @@ def train(
         with devices.dtype_policy(placement.precision):
             model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
         devices.float32_outputs(model)
-        if resume:
-            with run.locked(exclusive=True):
+        backup = None
+        if not resume:
+            splits = _load(config, range(config.epochs))  # a dataset that fails leaves no run behind
+            run.path.mkdir(parents=True, exist_ok=True)
+        with run.locked(exclusive=True):
+            if resume:
                 changes = _resume_changes(run, config)
                 backup = _Backup(run.file(BACKUP))
                 splits = _load(config, range(backup.saved_epoch(), config.epochs))
                 _record_resume(run, config, changes, backup.saved_epoch())
-                results = fit(model, splits, config, run, restore=backup, verbose=verbose)
-                _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
-        else:
-            splits = _load(config, range(config.epochs))
-            run.path.mkdir(parents=True, exist_ok=True)
-            with run.locked(exclusive=True):
-                if run.contents():  # another process started a run here in the meantime
-                    raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
+            elif run.contents():  # another process started a run here in the meantime
+                raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
+            else:
                 record = _config_record(config, entry, builder, hparams, splits.info)
                 run.write_json(CONFIG, {**record, "hardware": placement.record(config.jit_compile)})
-                results = fit(model, splits, config, run, verbose=verbose)
-                _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
+            results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+            # XLA as Keras resolved it for this model.
+            _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, exported)
 
