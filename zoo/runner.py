@@ -162,8 +162,9 @@ def fit(
     # Rows of epochs after the restored one are stale (killed after the row, before the backup).
     run.keep_history(lambda r: int(r["epoch"]) < initial_epoch)
     backup = _Backup(run.file(BACKUP))
+    guard = _NanGuard()
     callbacks = [
-        _NanGuard(),  # first: a broken epoch must never reach the history or the backup
+        guard,  # first: a broken epoch must never reach the history or the backup
         # The history row is written before the backup of the same epoch; a kill between the two
         # repeats that epoch on resume and the stale row is dropped above.
         _HistoryLogger(run, info.num_train),
@@ -171,16 +172,21 @@ def fit(
         _EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
     ]
     try:
-        model.fit(
-            splits.train,  # every remaining epoch, one after another: Keras keeps one iterator
-            steps_per_epoch=splits.steps_per_epoch,
-            validation_data=splits.validation,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline reshuffles every epoch itself
-            verbose=verbose,
-        )
+        try:
+            model.fit(
+                splits.train,  # every remaining epoch, one after another: Keras keeps one iterator
+                steps_per_epoch=splits.steps_per_epoch,
+                validation_data=splits.validation,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline reshuffles every epoch itself
+                verbose=verbose,
+            )
+        except tf.errors.InvalidArgumentError as exc:  # what _loss's check raises in the step
+            if NON_FINITE not in exc.message:
+                raise
+            raise guard.failed_step("nan" if "NaN" in exc.message else "inf") from None
     except _NonFinite as exc:
         finished = len(run.history)
         run.write_json(FAILED, {"reason": str(exc), "finished_epochs": finished, "time": _now()})
@@ -293,24 +299,21 @@ class _NonFinite(Exception):
 
 
 class _NanGuard(keras.callbacks.Callback):
-    """Stop at the first non-finite loss, before the history or the backup can see the epoch.
+    """Stop at the first non-finite loss, before the history or the backup can see its epoch.
 
-    Reading the loss on the host after every step would make each step wait for the device.
-    Keras calls the batch hooks of an ``async_safe`` callback on a worker thread instead, while the
-    next steps run; what this hook raises reaches ``fit`` a few steps later, and at the latest
-    when the epoch ends, before any other callback's ``on_epoch_end``. There the epoch's mean loss
-    (non-finite if any step's was) and the weights are checked once more.
+    Reading the loss on the host after every step would make each step wait for the device, and
+    any batch hook at all costs Python work per step. So the training loss checks its own values
+    inside the compiled step (``_loss``), which stops ``fit`` at the step that broke; the step
+    count then names the batch. At the end of each epoch, before any other callback's
+    ``on_epoch_end``, the epoch's mean loss and the weights are checked as well.
     """
 
-    async_safe = True
-
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._first_step = epoch, int(self.model.optimizer.iterations)
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise _NonFinite(f"loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}")
+    def failed_step(self, value: str) -> _NonFinite:
+        batch = int(self.model.optimizer.iterations) - self._first_step + 1
+        return _NonFinite(f"loss became {value} at epoch {self._epoch + 1}, batch {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
@@ -438,15 +441,21 @@ def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Opti
     return keras.optimizers.RMSprop(lr)
 
 
+NON_FINITE = "zoo: the training loss is not finite"
+
+
 def _loss(label_smoothing: float, num_classes: int):
-    if not label_smoothing:
-        return keras.losses.SparseCategoricalCrossentropy()
+    """Cross-entropy (with label smoothing), each example's value checked for NaN and inf on the device."""
 
-    def smoothed_crossentropy(y_true, y_pred):
-        labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), num_classes)
-        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+    def crossentropy(y_true, y_pred):
+        if label_smoothing:
+            labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), num_classes)
+            values = keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+        else:
+            values = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        return tf.debugging.check_numerics(values, NON_FINITE)
 
-    return smoothed_crossentropy
+    return crossentropy
 
 
 def _plain_compiled(model: keras.Model) -> keras.Model:
