@@ -53,7 +53,7 @@ CASES = [
     # Where and how to compute: each lists what it accepts
     (["train", "softmax", "--precision", "fp8"], 2, "'fp8' is not one of 'auto', 'float32', 'mixed_bfloat16', 'mixed_float16'"),
     (["train", "softmax", "--jit-compile", "maybe"], 2, "'maybe' is not one of 'auto', 'on', 'off'"),
-    (["train", "softmax", "--jit-compile", "on"], 2, "--jit-compile on needs --no-deterministic: Keras turns XLA off"),
+    (["train", "softmax", "--jit-compile", "on"], 2, "--jit-compile on needs deterministic ops off (--no-deterministic"),
     (["train", "softmax", "--devices", "0"], 2, "--devices must be auto, cpu, a number of devices (1 or more) or a list"),
     (["train", "softmax", "--devices", "gpu:x"], 2, "received 'gpu:x'"),
     (["train", "softmax", "--devices", "gpu:7"], 2, "--devices names gpu:7, but this machine's GPUs are: none"),

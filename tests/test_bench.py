@@ -38,7 +38,8 @@ def records(out) -> list[dict]:
 @pytest.mark.slow
 def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
     out = tmp_path / "bench"
-    first = run_bench("softmax", "--epochs", "1", "--seeds", "0,1", "--out", str(out), "--data-dir", mnist_data_dir)
+    first = run_bench("softmax", "--epochs", "1", "--seeds", "0,1", "--precision", "float32", "--out", str(out),
+                      "--data-dir", mnist_data_dir)
     assert first.returncode == 0, first.stderr[-2000:]
     # Not a terminal here: a progress line per finished job instead of a bar.
     progress = [line for line in first.stderr.splitlines() if line.startswith("[")]
@@ -59,7 +60,7 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         assert r["env"]["cores"] == os.cpu_count() and r["env"]["tensorflow"]
     assert recs[0]["test_accuracy"] != recs[1]["test_accuracy"]  # seeds really differ
     md = (out / "results.md").read_text()
-    assert "| 1 | softmax | mnist | 1 | 2 |" in md and "±" in md and "zoo bench softmax" in md
+    assert "| 1 | softmax | float32, CPU | mnist | 1 | 2 |" in md and "±" in md and "zoo bench softmax" in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2
@@ -71,7 +72,7 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
     recs = records(out)
     assert len(recs) == 3 and recs[2]["run_dir"] == run_dir and recs[2]["peak_rss_mb"] is None
     assert recs[2]["test_accuracy"] == recs[0]["test_accuracy"]
-    assert "| softmax | mnist | 1 | 3 |" in (out / "results.md").read_text()
+    assert "| softmax | float32, CPU | mnist | 1 | 3 |" in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -69,8 +69,9 @@ def test_defaults_are_valid_and_match_the_defaults_table():
         ("precision", "float16", "unknown `precision` 'float16'; choose one of auto, float32, mixed_bfloat16, mixed_float16"),
         ("jit_compile", "maybe", "unknown `jit_compile` 'maybe'; choose one of auto, on, off"),
         ("jit_compile", True, "unknown `jit_compile` True; choose one of auto, on, off"),
-        ("jit_compile", "on", "`jit_compile` on needs `deterministic` off: Keras turns XLA off under "
-                              "TensorFlow's op determinism (not every XLA kernel is deterministic)"),
+        ("jit_compile", "on", "`jit_compile` on needs deterministic ops off (--no-deterministic, "
+                              "deterministic=False): Keras turns XLA off under TensorFlow's op determinism "
+                              "(not every XLA kernel is deterministic)"),
         *(
             ("devices", value, f"`devices` must be {DEVICES_HELP}; received {value!r}")
             for value in ("0", "-1", "", "gpu:x", "gpu", "gpu:0,gpu:0", "cpu:0,gpu:1", "2.5", "1025", 2, None)

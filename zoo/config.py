@@ -141,8 +141,8 @@ def _problems(c: RunConfig) -> list[str]:
         ),
         (
             not (c.jit_compile == "on" and c.deterministic is True),
-            "`jit_compile` on needs `deterministic` off: Keras turns XLA off under TensorFlow's op "
-            "determinism (not every XLA kernel is deterministic)",
+            "`jit_compile` on needs deterministic ops off (--no-deterministic, deterministic=False): "
+            "Keras turns XLA off under TensorFlow's op determinism (not every XLA kernel is deterministic)",
         ),
         (
             parse_devices(c.devices) is not None,

@@ -197,6 +197,9 @@ def fit(
         )
         raise ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)") from None
 
+    # model.keras carries a plain Keras loss (not the checked one), so Keras alone can load it
+    # compiled; the optimizer and its state are kept.
+    _plain_compiled(model)
     with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
@@ -210,7 +213,7 @@ def fit(
         "val_seconds": round(sum(r.get("val_seconds", 0.0) for r in history), 3),
     }
     if splits.test is not None:
-        loss, accuracy = _plain_compiled(model).evaluate(splits.test, verbose=0)
+        loss, accuracy = model.evaluate(splits.test, verbose=0)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
     return metrics
 
@@ -309,10 +312,13 @@ class _NanGuard(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch, self._first_step = epoch, int(self.model.optimizer.iterations)
+        self._epoch, self._first_step = epoch, self._steps()
+
+    def _steps(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))  # mirrored too
 
     def failed_step(self, value: str) -> _NonFinite:
-        batch = int(self.model.optimizer.iterations) - self._first_step + 1
+        batch = self._steps() - self._first_step + 1
         return _NonFinite(f"loss became {value} at epoch {self._epoch + 1}, batch {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -460,9 +466,12 @@ def _loss(label_smoothing: float, num_classes: int):
 
 def _plain_compiled(model: keras.Model) -> keras.Model:
     # Test loss is always the plain cross-entropy, whatever the training loss, so runs compare.
-    # XLA as in training (and as the run records it).
+    # XLA as in training (and as the run records it); a trained model keeps its optimizer.
     model.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"], jit_compile=model.jit_compile
+        optimizer=getattr(model, "optimizer", None) or "rmsprop",
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        jit_compile=model.jit_compile,
     )
     return model
 
