@@ -93,6 +93,9 @@ def train(
     precision: str = "auto",
     jit_compile: str = "auto",
     devices: str = "auto",
+    input: str = "auto",
+    memory_budget: str | int | None = None,
+    cache_dir: str | os.PathLike | None = None,
     hparams: Mapping[str, Any] | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -104,8 +107,9 @@ def train(
     """Train, evaluate and (with ``export``) export a model, exactly as ``zoo train`` does.
 
     ``model`` is a registered name or a builder function (registered on the fly). Options left
-    at None come from the model's recipe; ``precision``, ``jit_compile`` and ``devices`` are
-    those of ``zoo train --help``. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
+    at None come from the model's recipe; ``precision``, ``jit_compile``, ``devices``,
+    ``input`` (auto, memory or stream), ``memory_budget`` (``"4GB"`` or bytes; default a quarter
+    of the machine's memory) and ``cache_dir`` are those of ``zoo train --help``. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
     """
     import registry
@@ -131,6 +135,9 @@ def train(
         "precision": precision,
         "jit_compile": jit_compile,
         "devices": devices,
+        "input": input,
+        "memory_budget": memory_budget,
+        "cache_dir": os.fspath(cache_dir) if cache_dir else None,
         "data_dir": os.fspath(data_dir) if data_dir else None,
         "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
     }

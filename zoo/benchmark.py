@@ -194,6 +194,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
         "seed": config["seed"],
         "hardware": metrics.get("hardware", LEGACY_HARDWARE),
+        "input": metrics.get("input", LEGACY_INPUT),
         "epochs": len(history),
         "batch_size": config["batch_size"],
         "params": metrics["params"],
@@ -215,12 +216,14 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
     }
 
 
-# What a run from before precision and devices were settings computed with.
+# What a run from before precision, devices and input were settings computed with.
 LEGACY_HARDWARE = {"precision": "float32", "device_kind": "CPU", "replicas": 1}
+LEGACY_INPUT = {"train": "memory", "evaluation": "memory"}
 
 
-def hardware_label(hardware: dict[str, Any]) -> str:
-    """Where and how a leaderboard row's runs computed: ``float32, CPU``, ``mixed_float16, 2 GPU (A100)``.
+def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None) -> str:
+    """Where and how a leaderboard row's runs computed: ``float32, CPU, memory``,
+    ``mixed_float16, 2 GPU (A100), stream``.
 
     The CPU's model is in the environment line under the table; a GPU's is named here.
     """
@@ -228,7 +231,7 @@ def hardware_label(hardware: dict[str, Any]) -> str:
     devices = f"{count} {hardware['device_kind']}" if count > 1 else hardware["device_kind"]
     if hardware["device_kind"] == "GPU":
         devices += f" ({hardware.get('device_name')})"
-    return f"{hardware['precision']}, {devices}"
+    return f"{hardware['precision']}, {devices}, {(input or LEGACY_INPUT)['train']}"
 
 
 def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
@@ -336,9 +339,10 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         changed = {**r.get("hparams_set", {}), **r.get("recipe_changed", {})}
         label = r["model"] + "".join(f" {k}={registry.show_value(v)}" for k, v in changed.items())
-        # Precisions and devices apart: their speeds (and accuracies) are not the same measurement.
-        hardware = r.get("hardware", LEGACY_HARDWARE)
-        groups[(label, r["dataset"], r["epochs"], r["batch_size"], hardware_label(hardware))].append(r)
+        # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
+        # same measurement.
+        setup = hardware_label(r.get("hardware", LEGACY_HARDWARE), r.get("input"))
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup)].append(r)
     rows = []
     for (label, dataset, epochs, batch, hardware), rs in groups.items():
         acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
@@ -383,7 +387,7 @@ def write_reports(out: Path) -> None:
 
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str]) -> str:
     header = (
-        "| # | model | precision, devices | dataset | epochs | seeds | test accuracy | train s | "
+        "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
         "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
         "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -411,7 +415,7 @@ def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
         row = {k: v for k, v in r.items() if k not in ("env", "splits")}
-        for key in ("hparams", "hparams_set", "recipe_changed", "hardware"):
+        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input"):
             row[key] = json.dumps(r.get(key, {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})

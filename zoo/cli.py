@@ -25,6 +25,7 @@ import zoo
 from . import DIST_NAME, files
 from .config import (
     DEVICES_HELP,
+    INPUTS,
     JIT_COMPILE,
     MAX_SEED,
     OPTIMIZERS,
@@ -201,6 +202,22 @@ _HARDWARE_OPTIONS = (
 )
 
 
+# How the data reaches the model, shared by train and bench. None means the default (auto).
+_INPUT_OPTIONS = (
+    click.option("--input", type=click.Choice(INPUTS),
+                 help="memory: decode the splits once into RAM (fastest); stream: read the TFDS "
+                      "shards every epoch through a shuffle buffer (any size); auto: memory when "
+                      "the decoded splits fit --memory-budget. [default: auto]"),
+    click.option("--memory-budget", metavar="SIZE",
+                 help="Memory the data may take, e.g. 512MB or 4GB (powers of 1024). It decides "
+                      "auto and sizes the streaming shuffle buffer. [default: a quarter of the "
+                      "machine's memory]"),
+    click.option("--cache-dir", type=click.Path(resolve_path=True),
+                 help="Streaming: write the decoded examples here once and read them back in "
+                      "later epochs and runs (for datasets whose decoding is the bottleneck)."),
+)
+
+
 # Where datasets come from, shared by train and bench.
 _DATA_OPTIONS = (
     click.option("--data-dir", envvar="TFDS_DATA_DIR",
@@ -223,7 +240,7 @@ def _options(options):
 
 
 _recipe_options, _data_options = _options(_RECIPE_OPTIONS), _options(_DATA_OPTIONS)
-_hardware_options = _options(_HARDWARE_OPTIONS)
+_hardware_options, _input_options = _options(_HARDWARE_OPTIONS), _options(_INPUT_OPTIONS)
 
 
 @main.command("list")
@@ -319,6 +336,7 @@ def info(model: str) -> None:
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
 @_hardware_options
+@_input_options
 @click.pass_context
 def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
           export_base: str | None, **options: Any) -> None:
@@ -333,6 +351,8 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     ctx.meta[_RUN_DIR] = str(Run.for_training(run_dir, resume=resume).path)
     if export_base is not None:
         files.check_creatable(Path(export_base).resolve(), "export base")
+    if options["cache_dir"] is not None:
+        files.check_creatable(Path(options["cache_dir"]), "cache folder")
     registry.resolve(model)  # reads metadata only: an unknown name fails in a second
     _import_tensorflow()
     try:
@@ -358,6 +378,9 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     hw = m["hardware"]
     where = f"{hw['replicas']} {hw['device_kind']} devices" if hw["replicas"] > 1 else hw["device_kind"]
     click.echo(f"{hw['precision']} on {where} ({hw['device_name']}), XLA {'on' if hw['jit_compile'] else 'off'}")
+    source = m["input"]
+    buffer = f", shuffle buffer of {source['shuffle_buffer']:,} examples" if source["shuffle_buffer"] else ""
+    click.echo(f"input: {source['train']} ({source['reason']}{buffer})")
     click.echo(f"run directory: {run.path}")
     if run.exported is not None:
         _echo_export(run.exported)
@@ -395,6 +418,7 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
               help="Measure this finished run instead of training; repeatable.")
 @_hardware_options
+@_input_options
 @_data_options
 def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...], out: str,
           from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None,

@@ -19,6 +19,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_COMPILE = ("auto", "on", "off")
 DEVICES_HELP = "auto, cpu, a number of devices (1 or more) or a list such as gpu:0,gpu:2"
 MAX_DEVICES = 1024
+INPUTS = ("auto", "memory", "stream")
+SIZE_HELP = "a size such as 512MB, 4GB or 1.5GiB (powers of 1024) or a number of bytes"
 
 # Upper bounds: values past them are typos or overflows (TensorFlow holds sizes in int32/int64,
 # NumPy seeds in uint32), not requests anyone means.
@@ -57,6 +59,12 @@ class RunConfig:
     precision: str = "auto"
     jit_compile: str = "auto"
     devices: str = "auto"
+    # How the data reaches the model: "memory" (decoded once into RAM), "stream" (read from the
+    # TFDS shards every epoch) or "auto" (memory when the decoded splits fit `memory_budget`).
+    # A run records the path it took, never "auto".
+    input: str = "auto"
+    memory_budget: str | int | None = None  # None: a quarter of the machine's memory
+    cache_dir: str | None = None
     data_dir: str | None = None
     manual_dir: str | None = None
 
@@ -89,8 +97,9 @@ class RunConfig:
             if not isinstance(raw, dict):
                 raise TypeError(f"the config block is {type(raw).__name__}, not an object")
             names = {f.name for f in dataclasses.fields(cls)}
-            # Runs from before precision was a setting all computed in float32.
-            return cls(**{"precision": "float32", **{k: v for k, v in raw.items() if k in names}})
+            # Runs from before precision and input were settings computed in float32, in memory.
+            legacy = {"precision": "float32", "input": "memory"}
+            return cls(**{**legacy, **{k: v for k, v in raw.items() if k in names}})
         except FileNotFoundError:
             raise ZooUsageError(f"{path.parent} is not a run directory (no config.json)") from None
         except (ValueError, KeyError, TypeError, ZooUsageError) as exc:
@@ -148,6 +157,15 @@ def _problems(c: RunConfig) -> list[str]:
             parse_devices(c.devices) is not None,
             f"`devices` must be {DEVICES_HELP}; received {c.devices!r}",
         ),
+        (c.input in INPUTS, f"unknown `input` {c.input!r}; choose one of {', '.join(INPUTS)}"),
+        (
+            c.memory_budget is None or parse_size(c.memory_budget) is not None,
+            f"`memory_budget` must be {SIZE_HELP}; received {c.memory_budget!r}",
+        ),
+        (
+            c.cache_dir is None or (isinstance(c.cache_dir, str) and c.cache_dir.strip() != ""),
+            f"`cache_dir` must be a folder path, received {c.cache_dir!r}",
+        ),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -184,3 +202,33 @@ def parse_devices(text: Any) -> str | int | tuple[tuple[str, int], ...] | None:
     if len(set(names)) != len(names) or len({kind for kind, _ in names}) != 1:
         return None  # a device twice, or CPUs and GPUs mixed
     return tuple(names)
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+MAX_SIZE = 2**60  # an exbibyte: anything larger is a typo
+
+
+def parse_size(text: Any) -> int | None:
+    """Bytes for ``512MB``, ``4GB``, ``1.5GiB``, ``4g`` or ``1000000`` (None when unreadable).
+
+    Units are powers of 1024 whether written MB or MiB, as for RAM sizes (Docker, ``free -h``).
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text if 1 <= text <= MAX_SIZE else None
+    if not isinstance(text, str):
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if not match or (match.group(3) == "ib" and not match.group(2)):
+        return None
+    size = float(match.group(1)) * _UNITS[match.group(2)]
+    return int(size) if 1 <= size <= MAX_SIZE else None
+
+
+def show_size(size: int) -> str:
+    """``1.5 GB`` for 1.5 * 2**30 bytes (powers of 1024, as parse_size reads them)."""
+    for unit, factor in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"

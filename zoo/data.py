@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import math
 import os
 import re
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -20,6 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from . import files
+from .config import show_size
 from .errors import ZooError, ZooUsageError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -54,12 +59,35 @@ class DatasetInfo:
 
 
 @dataclass(frozen=True)
+class InputPlan:
+    """How a run's data reaches the model, decided once from TFDS metadata and recorded.
+
+    ``train`` is ``"memory"`` (the decoded split held in RAM, one gather per batch) or
+    ``"stream"`` (read from the TFDS shards every epoch through a shuffle buffer of
+    ``shuffle_buffer`` examples); ``evaluation`` is the same choice for validation and test.
+    """
+
+    requested: str
+    train: str
+    evaluation: str
+    reason: str
+    budget_bytes: int
+    decoded_bytes: dict[str, int]
+    shuffle_buffer: int | None = None
+    cache: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Splits:
     train: tf.data.Dataset
     steps_per_epoch: int
     validation: tf.data.Dataset
     test: tf.data.Dataset | None
     info: DatasetInfo
+    input: InputPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -107,11 +135,17 @@ def load(
     manual_dir: str | None = None,
     augment: bool = False,
     epochs: range = range(1),
+    input: str = "auto",
+    memory_budget: int | None = None,
+    cache_dir: str | None = None,
+    shuffle_buffer: int | None = None,
 ) -> Splits:
     """Prepare ``name`` if needed and return batched train / validation / test pipelines.
 
     ``train`` holds the batches of every epoch in ``epochs`` (``Splits.steps_per_epoch`` each);
     ``augment`` shifts its images by up to ``MAX_SHIFT`` pixels (validation and test never).
+    ``input`` chooses the path (see :func:`plan_input`); ``shuffle_buffer`` overrides the
+    streaming path's buffer size, so that a resumed run keeps the order it started with.
     """
     if batch_size < 1:
         raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
@@ -119,30 +153,140 @@ def load(
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     info = _info(builder, train_split, val_split)
     try:
-        train, val = _read(builder, train_split), _read(builder, val_split)
+        info = dataclasses.replace(
+            info,
+            num_train=_num_examples(builder, train_split),
+            num_validation=_num_examples(builder, val_split),
+            num_test=_num_examples(builder, info.test_split) if info.test_split else 0,
+        )
     except ValueError as exc:  # TFDS: a slice that rounds to no example at all
         raise ZooUsageError(
             f"`val_split` {val_fraction} leaves an empty split of '{name}' ({_first_line(exc)})"
         ) from None
-    test = _read(builder, info.test_split) if info.test_split else None
-    info = dataclasses.replace(
-        info,
-        num_train=_count(train),
-        num_validation=_count(val),
-        num_test=_count(test) if test is not None else 0,
-    )
     if not info.num_train or not info.num_validation:
         raise ZooUsageError(
             f"`val_split` {val_fraction} leaves {info.num_train} training and "
             f"{info.num_validation} validation examples in '{name}'; both need at least one"
         )
+    plan = plan_input(builder, info, input, memory_budget, cache_dir, shuffle_buffer)
+    if plan.train == "memory":
+        train = training_stream(
+            _read(builder, train_split), batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
+        )
+    else:
+        train = streaming_training(
+            builder, train_split, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment,
+            shuffle_buffer=plan.shuffle_buffer, cache=plan.cache,
+        )
+
+    def evaluation(split: str) -> tf.data.Dataset:
+        if plan.evaluation == "memory":
+            return pipeline(_read(builder, split), batch_size=batch_size)
+        return streaming_pipeline(builder, split, batch_size=batch_size, cache=plan.cache)
+
     return Splits(
-        train=training_stream(train, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment),
+        train=train,
         steps_per_epoch=-(-info.num_train // batch_size),
-        validation=pipeline(val, batch_size=batch_size),
-        test=pipeline(test, batch_size=batch_size) if test is not None else None,
+        validation=evaluation(val_split),
+        test=evaluation(info.test_split) if info.test_split else None,
         info=info,
+        input=plan,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the input path
+
+# The budget's default share of the machine's memory. The memory path holds the decoded splits
+# and, while it builds the training tensor, briefly a second copy of it; the model, TensorFlow
+# itself and other processes (a sweep, the notebook) need the rest.
+DEFAULT_BUDGET_FRACTION = 0.25
+# Of the budget on the streaming path: the shuffle buffer takes one half, validation and test
+# are held in memory when they fit the other.
+_BUFFER_SHARE = 0.5
+# What one buffered element costs beyond its bytes (tensor headers, the buffer's bookkeeping).
+_ELEMENT_OVERHEAD = 128
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def default_memory_budget() -> int:
+    return int(machine_memory() * DEFAULT_BUDGET_FRACTION)
+
+
+def plan_input(
+    builder: tfds.core.DatasetBuilder,
+    info: DatasetInfo,
+    requested: str = "auto",
+    budget: int | None = None,
+    cache_dir: str | None = None,
+    shuffle_buffer: int | None = None,
+) -> InputPlan:
+    """Memory or stream, from the decoded sizes TFDS metadata gives (examples x image bytes).
+
+    ``auto`` keeps the data in memory only when all three decoded splits fit ``budget``;
+    ``memory`` is refused when they do not (better than being killed by the kernel halfway).
+    """
+    budget = budget or default_memory_budget()
+    example = math.prod(info.input_shape) + 8  # uint8 pixels and an int64 label
+    sizes = {
+        "train": info.num_train * example,
+        "validation": info.num_validation * example,
+        "test": info.num_test * example,
+    }
+    total = sum(sizes.values())
+    shape = "x".join(map(str, info.input_shape))
+    needed = (
+        f"the decoded splits of '{info.name}' take about {show_size(total)} "
+        f"({info.num_train + info.num_validation + info.num_test:,} images of {shape})"
+    )
+    where = f"`memory_budget` {show_size(budget)}"
+    if requested == "memory" and total > budget:
+        raise ZooUsageError(
+            f"`input` memory: {needed}, more than {where}; use `input` stream or auto, "
+            f"or a larger `memory_budget`"
+        )
+    budget_words = f"the memory budget of {show_size(budget)}"
+    if requested == "memory" or (requested == "auto" and total <= budget):
+        reason = "asked for" if requested == "memory" else f"{needed}, within {budget_words}"
+        return InputPlan(requested, "memory", "memory", reason, budget, sizes)
+    reason = "asked for" if requested == "stream" else f"{needed}, more than {budget_words}"
+    evaluation = sizes["validation"] + sizes["test"] <= budget * (1 - _BUFFER_SHARE)
+    cache = _cache_folder(builder, cache_dir) if cache_dir else None
+    if shuffle_buffer is None:
+        # The buffer holds encoded examples (decoding comes after it), or decoded ones read back
+        # from the cache.
+        per_example = example if cache else _encoded_bytes_per_example(builder, "train")
+        shuffle_buffer = int(budget * _BUFFER_SHARE // (per_example + _ELEMENT_OVERHEAD))
+        shuffle_buffer = max(1, min(info.num_train, shuffle_buffer))
+    return InputPlan(
+        requested, "stream", "memory" if evaluation else "stream", reason, budget, sizes,
+        shuffle_buffer=shuffle_buffer, cache=str(cache) if cache else None,
+    )
+
+
+def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+    return int(builder.info.splits[split].num_examples)
+
+
+def _encoded_bytes_per_example(builder: tfds.core.DatasetBuilder, split: str) -> int:
+    """The mean size of one serialised example in the split's files (TFDS records the total)."""
+    whole = builder.info.splits[split]
+    if whole.num_bytes and whole.num_examples:
+        return -(-int(whole.num_bytes) // int(whole.num_examples))
+    features = _features(builder)
+    return math.prod(features.input_shape) + 8  # unknown: as large as decoded
 
 
 def _first_line(exc: Exception) -> str:
@@ -169,8 +313,8 @@ def load_split(
     if not _has_split(builder, split_name):
         available = ", ".join(sorted(builder.info.splits)) or "none"
         raise ZooUsageError(f"dataset '{name}' has no split '{split_name}' (it has: {available})")
-    try:
-        return pipeline(_read(builder, split), batch_size=batch_size)
+    try:  # one pass: nothing to cache, and a split of any size streams
+        return streaming_pipeline(builder, split, batch_size=batch_size)
     except ValueError as exc:  # TFDS's own words on a malformed or empty slice
         raise ZooUsageError(f"bad split {split!r} of '{name}': {_first_line(exc)}") from None
 
@@ -219,20 +363,14 @@ def training_stream(
     examples = next(iter(ds.batch(_count(ds))))  # decode once: (images, labels) of the split
     n = int(examples[1].shape[0])
     full, steps = n - n % batch_size, -(-n // batch_size)
-    run_key = tf.constant([seed, 0], tf.int64)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        key = tf.random.experimental.stateless_fold_in(run_key, epoch)
+        key = _epoch_key(seed, epoch)
         order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
         if full < n:  # the last, smaller batch
             batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
-        # A key per batch for its augmentation: stateless, so parallel map calls cannot reorder it.
-        shift_key = tf.random.experimental.stateless_fold_in(key, 1)
-        keys = tf.data.Dataset.range(steps).map(
-            lambda i: tf.random.experimental.stateless_fold_in(shift_key, i)
-        )
-        return tf.data.Dataset.zip((batches, keys))
+        return tf.data.Dataset.zip((batches, _batch_keys(key, steps)))
 
     def gather(batch: tuple[tf.Tensor, tf.Tensor], split: tuple[tf.Tensor, tf.Tensor]):
         index, key = batch
@@ -248,6 +386,173 @@ def training_stream(
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
     return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
+
+
+def streaming_training(
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    *,
+    batch_size: int,
+    seed: int,
+    epochs: range,
+    augment: bool = False,
+    shuffle_buffer: int,
+    cache: str | None = None,
+) -> tf.data.Dataset:
+    """The training batches of every epoch in ``epochs``, read from the TFDS shards each epoch.
+
+    TFDS's performance guide, top to bottom: shards in a seeded random order, interleaved; a
+    shuffle buffer of encoded examples; decoding after it (the buffer holds the smaller encoded
+    images, and only what is drawn gets decoded); batches normalised whole; prefetch. As on the
+    memory path, an epoch's order (shard order and buffer seed) and augmentation are functions
+    of (seed, epoch) alone, so a resumed run sees the batches an uninterrupted one would. With
+    ``cache``, the decoded split is written to disk once and read back instead of the shards.
+    """
+    n = _num_examples(builder, split)
+    steps = -(-n // batch_size)
+    image_key = builder.info.supervised_keys[0]
+    image = builder.info.features[image_key]
+    source = _cached(builder, split, cache) if cache else None
+    cycle = max(1, min(16, int(builder.info.splits[split.split("[", 1)[0]].num_shards or 1)))
+
+    # Plain Python on tensors: AutoGraph has nothing to convert, and warns about TFDS's wrappers.
+    @tf.autograph.experimental.do_not_convert
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        # Every random op below has its own seed, a tensor. With a graph-level seed as well
+        # (keras.utils.set_random_seed sets one), TensorFlow's seed arithmetic compares the
+        # tensor seed in Python and fails; this clears it for this function's graph only.
+        tf.compat.v1.set_random_seed(None)
+        key = _epoch_key(seed, epoch)
+        seeds = tf.random.stateless_uniform(
+            [2], seed=tf.random.experimental.stateless_fold_in(key, 2),
+            minval=0, maxval=2**31 - 1, dtype=tf.int64,
+        )
+        if source is None:
+            ds = builder.as_dataset(
+                split=split,
+                as_supervised=True,
+                shuffle_files=True,
+                read_config=tfds.ReadConfig(
+                    shuffle_seed=seeds[0], interleave_cycle_length=cycle, try_autocache=False
+                ),
+                decoders={image_key: tfds.decode.SkipDecoding()},
+            )
+            ds = ds.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=False)
+            # After the buffer: it holds encoded images, and only what it releases is decoded.
+            ds = ds.map(lambda x, y: (image.decode_example(x), y), num_parallel_calls=AUTOTUNE)
+        else:
+            ds = source.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=False)
+        return tf.data.Dataset.zip((ds.batch(batch_size), _batch_keys(key, steps)))
+
+    def prepare(batch: tuple[tf.Tensor, tf.Tensor], key: tf.Tensor):
+        images, labels = _normalise(*batch)
+        return (_random_shift(images, key) if augment else images), labels
+
+    ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
+    return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
+
+
+def streaming_pipeline(
+    builder: tfds.core.DatasetBuilder, split: str, *, batch_size: int, cache: str | None = None
+) -> tf.data.Dataset:
+    """Validation and test that do not fit in memory: read (or read back from ``cache``) each time."""
+    ds = _cached(builder, split, cache) if cache else _read(builder, split)
+    ds = ds.batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
+
+
+def _epoch_key(seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
+
+
+def _batch_keys(epoch_key: tf.Tensor, steps: int) -> tf.data.Dataset:
+    """A key per batch for its augmentation: stateless, so parallel map calls cannot reorder it."""
+    shift_key = tf.random.experimental.stateless_fold_in(epoch_key, 1)
+    return tf.data.Dataset.range(steps).map(
+        lambda i: tf.random.experimental.stateless_fold_in(shift_key, i)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoded cache on disk (--cache-dir)
+
+_CACHE_FILE = "examples"  # Dataset.cache's file prefix inside a split's folder
+
+
+def _cache_folder(builder: tfds.core.DatasetBuilder, cache_dir: str) -> Path:
+    """``CACHE_DIR/<dataset>-<fingerprint>``: a dataset prepared again gets a cache of its own."""
+    data = Path(builder.data_dir)
+    stamp = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in data.iterdir() if p.is_file())
+    digest = hashlib.sha256(repr((str(data), stamp)).encode()).hexdigest()[:12]
+    return Path(cache_dir).expanduser().resolve() / files.safe_name(
+        f"{builder.info.full_name.replace('/', '-')}-{digest}"
+    )
+
+
+def _cached(builder: tfds.core.DatasetBuilder, split: str, folder: str) -> tf.data.Dataset:
+    """The decoded examples of ``split`` in file order, read back from the cache, written first if needed.
+
+    The cache is written in a hidden temporary folder and renamed into place only once complete,
+    so an interrupted cache is never read back as the whole split.
+    """
+    # "train[:90%]" and "train[90%:]" read alike as file names; the hash keeps them apart.
+    digest = hashlib.sha256(split.encode()).hexdigest()[:8]
+    final = Path(folder) / f"{files.safe_name(split)}-{digest}"
+    if not (final / f"{_CACHE_FILE}.index").is_file():
+        _fill_cache(builder, split, final)
+    return _read(builder, split).cache(str(final / _CACHE_FILE))
+
+
+def _fill_cache(builder: tfds.core.DatasetBuilder, split: str, final: Path) -> None:
+    name = builder.info.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(final.parent)
+    needed = _num_examples(builder, split) * (math.prod(_features(builder).input_shape) + 8)
+    free = shutil.disk_usage(final.parent).free
+    if needed * 1.05 > free:
+        raise ZooError(
+            f"`cache_dir` {final.parent.parent} has {show_size(free)} free; the decoded split "
+            f"{split} of '{name}' needs about {show_size(needed)}"
+        )
+    print(f"zoo: writing the decoded {split} of '{name}' to {final} (once)", file=sys.stderr)
+    tmp = final.with_name(f".tmp-{os.getpid()}-{time.time_ns()}-{final.name}")
+    try:
+        tmp.mkdir()
+        # One pass through Dataset.cache writes it; batches only make the pass cheaper.
+        _read(builder, split).cache(str(tmp / _CACHE_FILE)).batch(1024).reduce(
+            np.int64(0), lambda count, *_: count + 1
+        )
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / f"{_CACHE_FILE}.index").is_file():  # not another process's cache
+                raise
+    except tf.errors.OpError as exc:
+        raise ZooError(
+            f"cannot write the cache of '{name}' {split} in {final.parent}: {_first_line(exc)}"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Temporary cache folders of processes that are gone (killed while writing)."""
+    for tmp in folder.glob(".tmp-*"):
+        pid = tmp.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def to_model_input(images) -> tf.Tensor:

@@ -27,7 +27,7 @@ import registry
 
 from . import __version__, data, devices, files
 from . import export as export_lib
-from .config import RunConfig
+from .config import RunConfig, parse_size
 from .errors import ZooError, ZooUsageError
 from .run import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
 
@@ -61,6 +61,8 @@ def train(
     run = Run.for_training(run_dir, resume=resume)
     if export_base is not None:
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
+    if config.cache_dir is not None:
+        files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
     features = data.describe(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
@@ -69,21 +71,30 @@ def train(
         backup = None
         if not resume:
             splits = _load(config, range(config.epochs))  # a dataset that fails leaves no run behind
+            config = dataclasses.replace(config, input=splits.input.train)  # recorded resolved
             run.path.mkdir(parents=True, exist_ok=True)
         with run.locked(exclusive=True):
             if resume:
+                recorded = run.record.get("input") or {}
+                if config.input == "auto":  # the path the run took, not a new decision
+                    config = dataclasses.replace(config, input=run.config.input)
                 changes = _resume_changes(run, config)
                 backup = _Backup(run.file(BACKUP))
-                splits = _load(config, range(backup.saved_epoch(), config.epochs))
+                # The recorded buffer size, whatever the budget now: the same order as before.
+                splits = _load(config, range(backup.saved_epoch(), config.epochs), recorded.get("shuffle_buffer"))
                 _record_resume(run, config, changes, backup.saved_epoch())
             elif run.contents():  # another process started a run here in the meantime
                 raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
             else:
                 record = _config_record(config, entry, builder, hparams, splits.info)
-                run.write_json(CONFIG, {**record, "hardware": placement.record(config.jit_compile)})
+                run.write_json(CONFIG, {
+                    **record, "hardware": placement.record(config.jit_compile), "input": splits.input.record()
+                })
             results = fit(model, splits, config, run, restore=backup, verbose=verbose)
             # XLA as Keras resolved it for this model.
-            _finish(run, config, {**results, "hardware": placement.record(model.jit_compile)})
+            _finish(run, config, {
+                **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
+            })
     exported = export(run, export_base) if export_base is not None else None
     return TrainResult(run, exported)
 
@@ -119,7 +130,7 @@ def _process_state(config: RunConfig):
             tf_config.disable_op_determinism()
 
 
-def _load(config: RunConfig, epochs: range) -> data.Splits:
+def _load(config: RunConfig, epochs: range, shuffle_buffer: int | None = None) -> data.Splits:
     return data.load(
         config.dataset,
         val_fraction=config.val_split,
@@ -129,6 +140,10 @@ def _load(config: RunConfig, epochs: range) -> data.Splits:
         manual_dir=config.manual_dir,
         augment=config.augment,
         epochs=epochs,
+        input=config.input,
+        memory_budget=parse_size(config.memory_budget) if config.memory_budget is not None else None,
+        cache_dir=config.cache_dir,
+        shuffle_buffer=shuffle_buffer,
     )
 
 
@@ -484,7 +499,10 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     """
     old, new = (files.jsonable(c.to_dict()) for c in (run.config, config))
     # Runs from before `devices` was a setting ran on TensorFlow's default device.
-    ignored = {"data_dir", "manual_dir"} | ({"devices"} if old["devices"] == "auto" else set())
+    # How much memory the data may use and where its cache lives change neither (the recorded
+    # shuffle buffer is reused).
+    ignored = {"data_dir", "manual_dir", "memory_budget", "cache_dir"}
+    ignored |= {"devices"} if old["devices"] == "auto" else set()
     changed = {k: [old[k], new[k]] for k in old if k not in ignored and old[k] != new[k]}
     after_blow_up = run.file(FAILED).exists()
     allowed = {"learning_rate"} if after_blow_up and new["learning_rate"] < old["learning_rate"] else set()
