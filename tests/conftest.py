@@ -65,3 +65,17 @@ def tiny_data_dir(tmp_path_factory) -> str:
     for cls in (ZooTiny, ZooTinyNoTest):
         cls(data_dir=str(data_dir)).download_and_prepare()
     return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def stream_data_dir(tmp_path_factory) -> str:
+    """A data_dir with zoo_stream prepared in several shards. Processes that cannot import
+    tinydata (the installed `zoo`) still load it by name from here (TFDS's read-only builder)."""
+    import tensorflow_datasets as tfds
+    from tinydata import ZooStream
+
+    data_dir = tmp_path_factory.mktemp("stream_tfds")
+    ZooStream(data_dir=str(data_dir)).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=ZooStream.SHARDS)
+    )
+    return str(data_dir)

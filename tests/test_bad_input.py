@@ -59,6 +59,18 @@ CASES = [
     (["train", "softmax", "--devices", "gpu:7"], 2, "--devices names gpu:7, but this machine's GPUs are: none"),
     (["bench", "softmax", "--devices", "cpu,gpu:0", "--out", "{run}"], 2, "--devices must be auto, cpu"),
     (["bench", "softmax", "--seeds", "x"], 2, "--seeds expects comma-separated integers"),
+    # input paths (#14)
+    (["train", "softmax", "--input", "disk"], 2, "'disk' is not one of 'auto', 'memory', 'stream'"),
+    (["train", "softmax", "--memory-budget", "lots"], 2, "--memory-budget must be a size such as 512MB"),
+    (["train", "softmax", "--memory-budget", "0"], 2, "received '0'"),
+    (["bench", "softmax", "--memory-budget", "-4GB", "--out", "{run}"], 2, "--memory-budget must be a size"),
+    (["train", "softmax", "--input", "memory", "--memory-budget", "10MB"], 2,
+     "--input memory: the decoded splits of 'mnist' take about 52.9 MB (70,000 images of 28x28x1), "
+     "more than --memory-budget 10 MB"),
+    (["train", "softmax", "--cache-dir", "{a_file}"], 2, "cache folder {a_file} exists and is not a directory"),
+    (["train", "softmax", "--cache-dir", "{a_file}/cache"], 2, "is a file"),
+    (["bench", "softmax", "--cache-dir", "/proc/zoo-cache", "--out", "{run}"], 2,
+     "cannot create cache folder /proc/zoo-cache"),
     (["bench", "softmax", "--seeds", "4294967296"], 2, "--seeds expects integers between 0 and"),
     # Hyperparameters: syntax, names, types, and values the builder itself rejects
     (["train", "cnn", "--hp", "dropout"], 2, "--hp expects KEY=VALUE"),

@@ -85,6 +85,8 @@ def plan(
     before hours of training.
     """
     out, stamp = Path(out).resolve(), time.strftime("%Y%m%d-%H%M%S")
+    if options.get("cache_dir"):  # every job would fail on it, after --out was written
+        files.check_creatable(Path(options["cache_dir"]).expanduser().resolve(), "cache folder")
     jobs = []
     for name in select_models(models):
         builder = registry.get(name)

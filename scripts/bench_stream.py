@@ -1,0 +1,145 @@
+"""MNIST on the streaming input path against the memory path: accuracy and throughput, side by side.
+
+For each model and seed, `zoo.train` trains the model's recipe (with --epochs epochs) on the same
+MNIST data twice, once with input="memory" (the decoded split held in RAM) and once with
+input="stream" (read from the TFDS shards every epoch through a shuffle buffer), one right after
+the other; which goes first alternates from seed to seed, so that the machine's drift falls on
+both alike. Steady throughput = the mean training examples/s of epochs 2..N from the run's
+history (epoch 1 includes tracing and filling caches; validation is not timed); with --epochs 1
+it is epoch 1's, which is only good for a smoke test.
+
+Both paths train in this one process, as in bench_precision.py and bench_runner.py: they share
+the process alike (TensorFlow's thread pools, what was imported and traced before), Keras'
+session is cleared between runs, and a child process per run would only add TensorFlow's start-up,
+which the history does not time anyway. The run records which path it took; a run that did not
+take the path asked for stops the benchmark.
+
+Targets (#14), per model over 3 seeds: the streaming path's mean test accuracy within 0.2 points
+of the memory path's, and its steady throughput (median over seeds) at least 0.8x the memory
+path's. The recipes' own 15 epochs (cnn: 7 min a run here) are the target's; the default 3
+epochs keep the recipe's other settings.
+
+    .venv/bin/python scripts/bench_stream.py [--models mlp cnn] [--seeds 0 1 2] [--epochs 3]
+        [--data-dir DIR] [--manual-dir DIR]
+
+Smoke test: --models mlp --seeds 0 --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = ("memory", "stream")
+MIN_RATIO = 0.8  # stream / memory, steady throughput
+MAX_POINTS = 0.2  # |stream - memory| mean test accuracy, in percentage points
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data-dir", help="prepared TFDS data (default: a temporary folder, "
+                        "MNIST prepared there once and removed at the end)")
+    parser.add_argument("--manual-dir", default=os.environ.get("ZOO_MANUAL_DIR") or
+                        str(ROOT.parent / "shared" / "datasets" / "mnist"),
+                        help="the four MNIST files (default: $ZOO_MANUAL_DIR or %(default)s)")
+    args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    return args
+
+
+def git_state() -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True,
+                              cwd=ROOT).stdout
+
+    # Not stripped: a porcelain line starts with its status columns, " M path" included.
+    changed = git("status", "--porcelain", "--", "zoo", "registry").splitlines()
+    dirty = f" with uncommitted changes to {', '.join(c[3:] for c in changed)}" if changed else ""
+    return f"{git('rev-parse', '--short', 'HEAD').strip() or 'unknown'}{dirty}"
+
+
+def main() -> None:
+    args = parse_args()
+    commit = git_state()  # before the zoo is imported: the code this run measures
+    load = os.getloadavg()[0]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    import zoo
+    from zoo import data, devices
+
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-stream-") as tmp:
+        data_dir = args.data_dir or os.path.join(tmp, "tfds")
+        data.prepared_builder("mnist", data_dir=data_dir, manual_dir=args.manual_dir)  # once
+        # (model, path) -> [(steady ex/s, test accuracy, the run's input record)], seed order
+        results: dict[tuple[str, str], list[tuple[float, float, dict]]] = {}
+        for model in args.models:
+            for i, seed in enumerate(args.seeds):
+                for path in PATHS[i % 2:] + PATHS[:i % 2]:
+                    keras.backend.clear_session()  # every run starts from the same clean state
+                    gc.collect()
+                    run = zoo.train(model, dataset="mnist", epochs=args.epochs, seed=seed,
+                                    input=path, data_dir=data_dir, manual_dir=args.manual_dir,
+                                    run_dir=Path(tmp) / f"{model}-{path}-{seed}", verbose=0)
+                    taken = run.record.get("input") or run.metrics.get("input") or {}
+                    if taken.get("train") != path:
+                        sys.exit(f"{model} seed {seed}: asked for input={path}, the run "
+                                 f"recorded {taken or 'no input block'}")
+                    rates = [row["examples_per_second"] for row in run.history]
+                    rate = statistics.mean(rates[1:] or rates)
+                    accuracy = run.metrics["test_accuracy"]
+                    results.setdefault((model, path), []).append((rate, accuracy, taken))
+                    print(f"{model} seed {seed} {path}: {rate:,.0f} ex/s, test accuracy "
+                          f"{accuracy:.4f}", file=sys.stderr, flush=True)
+
+    steady = f"epochs 2..{args.epochs}" if args.epochs > 1 else "epoch 1 (includes tracing)"
+    seeds = " ".join(map(str, args.seeds))
+    print(f"\nMNIST, the recipes with --epochs {args.epochs}, seeds {seeds} (order rotated); "
+          f"steady = mean train ex/s of {steady}\n")
+    print(f"| model | path | evaluation | steady train ex/s (median of {len(args.seeds)}) | "
+          "min – max ex/s | stream / memory | test accuracy (mean) | stream − memory (points) |")
+    print("|---|---|---|---|---|---|---|---|")
+    verdicts = []
+    for model in args.models:
+        median = {p: statistics.median(r for r, _, _ in results[model, p]) for p in PATHS}
+        mean = {p: statistics.mean(a for _, a, _ in results[model, p]) for p in PATHS}
+        ratio = median["stream"] / median["memory"]
+        points = 100 * (mean["stream"] - mean["memory"])
+        for path in PATHS:
+            rates = [r for r, _, _ in results[model, path]]
+            evaluation = "/".join(sorted({t.get("evaluation", "?")
+                                          for *_, t in results[model, path]}))
+            versus = (f"{ratio:.2f}x", f"{points:+.2f}") if path == "stream" else ("1.00x", "–")
+            print(f"| {model} | {path} | {evaluation} | {median[path]:,.0f} | {min(rates):,.0f} – "
+                  f"{max(rates):,.0f} | {versus[0]} | {mean[path]:.4f} | {versus[1]} |")
+        verdicts.append(f"{'PASS' if ratio >= MIN_RATIO else 'FAIL'} {model}: stream {ratio:.2f}x "
+                        f"memory throughput (target >= {MIN_RATIO}x)")
+        verdicts.append(f"{'PASS' if abs(points) <= MAX_POINTS else 'FAIL'} {model}: test "
+                        f"accuracy {points:+.2f} points (target within ±{MAX_POINTS})")
+    print("\n" + "\n".join(verdicts))
+    buffers = sorted({t.get("shuffle_buffer") for (_, p), rows in results.items() if p == "stream"
+                      for *_, t in rows}, key=str)
+    print(f"Streaming path's shuffle buffer: {', '.join(map(str, buffers))} examples")
+    print(f"\nMachine: {devices.cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at "
+          f"the start and {os.getloadavg()[0]:.2f} at the end; Python {platform.python_version()}, "
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; commit {commit}")
+    print(f"Command: {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
+
+
+if __name__ == "__main__":
+    main()
