@@ -28,6 +28,7 @@ Smoke test: --models mlp --seeds 0 --epochs 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -85,7 +86,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="zoo-bench-stream-") as tmp:
         data_dir = args.data_dir or os.path.join(tmp, "tfds")
-        data.prepared_builder("mnist", data_dir=data_dir, manual_dir=args.manual_dir)  # once
+        with contextlib.redirect_stdout(sys.stderr):  # TFDS's messages; stdout is the report's
+            data.prepared_builder("mnist", data_dir=data_dir, manual_dir=args.manual_dir)  # once
         # (model, path) -> [(steady ex/s, test accuracy, the run's input record)], seed order
         results: dict[tuple[str, str], list[tuple[float, float, dict]]] = {}
         for model in args.models:
@@ -107,9 +109,13 @@ def main() -> None:
                     print(f"{model} seed {seed} {path}: {rate:,.0f} ex/s, test accuracy "
                           f"{accuracy:.4f}", file=sys.stderr, flush=True)
 
+    print(f"\nMachine: {devices.cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at "
+          f"the start and {os.getloadavg()[0]:.2f} at the end; Python {platform.python_version()}, "
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; commit {commit}")
+    print(f"Command: {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     steady = f"epochs 2..{args.epochs}" if args.epochs > 1 else "epoch 1 (includes tracing)"
     seeds = " ".join(map(str, args.seeds))
-    print(f"\nMNIST, the recipes with --epochs {args.epochs}, seeds {seeds} (order rotated); "
+    print(f"MNIST, the recipes with --epochs {args.epochs}, seeds {seeds} (order rotated); "
           f"steady = mean train ex/s of {steady}\n")
     print(f"| model | path | evaluation | steady train ex/s (median of {len(args.seeds)}) | "
           "min – max ex/s | stream / memory | test accuracy (mean) | stream − memory (points) |")
@@ -135,10 +141,6 @@ def main() -> None:
     buffers = sorted({t.get("shuffle_buffer") for (_, p), rows in results.items() if p == "stream"
                       for *_, t in rows}, key=str)
     print(f"Streaming path's shuffle buffer: {', '.join(map(str, buffers))} examples")
-    print(f"\nMachine: {devices.cpu_model()}, {os.cpu_count()} cores, load average {load:.2f} at "
-          f"the start and {os.getloadavg()[0]:.2f} at the end; Python {platform.python_version()}, "
-          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; commit {commit}")
-    print(f"Command: {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
 
 
 if __name__ == "__main__":

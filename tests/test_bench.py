@@ -60,7 +60,7 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         assert r["env"]["cores"] == os.cpu_count() and r["env"]["tensorflow"]
     assert recs[0]["test_accuracy"] != recs[1]["test_accuracy"]  # seeds really differ
     md = (out / "results.md").read_text()
-    assert "| 1 | softmax | float32, CPU | mnist | 1 | 2 |" in md and "±" in md and "zoo bench softmax" in md
+    assert "| 1 | softmax | float32, CPU, memory | mnist | 1 | 2 |" in md and "±" in md and "zoo bench softmax" in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2
@@ -72,7 +72,7 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
     recs = records(out)
     assert len(recs) == 3 and recs[2]["run_dir"] == run_dir and recs[2]["peak_rss_mb"] is None
     assert recs[2]["test_accuracy"] == recs[0]["test_accuracy"]
-    assert "| softmax | float32, CPU | mnist | 1 | 3 |" in (out / "results.md").read_text()
+    assert "| softmax | float32, CPU, memory | mnist | 1 | 3 |" in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -127,26 +127,28 @@ def test_leaderboard_keeps_hyperparameter_variants_apart():
     assert [(r["model"], r["seeds"]) for r in rows] == [
         ("cnn", 1), ("cnn filters=16,32", 2), ("cnn filters=16,32 batch_size=64 augment=False", 1)]
     md = bench.markdown(rows, ENV, ["zoo bench cnn", "zoo bench cnn --hp filters=16,32"])
-    assert "| 2 | cnn filters=16,32 | float32, CPU | d | 3 | 2 |" in md  # records from before precision
+    assert "| 2 | cnn filters=16,32 | float32, CPU, memory | d | 3 | 2 |" in md  # records from before precision
     assert md.endswith("Made by `zoo bench cnn`, then `zoo bench cnn --hp filters=16,32`.\n")
 
 
-def test_leaderboard_keeps_precisions_and_devices_apart():
-    def rec(seed, acc, precision="float32", kind="CPU", replicas=1, name="AMD EPYC"):
+def test_leaderboard_keeps_precisions_devices_and_input_paths_apart():
+    def rec(seed, acc, precision="float32", kind="CPU", replicas=1, name="AMD EPYC", train="memory"):
         hardware = {"precision": precision, "device_kind": kind, "device_name": name, "replicas": replicas}
         return {"model": "cnn", "dataset": "d", "epochs": 3, "batch_size": 8, "seed": seed, "test_accuracy": acc,
                 "hardware": hardware, "params": 10, "flops_per_example": 20, "peak_rss_mb": None,
-                **{k: 1.0 for k in bench._MEANS}}
+                "input": {"train": train, "evaluation": "memory"}, **{k: 1.0 for k in bench._MEANS}}
 
     rows = bench.leaderboard([
         rec(0, 0.99), rec(1, 0.98), rec(0, 0.97, precision="mixed_bfloat16"), rec(0, 0.96, replicas=2),
         rec(0, 0.95, "mixed_float16", "GPU", 2, "NVIDIA A100"), rec(0, 0.94, "mixed_float16", "GPU", 2, "Tesla T4"),
+        rec(0, 0.93, train="stream"), rec(1, 0.92, train="stream"),
     ])
     assert [(r["hardware"], r["seeds"]) for r in rows] == [
-        ("float32, CPU", 2), ("mixed_bfloat16, CPU", 1), ("float32, 2 CPU", 1),
-        ("mixed_float16, 2 GPU (NVIDIA A100)", 1), ("mixed_float16, 2 GPU (Tesla T4)", 1),
+        ("float32, CPU, memory", 2), ("mixed_bfloat16, CPU, memory", 1), ("float32, 2 CPU, memory", 1),
+        ("mixed_float16, 2 GPU (NVIDIA A100), memory", 1), ("mixed_float16, 2 GPU (Tesla T4), memory", 1),
+        ("float32, CPU, stream", 2),
     ]
-    assert "| 4 | cnn | mixed_float16, 2 GPU (NVIDIA A100) | d |" in bench.markdown(rows, ENV, [])
+    assert "| 4 | cnn | mixed_float16, 2 GPU (NVIDIA A100), memory | d |" in bench.markdown(rows, ENV, [])
 
 
 ENV = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}

@@ -149,7 +149,8 @@ def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
 # The cases that need the tiny TFDS datasets (registered in this process only); every other bad
 # input goes through the installed console script in test_bad_input.py.
 BAD_INPUTS = [
-    (["train", "softmax", "--val-split", "0.001"], 2, "leaves an empty split of 'zoo_tiny'"),
+    (["train", "softmax", "--val-split", "0.001"], 2,
+     "--val-split 0.001 leaves 200 training and 0 validation examples in 'zoo_tiny'"),
     (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
     (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float"),
     (["train", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),

@@ -143,7 +143,7 @@ def test_bad_validation_fraction(fraction):
 
 
 def test_fraction_that_empties_a_split_is_refused(tiny_data_dir):
-    with pytest.raises(ZooUsageError, match="`val_split` 0.001 leaves an empty split of 'zoo_tiny'"):
+    with pytest.raises(ZooUsageError, match="`val_split` 0.001 leaves 200 training and 0 validation examples"):
         data.load("zoo_tiny", val_fraction=0.001, data_dir=tiny_data_dir)
 
 

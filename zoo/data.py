@@ -204,6 +204,9 @@ DEFAULT_BUDGET_FRACTION = 0.25
 # Of the budget on the streaming path: the shuffle buffer takes one half, validation and test
 # are held in memory when they fit the other.
 _BUFFER_SHARE = 0.5
+# Shards read at once on the streaming path, 16 examples from each in turn (TFDS's default): they
+# mix before the shuffle buffer, so examples that sit together in a shard come apart.
+_CYCLE = 16
 # What one buffered element costs beyond its bytes (tensor headers, the buffer's bookkeeping).
 _ELEMENT_OVERHEAD = 128
 
@@ -277,13 +280,19 @@ def plan_input(
 
 
 def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
-    return int(builder.info.splits[split].num_examples)
+    try:  # TFDS's record of the (sliced) split: nothing is read
+        return int(builder.info.splits[split].num_examples)
+    except KeyError:  # no split record (tfds.testing.mock_data): count what the split holds
+        return _count(_read(builder, split))
 
 
 def _encoded_bytes_per_example(builder: tfds.core.DatasetBuilder, split: str) -> int:
     """The mean size of one serialised example in the split's files (TFDS records the total)."""
-    whole = builder.info.splits[split]
-    if whole.num_bytes and whole.num_examples:
+    try:
+        whole = builder.info.splits[split]
+    except KeyError:  # no split record (tfds.testing.mock_data)
+        whole = None
+    if whole is not None and whole.num_bytes and whole.num_examples:
         return -(-int(whole.num_bytes) // int(whole.num_examples))
     features = _features(builder)
     return math.prod(features.input_shape) + 8  # unknown: as large as decoded
@@ -413,7 +422,6 @@ def streaming_training(
     image_key = builder.info.supervised_keys[0]
     image = builder.info.features[image_key]
     source = _cached(builder, split, cache) if cache else None
-    cycle = max(1, min(16, int(builder.info.splits[split.split("[", 1)[0]].num_shards or 1)))
 
     # Plain Python on tensors: AutoGraph has nothing to convert, and warns about TFDS's wrappers.
     @tf.autograph.experimental.do_not_convert
@@ -433,7 +441,7 @@ def streaming_training(
                 as_supervised=True,
                 shuffle_files=True,
                 read_config=tfds.ReadConfig(
-                    shuffle_seed=seeds[0], interleave_cycle_length=cycle, try_autocache=False
+                    shuffle_seed=seeds[0], interleave_cycle_length=_CYCLE, try_autocache=False
                 ),
                 decoders={image_key: tfds.decode.SkipDecoding()},
             )
