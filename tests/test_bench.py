@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -57,6 +58,11 @@ def test_bench_trains_measures_appends_and_reports(mnist_data_dir, tmp_path):
         assert r["test_accuracy"] > 0.85
         assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"]
         assert r["saved_model_bytes"] > 7850 * 4 and r["peak_rss_mb"] > 100
+        # The training process's own peak (VmHWM), not what Linux carries over from the bench
+        # process that forked it.
+        peak = out / "jobs" / f"{Path(r['run_dir']).name}.peak.json"
+        assert r["peak_rss_mb"] == json.loads(peak.read_text())["peak_rss_mb"]
+        assert r["input"]["train"] == "memory" and "within the memory budget" in r["input"]["reason"]
         assert r["env"]["cores"] == os.cpu_count() and r["env"]["tensorflow"]
     assert recs[0]["test_accuracy"] != recs[1]["test_accuracy"]  # seeds really differ
     md = (out / "results.md").read_text()

@@ -367,3 +367,13 @@ def test_a_run_killed_while_writing_the_cache_leaves_nothing_that_is_read_back(m
     history = _history(tmp_path / "again")
     assert len(history) == 1 and float(history[0]["accuracy"]) > 0.8  # all 54,000 images, once
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["test_accuracy"] > 0.88
+
+
+def test_a_dataset_stored_as_array_record_is_refused_in_one_line(tmp_path):
+    import tensorflow_datasets as tfds
+
+    tinydata.ZooStream(data_dir=str(tmp_path), file_format="array_record").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=1)
+    )
+    with pytest.raises(ZooUsageError, match="stored as array_record, which TFDS reads only through"):
+        data.describe("zoo_stream", data_dir=str(tmp_path))

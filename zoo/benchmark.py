@@ -148,7 +148,25 @@ def _train_in_child(job: Job, export_base: Path, out: Path) -> float:
     if code != 0:
         lines = log_path.read_text(errors="replace").strip().splitlines()
         raise ZooError(f"{job.label}: training failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
-    return round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+    peak = json.loads(_peak_path(job_path).read_text()) if _peak_path(job_path).is_file() else {}
+    # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
+    # (this one's, which grows with every measurement) over into the child's.
+    return peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+def _peak_path(job_path: Path) -> Path:
+    return job_path.with_name(f"{job_path.stem}.peak.json")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's own peak resident memory (VmHWM, Linux), in MiB; None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return None
 
 
 def _run_job_file(path: str) -> int:
@@ -160,6 +178,7 @@ def _run_job_file(path: str) -> int:
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    files.write_json(_peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb()})
     return 0
 
 
