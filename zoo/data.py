@@ -465,6 +465,9 @@ def streaming_pipeline(
     else:
         ds = _encoded_batches(builder, split, batch_size=batch_size)
         ds = ds.map(_batch_decoder(builder), num_parallel_calls=AUTOTUNE)
+    # Reading shards hides the length; Keras ends an evaluation cleanly only when it knows it.
+    steps = -(-_num_examples(builder, split) // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
@@ -499,7 +502,7 @@ def _encoded_batches(
         cycle_length=_CYCLE, block_length=16, num_parallel_calls=AUTOTUNE, deterministic=True,
     )
     serialized = builder.info.features.get_serialized_info()
-    spec = {k: tf.io.FixedLenFeature(serialized[k].shape, serialized[k].dtype) for k in (image_key, label_key)}
+    spec = {k: tf.io.FixedLenFeature(serialized[k].shape, serialized[k].tf_dtype) for k in (image_key, label_key)}
 
     def parse(records: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parsed = tf.io.parse_example(records, spec)
