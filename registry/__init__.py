@@ -1,10 +1,12 @@
-"""Plugin discovery for the zoo: builders registered in the entry-point group ``zoo.models``.
+"""Plugin discovery for the zoo: builders registered in the entry-point group ``zoo.models``,
+and TFDS dataset builders in ``zoo.datasets``.
 
 Listing reads installed metadata only; a plugin is imported when :func:`get` asks for it, so a
 broken or slow plugin costs nothing until it is used and never breaks the others.
 """
 
 from ._builder import RECIPE_KEYS, Builder, Hyperparameter, validate
+from ._datasets import DATASET_GROUP, DatasetEntry, dataset_entries, find_dataset
 from ._discovery import GROUP, LOCAL, Entry, entries, find, get, register, resolve, selector
 from ._errors import (
     AmbiguousModelError,
@@ -16,19 +18,23 @@ from ._errors import (
 from ._hparams import show as show_value
 
 __all__ = [
+    "DATASET_GROUP",
     "GROUP",
     "LOCAL",
     "RECIPE_KEYS",
     "AmbiguousModelError",
     "Builder",
+    "DatasetEntry",
     "Entry",
     "HyperparameterError",
     "Hyperparameter",
     "PluginError",
     "RegistryError",
     "UnknownModelError",
+    "dataset_entries",
     "entries",
     "find",
+    "find_dataset",
     "get",
     "register",
     "resolve",

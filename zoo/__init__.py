@@ -96,6 +96,8 @@ def train(
     input: str = "auto",
     memory_budget: str | int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    image_size: str | tuple[int, int] | None = None,
+    channels: int | None = None,
     hparams: Mapping[str, Any] | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -109,19 +111,22 @@ def train(
     ``model`` is a registered name or a builder function (registered on the fly). Options left
     at None come from the model's recipe; ``precision``, ``jit_compile``, ``devices``,
     ``input`` (auto, memory or stream), ``memory_budget`` (``"4GB"`` or bytes; default a quarter
-    of the machine's memory) and ``cache_dir`` are those of ``zoo train --help``. ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
+    of the machine's memory) and ``cache_dir`` are those of ``zoo train --help``. ``dataset``
+    is a TFDS name, a dataset plugin's name or a folder of images (``image_size`` and
+    ``channels`` resize and convert its images). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
     """
     import registry
 
     from . import runner
     from .config import RunConfig
+    from .folders import dataset_name
 
     name = model if isinstance(model, str) else registry.register(model).name
     builder = registry.get(name)
     options = {
         "hparams": builder.coerce_hparams(hparams or {}),
-        "dataset": dataset,
+        "dataset": dataset_name(dataset),
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -138,6 +143,8 @@ def train(
         "input": input,
         "memory_budget": memory_budget,
         "cache_dir": os.fspath(cache_dir) if cache_dir else None,
+        "image_size": image_size,
+        "channels": channels,
         "data_dir": os.fspath(data_dir) if data_dir else None,
         "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
     }
@@ -174,9 +181,10 @@ def bench(
     are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``.
     """
     from . import benchmark as bench_lib
+    from .folders import dataset_name
 
     options = {
-        "dataset": dataset,
+        "dataset": dataset_name(dataset),
         "data_dir": data_dir,
         "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),
         **{k: v for k, v in recipe.items() if v is not None},

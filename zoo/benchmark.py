@@ -195,8 +195,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         config["dataset"],
         info["test_split"] or info["validation_split"],
         THROUGHPUT_BATCH,
-        data_dir=config["data_dir"],
-        manual_dir=config["manual_dir"],
+        **runner.data_options(run.config),
     )
     model = runner.load_model(run)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
@@ -210,8 +209,12 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "hparams": record_json["model"]["hparams_resolved"],
         "hparams_set": config["hparams"],  # what the command line changed from the defaults
         "recipe_changed": _recipe_changed(config, record_json["model"]),
-        "dataset": info["name"],
+        # A folder's path and fingerprint: its images change, its name does not.
+        "dataset": info["name"] + (f"@{info['source']['fingerprint'][:8]}"
+                                   if (info.get("source") or {}).get("kind") == "folder" else ""),
         "dataset_version": info["version"],
+        # Which images exactly, for a folder (path, files per split and class, fingerprint).
+        "dataset_source": info.get("source"),
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
         "seed": config["seed"],
         "hardware": metrics.get("hardware", LEGACY_HARDWARE),

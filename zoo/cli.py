@@ -220,6 +220,13 @@ _INPUT_OPTIONS = (
 
 # Where datasets come from, shared by train and bench.
 _DATA_OPTIONS = (
+    click.option("--image-size", metavar="H,W",
+                 help="Folders of images: resize every image to this height and width while "
+                      "preparing (needed when their sizes differ); the export resizes served "
+                      "images the same way."),
+    click.option("--channels", type=int,
+                 help="Folders of images: 1 (grayscale) or 3 (RGB). [default: 1 if every "
+                      "image is grayscale, else 3]"),
     click.option("--data-dir", envvar="TFDS_DATA_DIR",
                  type=click.Path(file_okay=False, resolve_path=True),
                  help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR]."),
@@ -248,11 +255,16 @@ _hardware_options, _input_options = _options(_HARDWARE_OPTIONS), _options(_INPUT
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
 @click.option("--check", is_flag=True,
               help="Also import every plugin and validate it (slower: imports TensorFlow).")
-def list_models(pattern: str | None, as_json: bool, check: bool) -> None:
+@click.option("--datasets", is_flag=True,
+              help="List dataset plugins (entry-point group zoo.datasets) instead of models.")
+def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool) -> None:
     """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*').
 
     Nothing is imported: a plugin's summary and obvious breakage are read from its source.
     """
+    if datasets:
+        _list_datasets(pattern, as_json)
+        return
     everything = registry.entries()
     rows = []
     for e in registry.find(pattern):
@@ -273,6 +285,28 @@ def list_models(pattern: str | None, as_json: bool, check: bool) -> None:
         raise ZooError(f"no model matches '{pattern}'" if pattern else "no models are installed")
     for r in rows:
         r["status"] = f"broken: {r['reason']}" if r["reason"] else "ok"
+    _table(rows, ("name", "summary", "distribution", "version", "status"))
+
+
+def _list_datasets(pattern: str | None, as_json: bool) -> None:
+    """Dataset plugins, read from metadata and source alone (TFDS catalog names work too)."""
+    import fnmatch
+
+    rows = [
+        {"name": e.name, "summary": e.summary, "distribution": e.dist, "version": e.version,
+         "entry_point": e.value, "status": f"broken: {e.problem}" if e.problem else "ok"}
+        for e in registry.dataset_entries()
+        if not pattern or fnmatch.fnmatchcase(e.name, pattern)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise ZooError(
+            f"no dataset plugin matches '{pattern}'" if pattern else
+            "no dataset plugins are installed (TFDS catalog names and folders of images work "
+            "without one)"
+        )
     _table(rows, ("name", "summary", "distribution", "version", "status"))
 
 
@@ -323,7 +357,9 @@ def info(model: str) -> None:
 
 @main.command()
 @click.argument("model")
-@click.option("--dataset", default="mnist", show_default=True, help="TFDS image-classification dataset.")
+@click.option("--dataset", default="mnist", show_default=True,
+              help="A TFDS image-classification dataset, a dataset plugin (zoo list --datasets) "
+                   "or a folder of class folders of images.")
 @_recipe_options
 @click.option("--val-split", type=float, default=0.1, show_default=True,
               help="Fraction of the train split held out for validation (the last part).")
@@ -373,6 +409,10 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     m = run.metrics
     if "test_accuracy" in m:
         click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")
+    else:
+        where = (run.dataset.get("source") or {}).get("path") or run.dataset["name"]
+        click.echo(f"no test split in {where}: no test metrics (validation "
+                   f"accuracy {run.history[-1]['val_accuracy']:.4f}, on {run.dataset['validation_split']})")
     click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training "
                f"(+{m['val_seconds']:.1f} s of validation)")
     hw = m["hardware"]
@@ -408,7 +448,8 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("models", nargs=-1)
-@click.option("--dataset", default="mnist", show_default=True)
+@click.option("--dataset", default="mnist", show_default=True,
+              help="A TFDS dataset, a dataset plugin or a folder of images (see zoo train --help).")
 @_recipe_options
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE",
@@ -424,6 +465,9 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
           from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None,
           **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
+    from .folders import dataset_name
+
+    dataset = dataset_name(dataset)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
+from .folders import parse_image_size
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -65,6 +66,9 @@ class RunConfig:
     input: str = "auto"
     memory_budget: str | int | None = None  # None: a quarter of the machine's memory
     cache_dir: str | None = None
+    # Folders of images only: the (height, width) and channels every image is prepared at.
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
     data_dir: str | None = None
     manual_dir: str | None = None
 
@@ -72,6 +76,8 @@ class RunConfig:
         problems = _problems(self)
         if problems:
             raise ZooUsageError(problems[0])
+        if self.image_size is not None:  # "64,64", [64, 64] (JSON) and (64, 64) alike
+            object.__setattr__(self, "image_size", parse_image_size(self.image_size))
 
     @classmethod
     def from_recipe(
@@ -166,6 +172,11 @@ def _problems(c: RunConfig) -> list[str]:
             c.cache_dir is None or (isinstance(c.cache_dir, str) and c.cache_dir.strip() != ""),
             f"`cache_dir` must be a folder path, received {c.cache_dir!r}",
         ),
+        (
+            c.image_size is None or parse_image_size(c.image_size) is not None,
+            f"`image_size` must be HEIGHT,WIDTH (e.g. 64,64), each 1 to 16384; received {c.image_size!r}",
+        ),
+        (c.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {c.channels!r}"),
     ]
     return [message for ok, message in checks if not ok]
 

@@ -23,7 +23,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from . import files
+import registry
+
+from . import files, folders
 from .config import show_size
 from .errors import ZooError, ZooUsageError
 
@@ -56,6 +58,9 @@ class DatasetInfo:
     num_train: int = 0
     num_validation: int = 0
     num_test: int = 0
+    # Where the examples come from beyond TFDS's name and version: an image folder (its path,
+    # files per split and class, fingerprint) or a dataset plugin (distribution and version).
+    source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,12 @@ class Features:
 
 
 def describe(
-    name: str, *, data_dir: str | None = None, manual_dir: str | None = None
+    name: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
 ) -> Features:
     """Check that ``name`` is an image-classification dataset that can be loaded, without loading it.
 
@@ -110,7 +120,7 @@ def describe(
     folder can be written and its files can be had (from ``manual_dir`` or the network).
     """
     with _no_absl_warnings():
-        builder = _builder(name, data_dir)
+        builder = _builder(name, data_dir, image_size, channels)
         features = _features(builder)
         if not builder.is_prepared():
             _check_preparable(builder, manual_dir)
@@ -139,6 +149,8 @@ def load(
     memory_budget: int | None = None,
     cache_dir: str | None = None,
     shuffle_buffer: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
 ) -> Splits:
     """Prepare ``name`` if needed and return batched train / validation / test pipelines.
 
@@ -150,7 +162,9 @@ def load(
     if batch_size < 1:
         raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
     train_split, val_split = split_strings(val_fraction)
-    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    builder = prepared_builder(
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+    )
     info = _info(builder, train_split, val_split)
     try:
         info = dataclasses.replace(
@@ -315,9 +329,13 @@ def load_split(
     batch_size: int = 256,
     data_dir: str | None = None,
     manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
 ) -> tf.data.Dataset:
     """One split (e.g. ``test`` or ``train[90%:]``) as a batched, unshuffled pipeline."""
-    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    builder = prepared_builder(
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+    )
     split_name = split.split("[", 1)[0]
     if not _has_split(builder, split_name):
         available = ", ".join(sorted(builder.info.splits)) or "none"
@@ -335,9 +353,13 @@ def sample_images(
     *,
     data_dir: str | None = None,
     manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
 ) -> np.ndarray:
     """The first ``count`` raw uint8 images of a split, e.g. to check an exported model."""
-    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    builder = prepared_builder(
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+    )
     images, _ = next(iter(_read(builder, split).take(count).batch(count)))
     return images.numpy()
 
@@ -677,11 +699,19 @@ def _read(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
 
 
 def prepared_builder(
-    name: str, *, data_dir: str | None = None, manual_dir: str | None = None
+    name: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
 ) -> tfds.core.DatasetBuilder:
-    """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed."""
+    """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed.
+
+    ``name`` is a TFDS catalog name, a dataset plugin's name or a folder of images.
+    """
     with _no_absl_warnings():
-        builder = _builder(name, data_dir)
+        builder = _builder(name, data_dir, image_size, channels)
         prepared = builder.is_prepared()
     if prepared:
         return builder
@@ -706,8 +736,35 @@ def prepared_builder(
     return builder
 
 
-def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    """``tfds.builder`` with its errors (multi-line, several types) as one usage-error line."""
+def _builder(
+    name: str,
+    data_dir: str | None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> tfds.core.DatasetBuilder:
+    """The builder ``name`` means: a folder of images, a dataset plugin or a TFDS catalog name.
+
+    ``tfds.builder``'s errors (multi-line, several types) become one usage-error line.
+    """
+    if folders.is_path(name):
+        return _folder_builder(name, data_dir, image_size, channels)
+    if image_size is not None or channels is not None:
+        raise ZooUsageError(
+            f"`image_size` and `channels` apply to folders of images; dataset '{name}' has "
+            f"images of one size already"
+        )
+    plugin = registry.find_dataset(name)
+    if plugin is not None:
+        cls = plugin.load()
+        try:
+            builder = cls(data_dir=data_dir)
+        except Exception as exc:  # a plugin must not take the zoo down with a traceback
+            raise registry.PluginError(
+                f"dataset '{name}' ({plugin.dist} {plugin.version}, {plugin.value}) cannot be "
+                f"built: {type(exc).__name__}: {_first_line(exc)}"
+            ) from None
+        builder.zoo_source = plugin.record()
+        return builder
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -854,7 +911,7 @@ def _features(builder: tfds.core.DatasetBuilder) -> Features:
             f"dataset '{info.name}' has images of varying size {image.shape}; the zoo needs a fixed shape"
         )
     return Features(
-        name=info.name,
+        name=getattr(builder, "zoo_name", info.name),  # a folder: its path
         input_shape=tuple(int(d) for d in image.shape),
         num_classes=int(label.num_classes),
         class_names=tuple(label.names),
@@ -872,4 +929,82 @@ def _info(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str) -
         validation_split=val_split,
         test_split="test" if _has_split(builder, "test") else None,
         class_names=features.class_names,
+        source=getattr(builder, "zoo_source", None),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders of images, prepared as TFDS datasets
+
+
+class ZooImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Images from class folders, prepared once per folder content and image shape.
+
+    The config name is the folder's fingerprint and shape, so a folder whose files change (or
+    the same folder at another ``image_size``) is prepared anew, in a folder of its own, while
+    an unchanged one is read from ``data_dir`` again.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, folder: folders.Folder, **kwargs: Any) -> None:
+        self.folder = folder
+        self.zoo_name, self.zoo_source = str(folder.path), folder.record()
+        height, width, channels = folder.shape
+        name = f"{folder.fingerprint}-{height}x{width}x{channels}"
+        super().__init__(config=tfds.core.BuilderConfig(name=name), **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=f"Images from {self.folder.path}",
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=self.folder.shape),
+                "label": tfds.features.ClassLabel(names=list(self.folder.classes)),
+            }),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {split: self._examples(split) for split in self.folder.files}
+
+    def _examples(self, split: str):
+        for label, names in self.folder.files[split].items():
+            for name in names:
+                yield name, {"image": _decode_file(self.folder.path / name, self.folder.shape), "label": label}
+
+    def _generate_examples(self):  # the splits above are generators already
+        raise NotImplementedError
+
+
+_SCANNED: dict[tuple, folders.Folder] = {}
+
+
+def _folder_builder(
+    name: str, data_dir: str | None, image_size: tuple[int, int] | None, channels: int | None
+) -> ZooImageFolder:
+    # Reading every image's header takes seconds for a large folder; a run asks several times.
+    folder = folders.walk(name)
+    key = (folder.path, folder.fingerprint, image_size, channels)
+    if key not in _SCANNED:
+        _SCANNED[key] = folders.with_shape(folder, image_size, channels)
+    return ZooImageFolder(_SCANNED[key], data_dir=data_dir)
+
+
+def resize_images(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """uint8 images of any size -> uint8 images of ``size``: bilinear, antialiased, rounded.
+
+    The same function resizes a folder's images while they are prepared and a served image in
+    the exported SavedModel, so both see the same pixels.
+    """
+    resized = tf.image.resize(images, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def _decode_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=shape[2], expand_animations=False)
+    except tf.errors.OpError as exc:
+        raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
+    if tuple(image.shape[:2]) != shape[:2]:
+        image = resize_images(image, shape[:2])
+    return image.numpy()

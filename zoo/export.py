@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import to_model_input
+from .data import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"
@@ -47,13 +47,18 @@ def export_model(
     check_images: np.ndarray,
     metadata: dict[str, Any] | None = None,
     tolerance: float = TOLERANCE["float32"],
+    any_size: bool = False,
 ) -> ExportResult:
-    """Write, reload and compare a SavedModel, then publish it as the next integer version."""
+    """Write, reload and compare a SavedModel, then publish it as the next integer version.
+
+    ``any_size``: the signature takes images of any height and width and resizes them to the
+    model's input inside the graph, as a folder's images were resized for training.
+    """
     base = _export_base(export_base)
     _remove_stale_temporaries(base)
     tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _write(model, tmp)
+        _write(model, tmp, any_size)
         if metadata is not None:
             # assets.extra/ is where TF Serving expects files it should ignore.
             (tmp / "assets.extra").mkdir()
@@ -86,11 +91,14 @@ def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float 
     return diff
 
 
-def _write(model: keras.Model, path: Path) -> None:
-    shape = [None, *model.input_shape[1:]]
+def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
+    height, width, channels = model.input_shape[1:]
+    shape = [None, None, None, channels] if any_size else [None, height, width, channels]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
     def serve(image):
+        if any_size:
+            image = resize_images(image, (height, width))
         probabilities = model(to_model_input(image), training=False)
         return {
             "probabilities": tf.cast(probabilities, tf.float32),  # whatever the model computes in

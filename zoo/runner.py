@@ -63,7 +63,7 @@ def train(
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     if config.cache_dir is not None:
         files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
-    features = data.describe(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir)
+    features = data.describe(config.dataset, **data_options(config))
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
@@ -136,8 +136,7 @@ def _load(config: RunConfig, epochs: range, shuffle_buffer: int | None = None) -
         val_fraction=config.val_split,
         batch_size=config.batch_size,
         seed=config.seed,
-        data_dir=config.data_dir,
-        manual_dir=config.manual_dir,
+        **data_options(config),
         augment=config.augment,
         epochs=epochs,
         input=config.input,
@@ -145,6 +144,16 @@ def _load(config: RunConfig, epochs: range, shuffle_buffer: int | None = None) -
         cache_dir=config.cache_dir,
         shuffle_buffer=shuffle_buffer,
     )
+
+
+def data_options(config: RunConfig) -> dict[str, Any]:
+    """Where a run's dataset lives and, for a folder, the shape its images are prepared at."""
+    return {
+        "data_dir": config.data_dir,
+        "manual_dir": config.manual_dir,
+        "image_size": config.image_size,
+        "channels": config.channels,
+    }
 
 
 def fit(
@@ -239,7 +248,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any
     config = run.config
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
-        ds = data.load_split(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir)
+        ds = data.load_split(config.dataset, split, **data_options(config))
         loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
         run.write_json(f"eval-{files.safe_name(split)}.json", result)
@@ -256,8 +265,7 @@ def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> expo
         images = data.sample_images(
             config.dataset,
             info["test_split"] or info["validation_split"],
-            data_dir=config.data_dir,
-            manual_dir=config.manual_dir,
+            **data_options(config),
         )
         metadata = {
             "model": config.model,
@@ -268,9 +276,14 @@ def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> expo
             "run_dir": str(run.path),
             "zoo_version": __version__,
         }
+        source = info.get("source") or {}
+        if source:
+            metadata["dataset_source"] = source
         return export_lib.export_model(
             model, export_base, check_images=images, metadata=metadata,
             tolerance=export_lib.TOLERANCE[config.precision],
+            # Trained on resized images: serve images of any size, resized the same way.
+            any_size=bool(source.get("resized")),
         )
 
 

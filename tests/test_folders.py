@@ -1,0 +1,266 @@
+"""Your own images (#18): folders in both layouts (PNG and JPEG, sizes that differ), their checks,
+preparation and its cache, provenance, and a whole run through the installed `zoo` script whose
+SavedModel serves images of another size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagefolders import CLASSES, write
+
+from zoo import data, folders
+from zoo.errors import ZooUsageError
+
+ZOO = Path(sys.executable).with_name("zoo")
+
+
+@pytest.fixture(scope="module")
+def split_folder(tmp_path_factory) -> Path:
+    """TFDS ImageFolder layout: train/ and test/, PNG and JPEG, 24x24 and 30x20 images."""
+    return write(tmp_path_factory.mktemp("images") / "shapes", {"train": 40, "test": 10},
+                 sizes=((24, 24), (30, 20)))
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory) -> Path:
+    """Keras layout: class folders only, grayscale PNG of one size."""
+    return write(tmp_path_factory.mktemp("images") / "gray", {"": 30}, sizes=((16, 16),),
+                 formats=("png",), channels=1)
+
+
+# -- scanning: layouts, shapes and every way a folder can be wrong ------------------------------
+
+
+def test_the_split_layout_gives_splits_classes_and_a_fingerprint(split_folder):
+    folder = folders.scan(split_folder, image_size=(24, 24))
+    assert folder.layout == "splits" and folder.classes == CLASSES
+    assert folder.counts() == {"test": {c: 10 for c in CLASSES}, "train": {c: 40 for c in CLASSES}}
+    assert folder.shape == (24, 24, 3) and folder.resized  # the 30x20 images are resized
+    assert folder.fingerprint == folders.walk(split_folder).fingerprint  # headers do not enter it
+    record = folder.record()
+    assert record["path"] == str(split_folder) and record["files"]["train"]["circle"] == 40
+
+
+def test_the_keras_layout_is_all_training_and_keeps_one_size_and_grayscale(class_folder):
+    folder = folders.scan(class_folder)
+    assert folder.layout == "classes" and list(folder.files) == ["train"]
+    assert folder.shape == (16, 16, 1) and not folder.resized
+    assert folders.scan(class_folder, channels=3).shape == (16, 16, 3)
+
+
+def test_images_of_different_sizes_need_an_image_size_and_the_error_names_two(split_folder):
+    with pytest.raises(ZooUsageError) as err:
+        folders.scan(split_folder)
+    message = str(err.value)
+    assert "differ in size" in message and "is 24x24" in message and "is 30x20" in message
+    assert message.count(".png") + message.count(".jpg") == 2 and "`image_size`" in message
+
+
+def test_the_fingerprint_changes_with_the_files(tmp_path):
+    folder = write(tmp_path / "f", {"": 3})
+    before = folders.walk(folder).fingerprint
+    (folder / "circle" / "circle-0000.png").touch()  # a new modification time
+    touched = folders.walk(folder).fingerprint
+    (folder / "circle" / "circle-0001.jpg").unlink()
+    assert len({before, touched, folders.walk(folder).fingerprint}) == 3
+
+
+def _bad(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    if name == "a_file":
+        root.write_text("not a folder")
+    elif name == "no_classes":
+        root.mkdir()
+        (root / "readme.txt").write_text("hello")
+    elif name == "empty_class":
+        write(root, {"": 2})
+        (root / "hexagon").mkdir()
+    elif name == "not_an_image":
+        write(root, {"": 2})
+        (root / "square" / "notes.txt").write_text("not an image")
+    elif name == "corrupt":
+        write(root, {"": 2})
+        (root / "square" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    elif name == "test_only_class":
+        write(root, {"train": 2, "test": 1})
+        write(root / "test" / "x", {"": 1})  # test/x/circle/...: a class folder "x" with a subfolder
+    elif name == "mixed_layouts":
+        write(root, {"train": 2})
+        write(root, {"": 1})
+    elif name == "no_train":
+        write(root, {"validation": 2, "test": 1})
+    return root
+
+
+BAD_FOLDERS = [
+    ("missing", "does not exist"),
+    ("a_file", "is not a folder"),
+    ("no_classes", "has no class folders"),
+    ("empty_class", "hexagon holds no images"),
+    ("not_an_image", "notes.txt is not an image"),
+    ("corrupt", "broken.png is not a readable image"),
+    ("test_only_class", "class 'x' appears in the test split"),
+    ("mixed_layouts", "mixes the two layouts"),
+    ("no_train", "has no train/ split folder (it has: test, validation)"),
+]
+
+
+@pytest.mark.parametrize("name, words", BAD_FOLDERS, ids=[b[0] for b in BAD_FOLDERS])
+def test_a_bad_folder_is_one_line_naming_the_culprit(name, words, tmp_path):
+    root = _bad(tmp_path, name)
+    with pytest.raises(ZooUsageError) as err:
+        folders.scan(root)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, size", [
+    ("64,64", (64, 64)), ("64x48", (64, 48)), ("32", (32, 32)), ((28, 28), (28, 28)), ([8, 9], (8, 9)),
+    ("0,4", None), ("a,b", None), ("1,2,3", None), ("99999,2", None), (True, None), (None, None),
+])
+def test_image_sizes(text, size):
+    assert folders.parse_image_size(text) == size
+
+
+def test_names_that_are_paths_and_names_that_are_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pets").mkdir()
+    assert folders.is_path("pets") and folders.is_path("./nothing") and folders.is_path("~/x")
+    assert not folders.is_path("mnist") and not folders.is_path("imagenet_resized/64x64")
+    assert folders.dataset_name("pets") == str(tmp_path / "pets")
+    assert folders.dataset_name("mnist") == "mnist"
+
+
+# -- preparation: a TFDS dataset per folder content and shape ----------------------------------
+
+
+def test_a_folder_is_prepared_once_and_again_when_it_changes(tmp_path):
+    folder = write(tmp_path / "pets", {"train": 6, "test": 2})
+    tfds_dir = tmp_path / "tfds"
+    splits = data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
+    assert splits.info.input_shape == (24, 24, 3) and splits.info.class_names == CLASSES
+    assert (splits.info.num_train, splits.info.num_validation, splits.info.num_test) == (16, 2, 6)
+    assert splits.info.source["fingerprint"] == folders.walk(folder).fingerprint
+    prepared = sorted(p.name for p in (tfds_dir / "zoo_image_folder").iterdir())
+    assert len(prepared) == 1
+    images, labels = next(iter(splits.test))
+    # Labels are the folder names: each class's bright band sits where imagefolders drew it.
+    rows = images.numpy().mean(axis=(2, 3)).argmax(axis=1) / 24
+    np.testing.assert_array_equal(np.digitize(rows, [0.45, 0.75]), labels.numpy())
+
+    data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)  # unchanged: read again
+    assert sorted(p.name for p in (tfds_dir / "zoo_image_folder").iterdir()) == prepared
+    write(folder, {"train": 7})  # one more image per class
+    again = data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
+    assert again.info.num_train + again.info.num_validation == 21
+    assert len(list((tfds_dir / "zoo_image_folder").iterdir())) == 2
+
+
+def test_a_corrupt_image_found_while_preparing_leaves_nothing_prepared(tmp_path):
+    folder = write(tmp_path / "pets", {"": 3})
+    # A readable header and broken data: only decoding finds out.
+    good = (folder / "circle" / "circle-0000.png").read_bytes()
+    (folder / "circle" / "circle-0000.png").write_bytes(good[:60])
+    tfds_dir = tmp_path / "tfds"
+    with pytest.raises(ZooUsageError, match="circle-0000.png is not a readable image"):
+        data.load(str(folder), data_dir=str(tfds_dir))
+    leftovers = [p for p in tfds_dir.rglob("*") if p.is_file()] if tfds_dir.exists() else []
+    assert leftovers == []
+
+
+def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
+    with pytest.raises(ZooUsageError, match="`image_size` and `channels` apply to folders of images"):
+        data.describe("mnist", data_dir=str(tmp_path), image_size=(32, 32))
+
+
+# -- a whole run through the installed script --------------------------------------------------
+
+
+def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(split_folder, tmp_path):
+    import keras
+    import tensorflow as tf
+    from imagefolders import image
+
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    run, exports, tfds_dir = tmp_path / "run", tmp_path / "exports", tmp_path / "tfds"
+    # A relative path, from another working directory: the run records it absolute.
+    relative = os.path.relpath(split_folder, tmp_path)
+    trained = _zoo("train", "cnn", "--dataset", relative, "--image-size", "24,24", "--epochs", "4", "--batch-size", "16",
+                   "--hp", "filters=8,16", "--hp", "dense_units=32", "--precision", "float32",
+                   "--data-dir", str(tfds_dir), "--run-dir", str(run), "--export", str(exports), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["dataset"] == str(split_folder) and record["config"]["image_size"] == [24, 24]
+    source = record["dataset"]["source"]
+    assert source["files"] == {"test": {c: 10 for c in CLASSES}, "train": {c: 40 for c in CLASSES}}
+    assert source["fingerprint"] == folders.walk(split_folder).fingerprint and source["resized"]
+    assert record["dataset"]["class_names"] == list(CLASSES)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.8
+
+    evaluated = _zoo("evaluate", str(run))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((run / "eval-test.json").read_text())["accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+    zoo_json = json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())
+    assert zoo_json["class_names"] == list(CLASSES) and zoo_json["dataset_source"]["path"] == str(split_folder)
+    serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
+    assert serve.structured_input_signature[1]["image"].shape.as_list() == [None, None, None, 3]
+    rng = np.random.default_rng(7)
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    for size in ((40, 56), (24, 24), (13, 9)):  # larger, the training size, smaller
+        pixels = np.stack([image(label, size, rng) for label in range(3)])
+        out = serve(image=tf.constant(pixels))
+        expected = model(data.to_model_input(data.resize_images(pixels, (24, 24))))
+        np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(expected), atol=1e-5)
+        assert out["class_id"].dtype == tf.int64
+    assert list(out["class_id"].numpy()) == [0, 1, 2]  # the bands tell the classes apart at any size
+
+
+@pytest.mark.slow
+def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(class_folder, tmp_path):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    run = tmp_path / "run"
+    trained = _zoo("train", "softmax", "--dataset", str(class_folder), "--epochs", "2",
+                   "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert f"no test split in {class_folder}: no test metrics (validation accuracy" in trained.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test_accuracy" not in metrics and "test_loss" not in metrics
+    refused = _zoo("evaluate", str(run))
+    assert refused.returncode == 2 and "has no split 'test'" in refused.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dataset", "{a_file}"], "is not a folder"),
+    (["--dataset", "./no/such/folder"], "does not exist"),
+    (["--dataset", "{mixed}"], "differ in size"),
+    (["--dataset", "{mixed}", "--image-size", "0,5"], "--image-size must be HEIGHT,WIDTH"),
+    (["--dataset", "{mixed}", "--image-size", "24,24", "--channels", "2"], "--channels must be 1 or 3"),
+    (["--dataset", "mnist", "--image-size", "32,32"], "--image-size and --channels apply to folders"),
+])
+@pytest.mark.slow
+def test_bad_folder_requests_through_the_script_are_one_line_and_leave_nothing(args, words, split_folder, tmp_path):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    (tmp_path / "a_file").write_text("x")
+    places = {"a_file": str(tmp_path / "a_file"), "mixed": str(split_folder)}
+    result = _zoo("train", "mlp", *[a.format(**places) for a in args], "--data-dir", str(tmp_path / "tfds"),
+                  "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], lines
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
