@@ -24,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugin_example"
 EXTRA = ROOT / "tests" / "plugin_extra"
+DATASETS = ROOT / "tests" / "dataset_plugin"
 MNIST = Path(os.environ.get("ZOO_MANUAL_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def venv(tmp_path_factory) -> Path:
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_outer.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in sorted(outer)))
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    packages = {"keras-zoo": ROOT, "zoo-lenet": PLUGIN, "zoo-extra": EXTRA}
+    packages = {"keras-zoo": ROOT, "zoo-lenet": PLUGIN, "zoo-extra": EXTRA, "zoo-shapes-data": DATASETS}
     for package in (_copy(source, venv.parent / name) for name, source in packages.items()):
         result = _run([*pip, str(package)])
         assert result.returncode == 0, result.stderr
@@ -64,7 +65,10 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
-def zoo(venv: Path, *args: str) -> subprocess.CompletedProcess:
+def zoo(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    if env:
+        return subprocess.run([str(venv / "bin" / "zoo"), *args], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}, timeout=600)
     return _run([str(venv / "bin" / "zoo"), *args])
 
 
@@ -223,3 +227,50 @@ def test_float32_plugins_train_in_mixed_precision_on_two_devices_unchanged(
     assert out["probabilities"].dtype == tf.float32 and out["class_id"].dtype == tf.int64
     np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
     assert keras.config.dtype_policy().name == "float32"  # nothing leaked into this process
+
+
+# -- dataset plugins (#18) -----------------------------------------------------------------------
+
+
+def test_dataset_plugins_are_listed_without_importing_them(venv, tmp_path):
+    marker = tmp_path / "imported"
+    result = zoo(venv, "list", "--datasets", "--json", env={"ZOO_TEST_IMPORT_MARKER": str(marker)})
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["shapes"]["distribution"] == "zoo-shapes-data" and rows["shapes"]["version"] == "2.1.0"
+    assert rows["shapes"]["summary"].startswith("Bright bars at three heights")
+    assert rows["brokenshapes"]["entry_point"] == "zoo_shapes_broken:Shapes"
+    assert not marker.exists()  # the broken module was never imported
+    table = zoo(venv, "list", "--datasets")
+    assert table.returncode == 0 and "shapes" in table.stdout and "zoo-shapes-data" in table.stdout
+
+
+def test_a_dataset_plugin_trains_and_its_run_names_the_package(venv, tmp_path):
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    result = zoo(venv, "train", "mlp", "--dataset", "shapes", "--epochs", "2", "--batch-size", "32",
+                 "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run), "--export", str(exports))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "config.json").read_text())
+    assert record["dataset"]["source"] == {
+        "kind": "plugin", "distribution": "zoo-shapes-data", "version": "2.1.0",
+        "entry_point": "zoo_shapes_data:Shapes",
+    }
+    assert record["dataset"]["class_names"] == ["low", "middle", "high"]
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] > 0.9
+    evaluated = zoo(venv, "evaluate", str(run))  # a fresh process imports the plugin again
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_a_broken_dataset_plugin_fails_alone_in_one_line(venv, tmp_path):
+    marker = tmp_path / "imported"
+    result = zoo(venv, "train", "mlp", "--dataset", "brokenshapes", "--data-dir", str(tmp_path / "tfds"),
+                 "--run-dir", str(tmp_path / "run"), env={"ZOO_TEST_IMPORT_MARKER": str(marker)})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        "Error: dataset 'brokenshapes' (zoo-shapes-data 2.1.0, zoo_shapes_broken:Shapes) failed to "
+        "import: RuntimeError: this plugin's data server is unreachable"
+    )
+    assert marker.exists() and not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
+    listed = zoo(venv, "list", "--datasets", "--json")
+    assert listed.returncode == 0 and {"shapes", "brokenshapes"} <= {r["name"] for r in json.loads(listed.stdout)}
