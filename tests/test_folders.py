@@ -264,3 +264,29 @@ def test_bad_folder_requests_through_the_script_are_one_line_and_leave_nothing(a
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], lines
     assert not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
+
+
+def test_a_folder_streams_like_any_tfds_dataset(tmp_path):
+    folder = write(tmp_path / "pets", {"train": 10, "test": 3})
+    memory = data.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="memory")
+    stream = data.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="stream", epochs=range(2))
+    assert stream.input.train == "stream"
+    seen = [labels.numpy() for _, labels in stream.train]
+    assert sum(len(b) for b in seen) == 2 * memory.info.num_train
+    assert sorted(np.concatenate([y.numpy() for _, y in memory.train])) == sorted(np.concatenate(seen)[:27])
+
+
+@pytest.mark.slow
+def test_bench_on_a_folder_records_which_images_it_used(split_folder, tmp_path):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    out = tmp_path / "bench"
+    result = _zoo("bench", "softmax", "--dataset", str(split_folder), "--image-size", "24,24", "--epochs", "1",
+                  "--seeds", "0", "--precision", "float32", "--data-dir", str(tmp_path / "tfds"), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    fingerprint = folders.walk(split_folder).fingerprint
+    assert record["dataset_source"]["fingerprint"] == fingerprint
+    assert record["dataset_source"]["files"]["test"] == {c: 10 for c in CLASSES}
+    assert record["dataset"] == f"{split_folder}@{fingerprint[:8]}"
+    assert f"| {split_folder}@{fingerprint[:8]} |" in (out / "results.md").read_text()
