@@ -13,8 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._discovery import canonical
-from ._errors import AmbiguousModelError, PluginError
+from ._discovery import ambiguous, canonical, entry_points
+from ._errors import PluginError
 from ._static import inspect_entry
 
 DATASET_GROUP = "zoo.datasets"
@@ -59,18 +59,7 @@ class DatasetEntry:
 
 def dataset_entries() -> list[DatasetEntry]:
     """Every registered dataset plugin, sorted by name then distribution."""
-    seen: set[str] = set()
-    found = []
-    for dist in metadata.distributions():
-        dist_name = dist.metadata["Name"] or "unknown"
-        if canonical(dist_name) in seen:  # a shadowed copy further down sys.path
-            continue
-        seen.add(canonical(dist_name))
-        found += [
-            DatasetEntry(ep.name, dist_name, dist.version or "", ep.value, ep)
-            for ep in dist.entry_points
-            if ep.group == DATASET_GROUP
-        ]
+    found = [DatasetEntry(ep.name, dist, version, ep.value, ep) for ep, dist, version in entry_points(DATASET_GROUP)]
     return sorted(found, key=lambda e: (e.name, canonical(e.dist)))
 
 
@@ -82,10 +71,5 @@ def find_dataset(name: str) -> DatasetEntry | None:
         if e.name == short and (not dist or canonical(e.dist) == canonical(dist))
     ]
     if len(matches) > 1:
-        owners = ", ".join(f"{e.dist} {e.version}" for e in matches)
-        choices = " or ".join(f"'{e.dist}:{e.name}'" for e in matches)
-        raise AmbiguousModelError(
-            f"dataset '{name}' is registered by {len(matches)} distributions ({owners}); "
-            f"choose one with {choices}"
-        )
+        raise ambiguous("dataset", name, matches)
     return matches[0] if matches else None

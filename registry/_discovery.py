@@ -77,8 +77,8 @@ class Entry:
         return validate(shown, obj)
 
 
-def entries() -> list[Entry]:
-    """Every registered model, sorted by name then distribution."""
+def entry_points(group: str) -> list[tuple[metadata.EntryPoint, str, str]]:
+    """``(entry point, distribution, version)`` of every installed entry point in ``group``."""
     seen: set[str] = set()
     found = []
     for dist in metadata.distributions():
@@ -87,9 +87,13 @@ def entries() -> list[Entry]:
         if canonical(dist_name) in seen:
             continue
         seen.add(canonical(dist_name))
-        for ep in dist.entry_points:
-            if ep.group == GROUP:
-                found.append(Entry(ep.name, dist_name, dist.version or "", ep.value, ep))
+        found += [(ep, dist_name, dist.version or "") for ep in dist.entry_points if ep.group == group]
+    return found
+
+
+def entries() -> list[Entry]:
+    """Every registered model, sorted by name then distribution."""
+    found = [Entry(ep.name, dist, version, ep.value, ep) for ep, dist, version in entry_points(GROUP)]
     return sorted([*found, *_LOCAL.values()], key=lambda e: (e.name, canonical(e.dist)))
 
 
@@ -152,16 +156,21 @@ def resolve(name: str) -> Entry:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        owners = ", ".join(f"{e.dist} {e.version}" for e in matches)
-        choices = " or ".join(f"'{e.qualified}'" for e in matches)
-        raise AmbiguousModelError(
-            f"model '{name}' is registered by {len(matches)} distributions ({owners}); "
-            f"choose one with {choices}"
-        )
+        raise ambiguous("model", name, matches)
     names = sorted({e.name for e in all_entries} | {e.qualified for e in all_entries})
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else " Run 'zoo list' to see them."
     raise UnknownModelError(f"unknown model '{name}'.{hint}")
+
+
+def ambiguous(kind: str, name: str, matches: list[Any]) -> AmbiguousModelError:
+    """Two distributions claim ``name``: neither is picked silently; the error names both."""
+    owners = ", ".join(f"{e.dist} {e.version}" for e in matches)
+    choices = " or ".join(f"'{e.dist}:{e.name}'" for e in matches)
+    return AmbiguousModelError(
+        f"{kind} '{name}' is registered by {len(matches)} distributions ({owners}); "
+        f"choose one with {choices}"
+    )
 
 
 def get(name: str) -> Builder:

@@ -68,6 +68,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from _bench import git_state  # scripts/_bench.py
 
 from zoo.config import SIZE_HELP, parse_size  # (no TensorFlow in zoo.config)
 
@@ -317,17 +318,6 @@ def parse_args() -> argparse.Namespace:
     if ROOT in Path(args.data_dir).parents or Path(args.data_dir) == ROOT:
         parser.error("--data-dir must be outside the repository")
     return args
-
-
-def git_state() -> str:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True,
-                              cwd=ROOT).stdout
-
-    # Not stripped: a porcelain line starts with its status columns, " M path" included.
-    changed = git("status", "--porcelain", "--", "zoo", "registry").splitlines()
-    dirty = f" with uncommitted changes to {', '.join(c[3:] for c in changed)}" if changed else ""
-    return f"{git('rev-parse', '--short', 'HEAD').strip() or 'unknown'}{dirty}"
 
 
 def cpu_model() -> str:

@@ -38,11 +38,12 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _bench import git_state  # scripts/_bench.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -79,15 +80,6 @@ def parse_args() -> argparse.Namespace:
 def steady(epochs: list[tuple[float, float]]) -> float:
     """Examples/s over epochs 2..E from (examples, training seconds) per epoch."""
     return sum(n for n, _ in epochs[1:]) / sum(s for _, s in epochs[1:])
-
-
-def git_state() -> str:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "zoo", "registry").splitlines()
-    dirty = f" with uncommitted changes to {', '.join(c[3:] for c in changed)}" if changed else ""
-    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}"
 
 
 def main() -> None:

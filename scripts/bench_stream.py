@@ -34,10 +34,11 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _bench import git_state  # scripts/_bench.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("memory", "stream")
@@ -66,17 +67,6 @@ def parse_args() -> argparse.Namespace:
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     return args
-
-
-def git_state() -> str:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True,
-                              cwd=ROOT).stdout
-
-    # Not stripped: a porcelain line starts with its status columns, " M path" included.
-    changed = git("status", "--porcelain", "--", "zoo", "registry").splitlines()
-    dirty = f" with uncommitted changes to {', '.join(c[3:] for c in changed)}" if changed else ""
-    return f"{git('rev-parse', '--short', 'HEAD').strip() or 'unknown'}{dirty}"
 
 
 def main() -> None:
