@@ -843,3 +843,36 @@ def test_a_loaded_module_without_a_spec_does_not_break_listing(monkeypatch):
     module.__spec__ = None  # as __main__ has when Python runs a script
     monkeypatch.setitem(sys.modules, "specless_plugin", module)
     assert _static.inspect_entry("specless_plugin:build").problem == "module 'specless_plugin' is not installed"
+
+
+# -- dataset plugins (zoo.datasets) ---------------------------------------------------------------
+
+
+class FakeDataDist(FakeDist):
+    def __init__(self, name: str, version: str, **datasets: str) -> None:
+        super().__init__(name, version)
+        self.entry_points += [metadata.EntryPoint(k, v, registry.DATASET_GROUP) for k, v in datasets.items()]
+
+
+class NotABuilder:
+    """Has no download_and_prepare."""
+
+
+def test_dataset_plugins_are_found_by_name_and_two_claims_are_an_error(fake_dists):
+    fake_dists(FakeDataDist("zoo-pets", "1.0", pets="test_registry:NotABuilder"),
+               FakeDataDist("other-pets", "2.0", pets="test_registry:NotABuilder", birds="nowhere_module:B"))
+    assert [(e.name, e.dist) for e in registry.dataset_entries()] == [
+        ("birds", "other-pets"), ("pets", "other-pets"), ("pets", "zoo-pets")]
+    assert registry.find_dataset("mnist") is None  # TFDS's catalog then
+    assert registry.find_dataset("zoo-pets:pets").dist == "zoo-pets"
+    with pytest.raises(registry.AmbiguousModelError, match=r"dataset 'pets' is registered by 2 distributions "
+                       r"\(other-pets 2.0, zoo-pets 1.0\); choose one with 'other-pets:pets' or 'zoo-pets:pets'"):
+        registry.find_dataset("pets")
+    birds = registry.find_dataset("birds")
+    assert birds.problem == "module 'nowhere_module' is not installed"  # from the source, no import
+    with pytest.raises(registry.PluginError, match=r"dataset 'birds' \(other-pets 2.0, nowhere_module:B\) "
+                       r"failed to import: ModuleNotFoundError"):
+        birds.load()
+    with pytest.raises(registry.PluginError, match="is <class 'test_registry.NotABuilder'>, not a TFDS dataset builder"):
+        registry.find_dataset("zoo-pets:pets").load()
+    assert registry.find_dataset("zoo-pets:pets").summary == "Has no download_and_prepare."
