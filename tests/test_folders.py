@@ -290,3 +290,30 @@ def test_bench_on_a_folder_records_which_images_it_used(split_folder, tmp_path):
     assert record["dataset_source"]["files"]["test"] == {c: 10 for c in CLASSES}
     assert record["dataset"] == f"{split_folder}@{fingerprint[:8]}"
     assert f"| {split_folder}@{fingerprint[:8]} |" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_resume_after_the_images_changed_is_refused(tmp_path):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    folder = write(tmp_path / "pets", {"train": 30, "test": 3})
+    run = tmp_path / "run"
+    args = ("train", "softmax", "--dataset", str(folder), "--epochs", "300", "--batch-size", "8",
+            "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([str(ZOO), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        import time
+
+        deadline = time.monotonic() + 300
+        while not (run / "backup" / "state.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    write(folder, {"train": 31})  # one more image per class
+    refused = _zoo(*args, "--resume")
+    assert refused.returncode == 2, refused.stderr
+    assert "changed since run" in refused.stderr and "resume needs the same images" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, data, devices, files
+from . import __version__, data, devices, files, folders
 from . import export as export_lib
 from .config import RunConfig, parse_size
 from .errors import ZooError, ZooUsageError
@@ -81,6 +81,7 @@ def train(
                 changes = _resume_changes(run, config)
                 backup = _Backup(run.file(BACKUP))
                 # The recorded buffer size, whatever the budget now: the same order as before.
+                _check_same_images(run)  # before a changed folder is prepared again
                 splits = _load(config, range(backup.saved_epoch(), config.epochs), recorded.get("shuffle_buffer"))
                 _record_resume(run, config, changes, backup.saved_epoch())
             elif run.contents():  # another process started a run here in the meantime
@@ -527,6 +528,20 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
             f"resume with the same command{hint}"
         )
     return changed
+
+
+def _check_same_images(run: Run) -> None:
+    """A folder of images may change between a kill and its resume; its fingerprint tells."""
+    source = run.dataset.get("source") or {}
+    if source.get("kind") != "folder":
+        return
+    now = folders.walk(source["path"]).fingerprint
+    if now != source["fingerprint"]:
+        raise ZooUsageError(
+            f"the images in {source['path']} changed since run {run.path} started "
+            f"(fingerprint {source['fingerprint']}, now {now}); resume needs the same images, "
+            f"or start a new run"
+        )
 
 
 def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
