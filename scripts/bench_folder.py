@@ -1,9 +1,9 @@
-"""MNIST as a folder of PNG files against the catalog `mnist`: preparation time, throughput, accuracy.
+"""MNIST as a folder of PNG files against the catalog `mnist`: preparation, throughput, accuracy.
 
 The four official MNIST files (--manual-dir) are read directly (gzip + NumPy) and written as
 --folder/train/<digit>/<index>.png (60,000) and --folder/test/<digit>/<index>.png (10,000),
-grayscale PNG, with a pool of 2 processes; a folder that already holds exactly those files is
-reused. The folder is never written inside the repository (the images are MNIST's).
+grayscale PNG, by --write-processes processes (2); a folder that already holds exactly those
+files is reused. The folder is never written inside the repository (the images are MNIST's).
 
 Preparation: each dataset is prepared once, in a fresh TFDS data dir of its own, by
 `zoo.data.prepared_builder` in a child process (TensorFlow's start-up is not timed): the catalog
@@ -61,6 +61,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _bench import git_state  # scripts/_bench.py
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_POINTS = 0.2  # |folder - catalog| mean test accuracy, in percentage points
@@ -110,12 +111,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--manual-dir", default=os.environ.get("ZOO_MANUAL_DIR") or
                         str(ROOT.parent / "shared" / "datasets" / "mnist"),
                         help="the four MNIST files (default: $ZOO_MANUAL_DIR or %(default)s)")
+    parser.add_argument("--write-processes", type=int, default=2,
+                        help="processes that write the PNG files (1: this one; default: "
+                             "%(default)s)")
     parser.add_argument("--limit", type=int,
                         help="smoke test: only the first N training and N/6 test images in the "
                              "folder (the catalog keeps all of MNIST)")
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.write_processes < 1:
+        parser.error("--write-processes must be at least 1")
     if args.limit is not None and not 60 <= args.limit <= 60_000:
         parser.error("--limit must be between 60 and 60000")
     folder = Path(args.folder).expanduser().resolve()
@@ -125,17 +131,6 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--folder {folder} is inside the repository; MNIST's images stay out of it")
     args.folder = folder
     return args
-
-
-def git_state() -> str:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], check=False, capture_output=True, text=True,
-                              cwd=ROOT).stdout
-
-    # Not stripped: a porcelain line starts with its status columns, " M path" included.
-    changed = git("status", "--porcelain", "--", "zoo", "registry").splitlines()
-    dirty = f" with uncommitted changes to {', '.join(c[3:] for c in changed)}" if changed else ""
-    return f"{git('rev-parse', '--short', 'HEAD').strip() or 'unknown'}{dirty}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ def existing_files(folder: Path) -> set[str]:
     return {str(Path(d, f).relative_to(folder)) for d, _, fs in os.walk(folder) for f in fs}
 
 
-def write_folder(folder: Path, mnist: dict, names: dict) -> float | None:
+def write_folder(folder: Path, mnist: dict, names: dict, processes: int) -> float | None:
     """Write the PNG files (seconds taken), or reuse the folder if it holds exactly them (None)."""
     expected = {rel for items in names.values() for _, rel in items}
     if folder.exists():
@@ -237,8 +232,11 @@ def write_folder(folder: Path, mnist: dict, names: dict) -> float | None:
         _IMAGES.update({split: images for split, (images, _) in mnist.items()})
         jobs = [(str(partial), split, items[i:i + 1000])
                 for split, items in names.items() for i in range(0, len(items), 1000)]
-        with multiprocessing.get_context("fork").Pool(2) as pool:
-            written = sum(pool.imap_unordered(_write, jobs))
+        if processes > 1:
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                written = sum(pool.imap_unordered(_write, jobs))
+        else:
+            written = sum(map(_write, jobs))
         assert written == len(expected), (written, len(expected))
         partial.rename(folder)
     except BaseException:
@@ -304,10 +302,10 @@ def main() -> None:
               for split, items in names.items()}
     if len(counts["train"]) != 10:
         sys.exit(f"--limit {args.limit} leaves digits out of the training images; use more")
-    renamed = sum(rel.count("-") for _, rel in names["train"])
-    print(f"writing {sum(map(len, names.values())):,} PNG files to {folder} ...", file=sys.stderr,
-          flush=True)
-    write_seconds = write_folder(folder, mnist, names)
+    renamed = sum("-" in Path(rel).name for _, rel in names["train"])
+    print(f"writing (or reusing) {sum(map(len, names.values())):,} PNG files in {folder} ...",
+          file=sys.stderr, flush=True)
+    write_seconds = write_folder(folder, mnist, names, args.write_processes)
     num_files = {split: len(items) for split, items in names.items()}
     del mnist
 
@@ -373,8 +371,9 @@ def main() -> None:
           f"Pillow {PIL.__version__}, NumPy {np.__version__}; commit {commit}")
     print(f"Command: {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     total = sum(num_files.values())
-    written = (f"written in {write_seconds:.1f} s ({total / write_seconds:,.0f} files/s, 2 "
-               f"processes)" if write_seconds is not None else "reused (written by an earlier run)")
+    written = (f"written in {write_seconds:.1f} s ({total / write_seconds:,.0f} files/s, "
+               f"{args.write_processes} process{'es' * (args.write_processes > 1)})"
+               if write_seconds is not None else "reused (written by an earlier run)")
     print(f"Folder: {folder}, {num_files['train']:,} train + {num_files['test']:,} test PNG "
           f"files, {written}; {renamed:,} training files carry a -k suffix that puts them on "
           f"the catalog's side of the validation cut\n")
