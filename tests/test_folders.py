@@ -95,6 +95,12 @@ def _bad(tmp_path: Path, name: str) -> Path:
         write(root, {"": 1})
     elif name == "no_train":
         write(root, {"validation": 2, "test": 1})
+    elif name == "one_class":
+        write(root, {"": 2})
+        for other in ("square", "triangle"):
+            for f in (root / other).iterdir():
+                f.unlink()
+            (root / other).rmdir()
     return root
 
 
@@ -108,6 +114,7 @@ BAD_FOLDERS = [
     ("test_only_class", "class 'x' appears in the test split"),
     ("mixed_layouts", "mixes the two layouts"),
     ("no_train", "has no train/ split folder (it has: test, validation)"),
+    ("one_class", "has one class (circle/); a classifier needs at least two"),
 ]
 
 
@@ -317,3 +324,16 @@ def test_a_resume_after_the_images_changed_is_refused(tmp_path):
     assert refused.returncode == 2, refused.stderr
     assert "changed since run" in refused.stderr and "resume needs the same images" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_list_datasets_without_plugins_says_what_works_instead():
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+
+    result = CliRunner().invoke(main, ["list", "--datasets"])
+    assert result.exit_code == 0 and "no dataset plugins are installed" in result.output
+    result = CliRunner().invoke(main, ["list", "--datasets", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == []
+    result = CliRunner().invoke(main, ["list", "--datasets", "zz*"])
+    assert result.exit_code == 1 and "no dataset plugin matches 'zz*'" in result.output

@@ -301,12 +301,12 @@ def _list_datasets(pattern: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        raise ZooError(
-            f"no dataset plugin matches '{pattern}'" if pattern else
-            "no dataset plugins are installed (TFDS catalog names and folders of images work "
-            "without one)"
-        )
+    if not rows and pattern:
+        raise ZooError(f"no dataset plugin matches '{pattern}'")
+    if not rows:  # nothing wrong: catalog names and folders need no plugin
+        click.echo("no dataset plugins are installed; TFDS catalog names and folders of images "
+                   "work without one")
+        return
     _table(rows, ("name", "summary", "distribution", "version", "status"))
 
 

@@ -124,6 +124,10 @@ def walk(path: str | os.PathLike) -> Folder:
             files[split][cls.name] = tuple(str(p.relative_to(root)) for p in found)
             stamp += [(str(p.relative_to(root)), *_stat(p)) for p in found]
     classes = tuple(sorted(files["train"]))
+    if len(classes) < 2:
+        raise ZooUsageError(
+            f"dataset folder {root} has one class ({classes[0]}/); a classifier needs at least two"
+        )
     for split, found in files.items():
         extra = sorted(set(found) - set(classes))
         if extra:
