@@ -410,8 +410,7 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     if "test_accuracy" in m:
         click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")
     else:
-        where = (run.dataset.get("source") or {}).get("path") or run.dataset["name"]
-        click.echo(f"no test split in {where}: no test metrics (validation "
+        click.echo(f"no test split in {run.dataset['name']}: no test metrics (validation "
                    f"accuracy {run.history[-1]['val_accuracy']:.4f}, on {run.dataset['validation_split']})")
     click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training "
                f"(+{m['val_seconds']:.1f} s of validation)")
