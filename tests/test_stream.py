@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tinydata
+from test_data import _image_ids as _ids  # the index each test image carries in two pixels
 
 from zoo import data
 from zoo.config import parse_size
@@ -21,15 +22,6 @@ from zoo.errors import ZooError, ZooUsageError
 MB = 2**20
 # zoo_stream: 320 train (288 after validation), 80 test images of 64x64x3.
 EXAMPLE = 64 * 64 * 3 + 8
-
-
-def _ids(ds) -> list[int]:
-    """The example index written into pixels (0,0) and (0,1), red channel."""
-    ids = []
-    for images, _ in ds:
-        raw = np.rint(images.numpy() * 255).astype(int)
-        ids += list(raw[:, 0, 0, 0] * 256 + raw[:, 0, 1, 0])
-    return ids
 
 
 def _load(data_dir, **kwargs):
