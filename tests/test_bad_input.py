@@ -69,6 +69,8 @@ CASES = [
      "more than --memory-budget 10 MB"),
     (["train", "softmax", "--cache-dir", "{a_file}"], 2, "cache folder {a_file} exists and is not a directory"),
     (["train", "softmax", "--cache-dir", "{a_file}/cache"], 2, "is a file"),
+    (["train", "softmax", "--cache-dir", ""], 2, "--cache-dir': must be a folder path, not empty"),
+    (["train", "softmax", "--dataset", ""], 2, "--dataset is empty"),
     (["bench", "softmax", "--cache-dir", "/proc/zoo-cache", "--out", "{run}"], 2,
      "cannot create cache folder /proc/zoo-cache"),
     (["bench", "softmax", "--seeds", "4294967296"], 2, "--seeds expects integers between 0 and"),

@@ -95,6 +95,12 @@ def _bad(tmp_path: Path, name: str) -> Path:
         write(root, {"": 1})
     elif name == "no_train":
         write(root, {"validation": 2, "test": 1})
+    elif name == "broken_link":
+        write(root, {"": 2})
+        (root / "circle" / "dangling.png").symlink_to(root / "nowhere.png")
+    elif name == "empty_test":
+        write(root, {"train": 2})
+        (root / "test").mkdir()
     elif name == "one_class":
         write(root, {"": 2})
         for other in ("square", "triangle"):
@@ -112,8 +118,10 @@ BAD_FOLDERS = [
     ("not_an_image", "notes.txt is not an image"),
     ("corrupt", "broken.png is not a readable image"),
     ("test_only_class", "class 'x' appears in the test split"),
-    ("mixed_layouts", "mixes the two layouts"),
-    ("no_train", "has no train/ split folder (it has: test, validation)"),
+    ("mixed_layouts", "lies outside any class folder of"),
+    ("no_train", "has test/ but no train/: the split layout needs train/"),
+    ("broken_link", "dangling.png is a broken link"),
+    ("empty_test", "split folder"),
     ("one_class", "has one class (circle/); a classifier needs at least two"),
 ]
 
@@ -137,10 +145,28 @@ def test_image_sizes(text, size):
 def test_names_that_are_paths_and_names_that_are_not(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pets").mkdir()
-    assert folders.is_path("pets") and folders.is_path("./nothing") and folders.is_path("~/x")
-    assert not folders.is_path("mnist") and not folders.is_path("imagenet_resized/64x64")
-    assert folders.dataset_name("pets") == str(tmp_path / "pets")
-    assert folders.dataset_name("mnist") == "mnist"
+    (tmp_path / "mnist").mkdir()  # a folder named like a catalog dataset does not replace it
+    assert data.is_folder("pets") and data.is_folder("./nothing") and data.is_folder("~/x")
+    assert data.is_folder("./mnist") and not data.is_folder("mnist")
+    assert not data.is_folder("imagenet_resized/64x64") and not data.is_folder("cifar10")
+    assert data.dataset_name("pets") == str(tmp_path / "pets")
+    assert data.dataset_name("mnist") == "mnist" and data.dataset_name("./mnist") == str(tmp_path / "mnist")
+    with pytest.raises(ZooUsageError, match="`dataset` is empty"):
+        data.dataset_name("")
+
+
+def test_class_folders_may_hold_sub_folders_in_both_layouts(tmp_path):
+    keras_layout = write(tmp_path / "k", {"": 2})
+    write(keras_layout / "circle" / "2019", {"": 1})  # circle/2019/<classes>/...: deeper images of circle
+    folder = folders.walk(keras_layout)
+    assert folder.layout == "classes" and folder.classes == CLASSES
+    assert folder.counts()["train"]["circle"] == 2 + 3
+
+
+def test_extra_split_folders_are_prepared_and_test_is_found_in_any_case(tmp_path):
+    root = write(tmp_path / "s", {"train": 3, "Test": 1, "validation": 1})
+    folder = folders.walk(root)
+    assert sorted(folder.files) == ["test", "train", "validation"]
 
 
 # -- preparation: a TFDS dataset per folder content and shape ----------------------------------
@@ -295,8 +321,33 @@ def test_bench_on_a_folder_records_which_images_it_used(split_folder, tmp_path):
     fingerprint = folders.walk(split_folder).fingerprint
     assert record["dataset_source"]["fingerprint"] == fingerprint
     assert record["dataset_source"]["files"]["test"] == {c: 10 for c in CLASSES}
-    assert record["dataset"] == f"{split_folder}@{fingerprint[:8]}"
-    assert f"| {split_folder}@{fingerprint[:8]} |" in (out / "results.md").read_text()
+    # Two preparations of one folder (another size, other images) are never averaged.
+    assert record["dataset"] == f"{split_folder}@{fingerprint[:8]} 24x24x3"
+    assert f"| {split_folder}@{fingerprint[:8]} 24x24x3 |" in (out / "results.md").read_text()
+    import csv
+
+    with (out / "results.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert json.loads(row["dataset_source"])["fingerprint"] == fingerprint
+
+
+@pytest.mark.slow
+def test_evaluating_after_the_images_changed_says_so(tmp_path):
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+    folder = write(tmp_path / "pets", {"train": 10, "test": 3})
+    run = tmp_path / "run"
+    trained = _zoo("train", "softmax", "--dataset", str(folder), "--epochs", "1",
+                   "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    before = folders.walk(folder).fingerprint
+    write(folder, {"test": 4})  # one more test image per class
+    evaluated = _zoo("evaluate", str(run))
+    assert evaluated.returncode == 0, evaluated.stderr
+    now = folders.walk(folder).fingerprint
+    assert f"note: the images changed since this run trained (fingerprint {before}, now {now})" in evaluated.stdout
+    result = json.loads((run / "eval-test.json").read_text())
+    assert (result["trained_on_fingerprint"], result["fingerprint"]) == (before, now)
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def test_the_default_budget_is_a_quarter_of_the_memory_this_process_may_use(stre
     ("512MB", 512 * MB), ("4GB", 4 * 2**30), ("1.5GiB", 3 * 2**29), ("4g", 4 * 2**30),
     ("100 kb", 100 * 1024), ("1000000", 1_000_000), (2048, 2048),
     ("0", None), ("-1GB", None), ("lots", None), ("4 GBs", None), ("iB", None), ("1e9", None),
-    (True, None), (None, None), ("99999999TB", None),
+    (True, None), (None, None), ("99999999TB", None), (1.5e9, 1_500_000_000), (1.5, None),
 ])
 def test_memory_budget_sizes(text, size):
     assert parse_size(text) == size

@@ -120,7 +120,7 @@ def train(
 
     from . import runner
     from .config import RunConfig
-    from .folders import dataset_name
+    from .data import dataset_name
 
     name = model if isinstance(model, str) else registry.register(model).name
     builder = registry.get(name)
@@ -142,7 +142,7 @@ def train(
         "devices": devices,
         "input": input,
         "memory_budget": memory_budget,
-        "cache_dir": os.fspath(cache_dir) if cache_dir else None,
+        "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,  # "" is refused
         "image_size": image_size,
         "channels": channels,
         "data_dir": os.fspath(data_dir) if data_dir else None,
@@ -181,7 +181,7 @@ def bench(
     are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``.
     """
     from . import benchmark as bench_lib
-    from .folders import dataset_name
+    from .data import dataset_name
 
     options = {
         "dataset": dataset_name(dataset),

@@ -209,9 +209,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "hparams": record_json["model"]["hparams_resolved"],
         "hparams_set": config["hparams"],  # what the command line changed from the defaults
         "recipe_changed": _recipe_changed(config, record_json["model"]),
-        # A folder's path and fingerprint: its images change, its name does not.
-        "dataset": info["name"] + (f"@{info['source']['fingerprint'][:8]}"
-                                   if (info.get("source") or {}).get("kind") == "folder" else ""),
+        "dataset": _dataset_label(info),
         "dataset_version": info["version"],
         # Which images exactly, for a folder (path, files per split and class, fingerprint).
         "dataset_source": info.get("source"),
@@ -238,6 +236,15 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "export_dir": str(export_dir),
         "env": environment(),
     }
+
+
+def _dataset_label(info: dict[str, Any]) -> str:
+    """A leaderboard's dataset: a folder by path, fingerprint and the shape it was prepared at,
+    since its images (and their size) change while its name does not."""
+    source = info.get("source") or {}
+    if source.get("kind") != "folder":
+        return info["name"]
+    return f"{info['name']}@{source['fingerprint'][:8]} {'x'.join(map(str, info['input_shape']))}"
 
 
 # What a run from before precision, devices and input were settings computed with.
@@ -422,7 +429,7 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
         lines.append(
             f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
-            f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {r['train_seconds']:.1f} | "
+            f"{_accuracy(r)} | {r['train_seconds']:.1f} | "
             f"{r['train_examples_per_second']:,.0f} | {r['params']:,} | {flops} | "
             f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
             f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
@@ -435,11 +442,17 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
     return header + "\n".join(lines) + f"\n\n{env_line}{made}\n"
 
 
+def _accuracy(row: dict[str, Any]) -> str:
+    if row["acc_mean"] != row["acc_mean"]:  # NaN: the dataset has no test split
+        return "no test split"
+    return f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}"
+
+
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
         row = {k: v for k, v in r.items() if k not in ("env", "splits")}
-        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input"):
+        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input", "dataset_source"):
             row[key] = json.dumps(r.get(key, {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})

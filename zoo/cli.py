@@ -212,7 +212,7 @@ _INPUT_OPTIONS = (
                  help="Memory the data may take, e.g. 512MB or 4GB (powers of 1024). It decides "
                       "auto and sizes the streaming shuffle buffer. [default: a quarter of the "
                       "machine's memory]"),
-    click.option("--cache-dir", type=click.Path(resolve_path=True),
+    click.option("--cache-dir", type=click.Path(), callback=lambda ctx, param, value: _folder_path(param, value),
                  help="Streaming: write the decoded examples here once and read them back in "
                       "later epochs and runs (for datasets whose decoding is the bottleneck)."),
 )
@@ -235,6 +235,15 @@ _DATA_OPTIONS = (
                  help="Folder with the dataset's downloaded files, to prepare offline "
                       "[env: ZOO_MANUAL_DIR]."),
 )
+
+
+def _folder_path(param: click.Parameter, value: str | None) -> str | None:
+    """An absolute folder path; "" is refused (resolved, it would be the working directory)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("must be a folder path, not empty", param=param)
+    return str(Path(value).expanduser().resolve())
 
 
 def _options(options):
@@ -397,6 +406,9 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
             verbose=1 if sys.stdout.isatty() else 2, **options,
         )
     except KeyboardInterrupt:
+        if not (Path(run_dir) / CONFIG).is_file():  # stopped while the data was being prepared
+            click.echo("\nInterrupted before training started; nothing was written.", err=True)
+            sys.exit(130)
         command = ["zoo", *sys.argv[1:]] if sys.argv[1:2] == ["train"] else ["zoo", "train", model]
         extra = ([] if "--resume" in command else ["--resume"]) + (
             [] if "--run-dir" in command else ["--run-dir", run_dir]
@@ -418,8 +430,10 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     where = f"{hw['replicas']} {hw['device_kind']} devices" if hw["replicas"] > 1 else hw["device_kind"]
     click.echo(f"{hw['precision']} on {where} ({hw['device_name']}), XLA {'on' if hw['jit_compile'] else 'off'}")
     source = m["input"]
-    buffer = f", shuffle buffer of {source['shuffle_buffer']:,} examples" if source["shuffle_buffer"] else ""
-    click.echo(f"input: {source['train']} ({source['reason']}{buffer})")
+    count = source["shuffle_buffer"]
+    buffer = f", shuffle buffer of {count:,} example{'s' * (count != 1)}" if count else ""
+    cache = f", decoded cache in {source['cache']}" if source.get("cache") else ""
+    click.echo(f"input: {source['train']} ({source['reason']}{buffer}{cache})")
     click.echo(f"run directory: {run.path}")
     if run.exported is not None:
         _echo_export(run.exported)
@@ -464,9 +478,6 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
           from_runs: tuple[str, ...], data_dir: str | None, manual_dir: str | None,
           **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
-    from .folders import dataset_name
-
-    dataset = dataset_name(dataset)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -482,12 +493,13 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
     hp_pairs = _pairs(hp)
     _import_tensorflow()
     from . import benchmark as bench_lib
+    from .data import dataset_name
 
     out_dir = Path(out).resolve()
     if from_runs:
         jobs = bench_lib.plan_from_runs(list(from_runs))
     else:
-        options = {"dataset": dataset, "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
+        options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
         jobs = bench_lib.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
     start, terminal = time.monotonic(), sys.stderr.isatty()
@@ -518,6 +530,10 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
 
     result = runner.evaluate(run_dir, split)
     click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+    if "trained_on_fingerprint" in result:
+        click.echo(f"note: the images changed since this run trained (fingerprint "
+                   f"{result['trained_on_fingerprint']}, now {result['fingerprint']}): these "
+                   f"figures are for the images as they are now")
 
 
 @main.command()

@@ -64,7 +64,7 @@ class RunConfig:
     # TFDS shards every epoch) or "auto" (memory when the decoded splits fit `memory_budget`).
     # A run records the path it took, never "auto".
     input: str = "auto"
-    memory_budget: str | int | None = None  # None: a quarter of the machine's memory
+    memory_budget: str | int | float | None = None  # None: a quarter of the machine's memory
     cache_dir: str | None = None
     # Folders of images only: the (height, width) and channels every image is prepared at.
     image_size: tuple[int, int] | None = None
@@ -226,6 +226,8 @@ def parse_size(text: Any) -> int | None:
     """
     if isinstance(text, bool):
         return None
+    if isinstance(text, float) and text.is_integer():  # 1.5e9 from Python
+        text = int(text)
     if isinstance(text, int):
         return text if 1 <= text <= MAX_SIZE else None
     if not isinstance(text, str):

@@ -749,7 +749,7 @@ def _builder(
 
     ``tfds.builder``'s errors (multi-line, several types) become one usage-error line.
     """
-    if folders.is_path(name):
+    if is_folder(name):
         return _folder_builder(name, data_dir, image_size, channels)
     if image_size is not None or channels is not None:
         raise ZooUsageError(
@@ -982,6 +982,28 @@ class ZooImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 _SCANNED: dict[tuple, folders.Folder] = {}
 
 
+def is_folder(name: str) -> bool:
+    """Whether ``--dataset`` names a folder of images rather than a plugin or TFDS dataset.
+
+    Written like a path, it is one; a bare name only when it is an existing folder that no
+    dataset plugin and no TFDS builder is called (TFDS names may hold "/": ``imagenet_resized/64x64``).
+    """
+    if not name.strip():
+        raise ZooUsageError("`dataset` is empty; give a TFDS name, a dataset plugin or a folder")
+    if folders.written_as_path(name):
+        return True
+    if not Path(name).expanduser().is_dir():
+        return False
+    return registry.find_dataset(name) is None and name.split(":")[0].split("/")[0] not in tfds.list_builders()
+
+
+def dataset_name(name: str | os.PathLike) -> str:
+    """``dataset`` as a run records it: a folder as an absolute path (a resume or a bench job may
+    start in another working directory), any other name as it is."""
+    name = os.fspath(name)
+    return str(Path(name).expanduser().resolve()) if is_folder(name) else name
+
+
 def _folder_builder(
     name: str, data_dir: str | None, image_size: tuple[int, int] | None, channels: int | None
 ) -> ZooImageFolder:
@@ -1007,7 +1029,9 @@ def _decode_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     try:
         image = tf.io.decode_image(tf.io.read_file(str(path)), channels=shape[2], expand_animations=False)
     except tf.errors.OpError as exc:
-        raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
+        # TensorFlow wraps its reason in the op's names: "{{function_node ...}} Invalid PNG data [Op:...]".
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", exc.message or "").strip() or type(exc).__name__
+        raise ZooUsageError(f"{path} is not a readable image ({reason})") from None
     if tuple(image.shape[:2]) != shape[:2]:
         image = resize_images(image, shape[:2])
     return image.numpy()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,23 +24,18 @@ from typing import Any
 from .errors import ZooUsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Folder names that mean a split, not a class, when they stand beside class folders.
+_SPLIT_NAMES = {"test", "validation", "val", "valid", "eval", "dev"}
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
-def is_path(name: str) -> bool:
-    """Whether ``--dataset`` names a folder rather than a TFDS or plugin dataset.
+def written_as_path(name: str) -> bool:
+    """``./pets``, ``../pets``, ``/data/pets``, ``~/pets``: a folder, whatever else has that name.
 
-    TFDS names may contain "/" (``imagenet_resized/64x64``), so only what exists, or what is
-    written like a path, is a path.
+    A bare name (``pets``) is a folder only when no dataset has that name (see
+    ``zoo.data.is_folder``): a ``./mnist`` folder must not replace the catalog's MNIST.
     """
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
-
-
-def dataset_name(name: str | os.PathLike) -> str:
-    """``--dataset`` as a run records it: a folder as an absolute path (a resume or a bench job
-    may start in another working directory), any other name as it is."""
-    name = os.fspath(name)
-    return str(Path(name).expanduser().resolve()) if is_path(name) else name
+    return name in (".", "..") or name.startswith(("/", "./", "../", "~"))
 
 
 @dataclass(frozen=True)
@@ -96,20 +92,30 @@ def walk(path: str | os.PathLike) -> Folder:
     loose = _images(root)
     if loose:
         raise ZooUsageError(f"{loose[0]} lies outside any class folder of {root}")
-    # Split folders hold class folders; class folders hold images.
-    nested = [c for c in children if _folders(c)]
-    if nested and len(nested) < len(children):
-        flat = next(c for c in children if c not in nested)
-        raise ZooUsageError(
-            f"dataset folder {root} mixes the two layouts: {nested[0].name}/ holds folders, "
-            f"{flat.name}/ does not"
-        )
-    layout = "splits" if nested else "classes"
-    splits = {c.name: c for c in children} if nested else {"train": root}
-    if "train" not in splits:
-        raise ZooUsageError(
-            f"dataset folder {root} has no train/ split folder (it has: {', '.join(sorted(splits))})"
-        )
+    # A train/ folder means the split layout (TFDS ImageFolder); without one, the children are
+    # the classes (Keras), which may hold sub-folders of their own.
+    if any(c.name.lower() == "train" for c in children):
+        layout = "splits"
+        splits = {(c.name.lower() if c.name.lower() in ("train", "test") else c.name): c for c in children}
+        if len(splits) < len(children):
+            raise ZooUsageError(f"dataset folder {root} has two train/ or test/ folders (case differs)")
+        odd = sorted(name for name in splits if not re.fullmatch(r"[A-Za-z0-9_]+", name))
+        if odd:
+            raise ZooUsageError(
+                f"split folder {root / odd[0]} needs a name of letters, digits and _ (TFDS's rule)"
+            )
+        for folder in splits.values():
+            loose = _images(folder)
+            if loose:
+                raise ZooUsageError(f"{loose[0]} lies outside any class folder of {folder}")
+    else:
+        named_like_splits = [c.name for c in children if c.name.lower() in _SPLIT_NAMES]
+        if named_like_splits:
+            raise ZooUsageError(
+                f"dataset folder {root} has {named_like_splits[0]}/ but no train/: the split "
+                f"layout needs train/ (or, without split folders, class folders only)"
+            )
+        layout, splits = "classes", {"train": root}
     files: dict[str, dict[str, tuple[str, ...]]] = {}
     stamp = []
     for split, folder in sorted(splits.items()):
@@ -156,6 +162,8 @@ def _class_files(folder: Path) -> list[Path]:
             if name.startswith("."):  # .DS_Store and the like
                 continue
             p = Path(dirpath) / name
+            if not p.exists():
+                raise ZooUsageError(f"{p} is a broken link")
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 raise ZooUsageError(f"{p} is not an image (expected {', '.join(IMAGE_SUFFIXES)})")
             found.append(p)

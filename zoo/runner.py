@@ -252,6 +252,12 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any
         ds = data.load_split(config.dataset, split, **data_options(config))
         loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
+        source = run.dataset.get("source") or {}
+        if source.get("kind") == "folder":  # its images may have changed since training
+            now = folders.walk(source["path"]).fingerprint
+            result["fingerprint"] = now
+            if now != source["fingerprint"]:
+                result["trained_on_fingerprint"] = source["fingerprint"]
         run.write_json(f"eval-{files.safe_name(split)}.json", result)
     return result
 
