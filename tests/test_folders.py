@@ -214,19 +214,23 @@ def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
 # -- a whole run through the installed script --------------------------------------------------
 
 
+@pytest.fixture
+def installed():
+    if not ZOO.is_file():
+        pytest.skip(f"no installed console script at {ZOO}")
+
+
 def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(split_folder, tmp_path):
+def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(installed, split_folder, tmp_path):
     import keras
     import tensorflow as tf
     from imagefolders import image
 
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
     run, exports, tfds_dir = tmp_path / "run", tmp_path / "exports", tmp_path / "tfds"
     # A relative path, from another working directory: the run records it absolute.
     relative = os.path.relpath(split_folder, tmp_path)
@@ -263,9 +267,7 @@ def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(split_folder, t
 
 
 @pytest.mark.slow
-def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(class_folder, tmp_path):
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
+def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(installed, class_folder, tmp_path):
     run = tmp_path / "run"
     trained = _zoo("train", "softmax", "--dataset", str(class_folder), "--epochs", "2",
                    "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run))
@@ -286,9 +288,7 @@ def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(class
     (["--dataset", "mnist", "--image-size", "32,32"], "--image-size and --channels apply to folders"),
 ])
 @pytest.mark.slow
-def test_bad_folder_requests_through_the_script_are_one_line_and_leave_nothing(args, words, split_folder, tmp_path):
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
+def test_bad_folder_requests_through_the_script_are_one_line_and_leave_nothing(installed, args, words, split_folder, tmp_path):
     (tmp_path / "a_file").write_text("x")
     places = {"a_file": str(tmp_path / "a_file"), "mixed": str(split_folder)}
     result = _zoo("train", "mlp", *[a.format(**places) for a in args], "--data-dir", str(tmp_path / "tfds"),
@@ -310,9 +310,7 @@ def test_a_folder_streams_like_any_tfds_dataset(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_on_a_folder_records_which_images_it_used(split_folder, tmp_path):
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
+def test_bench_on_a_folder_records_which_images_it_used(installed, split_folder, tmp_path):
     out = tmp_path / "bench"
     result = _zoo("bench", "softmax", "--dataset", str(split_folder), "--image-size", "24,24", "--epochs", "1",
                   "--seeds", "0", "--precision", "float32", "--data-dir", str(tmp_path / "tfds"), "--out", str(out))
@@ -332,9 +330,7 @@ def test_bench_on_a_folder_records_which_images_it_used(split_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluating_after_the_images_changed_says_so(tmp_path):
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
+def test_evaluating_after_the_images_changed_says_so(installed, tmp_path):
     folder = write(tmp_path / "pets", {"train": 10, "test": 3})
     run = tmp_path / "run"
     trained = _zoo("train", "softmax", "--dataset", str(folder), "--epochs", "1",
@@ -351,9 +347,7 @@ def test_evaluating_after_the_images_changed_says_so(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resume_after_the_images_changed_is_refused(tmp_path):
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
+def test_a_resume_after_the_images_changed_is_refused(installed, tmp_path):
     folder = write(tmp_path / "pets", {"train": 30, "test": 3})
     run = tmp_path / "run"
     args = ("train", "softmax", "--dataset", str(folder), "--epochs", "300", "--batch-size", "8",

@@ -256,7 +256,7 @@ def plan_input(
     ``memory`` is refused when they do not (better than being killed by the kernel halfway).
     """
     budget = budget or default_memory_budget()
-    example = math.prod(info.input_shape) + 8  # uint8 pixels and an int64 label
+    example = _decoded_bytes(info.input_shape)
     sizes = {
         "train": info.num_train * example,
         "validation": info.num_validation * example,
@@ -284,7 +284,7 @@ def plan_input(
     if shuffle_buffer is None:
         # The buffer holds encoded examples (decoding comes after it), or decoded ones read back
         # from the cache.
-        per_example = example if cache else _encoded_bytes_per_example(builder, "train")
+        per_example = example if cache else _encoded_bytes_per_example(builder, "train", example)
         shuffle_buffer = int(budget * _BUFFER_SHARE // (per_example + _ELEMENT_OVERHEAD))
         shuffle_buffer = max(1, min(info.num_train, shuffle_buffer))
     return InputPlan(
@@ -300,16 +300,21 @@ def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
         return _count(_read(builder, split))
 
 
-def _encoded_bytes_per_example(builder: tfds.core.DatasetBuilder, split: str) -> int:
-    """The mean size of one serialised example in the split's files (TFDS records the total)."""
+def _decoded_bytes(shape: tuple[int, ...]) -> int:
+    """One decoded example: uint8 pixels and an int64 label."""
+    return math.prod(shape) + 8
+
+
+def _encoded_bytes_per_example(builder: tfds.core.DatasetBuilder, split: str, unknown: int) -> int:
+    """The mean size of one serialised example in the split's files (TFDS records the total);
+    ``unknown`` where it has no record (tfds.testing.mock_data)."""
     try:
         whole = builder.info.splits[split]
-    except KeyError:  # no split record (tfds.testing.mock_data)
-        whole = None
-    if whole is not None and whole.num_bytes and whole.num_examples:
+    except KeyError:
+        return unknown
+    if whole.num_bytes and whole.num_examples:
         return -(-int(whole.num_bytes) // int(whole.num_examples))
-    features = _features(builder)
-    return math.prod(features.input_shape) + 8  # unknown: as large as decoded
+    return unknown
 
 
 def _first_line(exc: Exception) -> str:
@@ -616,7 +621,7 @@ def _fill_cache(
     name = builder.info.name
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(final.parent)
-    needed = _num_examples(builder, split) * (math.prod(_features(builder).input_shape) + 8)
+    needed = _num_examples(builder, split) * _decoded_bytes(_features(builder).input_shape)
     free = shutil.disk_usage(final.parent).free
     if check_space and needed * 1.05 > free:
         raise ZooError(

@@ -80,8 +80,14 @@ def train(
                     config = dataclasses.replace(config, input=run.config.input)
                 changes = _resume_changes(run, config)
                 backup = _Backup(run.file(BACKUP))
+                changed = _changed_images(run)  # checked before a changed folder is prepared again
+                if changed:
+                    raise ZooUsageError(
+                        f"the images in {run.dataset['source']['path']} changed since run {run.path} "
+                        f"started (fingerprint {changed[0]}, now {changed[1]}); resume needs the same "
+                        f"images, or start a new run"
+                    )
                 # The recorded buffer size, whatever the budget now: the same order as before.
-                _check_same_images(run)  # before a changed folder is prepared again
                 splits = _load(config, range(backup.saved_epoch(), config.epochs), recorded.get("shuffle_buffer"))
                 _record_resume(run, config, changes, backup.saved_epoch())
             elif run.contents():  # another process started a run here in the meantime
@@ -252,12 +258,9 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any
         ds = data.load_split(config.dataset, split, **data_options(config))
         loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
-        source = run.dataset.get("source") or {}
-        if source.get("kind") == "folder":  # its images may have changed since training
-            now = folders.walk(source["path"]).fingerprint
-            result["fingerprint"] = now
-            if now != source["fingerprint"]:
-                result["trained_on_fingerprint"] = source["fingerprint"]
+        changed = _changed_images(run)
+        if changed:  # the images as they are now, and the run says which
+            result["trained_on_fingerprint"], result["fingerprint"] = changed
         run.write_json(f"eval-{files.safe_name(split)}.json", result)
     return result
 
@@ -536,18 +539,13 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     return changed
 
 
-def _check_same_images(run: Run) -> None:
-    """A folder of images may change between a kill and its resume; its fingerprint tells."""
+def _changed_images(run: Run) -> tuple[str, str] | None:
+    """(fingerprint then, now) when the run's folder of images changed since it trained."""
     source = run.dataset.get("source") or {}
     if source.get("kind") != "folder":
-        return
+        return None
     now = folders.walk(source["path"]).fingerprint
-    if now != source["fingerprint"]:
-        raise ZooUsageError(
-            f"the images in {source['path']} changed since run {run.path} started "
-            f"(fingerprint {source['fingerprint']}, now {now}); resume needs the same images, "
-            f"or start a new run"
-        )
+    return (source["fingerprint"], now) if now != source["fingerprint"] else None
 
 
 def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
