@@ -105,6 +105,11 @@ def train(
     data_dir: str | None = None,
     manual_dir: str | None = None,
     verbose: int | str = "auto",
+    backend: str | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    peer_timeout: float | None = None,
 ) -> Run:
     """Train, evaluate and (with ``export``) export a model, exactly as ``zoo train`` does.
 
@@ -115,9 +120,23 @@ def train(
     is a TFDS name, a dataset plugin's name or a folder of images (``image_size`` and
     ``channels`` resize and convert its images). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
+
+    ``backend`` is Keras' (tensorflow or jax; default ``$KERAS_BACKEND``, else tensorflow, and
+    for a resume the run's own); it must be chosen before Keras is first imported in the
+    process. ``coordinator`` (HOST:PORT), ``num_processes`` and ``process_id`` make this process
+    one of several training together on JAX (or Keras' ``KERAS_DISTRIBUTION_*`` variables do);
+    ``peer_timeout`` is how long a silent peer is waited for (seconds, default 30). On
+    processes other than 0 the returned run is a temporary copy, removed at exit.
     """
     import registry
 
+    from . import backend as backend_lib
+    from . import multihost
+
+    cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
+    if backend is None and resume and run_dir is not None:
+        backend = recorded_backend(run_dir)
+    backend = backend_lib.use(backend)  # before anything imports Keras
     from . import runner
     from .config import RunConfig
     from .data import dataset_name
@@ -147,13 +166,26 @@ def train(
         "channels": channels,
         "data_dir": os.fspath(data_dir) if data_dir else None,
         "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
+        "backend": backend,
     }
     config = RunConfig.from_recipe(name, builder.recipe, options)
     result = runner.train(
-        config, run_dir or default_run_dir(name), resume=resume, export_base=export, verbose=verbose
+        config, run_dir or default_run_dir(name), resume=resume, export_base=export, verbose=verbose,
+        cluster=cluster,
     )
     result.run.exported = result.export
     return result.run
+
+
+def recorded_backend(run_dir: str | os.PathLike) -> str | None:
+    """The backend a run trained with, read without Keras (None: not a run, or from before)."""
+    import json
+
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))["config"]
+        return config.get("backend", "tensorflow")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # runner.train gives the one-line error
 
 
 def default_run_dir(model: str) -> str:

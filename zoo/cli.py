@@ -24,6 +24,7 @@ import zoo
 
 from . import DIST_NAME, files
 from .config import (
+    BACKENDS,
     DEVICES_HELP,
     INPUTS,
     JIT_COMPILE,
@@ -57,6 +58,17 @@ class _ZooGroup(click.Group):
     """Every error is one line on stderr: exit 2 for usage, 1 for failure, 130 for Ctrl-C."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            self._main(args, prog_name, complete_var, **extra)
+        except SystemExit as exc:
+            from . import multihost
+
+            if exc.code not in (0, None) and multihost.active():
+                # Not through JAX's shutdown, which waits for peers that will not come.
+                multihost.exit_now(exc.code if isinstance(exc.code, int) else 1)
+            raise
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _NO_ARGS as exc:  # bare `zoo`: help, not an error line
@@ -185,6 +197,10 @@ _RECIPE_OPTIONS = (
 # Where and how a run computes, shared by train and bench. None means auto, and keeps
 # `zoo bench --from-runs` able to tell that nothing was asked for.
 _HARDWARE_OPTIONS = (
+    click.option("--backend", type=click.Choice(BACKENDS),
+                 help="Keras' backend: tensorflow, or jax (pip install \"keras-zoo[jax]\"; the "
+                      "one that trains across machines). [default: $KERAS_BACKEND, else "
+                      "tensorflow; for --resume, the run's own]"),
     click.option("--precision", type=click.Choice(PRECISIONS),
                  help="Keras dtype policy. auto: mixed_float16 on NVIDIA GPUs of compute capability "
                       "7.0 or newer, mixed_bfloat16 on CPUs with avx512_bf16 or amx_bf16, "
@@ -197,7 +213,7 @@ _HARDWARE_OPTIONS = (
                  help=f"{DEVICES_HELP}. auto: every GPU, else the CPU. N: the first N GPUs; "
                       "on a machine without GPUs, N logical CPU devices, which exist to test the "
                       "multi-device path and make nothing faster. Several devices train "
-                      "data-parallel (MirroredStrategy); the recipe's batch size is the global "
+                      "data-parallel (MirroredStrategy; DataParallel on JAX); the recipe's batch size is the global "
                       "batch, split over them, and the learning rate is unchanged. [default: auto]"),
 )
 
@@ -382,13 +398,45 @@ def info(model: str) -> None:
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
 @_hardware_options
 @_input_options
+@click.option("--coordinator", metavar="HOST:PORT",
+              help="Train on several processes (JAX): process 0's address, the same for every "
+                   "process [env: KERAS_DISTRIBUTION_JOB_ADDRESSES].")
+@click.option("--num-processes", type=int,
+              help="How many processes train together [env: KERAS_DISTRIBUTION_NUM_PROCESSES].")
+@click.option("--process-id", type=int,
+              help="This process's number, 0 to N-1; 0 writes the run directory and the export "
+                   "[env: KERAS_DISTRIBUTION_PROCESS_ID].")
+@click.option("--peer-timeout", type=float,
+              help="Seconds a silent peer is waited for before every process stops with an "
+                   "error. [default: 30]")
+@click.option("--local-processes", type=int,
+              help="Start this many processes on this machine (127.0.0.1, a free port), to try "
+                   "the multi-process path without a cluster; their lines are prefixed [I].")
 @click.pass_context
 def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
-          export_base: str | None, **options: Any) -> None:
+          export_base: str | None, coordinator: str | None, num_processes: int | None,
+          process_id: int | None, peer_timeout: float | None, local_processes: int | None,
+          **options: Any) -> None:
     """Train MODEL, evaluate it on the test split and (with --export) export it."""
+    from . import launch, multihost
+
+    if local_processes is not None:
+        if coordinator or num_processes is not None or process_id is not None:
+            raise ZooUsageError("--local-processes chooses --coordinator, --num-processes and "
+                                "--process-id itself; give none of them")
+        if not 1 <= local_processes <= launch.MAX_LOCAL:
+            raise ZooUsageError(f"--local-processes must be between 1 and {launch.MAX_LOCAL}, "
+                                f"received {local_processes}")
+        sys.exit(launch.local_processes(launch.without_option(sys.argv[1:], "--local-processes"),
+                                        local_processes, options["backend"]))
     # What the command line says is checked before TensorFlow loads (seconds) and data is read.
     pairs = _pairs(hp)
-    RunConfig.from_recipe(model, {}, options)
+    cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
+    if options["backend"] is None:
+        recorded = zoo.recorded_backend(run_dir) if resume and run_dir else None
+        options["backend"] = recorded or (
+            "jax" if cluster is not None and not os.environ.get("KERAS_BACKEND") else None)
+    RunConfig.from_recipe(model, {}, {**options, "backend": options["backend"] or "tensorflow"})
     if run_dir is None:
         if resume:
             raise ZooUsageError("--resume needs the --run-dir of the run to continue")
@@ -399,11 +447,15 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     if options["cache_dir"] is not None:
         files.check_creatable(Path(options["cache_dir"]), "cache folder")
     registry.resolve(model)  # reads metadata only: an unknown name fails in a second
+    from . import backend
+
+    options["backend"] = backend.use(options["backend"])  # before TensorFlow, which imports Keras
     _import_tensorflow()
     try:
         run = zoo.train(
             model, hparams=pairs, run_dir=run_dir, resume=resume, export=export_base,
-            verbose=1 if sys.stdout.isatty() else 2, **options,
+            verbose=1 if sys.stdout.isatty() else 2, coordinator=coordinator,
+            num_processes=num_processes, process_id=process_id, peer_timeout=peer_timeout, **options,
         )
     except KeyboardInterrupt:
         if not (Path(run_dir) / CONFIG).is_file():  # stopped while the data was being prepared
@@ -427,14 +479,20 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     click.echo(f"{m['params']:,} parameters, {m['train_seconds']:.1f} s of training "
                f"(+{m['val_seconds']:.1f} s of validation)")
     hw = m["hardware"]
-    where = f"{hw['replicas']} {hw['device_kind']} devices" if hw["replicas"] > 1 else hw["device_kind"]
-    click.echo(f"{hw['precision']} on {where} ({hw['device_name']}), XLA {'on' if hw['jit_compile'] else 'off'}")
+    local = len(hw["devices"])
+    where = f"{local} {hw['device_kind']} devices" if local > 1 else hw["device_kind"]
+    processes = f" x {hw['processes']} processes" if hw.get("processes", 1) > 1 else ""
+    click.echo(f"{hw['precision']} on {where}{processes} ({hw['device_name']}), "
+               f"{hw.get('backend', 'tensorflow')} backend, XLA {'on' if hw['jit_compile'] else 'off'}")
     source = m["input"]
     count = source["shuffle_buffer"]
     buffer = f", shuffle buffer of {count:,} example{'s' * (count != 1)}" if count else ""
     cache = f", decoded cache in {source['cache']}" if source.get("cache") else ""
     click.echo(f"input: {source['train']} ({source['reason']}{buffer}{cache})")
-    click.echo(f"run directory: {run.path}")
+    if cluster is not None and not cluster.writer:
+        click.echo(f"{cluster.label}: process 0 writes the run directory and the export")
+    else:
+        click.echo(f"run directory: {run.path}")
     if run.exported is not None:
         _echo_export(run.exported)
 

@@ -21,6 +21,7 @@ JIT_COMPILE = ("auto", "on", "off")
 DEVICES_HELP = "auto, cpu, a number of devices (1 or more) or a list such as gpu:0,gpu:2"
 MAX_DEVICES = 1024
 INPUTS = ("auto", "memory", "stream")
+BACKENDS = ("tensorflow", "jax")
 SIZE_HELP = "a size such as 512MB, 4GB or 1.5GiB (powers of 1024) or a number of bytes"
 
 # Upper bounds: values past them are typos or overflows (TensorFlow holds sizes in int32/int64,
@@ -57,6 +58,7 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = True
     # Where and how the run computes; a run records the resolved values (never "auto").
+    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (zoo/backend.py)
     precision: str = "auto"
     jit_compile: str = "auto"
     devices: str = "auto"
@@ -155,7 +157,11 @@ def _problems(c: RunConfig) -> list[str]:
             f"unknown `jit_compile` {c.jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}",
         ),
         (
-            not (c.jit_compile == "on" and c.deterministic is True),
+            c.backend in BACKENDS,
+            f"unknown `backend` {c.backend!r}; choose one of {', '.join(BACKENDS)}",
+        ),
+        (
+            not (c.jit_compile == "on" and c.deterministic is True and c.backend == "tensorflow"),
             "`jit_compile` on needs deterministic ops off (--no-deterministic, deterministic=False): "
             "Keras turns XLA off under TensorFlow's op determinism (not every XLA kernel is deterministic)",
         ),

@@ -93,6 +93,7 @@ class Splits:
     test: tf.data.Dataset | None
     info: DatasetInfo
     input: InputPlan | None = None
+    epochs: range = range(1)  # the epochs ``train`` holds
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def load(
     shuffle_buffer: int | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    process: tuple[int, int] = (0, 1),
+    pad_to: int = 1,
 ) -> Splits:
     """Prepare ``name`` if needed and return batched train / validation / test pipelines.
 
@@ -158,9 +161,22 @@ def load(
     ``augment`` shifts its images by up to ``MAX_SHIFT`` pixels (validation and test never).
     ``input`` chooses the path (see :func:`plan_input`); ``shuffle_buffer`` overrides the
     streaming path's buffer size, so that a resumed run keeps the order it started with.
+
+    ``process`` = (I, N): process I of a run on N processes trains on the I-th of N equal shares
+    of the training split (the last ``num_train % N`` examples are left out), in batches of
+    ``batch_size / N``, so every process runs the same steps. Validation and test are whole on
+    every process: the model sees N copies of each batch, and the global metrics are the
+    split's own. ``pad_to``: every batch's size is made a multiple of it (the devices of a JAX
+    process share each batch evenly) with examples of weight 0; batches then carry weights.
     """
     if batch_size < 1:
         raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
+    index, count = process
+    if batch_size % count:
+        raise ZooUsageError(
+            f"`batch_size` {batch_size} must be a multiple of the {count} processes (each takes an "
+            f"equal part of every batch)"
+        )
     train_split, val_split = split_strings(val_fraction)
     builder = prepared_builder(
         name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
@@ -183,6 +199,13 @@ def load(
             f"{info.num_validation} validation examples in '{name}'; both need at least one"
         )
     plan = plan_input(builder, info, input, memory_budget, cache_dir, shuffle_buffer)
+    share, batch_size = info.num_train // count, batch_size // count
+    if count > 1:
+        if not share:
+            raise ZooUsageError(f"{info.num_train} training examples cannot be shared by {count} processes")
+        # train_split is train[:X%], the first num_train examples: the shares are slices of it.
+        train_split = f"train[{index * share}:{(index + 1) * share}]"
+        seed += index << 32  # each share its own order and shifts; the seed of process 0 as before
     if plan.train == "memory":
         train = training_stream(
             _read(builder, train_split), batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
@@ -198,14 +221,34 @@ def load(
             return pipeline(_read(builder, split), batch_size=batch_size)
         return streaming_pipeline(builder, split, batch_size=batch_size, cache=plan.cache)
 
+    validation = evaluation(val_split)
+    test = evaluation(info.test_split) if info.test_split else None
+    if pad_to > 1:
+        train, validation = _padded(train, pad_to), _padded(validation, pad_to)
+        test = _padded(test, pad_to) if test is not None else None
     return Splits(
         train=train,
-        steps_per_epoch=-(-info.num_train // batch_size),
-        validation=evaluation(val_split),
-        test=evaluation(info.test_split) if info.test_split else None,
+        steps_per_epoch=-(-share // batch_size),
+        validation=validation,
+        test=test,
         info=info,
         input=plan,
+        epochs=epochs,
     )
+
+
+def _padded(ds: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
+    """Batches of (images, labels, weights), each padded to a multiple of ``multiple`` examples
+    with zeros of weight 0: a weighted loss and weighted metrics do not see them."""
+
+    def pad(images: tf.Tensor, labels: tf.Tensor):
+        n = tf.shape(labels)[0]
+        extra = (multiple - n % multiple) % multiple
+        images = tf.pad(images, [[0, extra]] + [[0, 0]] * (len(images.shape) - 1))
+        weights = tf.concat([tf.ones([n]), tf.zeros([extra])], 0)
+        return images, tf.pad(labels, [[0, extra]]), weights
+
+    return ds.map(pad, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,10 +415,14 @@ def sample_images(
 def pipeline(ds: tf.data.Dataset, *, batch_size: int) -> tf.data.Dataset:
     """Validation and test: uint8 examples -> batched float32 images in [0, 1], in split order.
 
-    Decoded once into the cache; examples stay uint8 (4x smaller than float32) until a whole
+    Decoded once into the cache, here; examples stay uint8 (4x smaller than float32) until a whole
     batch is normalised with one vectorised op.
     """
-    ds = ds.cache().batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
+    ds = ds.cache()
+    # Filled now, in one pass: a cache is kept only by an iterator that reads to its end, and
+    # Keras' JAX trainer stops reading after the split's known number of batches.
+    ds.reduce(np.int64(0), lambda count, _: count + 1)
+    ds = ds.batch(batch_size).map(_normalise, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 

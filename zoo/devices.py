@@ -2,8 +2,10 @@
 
 ``place`` turns a run's ``devices`` and ``precision`` settings into a :class:`Placement`, and
 refuses a request this machine cannot meet before any data is read. Several devices train
-data-parallel with ``tf.distribute.MirroredStrategy``: each step splits the recipe's batch over the
-replicas (the global batch and the learning rate stay as the recipe says). Chosen GPUs are the
+data-parallel: with ``tf.distribute.MirroredStrategy`` on TensorFlow, with
+``keras.distribution.DataParallel`` on JAX (which also spans the devices of several processes, see
+zoo/multihost.py). Each step splits the recipe's batch over the replicas (the global batch and the
+learning rate stay as the recipe says). Chosen GPUs are the
 only ones TensorFlow sees, as with CUDA_VISIBLE_DEVICES; ``cpu`` hides them all. Without GPUs, a count
 above 1 splits the CPU into that many logical devices, which exists to exercise the multi-device
 path on a machine without GPUs; it makes nothing faster.
@@ -12,6 +14,7 @@ path on a machine without GPUs; it makes nothing faster.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +39,12 @@ class Placement:
     name: str  # the CPU's or the GPUs' model
     precision: str  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
     reason: str  # why `precision` was chosen
+    backend: str = "tensorflow"
+    processes: int = 1  # JAX across processes: `devices` are this process's, the same on each
 
     @property
     def replicas(self) -> int:
-        return len(self.devices)
+        return len(self.devices) * self.processes
 
     @property
     def text(self) -> str:
@@ -52,7 +57,12 @@ class Placement:
         ``place`` left TensorFlow only the chosen GPUs, so they are its GPU:0, GPU:1, ... now.
         """
         if self.replicas == 1:
-            return contextlib.nullcontext()  # TensorFlow's own placement: the GPU, else the CPU
+            return contextlib.nullcontext()  # the backend's own placement: the GPU, else the CPU
+        if self.backend == "jax":
+            import jax
+
+            # Each process feeds its own share of the data (zoo.data), not a slice Keras cuts.
+            return keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False).scope()
         kind = self.kind.lower()
         return tf.distribute.MirroredStrategy([f"/{kind}:{i}" for i in range(self.replicas)]).scope()
 
@@ -65,14 +75,18 @@ class Placement:
             "device_name": self.name,
             "devices": list(self.devices),
             "replicas": self.replicas,
+            "backend": self.backend,
+            "processes": self.processes,
         }
 
 
-def place(devices: str, precision: str) -> Placement:
+def place(devices: str, precision: str, backend: str = "tensorflow", deterministic: bool = True) -> Placement:
     """Resolve the ``devices`` and ``precision`` settings on this machine, or refuse them."""
     request = parse_devices(devices)
     if request is None:  # RunConfig has checked it; this is for direct callers
         raise ZooUsageError(f"`devices` cannot be {devices!r}")
+    if backend == "jax":
+        return _place_jax(devices, request, precision, deterministic)
     gpus = tf.config.list_physical_devices("GPU")
     if request == "auto":
         names = [("GPU", i) for i in range(len(gpus))] or [("CPU", 0)]
@@ -103,6 +117,77 @@ def place(devices: str, precision: str) -> Placement:
         _show_only(used, names)
     resolved, reason = _precision(precision, kind, [gpus[i] for _, i in names] if kind == "GPU" else [])
     return Placement(tuple(f"{k}:{i}" for k, i in names), kind, name, resolved, reason)
+
+
+def _place_jax(devices: str, request: Any, precision: str, deterministic: bool) -> Placement:
+    """``place`` on JAX: its settings must be made before JAX starts (its first computation)."""
+    import jax
+
+    # The tf.data pipeline runs on the CPU; TensorFlow must not claim the GPUs JAX computes on.
+    with contextlib.suppress(RuntimeError):  # TensorFlow already started: it saw them before
+        tf.config.set_visible_devices([], "GPU")
+
+    count = request if isinstance(request, int) else len(request) if request != "auto" else None
+    try:
+        if count:  # only the CPU platform reads it: N logical CPU devices where there is no GPU
+            jax.config.update("jax_num_cpu_devices", count)
+        if request != "auto" and not isinstance(request, int) and request[0][0] == "GPU":
+            jax.config.update("jax_cuda_visible_devices", ",".join(str(i) for _, i in request))
+        if deterministic:
+            flags = os.environ.get("XLA_FLAGS", "")
+            if "xla_gpu_deterministic_ops" not in flags:
+                os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    except RuntimeError:  # JAX already computed in this process
+        if count and count != len(jax.local_devices(backend="cpu")) and not _jax_gpus():
+            raise ZooUsageError(
+                f"`devices` needs {count} CPU devices, but JAX already started in this process with "
+                f"{len(jax.local_devices(backend='cpu'))}; ask for them in a new process"
+            ) from None
+    gpus = _jax_gpus()
+    if request == "auto":
+        used = gpus or jax.local_devices(backend="cpu")[:1]
+    elif isinstance(request, int):
+        if gpus and request > len(gpus):
+            raise ZooUsageError(f"`devices` asks for {request} GPUs; this machine has {len(gpus)}")
+        used = (gpus or jax.local_devices(backend="cpu"))[:request]
+    elif request[0][0] == "GPU":
+        if len(gpus) < len(request):
+            raise ZooUsageError(f"`devices` names {devices}, but JAX sees {len(gpus)} GPU(s) here")
+        used = gpus[: len(request)]  # the visible ones are the chosen ones, renumbered from 0
+    else:
+        if [i for _, i in request] != list(range(len(request))):
+            raise ZooUsageError(
+                f"`devices` {devices!r}: logical CPU devices are cpu:0, cpu:1, ... in order; "
+                "ask for a number of them instead (e.g. 2)"
+            )
+        used = jax.local_devices(backend="cpu")[: len(request)]
+    kind = "GPU" if used[0].platform == "gpu" else "CPU"
+    if len(used) != jax.local_device_count() and jax.process_count() > 1:
+        raise ZooUsageError("training on several processes uses every device of each process; "
+                            "leave `devices` at auto or ask for all of them")
+    name = ", ".join(dict.fromkeys(d.device_kind for d in used)) if kind == "GPU" else cpu_model()
+    capabilities = [getattr(d, "compute_capability", None) for d in used] if kind == "GPU" else []
+    resolved, reason = _precision(precision, kind, [{"compute_capability": _capability(c)} for c in capabilities])
+    return Placement(
+        tuple(f"{kind}:{i}" for i in range(len(used))), kind, name, resolved, reason,
+        backend="jax", processes=jax.process_count(),
+    )
+
+
+def _jax_gpus() -> list[Any]:
+    import jax
+
+    try:
+        return jax.local_devices(backend="gpu")
+    except RuntimeError:  # no GPU platform
+        return []
+
+
+def _capability(text: Any) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p) for p in str(text).split("."))
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager
@@ -137,7 +222,7 @@ def _precision(requested: str, kind: str, gpus: list[Any]) -> tuple[str, str]:
     if requested != "auto":
         return requested, "requested"
     if kind == "GPU":
-        capabilities = [_gpu_details(g).get("compute_capability") for g in gpus]
+        capabilities = [(g if isinstance(g, dict) else _gpu_details(g)).get("compute_capability") for g in gpus]
         if all(c and tuple(c) >= TENSOR_CORES for c in capabilities):
             oldest = min(tuple(c) for c in capabilities)
             return "mixed_float16", f"auto: NVIDIA GPU of compute capability {oldest[0]}.{oldest[1]}"

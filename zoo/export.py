@@ -1,13 +1,15 @@
 """TF-Serving SavedModels: ``EXPORT_BASE/<version>/``, written aside, verified, then renamed in.
 
 Signature ``serving_default``: ``image`` uint8 ``[None, H, W, C]`` (the [0, 1] scaling is baked in)
--> ``probabilities`` float32 ``[None, num_classes]`` and ``class_id`` int64 ``[None]``.
+-> ``probabilities`` float32 ``[None, num_classes]`` and ``class_id`` int64 ``[None]``, the same
+whichever Keras backend trained the model. A second signature, ``normalized``, is the model alone.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -23,6 +25,7 @@ from .data import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"
+NORMALIZED = "normalized"  # the model itself: float32 images in [0, 1]
 TMP_PREFIX = ".tmp-"
 # The largest difference between the reloaded SavedModel's probabilities and the trained model's
 # that is still round-off, by the precision the model computes in: float32 through the same graph
@@ -74,7 +77,12 @@ def export_model(
 
 def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float = TOLERANCE["float32"]) -> float:
     """Reload the SavedModel with TensorFlow alone and compare it with the in-memory model."""
-    loaded = tf.saved_model.load(str(path))
+    absl = logging.getLogger("absl")
+    level, _ = absl.level, absl.setLevel(logging.ERROR)  # JAX's graphs: "unsaved custom gradients"
+    try:
+        loaded = tf.saved_model.load(str(path))
+    finally:
+        absl.setLevel(level)
     serve = loaded.signatures[SIGNATURE]
     outputs = serve(image=tf.constant(images, dtype=tf.uint8))
     expected = model.predict(to_model_input(images), batch_size=256, verbose=0)
@@ -92,21 +100,30 @@ def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float 
 
 
 def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
+    """The serving graph: TensorFlow ops around the model's own function.
+
+    The model is added as an endpoint of its own (``normalized``: float32 images in [0, 1]), which
+    Keras converts from whatever backend trained it (on JAX through jax2tf), and the uint8
+    ``serving_default`` calls it, as Keras' documentation combines TensorFlow preprocessing with a
+    model on any backend.
+    """
     height, width, channels = model.input_shape[1:]
     shape = [None, None, None, channels] if any_size else [None, height, width, channels]
+    archive = keras.export.ExportArchive()
+    model_fn = archive.track_and_add_endpoint(
+        NORMALIZED, model, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
+    )
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
     def serve(image):
         if any_size:
             image = resize_images(image, (height, width))
-        probabilities = model(to_model_input(image), training=False)
+        probabilities = model_fn(to_model_input(image))
         return {
             "probabilities": tf.cast(probabilities, tf.float32),  # whatever the model computes in
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
         }
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(str(path), verbose=False)
 

@@ -7,12 +7,14 @@ above it (registry, hyperparameters, dataset, run directory, export).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,7 +27,7 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, data, devices, files, folders
+from . import __version__, backend, data, devices, files, folders, multihost
 from . import export as export_lib
 from .config import RunConfig, parse_size
 from .errors import ZooError, ZooUsageError
@@ -45,21 +47,40 @@ def train(
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
     verbose: int | str = "auto",
+    cluster: multihost.Cluster | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export.
 
     Everything that can be checked without data is checked first (builder, hyperparameters by
     building the model, dataset name and files, run directory, export base), so a bad request
     fails in seconds and leaves nothing behind. The run directory is locked for the whole run.
+
+    ``cluster``: this process is one of several training together (JAX backend). Process 0
+    alone writes ``run_dir`` and the export and decides where a resumed run continues; the
+    others keep their copies of the same files in a temporary folder, removed at exit.
     """
     entry = registry.resolve(config.model)
-    # First: splitting the CPU into logical devices is possible only before TensorFlow starts.
-    placement = devices.place(config.devices, config.precision)
+    backend.use(config.backend)  # refused if Keras started with another one in this process
+    if cluster is not None:
+        if config.backend != "jax":
+            raise ZooUsageError(
+                "training on several processes needs `backend` jax: Keras 3's fit does not run under "
+                "TensorFlow's MultiWorkerMirroredStrategy (keras-team/keras#20585)"
+            )
+        multihost.start(cluster)  # before JAX computes anything
+    # First: splitting the CPU into logical devices is possible only before the backend starts.
+    placement = devices.place(config.devices, config.precision, config.backend, config.deterministic)
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
     builder = entry.load(shown_name=config.model)
     hparams = builder.check_hparams(config.hparams)
-    run = Run.for_training(run_dir, resume=resume)
-    if export_base is not None:
+    writer = cluster is None or cluster.writer
+    if writer:
+        run = Run.for_training(run_dir, resume=resume)
+    else:  # the same files as process 0's, where nobody looks
+        scratch = tempfile.mkdtemp(prefix=f"zoo-process-{cluster.process_id}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        run = Run.for_training(Path(scratch) / "run", resume=False)
+    if export_base is not None and writer:
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     if config.cache_dir is not None:
         files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
@@ -69,41 +90,85 @@ def train(
             model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
         devices.float32_outputs(model)
         backup = None
-        if not resume:
-            splits = _load(config, range(config.epochs))  # a dataset that fails leaves no run behind
+        if writer and not resume:
+            splits = _shared_start(cluster, lambda: _load(config, range(config.epochs), placement))
             config = dataclasses.replace(config, input=splits.input.train)  # recorded resolved
             run.path.mkdir(parents=True, exist_ok=True)
+        elif not writer:  # where process 0 says the run continues, read as process 0 reads it
+            start = _shared_start(cluster, None)
+            config = dataclasses.replace(config, input=start["input"])
+            splits = _load(config, range(start["epoch"], config.epochs), placement, start["shuffle_buffer"])
+            run.path.mkdir(parents=True)
         with run.locked(exclusive=True):
-            if resume:
-                recorded = run.record.get("input") or {}
-                if config.input == "auto":  # the path the run took, not a new decision
-                    config = dataclasses.replace(config, input=run.config.input)
-                changes = _resume_changes(run, config)
+            if writer and resume:
                 backup = _Backup(run.file(BACKUP))
-                changed = _changed_images(run)  # checked before a changed folder is prepared again
-                if changed:
-                    raise ZooUsageError(
-                        f"the images in {run.dataset['source']['path']} changed since run {run.path} "
-                        f"started (fingerprint {changed[0]}, now {changed[1]}); resume needs the same "
-                        f"images, or start a new run"
-                    )
-                # The recorded buffer size, whatever the budget now: the same order as before.
-                splits = _load(config, range(backup.saved_epoch(), config.epochs), recorded.get("shuffle_buffer"))
-                _record_resume(run, config, changes, backup.saved_epoch())
-            elif run.contents():  # another process started a run here in the meantime
+                splits = _shared_start(cluster, lambda: _resume(run, config, placement, backup))
+                config = dataclasses.replace(config, input=splits.input.train)
+            elif run.contents() and writer:  # another process started a run here in the meantime
                 raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
             else:
                 record = _config_record(config, entry, builder, hparams, splits.info)
                 run.write_json(CONFIG, {
                     **record, "hardware": placement.record(config.jit_compile), "input": splits.input.record()
                 })
-            results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+            try:
+                results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+            except Exception as exc:
+                raise multihost.lost_peer(exc) or exc from None
             # XLA as Keras resolved it for this model.
             _finish(run, config, {
                 **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
             })
-    exported = export(run, export_base) if export_base is not None else None
+    multihost.finish()  # all processes together; process 0 alone goes on to export
+    exported = export(run, export_base) if export_base is not None and writer else None
     return TrainResult(run, exported)
+
+
+def _shared_start(cluster: multihost.Cluster | None, decide):
+    """Process 0 runs ``decide`` (which loads the splits) and tells the others where training
+    starts; they receive that. A refusal on process 0 is the others' refusal too."""
+    if cluster is None:
+        return decide()
+    if not cluster.writer:
+        start = multihost.share("start")
+        if "error" in start:
+            kind = ZooUsageError if start["usage"] else ZooError
+            raise kind(f"process 0: {start['error']}")
+        return start
+    try:
+        splits = decide()
+    except ZooError as exc:
+        multihost.share("start", {"error": str(exc), "usage": isinstance(exc, ZooUsageError)})
+        raise
+    epoch = next(iter(splits.epochs))
+    multihost.share("start", {"input": splits.input.train, "epoch": epoch,
+                              "shuffle_buffer": splits.input.shuffle_buffer})
+    return splits
+
+
+def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> data.Splits:
+    """The splits of a resumed run's remaining epochs, once its settings are checked."""
+    recorded = run.record.get("input") or {}
+    if config.input == "auto":  # the path the run took, not a new decision
+        config = dataclasses.replace(config, input=run.config.input)
+    changes = _resume_changes(run, config)
+    processes = (run.record.get("hardware") or {}).get("processes", 1)
+    if processes != placement.processes:
+        raise ZooUsageError(
+            f"run {run.path} trained on {processes} process(es), this resume has {placement.processes}; "
+            f"each process's share of the data depends on it: resume with {processes}"
+        )
+    changed = _changed_images(run)  # checked before a changed folder is prepared again
+    if changed:
+        raise ZooUsageError(
+            f"the images in {run.dataset['source']['path']} changed since run {run.path} "
+            f"started (fingerprint {changed[0]}, now {changed[1]}); resume needs the same "
+            f"images, or start a new run"
+        )
+    # The recorded buffer size, whatever the budget now: the same order as before.
+    splits = _load(config, range(backup.saved_epoch(), config.epochs), placement, recorded.get("shuffle_buffer"))
+    _record_resume(run, config, changes, backup.saved_epoch())
+    return splits
 
 
 def _finish(run: Run, config: RunConfig, results: dict[str, Any]) -> None:
@@ -122,22 +187,17 @@ def _finish(run: Run, config: RunConfig, results: dict[str, Any]) -> None:
 @contextmanager
 def _process_state(config: RunConfig):
     """Seed and op determinism for one run, and the determinism setting put back afterwards, so
-    a notebook's next cell is not surprised by it."""
-    # TensorFlow's public API can switch determinism on only; these two are its own internals.
-    from tensorflow.python.framework import config as tf_config
-
-    was_deterministic = tf_config.is_op_determinism_enabled()
+    a notebook's next cell is not surprised by it. Every process of a run seeds alike: JAX
+    refuses to start a model whose initial weights differ between processes."""
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    try:
+    with backend.deterministic_ops(config.deterministic):
         yield
-    finally:
-        if config.deterministic and not was_deterministic:
-            tf_config.disable_op_determinism()
 
 
-def _load(config: RunConfig, epochs: range, shuffle_buffer: int | None = None) -> data.Splits:
+def _load(
+    config: RunConfig, epochs: range, placement: devices.Placement, shuffle_buffer: int | None = None
+) -> data.Splits:
+    cluster = multihost.active()
     return data.load(
         config.dataset,
         val_fraction=config.val_split,
@@ -150,6 +210,9 @@ def _load(config: RunConfig, epochs: range, shuffle_buffer: int | None = None) -
         memory_budget=parse_size(config.memory_budget) if config.memory_budget is not None else None,
         cache_dir=config.cache_dir,
         shuffle_buffer=shuffle_buffer,
+        process=(cluster.process_id, cluster.num_processes) if cluster else (0, 1),
+        # JAX splits every batch evenly over a process's devices.
+        pad_to=len(placement.devices) if placement.backend == "jax" else 1,
     )
 
 
@@ -182,10 +245,14 @@ def fit(
     model.compile(
         optimizer=_optimizer(config, splits.steps_per_epoch),
         loss=_loss(config.label_smoothing, info.num_classes),
-        metrics=["accuracy"],
+        weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
         jit_compile=JIT_COMPILE[config.jit_compile],
     )
     initial_epoch = restore.restore(model) if restore is not None else 0
+    if multihost.active():  # every process starts from process 0's weights and optimizer state
+        model.optimizer.build(model.trainable_variables)
+        multihost.share_variables(list(model.variables) + list(model.optimizer.variables))
+        initial_epoch = next(iter(splits.epochs))
     if config.schedule == "constant":
         # A constant rate is an optimizer variable that the backup restored; a resume after a
         # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
@@ -488,18 +555,26 @@ def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Opti
 NON_FINITE = "zoo: the training loss is not finite"
 
 
-def _loss(label_smoothing: float, num_classes: int):
-    """Cross-entropy (with label smoothing), each example's value checked for NaN and inf on the device."""
+def _loss(label_smoothing: float, num_classes: int) -> keras.losses.Loss:
+    return _CheckedCrossentropy(label_smoothing, num_classes)
 
-    def crossentropy(y_true, y_pred):
-        if label_smoothing:
-            labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), num_classes)
-            values = keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+
+class _CheckedCrossentropy(keras.losses.Loss):
+    """Cross-entropy (with label smoothing), each example's value checked for NaN and inf on the
+    device. Padded batches (zoo.data._padded) weigh their padding 0: the mean is over the real
+    examples."""
+
+    def __init__(self, label_smoothing: float, num_classes: int) -> None:
+        super().__init__(name="crossentropy", reduction="mean_with_sample_weight")
+        self.label_smoothing, self.num_classes = label_smoothing, num_classes
+
+    def call(self, y_true, y_pred):
+        if self.label_smoothing:
+            labels = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), self.num_classes)
+            values = keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.label_smoothing)
         else:
             values = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-        return tf.debugging.check_numerics(values, NON_FINITE)
-
-    return crossentropy
+        return backend.checked(values, NON_FINITE)
 
 
 def _plain_compiled(model: keras.Model) -> keras.Model:
@@ -507,8 +582,8 @@ def _plain_compiled(model: keras.Model) -> keras.Model:
     # XLA as in training (and as the run records it); a trained model keeps its optimizer.
     model.compile(
         optimizer=getattr(model, "optimizer", None) or "rmsprop",
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+        weighted_metrics=["accuracy"],
         jit_compile=model.jit_compile,
     )
     return model

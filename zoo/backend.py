@@ -1,0 +1,93 @@
+"""Which Keras backend a process computes with: TensorFlow (the default) or JAX.
+
+Keras reads its backend once, when it is first imported (``KERAS_BACKEND``), so the choice is
+made here before anything imports Keras, and a later request for another backend in the same
+process is refused with the way out. The input pipeline is tf.data on every backend; what the
+runner would otherwise ask of TensorFlow directly while training (op determinism, the in-step
+check of the loss) is asked through this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from .config import BACKENDS
+from .errors import ZooUsageError
+
+JAX_EXTRA = 'pip install "keras-zoo[jax]"'
+
+
+def default() -> str:
+    """``KERAS_BACKEND`` if it is set, else tensorflow."""
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def use(name: str | None) -> str:
+    """Make ``name`` (None: :func:`default`) this process's Keras backend; return it.
+
+    Before Keras is imported (TensorFlow imports it as well) this sets ``KERAS_BACKEND``;
+    afterwards only the backend Keras started with can be used.
+    """
+    name = default() if name is None else name
+    if name not in BACKENDS:
+        raise ZooUsageError(f"unknown `backend` {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            raise ZooUsageError(f"the jax backend needs JAX, which is not installed: {JAX_EXTRA}") from None
+    if "keras" in sys.modules:
+        started = sys.modules["keras"].backend.backend()
+        if started != name:
+            raise ZooUsageError(
+                f"Keras already started with the {started} backend in this process; `backend` "
+                f"{name} needs a new process with KERAS_BACKEND={name} set before Keras is "
+                f"imported (a new notebook kernel, or the zoo command)"
+            )
+        return name
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def current() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def checked(values, message: str):
+    """``values`` with NaN and inf stopping the step that made them (TensorFlow).
+
+    JAX cannot raise from inside a compiled step; there a non-finite loss is caught at the end of
+    its epoch instead (the runner's guard), before the history or the backup see it.
+    """
+    if current() != "tensorflow":
+        return values
+    import tensorflow as tf
+
+    return tf.debugging.check_numerics(values, message)
+
+
+@contextlib.contextmanager
+def deterministic_ops(enabled: bool):
+    """Deterministic kernels for the duration, and the process's own setting put back after.
+
+    TensorFlow switches them on per process. JAX on a CPU is deterministic already; on a GPU its
+    XLA flag must be set before JAX starts, which :func:`zoo.devices.place` does.
+    """
+    if not enabled or current() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+    # TensorFlow's public API can switch determinism on only; these two are its own internals.
+    from tensorflow.python.framework import config as tf_config
+
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_deterministic:
+            tf_config.disable_op_determinism()
