@@ -136,7 +136,8 @@ def _train_in_child(job: Job, export_base: Path, out: Path) -> float:
     log_path = out / "logs" / f"{job.run_dir.name}.log"
     cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "KERAS_BACKEND": job.config.backend})
         try:
             _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
         except KeyboardInterrupt:
@@ -254,7 +255,8 @@ LEGACY_INPUT = {"train": "memory", "evaluation": "memory"}
 
 def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None) -> str:
     """Where and how a leaderboard row's runs computed: ``float32, CPU, memory``,
-    ``mixed_float16, 2 GPU (A100), stream``.
+    ``mixed_float16, 2 GPU (A100), stream``, ``jax, float32, CPU, memory`` (backends other than
+    TensorFlow are named).
 
     The CPU's model is in the environment line under the table; a GPU's is named here.
     """
@@ -262,7 +264,9 @@ def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None
     devices = f"{count} {hardware['device_kind']}" if count > 1 else hardware["device_kind"]
     if hardware["device_kind"] == "GPU":
         devices += f" ({hardware.get('device_name')})"
-    return f"{hardware['precision']}, {devices}, {(input or LEGACY_INPUT)['train']}"
+    label = f"{hardware['precision']}, {devices}, {(input or LEGACY_INPUT)['train']}"
+    backend = hardware.get("backend", "tensorflow")
+    return label if backend == "tensorflow" else f"{backend}, {label}"
 
 
 def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:

@@ -489,6 +489,8 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     buffer = f", shuffle buffer of {count:,} example{'s' * (count != 1)}" if count else ""
     cache = f", decoded cache in {source['cache']}" if source.get("cache") else ""
     click.echo(f"input: {source['train']} ({source['reason']}{buffer}{cache})")
+    if cluster is not None:
+        click.echo(f"weights digest {m['weights_digest']}, the same on all {cluster.num_processes} processes")
     if cluster is not None and not cluster.writer:
         click.echo(f"{cluster.label}: process 0 writes the run directory and the export")
     else:
@@ -500,9 +502,14 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 @main.command()
 @click.argument("model")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
-def check(model: str, hp: tuple[str, ...]) -> None:
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="Check on this Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
+def check(model: str, hp: tuple[str, ...], backend: str | None) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
+    from . import backend as backend_lib
+
+    click.echo(f"backend: {backend_lib.use(backend)}")
     _import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
@@ -549,6 +556,10 @@ def bench(models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...]
             "give no MODELS, --hp or training options with it"
         )
     hp_pairs = _pairs(hp)
+    from . import backend
+
+    if not from_runs:  # each job trains in a process of its own, on this backend
+        recipe["backend"] = recipe.get("backend") or backend.default()
     _import_tensorflow()
     from . import benchmark as bench_lib
     from .data import dataset_name

@@ -9,13 +9,14 @@ and every process's sign of life. The training step's collectives are JAX's own 
 NCCL on GPUs) under ``keras.distribution.DataParallel``.
 
 A lost peer is an error, not a hang: a collective whose peer died fails at once
-(:func:`lost_peer`), and a watchdog thread ends the process with a one-line message when a peer
+(:func:`explained`), and a watchdog thread ends the process with a one-line message when a peer
 has given no sign of life for ``peer_timeout`` seconds (a machine that vanished, a frozen
 process). JAX's own heartbeat timeout is set beyond it, so the zoo's message comes first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
@@ -129,6 +131,8 @@ def start(c: Cluster) -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Its notifier takes SIGTERM for itself: a scheduler's (or a user's) stop must stop the process.
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         # keras.distribution.initialize() would make this same call, without the timeouts.
         jax.distributed.initialize(
@@ -189,11 +193,21 @@ def _try_get(client, key: str) -> str | None:
         raise
 
 
-def lost_peer(exc: BaseException) -> PeerLost | None:
-    """A PeerLost for an exception that says a collective's peer is gone (else None)."""
+def explained(exc: BaseException) -> ZooError | None:
+    """What an exception from a step of several processes means, in one line (None: not known).
+
+    A collective whose peer is gone fails at once (:class:`PeerLost`); JAX refuses values that
+    differ between processes where they must be equal.
+    """
     if _active is None or isinstance(exc, ZooError):
         return None
     text = f"{type(exc).__name__}: {exc}"
+    if "is not the same on each process" in text:
+        return ZooError(
+            f"{_active.label}: the model's starting values differ between the processes; every "
+            f"process must build the same model (the builder draws random numbers outside "
+            f"Keras' seeded generators?)"
+        )
     if not _LOST.search(text):
         return None
     return PeerLost(f"{_active.label} lost a peer during training ({_first_line(exc)}); {RESUME_HINT}")
@@ -212,29 +226,53 @@ def exit_now(code: int, message: str | None = None) -> None:
     os._exit(code)
 
 
-def share(key: str, value: Any | None = None, timeout: float = 86400.0) -> Any:
+def share(key: str, value: Any | None = None, timeout: float = 86400.0, *, acknowledged: float = 0.0) -> Any:
     """Process 0's ``value`` on every process (JSON): process 0 gives it, the others wait for it.
 
-    Waiting long is safe: the watchdog ends the wait if process 0 is gone.
+    Waiting long is safe: the watchdog ends the wait if process 0 is gone. ``acknowledged``:
+    process 0 waits up to that many seconds for every other process to have read it (before it
+    exits, which takes the coordination service with it).
     """
     assert _active is not None
     client = _client()
-    if _active.writer:
-        client.key_value_set(f"zoo/share/{key}", json.dumps(value))
+    if not _active.writer:
+        value = json.loads(client.blocking_key_value_get(f"zoo/share/{key}", int(timeout * 1000)))
+        client.key_value_set(f"zoo/read/{key}/{_active.process_id}", "1")
         return value
-    return json.loads(client.blocking_key_value_get(f"zoo/share/{key}", int(timeout * 1000)))
+    client.key_value_set(f"zoo/share/{key}", json.dumps(value))
+    with contextlib.suppress(Exception):  # a reader that is gone does not stop process 0
+        for i in range(1, _active.num_processes if acknowledged else 1):
+            client.blocking_key_value_get(f"zoo/read/{key}/{i}", int(acknowledged * 1000))
+    return value
 
 
-def share_variables(variables: list[Any]) -> None:
-    """Give every process process 0's values of ``variables`` (weights, optimizer, seeds)."""
+def agree(key: str, value: str) -> None:
+    """Check that every process has the same ``value`` (e.g. its weights' digest), or fail."""
+    assert _active is not None
+    client = _client()
+    client.key_value_set(f"zoo/agree/{key}/{_active.process_id}", value)
+    values = [client.blocking_key_value_get(f"zoo/agree/{key}/{i}", 600_000) for i in range(_active.num_processes)]
+    if len(set(values)) != 1:
+        shown = ", ".join(f"process {i}: {v}" for i, v in enumerate(values))
+        raise ZooError(f"the processes ended training with different {key} ({shown})")
+
+
+def share_folder(folder: Path) -> None:
+    """Process 0's files in ``folder`` (a run's backup), copied into ``folder`` on every other
+    process, so that all restore the same state at the same time: assigning to a variable that
+    spans processes is itself a collective, which process 0 cannot do alone."""
     import numpy as np
     from jax.experimental import multihost_utils
 
-    # Replicated arrays: each process holds a whole copy in its first local shard.
-    values = [np.asarray(v.value.addressable_data(0)) for v in variables]
-    values = multihost_utils.broadcast_one_to_all(values)
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+    assert _active is not None
+    sizes = share("folder", {p.name: p.stat().st_size for p in folder.iterdir()} if _active.writer else None)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, size in sorted(sizes.items()):
+        path = folder / name
+        data = np.fromfile(path, np.uint8) if _active.writer else np.zeros(size, np.uint8)
+        data = multihost_utils.broadcast_one_to_all(data)
+        if not _active.writer:
+            data.tofile(path)
 
 
 def finish() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -111,10 +112,19 @@ def train(
                 run.write_json(CONFIG, {
                     **record, "hardware": placement.record(config.jit_compile), "input": splits.input.record()
                 })
+            if cluster is not None and splits.epochs.start > 0:  # every process restores process 0's backup
+                multihost.share_folder(run.file(BACKUP))
+                backup = _Backup(run.file(BACKUP))
             try:
                 results = fit(model, splits, config, run, restore=backup, verbose=verbose)
             except Exception as exc:
-                raise multihost.lost_peer(exc) or exc from None
+                explained = multihost.explained(exc)
+                if explained is None:
+                    raise
+                raise explained from None
+            if cluster is not None:  # one model, trained together: the same weights everywhere
+                results["weights_digest"] = weights_digest(model)
+                multihost.agree("weights", results["weights_digest"])
             # XLA as Keras resolved it for this model.
             _finish(run, config, {
                 **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
@@ -122,6 +132,14 @@ def train(
     multihost.finish()  # all processes together; process 0 alone goes on to export
     exported = export(run, export_base) if export_base is not None and writer else None
     return TrainResult(run, exported)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """The first 16 hex digits of the SHA-256 of the model's weights, in model order."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _shared_start(cluster: multihost.Cluster | None, decide):
@@ -138,10 +156,9 @@ def _shared_start(cluster: multihost.Cluster | None, decide):
     try:
         splits = decide()
     except ZooError as exc:
-        multihost.share("start", {"error": str(exc), "usage": isinstance(exc, ZooUsageError)})
+        multihost.share("start", {"error": str(exc), "usage": isinstance(exc, ZooUsageError)}, acknowledged=30)
         raise
-    epoch = next(iter(splits.epochs))
-    multihost.share("start", {"input": splits.input.train, "epoch": epoch,
+    multihost.share("start", {"input": splits.input.train, "epoch": splits.epochs.start,
                               "shuffle_buffer": splits.input.shuffle_buffer})
     return splits
 
@@ -249,10 +266,6 @@ def fit(
         jit_compile=JIT_COMPILE[config.jit_compile],
     )
     initial_epoch = restore.restore(model) if restore is not None else 0
-    if multihost.active():  # every process starts from process 0's weights and optimizer state
-        model.optimizer.build(model.trainable_variables)
-        multihost.share_variables(list(model.variables) + list(model.optimizer.variables))
-        initial_epoch = next(iter(splits.epochs))
     if config.schedule == "constant":
         # A constant rate is an optimizer variable that the backup restored; a resume after a
         # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
@@ -311,7 +324,7 @@ def fit(
         "val_seconds": round(sum(r.get("val_seconds", 0.0) for r in history), 3),
     }
     if splits.test is not None:
-        loss, accuracy = model.evaluate(splits.test, verbose=0)
+        loss, accuracy = _test_metrics(model, splits.test)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
     return metrics
 
@@ -323,7 +336,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
         ds = data.load_split(config.dataset, split, **data_options(config))
-        loss, accuracy = _plain_compiled(model).evaluate(ds, verbose=0)
+        loss, accuracy = _test_metrics(_plain_compiled(model), ds)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
         changed = _changed_images(run)
         if changed:  # the images as they are now, and the run says which
@@ -582,11 +595,21 @@ def _plain_compiled(model: keras.Model) -> keras.Model:
     # XLA as in training (and as the run records it); a trained model keeps its optimizer.
     model.compile(
         optimizer=getattr(model, "optimizer", None) or "rmsprop",
-        loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
-        weighted_metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        # Weighted: the padding of padded batches has weight 0 (Keras' own loss figure counts it).
+        weighted_metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name=_TEST_LOSS)],
         jit_compile=model.jit_compile,
     )
     return model
+
+
+_TEST_LOSS = "crossentropy"
+
+
+def _test_metrics(model: keras.Model, ds) -> tuple[float, float]:
+    """(loss, accuracy) of a model compiled by _plain_compiled, over the real examples of ``ds``."""
+    results = model.evaluate(ds, verbose=0, return_dict=True)
+    return float(results[_TEST_LOSS]), float(results["accuracy"])
 
 
 def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:

@@ -1,0 +1,338 @@
+"""The JAX backend and training on several processes (127.0.0.1 only, every process stopped by id).
+
+Real processes of the installed ``zoo`` joined through JAX's coordination service: two training
+MNIST together against one alone, a JAX-trained export served by TensorFlow alone, a peer killed
+(and the run resumed), a peer frozen, and the bad requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import data, multihost
+from zoo.errors import ZooUsageError
+
+jax = pytest.importorskip("jax", reason='the JAX tests need the jax extra: pip install ".[jax]"')
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+ENV.pop("KERAS_BACKEND", None)
+ENV.pop("KERAS_DISTRIBUTION_JOB_ADDRESSES", None)
+
+
+def zoo_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "zoo", *map(str, args)]
+
+
+def run_zoo(*args, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(zoo_cmd(*args), capture_output=True, text=True, env={**ENV, **(env or {})},
+                          timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Processes of one multi-process run, each told its id; all are killed at the end."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp, self.procs, self.logs = tmp_path, [], []
+
+    def start(self, count: int, *args, port: int | None = None) -> None:
+        port = port or free_port()
+        self.procs, self.logs = [], []
+        for i in range(count):
+            log = (self.tmp / f"p{i}-{time.monotonic_ns()}.log").open("w+")
+            cmd = zoo_cmd(*args, "--coordinator", f"127.0.0.1:{port}", "--num-processes", count, "--process-id", i)
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV))
+            self.logs.append(log)
+
+    def output(self, i: int) -> str:
+        self.logs[i].flush()
+        return Path(self.logs[i].name).read_text(errors="replace")
+
+    def wait(self, timeout: float = 600) -> list[int]:
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            p.wait(max(1, deadline - time.monotonic()))
+        return [p.returncode for p in self.procs]
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    group = Processes(tmp_path)
+    yield group
+    group.kill_all()
+
+
+def history(run: Path) -> list[dict[str, str]]:
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("Error:")]
+
+
+# --- Bad requests: one line, exit 2, nothing started -------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--coordinator", "127.0.0.1:1234"], "missing --num-processes, --process-id"),
+    (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"],
+     "--process-id must be between 0 and 1"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["--coordinator", "127.0.0.1:70000", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["--coordinator", "127.0.0.1:1234", "--num-processes", "0", "--process-id", "0"],
+     "--num-processes must be at least 1"),
+    (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0", "--peer-timeout", "0"],
+     "--peer-timeout must be between 1"),
+    (["--local-processes", "0"], "--local-processes must be between 1"),
+    (["--local-processes", "2", "--process-id", "1"], "--local-processes chooses"),
+    (["--backend", "tensorflow", "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0"],
+     "keras-team/keras#20585"),
+    (["--backend", "torch"], "'torch' is not one of"),
+])
+def test_bad_multiprocess_requests_are_one_line_usage_errors(args, message, tmp_path):
+    result = run_zoo("train", "mlp", "--run-dir", tmp_path / "run", *args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_keras_distribution_environment_variables_are_read(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:2345")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    assert multihost.cluster() == multihost.Cluster("10.0.0.1:1234", 2, 1)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "one")
+    with pytest.raises(ZooUsageError, match="must be integers"):
+        multihost.cluster()
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    assert multihost.cluster() is None  # one process: nothing to join
+
+
+def test_another_backend_after_keras_started_is_refused():
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    with pytest.raises(ZooUsageError, match="Keras already started with the tensorflow backend"):
+        zoo.train("mlp", backend="jax", epochs=1)
+
+
+# --- Data shares ------------------------------------------------------------------------------
+
+def _examples(ds) -> list[int]:
+    """The example indices tinydata wrote into pixels (0, 0) and (0, 1), batch by batch."""
+    ids = []
+    for batch in ds:
+        images = batch[0].numpy()
+        ids.extend((np.round(images[:, 0, 0, 0] * 255) * 256 + np.round(images[:, 0, 1, 0] * 255)).astype(int))
+    return ids
+
+
+def test_each_process_reads_an_equal_disjoint_share_in_smaller_batches(tiny_data_dir):
+    whole = data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25)
+    shares = [data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25, process=(i, 2))
+              for i in range(2)]
+    first, second = (_examples(s.train) for s in shares)
+    assert len(first) == len(second) == whole.info.num_train // 2 == 75
+    assert not set(first) & set(second) and set(first) | set(second) == set(_examples(whole.train))
+    assert shares[0].steps_per_epoch == shares[1].steps_per_epoch == -(-75 // 4)
+    assert {len(b[1]) for b in shares[0].train} == {4, 3}  # half the batch; the last is smaller
+    # Validation and test are whole on every process: the global metrics are the splits' own.
+    assert _examples(shares[1].validation) == _examples(whole.validation)
+    with pytest.raises(ZooUsageError, match="multiple of the 3 processes"):
+        data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, process=(0, 3))
+
+
+def test_padded_batches_weigh_their_padding_zero(tiny_data_dir):
+    splits = data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, pad_to=3)
+    sizes, real = [], 0
+    for images, labels, weights in splits.test:
+        sizes.append(len(labels))
+        real += int(weights.numpy().sum())
+        assert images.shape[0] == len(weights) and set(weights.numpy()[int(weights.numpy().sum()):]) <= {0.0}
+    assert all(n % 3 == 0 for n in sizes) and real == splits.info.num_test == 60
+
+
+# --- The JAX backend on one process -----------------------------------------------------------
+
+
+
+@pytest.mark.slow
+def test_jax_export_is_served_by_tensorflow_alone(tiny_data_dir, tmp_path):
+    result = run_zoo("train", "softmax", "--backend", "jax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                     "--epochs", "2", "--precision", "float32", "--run-dir", tmp_path / "run",
+                     "--export", tmp_path / "exports")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax backend" in result.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["hardware"]["backend"] == "jax"
+    # TensorFlow alone (no JAX imported) serves it, and agrees with the model.keras that Keras
+    # loads on TensorFlow: one model, whichever backend trained it.
+    check = f"""
+import sys
+sys.modules["jax"] = sys.modules["jaxlib"] = None  # as if JAX were not installed: imports fail
+import numpy as np, tensorflow as tf, keras, tensorflow_datasets as tfds
+serve = tf.saved_model.load({str(tmp_path / "exports" / "1")!r}).signatures["serving_default"]
+assert serve.structured_input_signature[1]["image"].dtype == tf.uint8
+images, labels = tfds.load("zoo_tiny", split="test", data_dir={tiny_data_dir!r}, as_supervised=True, batch_size=-1)
+out = serve(image=images)
+assert out["probabilities"].dtype == tf.float32 and out["class_id"].dtype == tf.int64
+model = keras.saving.load_model({str(tmp_path / "run" / "model.keras")!r})
+expected = model.predict(images.numpy() / 255.0, verbose=0)
+print(float(np.abs(out["probabilities"].numpy() - expected).max()), sys.modules["jax"] is not None,
+      float((out["class_id"].numpy() == labels.numpy()).mean()))
+"""
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                         env={**ENV, "KERAS_BACKEND": "tensorflow"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    diff, jax_imported, accuracy = out.stdout.split()
+    assert float(diff) < 1e-5 and jax_imported == "False"
+    assert abs(float(accuracy) - metrics["test_accuracy"]) < 1e-6
+
+
+@pytest.mark.slow
+def test_jax_on_several_devices_pads_batches_without_changing_the_result(tiny_data_dir, tmp_path):
+    """Logical CPU devices split each batch evenly; batches of 7 are padded with weight-0 examples."""
+    results = {}
+    for count in (1, 2):
+        run = tmp_path / f"run{count}"
+        result = run_zoo("train", "softmax", "--backend", "jax", "--devices", count, "--dataset", "zoo_tiny",
+                         "--data-dir", tiny_data_dir, "--epochs", "2", "--batch-size", "7",
+                         "--precision", "float32", "--run-dir", run)
+        assert result.returncode == 0, result.stderr[-3000:]
+        results[count] = json.loads((run / "metrics.json").read_text())
+    assert results[2]["hardware"]["replicas"] == 2
+    assert results[2]["test_accuracy"] == pytest.approx(results[1]["test_accuracy"], abs=1e-6)
+    assert results[2]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-4)
+    # Validation loss is Keras' own figure, which weighs a padded batch by its padded size.
+    assert float(history(tmp_path / "run2")[-1]["val_loss"]) == pytest.approx(
+        float(history(tmp_path / "run1")[-1]["val_loss"]), rel=1e-2)
+
+
+# --- Two processes ----------------------------------------------------------------------------
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_processes_train_mnist_as_one_does(mnist_data_dir, tmp_path):
+    common = ["--epochs", "1", "--batch-size", "128", "--precision", "float32", "--data-dir", mnist_data_dir]
+    scratch_before = set(Path(tempfile.gettempdir()).glob("zoo-process-*"))
+    two = run_zoo("train", "mlp", "--local-processes", "2", *common, "--run-dir", tmp_path / "two",
+                  "--export", tmp_path / "exports", timeout=900)
+    assert two.returncode == 0, (two.stdout + two.stderr)[-4000:]
+    lines = two.stdout.splitlines()
+    by_process = {i: [line[4:] for line in lines if line.startswith(f"[{i}] ")] for i in (0, 1)}
+    digests = {i: [line for line in by_process[i] if line.startswith("weights digest")] for i in (0, 1)}
+    assert digests[0] and digests[0] == digests[1]  # identical final weights on both
+    assert any("process 0 writes the run directory" in line for line in by_process[1])
+    assert any(line.startswith("exported ") for line in by_process[0])
+    assert not any(line.startswith("exported ") for line in by_process[1])
+    # Written once, by process 0; process 1's scratch copy is gone.
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["1"]
+    assert set(Path(tempfile.gettempdir()).glob("zoo-process-*")) == scratch_before
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["hardware"]["processes"] == 2 and metrics["hardware"]["backend"] == "jax"
+    assert [int(r["epoch"]) for r in history(tmp_path / "two")] == [0]
+
+    one = run_zoo("train", "mlp", "--backend", "jax", *common, "--run-dir", tmp_path / "one", timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    single = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert abs(metrics["test_accuracy"] - single["test_accuracy"]) < 0.01
+
+    # The export serves: its accuracy on the test split is the run's.
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    serve = tf.saved_model.load(str(tmp_path / "exports" / "1")).signatures["serving_default"]
+    images, labels = tfds.load("mnist", split="test", data_dir=mnist_data_dir, as_supervised=True, batch_size=-1)
+    predicted = serve(image=images)["class_id"].numpy()
+    assert abs((predicted == labels.numpy()).mean() - metrics["test_accuracy"]) < 1e-3
+
+
+TINY = ["--dataset", "zoo_tiny", "--batch-size", "8", "--precision", "float32", "--peer-timeout", "10"]
+
+
+@pytest.mark.slow
+def test_a_killed_peer_stops_the_other_at_once_and_the_run_resumes(tiny_data_dir, tmp_path, processes):
+    run = tmp_path / "run"
+    args = ["train", "mlp", *TINY, "--data-dir", tiny_data_dir, "--epochs", "8", "--run-dir", run]
+    processes.start(2, *args)
+    wait_until(lambda: len(history(run)) >= 2 or processes.procs[0].poll() is not None, 300, "two epochs")
+    processes.procs[1].kill()
+    killed = time.monotonic()
+    assert processes.procs[0].wait(60) == 1, processes.output(0)[-3000:]
+    assert time.monotonic() - killed < 15  # a collective with a dead peer fails at once
+    errors = error_lines(processes.output(0))
+    assert len(errors) == 1 and "lost a peer" in errors[0] and "--resume" in errors[0], processes.output(0)[-2000:]
+    assert "Check failure stack trace" not in processes.output(0)  # not JAX's abort
+    kept = len(history(run))
+    assert kept < 8
+
+    processes.start(2, *args, "--resume")
+    assert processes.wait(600) == [0, 0], processes.output(0)[-3000:] + processes.output(1)[-3000:]
+    assert [int(r["epoch"]) for r in history(run)] == list(range(8))
+    assert f"Epoch {kept + 1}/8" in processes.output(1)  # process 1 too continued from the backup
+    assert f"Epoch {kept}/8" not in processes.output(1)
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 8
+
+
+@pytest.mark.slow
+def test_a_frozen_peer_is_an_error_within_the_peer_timeout(tiny_data_dir, tmp_path, processes):
+    run = tmp_path / "run"
+    processes.start(2, "train", "mlp", *TINY, "--data-dir", tiny_data_dir, "--epochs", "200", "--run-dir", run)
+    wait_until(lambda: len(history(run)) >= 1 or processes.procs[0].poll() is not None, 300, "an epoch")
+    processes.procs[1].send_signal(signal.SIGSTOP)  # alive, silent: a machine that vanished
+    frozen = time.monotonic()
+    assert processes.procs[0].wait(60) == 1, processes.output(0)[-3000:]
+    waited = time.monotonic() - frozen
+    assert 10 <= waited < 25, waited  # the peer timeout (10 s), plus a beat or two
+    errors = error_lines(processes.output(0))
+    assert len(errors) == 1 and "process 1 has given no sign of life for 10 s" in errors[0], errors
+
+
+@pytest.mark.slow
+def test_a_refusal_on_process_0_is_every_process_refusal(tiny_data_dir, tmp_path, processes):
+    """A batch that does not split evenly: process 0 refuses once it has read the dataset, and
+    tells the others, which stop with the same words instead of waiting."""
+    processes.start(2, "train", "mlp", *TINY[:2], "--batch-size", "9", "--data-dir", tiny_data_dir,
+                    "--epochs", "1", "--run-dir", tmp_path / "run")
+    assert processes.wait(300) == [2, 2]
+    for i in (0, 1):
+        errors = error_lines(processes.output(i))
+        assert len(errors) == 1 and "must be a multiple of the 2 processes" in errors[0], processes.output(i)
+    assert "process 0:" in error_lines(processes.output(1))[0]
+    assert not (tmp_path / "run").exists()
