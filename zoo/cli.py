@@ -441,8 +441,9 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
         if resume:
             raise ZooUsageError("--resume needs the --run-dir of the run to continue")
         run_dir = zoo.default_run_dir(model)
-    ctx.meta[_RUN_DIR] = str(Run.for_training(run_dir, resume=resume).path)
-    if export_base is not None:
+    if cluster is None or cluster.writer:  # the others never touch the run directory
+        ctx.meta[_RUN_DIR] = str(Run.for_training(run_dir, resume=resume).path)
+    if export_base is not None and (cluster is None or cluster.writer):
         files.check_creatable(Path(export_base).resolve(), "export base")
     if options["cache_dir"] is not None:
         files.check_creatable(Path(options["cache_dir"]), "cache folder")
