@@ -215,7 +215,10 @@ def bench(
     from . import benchmark as bench_lib
     from .data import dataset_name
 
+    from .backend import default as default_backend
+
     options = {
+        "backend": default_backend(),  # each job trains in a process of its own, on this backend
         "dataset": dataset_name(dataset),
         "data_dir": data_dir,
         "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),

@@ -81,6 +81,7 @@ def deterministic_ops(enabled: bool):
         yield
         return
     import tensorflow as tf
+
     # TensorFlow's public API can switch determinism on only; these two are its own internals.
     from tensorflow.python.framework import config as tf_config
 
