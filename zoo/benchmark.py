@@ -132,6 +132,20 @@ def plan_from_runs(run_dirs: list[str]) -> list[Job]:
     return jobs
 
 
+def prepare(jobs: list[Job], out: Path) -> None:
+    """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
+    on this machine) starting at once on a fresh data folder would otherwise prepare it at the
+    same time, and all but one fail. Processes that share ``out`` take turns."""
+    needed = {json.dumps([j.config.dataset, runner.data_options(j.config)], default=list): j.config
+              for j in jobs if not j.from_run}
+    if not needed:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with files.locked(out / ".prepare.lock"):
+        for config in needed.values():
+            data.prepared_builder(config.dataset, **runner.data_options(config))
+
+
 def attempt(job: Job, out: Path, *, threads: int | None = None,
             where: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train (unless the job is an existing or finished run), export, measure: the job's record.

@@ -477,7 +477,7 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.option("--shard", metavar="I/N",
               help="Run only shard I of N: the jobs numbered I, I+N, I+2N, ... (e.g. one task of a "
                    "Slurm array or a Kubernetes Indexed Job; every shard writes to the same --out).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+@click.option("--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
               help="Run every job as a Ray task on the cluster at ADDRESS (HOST:PORT or auto); "
                    "without one, on a Ray cluster started on this machine for the sweep. "
                    'Needs pip install "keras-zoo[ray]".')
@@ -495,18 +495,18 @@ def check(model: str, hp: tuple[str, ...]) -> None:
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
           out: str, from_runs: tuple[str, ...], show_plan: bool, shard: str | None,
-          ray_address: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
+          ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
           report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     from . import sweep
 
     if report is not None:
-        given = [p.opts[0] if p.opts else p.human_readable_name for p in ctx.command.params
-                 if p.name not in ("report", "data_dir", "manual_dir")
+        given = [max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
+                 for p in ctx.command.params if p.name not in ("report", "data_dir", "manual_dir")
                  and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
-        if given or models:
+        if given:
             raise ZooUsageError(f"--report rebuilds a folder's reports from its records; give nothing else "
-                                f"with it ({', '.join(given) or 'MODELS'})")
+                                f"with it ({', '.join(given)})")
         _report(Path(report).resolve())
         return
     try:
@@ -521,15 +521,15 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
             "--from-runs measures finished runs as they are; "
             "give no MODELS, --hp or training options with it"
         )
-    if from_runs and (show_plan or shard or ray_address):
+    if from_runs and (show_plan or shard or ray):
         raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
                             "training sweeps")
     selected_shard = sweep.parse_shard(shard) if shard is not None else None
-    if ray_address is not None:
+    if ray is not None:
         from .ray_executor import check_address
 
-        check_address(ray_address)
-    if gpus_per_job and ray_address is None:
+        check_address(ray)
+    if gpus_per_job and ray is None:
         raise ZooUsageError("--gpus-per-job needs --ray; a scheduler's shards get their GPUs from the scheduler")
     hp_pairs = _pairs(hp)
     _import_tensorflow()
@@ -546,36 +546,43 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
         return
-    _echo_selection(selection, selected_shard, out_dir)
-    if not selection.todo:
+    todo, records = selection.todo, []
+    if not todo:
+        _echo_selection(selection, selected_shard, out_dir)
         click.echo("nothing to run", err=True)
-        if (out_dir / "results.md").is_file():
-            click.echo((out_dir / "results.md").read_text())
+        _echo_results(out_dir)
         return
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
-    todo, records = selection.todo, []
-    start, terminal = time.monotonic(), sys.stderr.isatty()
-    with sweep.executing(todo, out_dir, shard=selected_shard, ray=ray_address, cpus_per_job=cpus_per_job,
-                         gpus_per_job=gpus_per_job) as results, \
-            click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
-                              show_pos=True, item_show_func=lambda j: j.label if j else "",
-                              file=sys.stderr) as bar:
-        for done, (job, record) in enumerate(sweep.run(out_dir, results, selection, command), 1):
-            bar.update(1, job)
-            records.append(record)
-            if record["status"] == "failed":
-                shown = f"failed ({record['error']})"
-            elif record["test_accuracy"] is not None:
-                shown = f"test accuracy {record['test_accuracy']:.4f}"
-            else:
-                shown = "no test split"
-            if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
-                eta = (time.monotonic() - start) / done * (len(todo) - done)
-                click.echo(f"[{done}/{len(todo)}] {job.label}: {shown}; ETA {eta / 60:.0f} min", err=True)
+    with sweep.executing(todo, out_dir, shard=selected_shard, ray=ray, cpus_per_job=cpus_per_job,
+                         gpus_per_job=gpus_per_job) as results:
+        _echo_selection(selection, selected_shard, out_dir)  # once connected: an error stays one line
+        start, terminal = time.monotonic(), sys.stderr.isatty()
+        with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
+                               show_pos=True, item_show_func=lambda j: j.label if j else "",
+                               file=sys.stderr) as bar:
+            for done, (job, record) in enumerate(sweep.run(out_dir, results, selection, command), 1):
+                bar.update(1, job)
+                records.append(record)
+                if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
+                    eta = (time.monotonic() - start) / done * (len(todo) - done)
+                    click.echo(f"[{done}/{len(todo)}] {job.label}: {_outcome(record)}; ETA {eta / 60:.0f} min",
+                               err=True)
+    _echo_results(out_dir)
+    sweep.raise_failures(records)
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    if record["status"] == "failed":
+        return f"failed ({record['error']})"
+    if record["test_accuracy"] is None:
+        return "no test split"
+    return f"test accuracy {record['test_accuracy']:.4f}"
+
+
+def _echo_results(out_dir: Path) -> None:
     if (out_dir / "results.md").is_file():
         click.echo((out_dir / "results.md").read_text())
         click.echo(f"results: {out_dir}/results.{{jsonl,csv,md,png}}")
-    sweep.raise_failures(records)
 
 
 def _echo_selection(selection, shard, out_dir: Path) -> None:
@@ -609,9 +616,7 @@ def _report(folder: Path) -> None:
         raise ZooUsageError(f"{folder} holds no benchmark records (no {sweep.RESULTS})")
     _import_tensorflow()
     sweep.rebuild(folder)
-    if (folder / "results.md").is_file():
-        click.echo((folder / "results.md").read_text())
-    click.echo(f"results: {folder}/results.{{jsonl,csv,md,png}}")
+    _echo_results(folder)
 
 
 @main.command()

@@ -50,6 +50,16 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None
 
 
+def check_jobs(jobs: Sequence[Any]) -> None:
+    """Refuse a model registered in this process only: no Ray worker can import it."""
+    local = sorted({j.config.model for j in jobs if registry.resolve(j.config.model).local})
+    if local:
+        raise ZooUsageError(
+            f"model '{local[0]}' is registered in this process only (zoo.register): Ray workers cannot "
+            f"import it; make it a plugin (entry point zoo.models) or run the sweep without `ray`"
+        )
+
+
 class RayCluster:
     """``with RayCluster(address, ...) as cluster: cluster.run(jobs, out)``: connected (or started)
     on entry, its resources checked against the request; disconnected (or stopped) on exit."""
@@ -57,6 +67,7 @@ class RayCluster:
     def __init__(self, address: str = LOCAL, *, cpus_per_job: int = 1, gpus_per_job: float = 0) -> None:
         check_address(address)
         self.address, self.cpus, self.gpus = address, cpus_per_job, gpus_per_job
+        self.shown = "on this machine" if address == LOCAL else f"at {address}"
 
     def __enter__(self) -> RayCluster:
         if self.address == LOCAL and "ray" not in sys.modules:
@@ -120,22 +131,10 @@ class RayCluster:
             most = max((n.get(name, 0) for n in nodes), default=0)
             if amount > most:
                 has = f"at most {most:g} {name}s on one node" if most else f"no {name}s"
-                raise ZooUsageError(f"`{option}` {amount:g}: the Ray cluster at {self.address} has {has}")
+                raise ZooUsageError(f"`{option}` {amount:g}: the Ray cluster {self.shown} has {has}")
 
     def run(self, jobs: Sequence[Any], out: Path, *, shard: Shard | None = None) -> Iterator[tuple[Any, dict]]:
-        """Every job as a task: (job, record) pairs as they finish, in the order they finish.
-
-        Refused at once, before anything runs, for a model registered in this process only.
-        """
-        local = sorted({j.config.model for j in jobs if registry.resolve(j.config.model).local})
-        if local:
-            raise ZooUsageError(
-                f"model '{local[0]}' is registered in this process only (zoo.register): Ray workers cannot "
-                f"import it; make it a plugin (entry point zoo.models) or run the sweep without `ray`"
-            )
-        return self._results(jobs, out, shard)
-
-    def _results(self, jobs: Sequence[Any], out: Path, shard: Shard | None) -> Iterator[tuple[Any, dict]]:
+        """Every job as a task: (job, record) pairs as they finish, in the order they finish."""
         from .benchmark import failed_record
 
         task = self.ray.remote(

@@ -123,7 +123,7 @@ def select(jobs: Sequence[Job], out: Path, shard: Shard | None = None) -> Select
 
 def where(shard: Shard | None) -> dict[str, Any]:
     """Where a record was made: host and process, the shard; Ray adds its node."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "shard": str(shard) if shard else None}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "shard": str(shard) if shard else None, "ray": None}
 
 
 def write_plan(out: Path, plan: str, jobs: Sequence[Job]) -> None:
@@ -203,15 +203,21 @@ def run(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection: Sel
 def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray: str | None = None,
               cpus_per_job: int | None = None, gpus_per_job: float | None = None):
     """The executor's (job, record) iterator for ``jobs``: here, one after another, or on Ray
-    (connected and checked on entry, before anything is written; disconnected on exit)."""
+    (connected and checked on entry, before anything is written; disconnected on exit). The
+    datasets are prepared here first."""
+    from .benchmark import prepare
+
     if ray is None:
         if gpus_per_job:
             raise ZooUsageError("`gpus_per_job` needs `ray`; a scheduler's shards get their GPUs from the scheduler")
+        prepare(jobs, out)
         yield run_here(jobs, out, threads=cpus_per_job, shard=shard)
         return
-    from .ray_executor import RayCluster
+    from .ray_executor import RayCluster, check_jobs
 
+    check_jobs(jobs)
     with RayCluster(ray, cpus_per_job=cpus_per_job or 1, gpus_per_job=gpus_per_job or 0) as cluster:
+        prepare(jobs, out)
         yield cluster.run(jobs, out, shard=shard)
 
 
