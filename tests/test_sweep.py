@@ -406,3 +406,38 @@ def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_d
     assert "2 already recorded in" in again.stderr
     assert sorted(accuracies(out)) == [("softmax", 0), ("softmax", 1), ("softmax", 2)]
     assert "failed:" not in (out / "results.md").read_text()
+
+
+# -- the example files: their commands as a scheduler would run them, with --plan ------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.slow
+def test_the_slurm_example_runs_its_shard_of_the_plan(tmp_path):
+    script = (EXAMPLES / "slurm" / "sweep.sbatch").read_text()
+    assert "#SBATCH --array=0-7" in script and "SHARDS=${SHARDS:-8}" in script
+    script = script.replace("\nzoo bench ", "\nzoo bench --plan ")
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "2", "SLURM_CPUS_PER_TASK": "2", "VENV": str(Path(sys.prefix)),
+           "OUT": str(tmp_path / "out"), "DATA": str(tmp_path / "data"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].endswith(f"9 job(s); shard 3/8: 1 of them; --out {tmp_path / 'out'}")
+    assert result.stdout.splitlines()[2].split()[:3] == ["3", "softmax", "2"]
+
+
+@pytest.mark.slow
+def test_the_kubernetes_example_runs_its_shard_of_the_plan():
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load((EXAMPLES / "kubernetes" / "sweep-job.yaml").read_text())
+    assert job["spec"]["completionMode"] == "Indexed"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    command = container["args"][0]
+    assert f"/{job['spec']['completions']}\"" in command  # N is the number of completions
+    zoo = Path(sys.executable).with_name("zoo")
+    command = command.replace("zoo bench ", f"{zoo} bench --plan ", 1)
+    result = subprocess.run([*container["command"], command], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "JOB_COMPLETION_INDEX": "7", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "9 job(s); shard 8/8: 1 of them; --out /shared/bench/mnist" in result.stdout
+    assert result.stdout.splitlines()[2].split()[:3] == ["8", "cnn", "1"]
