@@ -10,10 +10,10 @@ through the zoo's executors, each into a fresh --out:
 For each: the cluster's start, the sweep's wall time (first job submitted to last record
 written), the sum of the jobs' own times (each job's `job_seconds`: training process, export and
 measurements, timed inside the job) and the overhead per job, (wall x concurrent jobs - sum of
-job times) / jobs: the slot time not spent in jobs (fresh worker processes, imports, scheduling,
-recording, a slot idle at the end). Then the round trip of an empty task in a fresh worker
-(`max_calls=1`, as every job runs), of one importing the zoo's benchmark module (TensorFlow) and
-of an empty task in a reused worker, each the median of --calls.
+job times) / jobs: the slot time not spent in jobs (starting workers, imports, scheduling,
+recording, a slot idle at the end). Then the round trip of an empty task in a reused worker (as
+the jobs of a CPU sweep run), in a fresh worker (`max_calls=1`, as GPU tasks run) and in a fresh
+worker that imports the zoo's benchmark module (TensorFlow), each the median of --calls.
 
     python scripts/bench_sweep.py [--models softmax mlp] [--seeds 0 1] [--epochs 1] [--calls 5]
 """
@@ -94,9 +94,8 @@ def main() -> None:
             importing = ray_lib.remote(num_cpus=1, max_calls=1)(_import_benchmark)
             reused = ray_lib.remote(num_cpus=1)(lambda: None)
             trips = {}
-            for name, task in (("fresh worker, empty task", fresh),
-                               ("fresh worker importing zoo.benchmark (TensorFlow)", importing),
-                               ("reused worker, empty task", reused)):
+            for name, task in (("reused worker, empty task", reused), ("fresh worker, empty task", fresh),
+                               ("fresh worker importing zoo.benchmark (TensorFlow)", importing)):
                 times = []
                 for _ in range(args.calls):
                     start = time.monotonic()

@@ -1,11 +1,14 @@
 """Run a sweep's jobs as Ray tasks (``pip install "keras-zoo[ray]"``).
 
-Every job is one task that reserves ``cpus_per_job`` CPUs and ``gpus_per_job`` GPUs and runs in
-a fresh worker process (``max_calls=1``), which limits TensorFlow's thread pools to its CPUs
-before anything is computed; the training runs in a child process of that worker, as in a
-sweep without Ray, and is killed with it. The worker returns the record to the driver (this
-process), which alone appends it to ``results.jsonl``. A job that fails is a failed record and
-the others go on (``retry_exceptions=False``); a task lost with its worker or node is run again
+Every job is one task that reserves ``cpus_per_job`` CPUs and ``gpus_per_job`` GPUs. Its training
+runs in a child process of the Ray worker, as in a sweep without Ray, with TensorFlow's thread
+pools limited to those CPUs before anything is computed, and is killed with the worker; the
+worker then measures the export, its own pools limited the same way. A worker is reused for the
+next job of the sweep (all of them ask for the same CPUs, and a fresh one would import TensorFlow
+again, about 4 s here); a GPU task gets a fresh worker, Ray's default, so TensorFlow in it sees
+only that task's GPU. The worker returns the record to the driver (this process), which alone
+appends it to ``results.jsonl``. A job that fails is a failed record and the others go on
+(``retry_exceptions=False``); a task lost with its worker or node is run again
 (``max_retries``), and finds the run directory the lost one left, which it resumes. Workers
 write run directories, exports and logs into ``--out`` themselves: on a cluster of several
 machines it must be a shared file system mounted at the same path on every node, and every node
@@ -138,7 +141,7 @@ class RayCluster:
         from .benchmark import failed_record
 
         task = self.ray.remote(
-            num_cpus=self.cpus, num_gpus=self.gpus, max_calls=1, max_retries=RETRIES, retry_exceptions=False
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=RETRIES, retry_exceptions=False
         )(_task)
         extra = {"shard": str(shard) if shard else None}
         pending = {task.remote(job.to_dict(), str(out), self.cpus, extra): job for job in jobs}
@@ -159,7 +162,8 @@ class RayCluster:
 
 
 def _task(job: dict[str, Any], out: str, threads: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """One job in a Ray worker: limit TensorFlow to its CPUs first, then train and measure."""
+    """One job in a Ray worker: TensorFlow limited to its CPUs (effective in the worker's first
+    task, the same for every task of a sweep), then train and measure."""
     import ray
 
     from . import benchmark
