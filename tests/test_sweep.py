@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_bench import records
 
 from zoo import benchmark as bench
 from zoo import sweep
@@ -38,10 +39,6 @@ def start_bench(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "zoo", "bench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
 def accuracies(out: Path) -> dict[tuple[str, int], float]:
@@ -220,9 +217,10 @@ def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, mnist_data_dir, tmp_path):
+def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
     out = tmp_path / "out"
-    args = [*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir]
+    # A fresh data folder: the two shards start together and take turns to prepare MNIST.
+    args = [*SWEEP, "--out", str(out), "--data-dir", str(tmp_path / "tfds")]
     shards = [start_bench(*args, "--shard", f"{i}/2") for i in (1, 2)]
     for proc in shards:
         _, stderr = proc.communicate(timeout=900)

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -465,7 +465,8 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting, best test accuracy first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        label = " ".join([r["model"], _settings({**r.get("hparams_set", {}), **r.get("recipe_changed", {})})]).strip()
+        changed = _settings({**r.get("hparams_set", {}), **r.get("recipe_changed", {})})
+        label = f"{r['model']} {changed}" if changed else r["model"]
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
         setup = hardware_label(r.get("hardware", LEGACY_HARDWARE), r.get("input"))
@@ -501,7 +502,7 @@ _MEANS = (
 )
 
 
-def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes: list[str] = ()) -> None:
+def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
     """results.csv, results.md and results.png from the successful records; ``notes`` (a sweep's
     missing and failed jobs) end results.md."""
     records = [r for r in (read_records(out) if records is None else records) if succeeded(r)]
@@ -516,11 +517,12 @@ def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes:
     _plot(out / "results.png", rows)
 
 
-def _bullets(notes: list[str]) -> str:
+def _bullets(notes: Sequence[str]) -> str:
     return "".join(f"- {n}\n" for n in notes)
 
 
-def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str], notes: list[str] = ()) -> str:
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
+             notes: Sequence[str] = ()) -> str:
     header = (
         "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
         "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "

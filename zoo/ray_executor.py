@@ -106,8 +106,10 @@ class RayCluster:
         """Fail within seconds, naming the address, where Ray itself would retry for minutes."""
         from ray._private import services
 
+        client = self.address.startswith("ray://")  # Ray Client: its server, not the cluster's GCS
         try:
-            resolved = services.canonicalize_bootstrap_address_or_die(self.address)
+            resolved = (self.address.removeprefix("ray://") if client
+                        else services.canonicalize_bootstrap_address_or_die(self.address))
         except (ConnectionError, ValueError) as exc:
             raise ZooError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
         host, port = _host_port(resolved) or (resolved, 0)
@@ -116,7 +118,7 @@ class RayCluster:
         except OSError as exc:
             shown = self.address if resolved == self.address else f"{self.address} ({resolved})"
             raise ZooError(f"cannot reach the Ray cluster at {shown}: {exc.strerror or exc}") from None
-        if self.address.startswith("ray://"):
+        if client:
             return
         try:  # something answers there: is it a Ray cluster's GCS?
             from ray._raylet import InnerGcsClient
