@@ -114,6 +114,20 @@ def test_a_failed_job_is_not_done_until_it_succeeds(tmp_path):
                     f"(log: /logs/{k2}.log); not recorded (yet): #4 mlp seed 1")
 
 
+def test_a_job_whose_run_finished_before_a_kill_is_measured_without_training_again(tiny_data_dir, tmp_path):
+    from zoo import runner
+
+    out = tmp_path / "out"
+    (job,) = bench.plan(["softmax"], seeds=[0], out=out, hparams={},
+                        options={"dataset": "zoo_tiny", "data_dir": tiny_data_dir, "epochs": 1})
+    runner.train(job.config, job.run_dir, verbose=0)  # trained, then killed before its export
+    history = (job.run_dir / "history.csv").stat().st_mtime_ns
+    record = bench.attempt(job, out)
+    assert record["status"] == "ok" and record["job"] == job.key and record["run_dir"] == str(job.run_dir)
+    assert (job.run_dir / "history.csv").stat().st_mtime_ns == history and record["peak_rss_mb"] is None
+    assert record["export_dir"] == str(out / "exports" / job.run_dir.name / "1")
+
+
 # -- bad input: one line, exit 2 or 1, nothing in --out ------------------------------------------
 
 
