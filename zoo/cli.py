@@ -529,8 +529,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         from .ray_executor import check_address
 
         check_address(ray)
-    if gpus_per_job and ray is None:
-        raise ZooUsageError("--gpus-per-job needs --ray; a scheduler's shards get their GPUs from the scheduler")
+    sweep.check_gpus(ray, gpus_per_job)
     hp_pairs = _pairs(hp)
     _import_tensorflow()
     from . import benchmark as bench_lib

@@ -16,7 +16,7 @@ process appends records and rebuilds the reports while holding ``OUT/.results.lo
 (``flock(2)``), so lines never interleave and the last rebuild always includes every record.
 ``OUT/plans/<fingerprint>.json`` lists a plan's jobs, so the reports can say which are missing.
 
-Nothing here imports TensorFlow: the CLI parses ``--shard`` before it loads.
+Importing this module loads no TensorFlow: the CLI checks ``--shard`` before it loads.
 """
 
 from __future__ import annotations
@@ -199,6 +199,11 @@ def run(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection: Sel
         yield job, record
 
 
+def check_gpus(ray: str | None, gpus_per_job: float | None) -> None:
+    if gpus_per_job and ray is None:
+        raise ZooUsageError("`gpus_per_job` needs `ray`; a scheduler's shards get their GPUs from the scheduler")
+
+
 @contextmanager
 def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray: str | None = None,
               cpus_per_job: int | None = None, gpus_per_job: float | None = None):
@@ -207,9 +212,8 @@ def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray
     datasets are prepared here first."""
     from .benchmark import prepare
 
+    check_gpus(ray, gpus_per_job)
     if ray is None:
-        if gpus_per_job:
-            raise ZooUsageError("`gpus_per_job` needs `ray`; a scheduler's shards get their GPUs from the scheduler")
         prepare(jobs, out)
         yield run_here(jobs, out, threads=cpus_per_job, shard=shard)
         return
