@@ -22,7 +22,7 @@ import click
 import registry
 import zoo
 
-from . import DIST_NAME, files
+from . import DIST_NAME, files, sweep
 from .config import (
     DEVICES_HELP,
     INPUTS,
@@ -498,8 +498,6 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
           ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
           report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
-    from . import sweep
-
     if report is not None:
         given = [max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
                  for p in ctx.command.params if p.name not in ("report", "data_dir", "manual_dir")
@@ -609,8 +607,6 @@ def _echo_plan(selection, shard, out_dir: Path) -> None:
 
 
 def _report(folder: Path) -> None:
-    from . import sweep
-
     if not (folder / sweep.RESULTS).is_file():
         raise ZooUsageError(f"{folder} holds no benchmark records (no {sweep.RESULTS})")
     _import_tensorflow()
