@@ -204,15 +204,23 @@ def bench(
     hparams: Mapping[str, Any] | None = None,
     data_dir: str | None = None,
     manual_dir: str | None = None,
+    shard: str | None = None,
+    ray: str | None = None,
+    cpus_per_job: int | None = None,
+    gpus_per_job: float | None = None,
     **recipe: Any,
 ) -> list[dict[str, Any]]:
     """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
 
     ``models`` are names or shell patterns (all healthy models without any); ``recipe`` takes
     the training options of :func:`train` (epochs, batch_size, learning_rate, ...). The records
-    are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``.
+    are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``; jobs that
+    file already records are skipped (and not returned). ``shard="I/N"``, ``ray`` (an address,
+    or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
+    ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     """
     from . import benchmark as bench_lib
+    from . import sweep
     from .data import dataset_name
 
     from .backend import default as default_backend
@@ -225,5 +233,12 @@ def bench(
         **{k: v for k, v in recipe.items() if v is not None},
     }
     patterns = [models] if isinstance(models, str) else list(models)
+    part = sweep.parse_shard(shard) if shard is not None else None
+    out = Path(out).resolve()
     jobs = bench_lib.plan(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
-    return [bench_lib.run_job(job, Path(out).resolve()) for job in jobs]
+    selection = sweep.select(jobs, out, part)
+    with sweep.executing(selection.todo, out, shard=part, ray=ray, cpus_per_job=cpus_per_job,
+                         gpus_per_job=gpus_per_job) as results:
+        records = [record for _, record in sweep.run(out, results, selection)]
+    sweep.raise_failures(records)
+    return records

@@ -1,12 +1,13 @@
 """Benchmark zoo entries side by side: the same data, the same runner, the same measurements.
 
-A sweep is a list of jobs, each a RunConfig (data, never re-rendered command-line flags). Each job
-is written to ``OUT/jobs/<run>.json`` and trained by ``python -m zoo.benchmark JOB`` in a child
-process — the only way to read that run's own peak memory (``os.wait4``) — then its exported
-SavedModel is measured here. A model registered in this process (``zoo.register``) exists only
-here, so its jobs train in this process. Every record is appended to ``results.jsonl`` (never
-rewritten; safe for concurrent writers); ``results.csv``, ``results.md`` and ``results.png`` are
-rebuilt from all records after each job.
+A sweep is a list of jobs, each a RunConfig (data, never re-rendered command-line flags), with a
+run directory named by the job's identity (``runs/<model>-seed<seed>-<key>``), so that every
+process of a sweep agrees on it (zoo/sweep.py: plans, shards, recording). Each job is written to
+``OUT/jobs/<run>.json`` and trained by ``python -m zoo.benchmark JOB`` in a child process — the
+only way to read that run's own peak memory (``os.wait4``) — then its exported SavedModel is
+measured here. A model registered in this process (``zoo.register``) exists only here, so its
+jobs train in this process. A job whose run directory holds an unfinished run (a killed sweep)
+resumes it; a finished run is exported and measured without training again.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,12 @@ import tensorflow as tf
 
 import registry
 
-from . import data, files, runner
+from . import data, files, runner, sweep
 from .config import DEFAULTS, RunConfig
 from .errors import ZooError, ZooUsageError
 from .export import latest_version
-from .run import Run
+from .run import CONFIG, Run
+from .sweep import read_records, succeeded
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
 
@@ -44,10 +47,22 @@ class Job:
     config: RunConfig  # what to train (the recorded one, for an existing run)
     run_dir: Path  # to train into, or an existing run (from_run)
     from_run: bool = False
+    index: int = 0  # the job's number in its plan, from 1 (0: --from-runs, no plan)
+    key: str | None = None  # its identity (sweep.job_key); None for --from-runs
+    variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
 
     @property
     def label(self) -> str:
         return f"{self.config.model} seed {self.config.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, to hand to another process (a Ray worker)."""
+        return {"config": self.config.to_dict(), "run_dir": str(self.run_dir), "from_run": self.from_run,
+                "index": self.index, "key": self.key, "variant": self.variant}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        return cls(**{**d, "config": RunConfig(**d["config"]), "run_dir": Path(d["run_dir"])})
 
 
 def select_models(patterns: list[str]) -> list[str]:
@@ -78,23 +93,33 @@ def plan(
     hparams: Mapping[str, Any],
     options: Mapping[str, Any],
 ) -> list[Job]:
-    """One job per model and seed, each a validated RunConfig.
+    """One job per model and seed, each a validated RunConfig, numbered from 1.
 
     ``hparams`` apply to every model, typed by each model's own signature (``--hp`` text or
     Python values); ``options`` are RunConfig fields. What one model does not accept fails here,
-    before hours of training.
+    before hours of training. The same arguments give the same plan on every machine.
     """
-    out, stamp = Path(out).resolve(), time.strftime("%Y%m%d-%H%M%S")
+    out = Path(out).resolve()
     if options.get("cache_dir"):  # every job would fail on it, after --out was written
         files.check_creatable(Path(options["cache_dir"]).expanduser().resolve(), "cache folder")
     jobs = []
     for name in select_models(models):
-        builder = registry.get(name)
+        builder, entry = registry.get(name), registry.resolve(name)
         values = {"hparams": builder.coerce_hparams(hparams), **options}
-        for seed in seeds:
+        for seed in dict.fromkeys(seeds):  # a seed given twice is one job
             config = RunConfig.from_recipe(name, builder.recipe, {**values, "seed": seed})
-            jobs.append(Job(config, out / "runs" / f"{files.safe_name(name)}-seed{seed}-{stamp}"))
+            as_dict = config.to_dict()
+            key = sweep.job_key(as_dict, entry.dist, entry.version)
+            changed = {**config.hparams, **{k: as_dict[k] for k, default in DEFAULTS.items()
+                                            if as_dict[k] != builder.recipe.get(k, default)}}
+            run_dir = out / "runs" / f"{files.safe_name(name)}-seed{seed}-{key[:8]}"
+            jobs.append(Job(config, run_dir, index=len(jobs) + 1, key=key, variant=_settings(changed)))
     return jobs
+
+
+def _settings(changed: Mapping[str, Any]) -> str:
+    """``units=8,8 batch_size=64``: settings as the leaderboard and the plan show them."""
+    return " ".join(f"{k}={registry.show_value(v)}" for k, v in changed.items())
 
 
 def plan_from_runs(run_dirs: list[str]) -> list[Job]:
@@ -107,33 +132,79 @@ def plan_from_runs(run_dirs: list[str]) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job, out: Path, command: str = "") -> dict[str, Any]:
-    """Train (unless the job is an existing run), export, measure; append the record."""
+def prepare(jobs: list[Job], out: Path) -> None:
+    """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
+    on this machine) starting at once on a fresh data folder would otherwise prepare it at the
+    same time, and all but one fail. Processes that share ``out`` take turns."""
+    needed = {json.dumps([j.config.dataset, runner.data_options(j.config)], default=list): j.config
+              for j in jobs if not j.from_run}
+    if not needed:
+        return
     out.mkdir(parents=True, exist_ok=True)
-    export_base = out / "exports" / job.run_dir.name
-    peak_rss_mb = None
-    if job.from_run:
-        runner.export(job.run_dir, export_base)
-    elif registry.resolve(job.config.model).local:
-        runner.train(job.config, job.run_dir, export_base=export_base, verbose=0)
-    else:
-        peak_rss_mb = _train_in_child(job, export_base, out)
-    record = measure(job.run_dir, export_base / str(latest_version(export_base)))
-    record.update(peak_rss_mb=peak_rss_mb, command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    files.append_line(out / "results.jsonl", json.dumps(record))
-    write_reports(out)
+    with files.locked(out / ".prepare.lock"):
+        for config in needed.values():
+            data.prepared_builder(config.dataset, **runner.data_options(config))
+
+
+def attempt(job: Job, out: Path, *, threads: int | None = None,
+            where: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train (unless the job is an existing or finished run), export, measure: the job's record.
+
+    A failure of the job's own is its record too (status ``failed``, the error, the log), so a
+    sweep goes on; the caller appends records. ``threads`` limits TensorFlow's thread pools in
+    the training process; ``where`` says where this runs (host, shard, Ray node).
+    """
+    start = time.monotonic()
+    where = {**(where or {}), "threads": threads}
+    try:
+        record = _measured(job, out, threads, where)
+    except Exception as exc:  # noqa: BLE001  (any failure of one job is recorded; the others go on)
+        expected = isinstance(exc, (ZooError, registry.RegistryError))
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log = _log_path(out, job)
+        if f"log: {log}" not in message:  # a failed training's log says it already
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a", encoding="utf-8") as f:
+                f.write(f"Error: {message}\n" if expected else "".join(traceback.format_exception(exc)))
+        record = failed_record(job, message, out, where)
+    record["job_seconds"] = round(time.monotonic() - start, 3)
     return record
 
 
-def _train_in_child(job: Job, export_base: Path, out: Path) -> float:
-    """Hand the job to ``python -m zoo.benchmark JOB`` as a file; return the child's peak memory."""
+def failed_record(job: Job, error: str, out: Path, where: Mapping[str, Any]) -> dict[str, Any]:
+    return {"status": "failed", "job": job.key, "model": job.config.model, "seed": job.config.seed,
+            "variant": job.variant, "run_dir": str(job.run_dir), "error": error.splitlines()[0],
+            "log": str(_log_path(out, job)), "where": dict(where), "env": environment()}
+
+
+def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    export_base = out / "exports" / job.run_dir.name
+    run, child = Run(job.run_dir), {}
+    resume = (run.path / CONFIG).is_file()  # a killed job's run: continued, not restarted
+    if job.from_run or run.complete:  # measured as it is
+        runner.export(job.run_dir, export_base)
+    elif registry.resolve(job.config.model).local:
+        runner.train(job.config, job.run_dir, resume=resume, export_base=export_base, verbose=0)
+    else:
+        child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
+    record = measure(job.run_dir, export_base / str(latest_version(export_base)))
+    where["tf_threads"] = child.get("tf_threads")  # as the training process's TensorFlow reports them
+    record.update(status="ok", job=job.key, peak_rss_mb=child.get("peak_rss_mb"), where=where)
+    return record
+
+
+def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, threads: int | None) -> dict[str, Any]:
+    """Hand the job to ``python -m zoo.benchmark JOB`` as a file; return the child's peak memory
+    and thread pools."""
     for folder in ("jobs", "logs"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     job_path = out / "jobs" / f"{job.run_dir.name}.json"
     files.write_json(job_path, {
-        "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base)
+        "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base),
+        "resume": resume, "threads": threads, "parent": os.getpid(),
     })
-    log_path = out / "logs" / f"{job.run_dir.name}.log"
+    log_path = _log_path(out, job)
     cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -152,7 +223,21 @@ def _train_in_child(job: Job, export_base: Path, out: Path) -> float:
     peak = json.loads(_peak_path(job_path).read_text()) if _peak_path(job_path).is_file() else {}
     # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
     # (this one's, which grows with every measurement) over into the child's.
-    return peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+    return {**peak, "peak_rss_mb": peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)}  # KiB
+
+
+def _log_path(out: Path, job: Job) -> Path:
+    return out / "logs" / f"{job.run_dir.name}.log"
+
+
+def limit_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op thread pools at ``threads`` each: possible only before
+    this process has computed anything (a notebook that has keeps its pools)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
 
 
 def _peak_path(job_path: Path) -> Path:
@@ -173,14 +258,33 @@ def peak_rss_mb() -> float | None:
 def _run_job_file(path: str) -> int:
     """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
     job = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not _dies_with(job.get("parent")):
+        return 1
+    if job.get("threads"):
+        limit_threads(job["threads"])
     try:
         config = RunConfig(**job["config"])
-        runner.train(config, job["run_dir"], export_base=job["export_base"], verbose=2)
+        runner.train(config, job["run_dir"], resume=job.get("resume", False), export_base=job["export_base"],
+                     verbose=2)
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    files.write_json(_peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb()})
+    threads = [tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads()]  # 0: TensorFlow's default
+    files.write_json(_peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": threads})
     return 0
+
+
+def _dies_with(parent: int | None) -> bool:
+    """Linux: be killed when the process that started this one dies (a killed shard or Ray
+    worker must not leave its training running, holding the run's lock); False if it is gone."""
+    if parent is None or not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    return os.getppid() == parent
 
 
 def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
@@ -358,22 +462,15 @@ def environment() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reports, rebuilt from results.jsonl
-
-
-def read_records(out: Path) -> list[dict[str, Any]]:
-    path = out / "results.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+# Reports, rebuilt from results.jsonl (through sweep.save and sweep.rebuild, under its lock)
 
 
 def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting, best test accuracy first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        changed = {**r.get("hparams_set", {}), **r.get("recipe_changed", {})}
-        label = r["model"] + "".join(f" {k}={registry.show_value(v)}" for k, v in changed.items())
+        changed = _settings({**r.get("hparams_set", {}), **r.get("recipe_changed", {})})
+        label = f"{r['model']} {changed}" if changed else r["model"]
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
         setup = hardware_label(r.get("hardware", LEGACY_HARDWARE), r.get("input"))
@@ -409,18 +506,27 @@ _MEANS = (
 )
 
 
-def write_reports(out: Path) -> None:
-    records = read_records(out)
+def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
+    """results.csv, results.md and results.png from the successful records; ``notes`` (a sweep's
+    missing and failed jobs) end results.md."""
+    records = [r for r in (read_records(out) if records is None else records) if succeeded(r)]
     if not records:
+        if notes:
+            files.write_text(out / "results.md", "No job has succeeded yet.\n\n" + _bullets(notes))
         return
     _write_csv(out / "results.csv", records)
     rows = leaderboard(records)
     commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
-    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], commands))
+    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], commands, notes))
     _plot(out / "results.png", rows)
 
 
-def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str]) -> str:
+def _bullets(notes: Sequence[str]) -> str:
+    return "".join(f"- {n}\n" for n in notes)
+
+
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
+             notes: Sequence[str] = ()) -> str:
     header = (
         "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
         "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
@@ -443,7 +549,7 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
         f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
     )
     made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
-    return header + "\n".join(lines) + f"\n\n{env_line}{made}\n"
+    return header + "\n".join(lines) + f"\n\n{env_line}{made}\n" + (f"\n{_bullets(notes)}" if notes else "")
 
 
 def _accuracy(row: dict[str, Any]) -> str:
@@ -456,7 +562,8 @@ def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = []
     for r in records:
         row = {k: v for k, v in r.items() if k not in ("env", "splits")}
-        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input", "dataset_source"):
+        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input", "dataset_source", "where",
+                    "plan"):
             row[key] = json.dumps(r.get(key, {}), sort_keys=True)
         row.update({f"split_{k}": v for k, v in r["splits"].items()})
         row.update({f"env_{k}": v for k, v in r["env"].items()})

@@ -51,6 +51,18 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)  # releases the lock
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock(2)`` on the file ``path`` (created if missing) for the block,
+    waiting for other processes that hold it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def check_creatable(path: Path, what: str) -> None:
     """Raise a one-line ZooUsageError unless a folder can be made at ``path`` (or written in it).
 
