@@ -153,10 +153,11 @@ class RayCluster:
                 job = pending.pop(ready)
                 try:
                     record = self.ray.get(ready)
-                except self.ray.exceptions.RayError as exc:  # lost more often than it may be retried
+                except self.ray.exceptions.RayError as exc:
                     first = (str(exc).strip().splitlines() or [""])[0]
-                    record = failed_record(job, f"{type(exc).__name__} after {RETRIES} retries: {first}",
-                                           out, {"host": None, "pid": None, **extra, "ray": None})
+                    lost = not isinstance(exc, self.ray.exceptions.RayTaskError)  # not the task's own error
+                    error = f"{type(exc).__name__}{f' after {RETRIES} retries' if lost else ''}: {first}"
+                    record = failed_record(job, error, out, {"host": None, "pid": None, **extra, "ray": None})
                 yield job, record
         finally:
             for ref in pending:  # interrupted: nothing of this sweep keeps running on the cluster
