@@ -221,9 +221,8 @@ def bench(
     """
     from . import benchmark as bench_lib
     from . import sweep
-    from .data import dataset_name
-
     from .backend import default as default_backend
+    from .data import dataset_name
 
     options = {
         "backend": default_backend(),  # each job trains in a process of its own, on this backend
