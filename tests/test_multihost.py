@@ -7,7 +7,6 @@ MNIST together against one alone, a JAX-trained export served by TensorFlow alon
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import pytest
 import zoo
 from zoo import data, multihost
 from zoo.errors import ZooUsageError
+from zoo.run import Run
 
 jax = pytest.importorskip("jax", reason='the JAX tests need the jax extra: pip install ".[jax]"')
 
@@ -86,12 +86,8 @@ def processes(tmp_path):
     group.kill_all()
 
 
-def history(run: Path) -> list[dict[str, str]]:
-    path = run / "history.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
+def history(run: Path) -> list[dict[str, float | int]]:
+    return Run(run).history  # [] before the first epoch
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:

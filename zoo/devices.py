@@ -41,6 +41,7 @@ class Placement:
     reason: str  # why `precision` was chosen
     backend: str = "tensorflow"
     processes: int = 1  # JAX across processes: `devices` are this process's, the same on each
+    mesh: tuple[Any, ...] = ()  # JAX: the devices of every process to train on, when not JAX's default
 
     @property
     def replicas(self) -> int:
@@ -56,13 +57,11 @@ class Placement:
 
         ``place`` left TensorFlow only the chosen GPUs, so they are its GPU:0, GPU:1, ... now.
         """
-        if self.replicas == 1:
-            return contextlib.nullcontext()  # the backend's own placement: the GPU, else the CPU
-        if self.backend == "jax":
-            import jax
-
+        if self.backend == "jax" and self.mesh:
             # Each process feeds its own share of the data (zoo.data), not a slice Keras cuts.
-            return keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False).scope()
+            return keras.distribution.DataParallel(devices=list(self.mesh), auto_shard_dataset=False).scope()
+        if self.replicas == 1 or self.backend == "jax":
+            return contextlib.nullcontext()  # the backend's own placement: the GPU, else the CPU
         kind = self.kind.lower()
         return tf.distribute.MirroredStrategy([f"/{kind}:{i}" for i in range(self.replicas)]).scope()
 
@@ -168,9 +167,13 @@ def _place_jax(devices: str, request: Any, precision: str, deterministic: bool) 
     name = ", ".join(dict.fromkeys(d.device_kind for d in used)) if kind == "GPU" else cpu_model()
     capabilities = [getattr(d, "compute_capability", None) for d in used] if kind == "GPU" else []
     resolved, reason = _precision(precision, kind, [{"compute_capability": _capability(c)} for c in capabilities])
+    # Several processes train on the chosen kind of device of all of them (every one of each).
+    mesh = tuple(used) if jax.process_count() == 1 else tuple(jax.devices(used[0].platform))
+    if mesh == tuple(jax.devices()[:1]):
+        mesh = ()  # JAX's default device: nothing to lay out
     return Placement(
         tuple(f"{kind}:{i}" for i in range(len(used))), kind, name, resolved, reason,
-        backend="jax", processes=jax.process_count(),
+        backend="jax", processes=jax.process_count(), mesh=mesh,
     )
 
 
