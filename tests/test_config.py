@@ -176,7 +176,7 @@ def test_to_dict_has_every_field_and_a_plain_dict_of_hparams():
         "model", "hparams", "dataset", "val_split", "epochs", "batch_size", "optimizer",
         "learning_rate", "schedule", "label_smoothing", "augment", "seed", "deterministic",
         "backend", "precision", "jit_compile", "devices", "input", "memory_budget", "cache_dir", "image_size",
-        "channels", "data_dir", "manual_dir",
+        "channels", "strict_files", "data_dir", "manual_dir",
     ]
     d["hparams"]["filters"] = (1,)
     assert config.hparams["filters"] == (8, 16)  # a copy: the frozen config stays as it was

@@ -98,6 +98,7 @@ def train(
     cache_dir: str | os.PathLike | None = None,
     image_size: str | tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
     hparams: Mapping[str, Any] | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -118,7 +119,8 @@ def train(
     ``input`` (auto, memory or stream), ``memory_budget`` (``"4GB"`` or bytes; default a quarter
     of the machine's memory) and ``cache_dir`` are those of ``zoo train --help``. ``dataset``
     is a TFDS name, a dataset plugin's name or a folder of images (``image_size`` and
-    ``channels`` resize and convert its images). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
+    ``channels`` resize and convert its images; files in it that are not images are skipped and
+    counted, or refused with ``strict_files``). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
 
     ``backend`` is Keras' (tensorflow or jax; default ``$KERAS_BACKEND``, else tensorflow, and
@@ -164,6 +166,7 @@ def train(
         "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,  # "" is refused
         "image_size": image_size,
         "channels": channels,
+        "strict_files": strict_files,
         "data_dir": os.fspath(data_dir) if data_dir else None,
         "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
         "backend": backend,

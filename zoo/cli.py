@@ -22,7 +22,7 @@ import click
 import registry
 import zoo
 
-from . import DIST_NAME, files, sweep
+from . import DIST_NAME, files, folders, sweep
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -243,6 +243,10 @@ _DATA_OPTIONS = (
     click.option("--channels", type=int,
                  help="Folders of images: 1 (grayscale) or 3 (RGB). [default: 1 if every "
                       "image is grayscale, else 3]"),
+    click.option("--strict-files", is_flag=True, default=None,
+                 help="Folders of images: refuse a file that is not an image (a README, a PDF), "
+                      "rather than skip it. Hidden and system files (.DS_Store, Thumbs.db, "
+                      "__MACOSX/) are skipped either way."),
     click.option("--data-dir", envvar="TFDS_DATA_DIR",
                  type=click.Path(file_okay=False, resolve_path=True),
                  help="Where TFDS keeps prepared datasets [env: TFDS_DATA_DIR]."),
@@ -490,6 +494,9 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     buffer = f", shuffle buffer of {count:,} example{'s' * (count != 1)}" if count else ""
     cache = f", decoded cache in {source['cache']}" if source.get("cache") else ""
     click.echo(f"input: {source['train']} ({source['reason']}{buffer}{cache})")
+    skipped = folders.skipped_summary(run.dataset.get("source") or {})
+    if skipped:
+        click.echo(skipped)
     if cluster is not None:
         click.echo(f"weights digest {m['weights_digest']}, the same on all {cluster.num_processes} processes")
     if cluster is not None and not cluster.writer:

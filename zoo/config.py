@@ -71,6 +71,7 @@ class RunConfig:
     # Folders of images only: the (height, width) and channels every image is prepared at.
     image_size: tuple[int, int] | None = None
     channels: int | None = None
+    strict_files: bool = False  # refuse a file that is not an image, rather than skip it
     data_dir: str | None = None
     manual_dir: str | None = None
 
@@ -183,6 +184,10 @@ def _problems(c: RunConfig) -> list[str]:
             f"`image_size` must be HEIGHT,WIDTH (e.g. 64,64), each 1 to 16384; received {c.image_size!r}",
         ),
         (c.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {c.channels!r}"),
+        (
+            isinstance(c.strict_files, bool),
+            f"`strict_files` must be true or false, received {c.strict_files!r}",
+        ),
     ]
     return [message for ok, message in checks if not ok]
 

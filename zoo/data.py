@@ -113,6 +113,7 @@ def describe(
     manual_dir: str | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
 ) -> Features:
     """Check that ``name`` is an image-classification dataset that can be loaded, without loading it.
 
@@ -121,7 +122,7 @@ def describe(
     folder can be written and its files can be had (from ``manual_dir`` or the network).
     """
     with _no_absl_warnings():
-        builder = _builder(name, data_dir, image_size, channels)
+        builder = _builder(name, data_dir, image_size, channels, strict_files)
         features = _features(builder)
         if not builder.is_prepared():
             _check_preparable(builder, manual_dir)
@@ -152,6 +153,7 @@ def load(
     shuffle_buffer: int | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
     process: tuple[int, int] = (0, 1),
     pad_to: int = 1,
 ) -> Splits:
@@ -179,7 +181,8 @@ def load(
         )
     train_split, val_split = split_strings(val_fraction)
     builder = prepared_builder(
-        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
+        strict_files=strict_files,
     )
     info = _info(builder, train_split, val_split)
     try:
@@ -379,10 +382,12 @@ def load_split(
     manual_dir: str | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
 ) -> tf.data.Dataset:
     """One split (e.g. ``test`` or ``train[90%:]``) as a batched, unshuffled pipeline."""
     builder = prepared_builder(
-        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
+        strict_files=strict_files,
     )
     split_name = split.split("[", 1)[0]
     if not _has_split(builder, split_name):
@@ -403,10 +408,12 @@ def sample_images(
     manual_dir: str | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
 ) -> np.ndarray:
     """The first ``count`` raw uint8 images of a split, e.g. to check an exported model."""
     builder = prepared_builder(
-        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
+        strict_files=strict_files,
     )
     images, _ = next(iter(_read(builder, split).take(count).batch(count)))
     return images.numpy()
@@ -760,13 +767,14 @@ def prepared_builder(
     manual_dir: str | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
 ) -> tfds.core.DatasetBuilder:
     """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed.
 
     ``name`` is a TFDS catalog name, a dataset plugin's name or a folder of images.
     """
     with _no_absl_warnings():
-        builder = _builder(name, data_dir, image_size, channels)
+        builder = _builder(name, data_dir, image_size, channels, strict_files)
         prepared = builder.is_prepared()
     if prepared:
         return builder
@@ -796,18 +804,21 @@ def _builder(
     data_dir: str | None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    strict_files: bool = False,
 ) -> tfds.core.DatasetBuilder:
     """The builder ``name`` means: a folder of images, a dataset plugin or a TFDS catalog name.
 
     ``tfds.builder``'s errors (multi-line, several types) become one usage-error line.
     """
     if is_folder(name):
-        return _folder_builder(name, data_dir, image_size, channels)
+        return _folder_builder(name, data_dir, image_size, channels, strict_files)
     if image_size is not None or channels is not None:
         raise ZooUsageError(
             f"`image_size` and `channels` apply to folders of images; dataset '{name}' has "
             f"images of one size already"
         )
+    if strict_files:
+        raise ZooUsageError(f"`strict_files` applies to folders of images; dataset '{name}' is not one")
     plugin = registry.find_dataset(name)
     if plugin is not None:
         cls = plugin.load()
@@ -1000,7 +1011,12 @@ class ZooImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     an unchanged one is read from ``data_dir`` again.
     """
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.1.0": "Decoded by Pillow (zoo.folders.decode): every format it reads, first frames, EXIF "
+                 "orientation, 16 bits scaled to 8; PNG and JPEG pixels may differ from 1.0.0's.",
+        "1.0.0": "PNG and JPEG, decoded by tf.io.decode_image.",
+    }
 
     def __init__(self, folder: folders.Folder, **kwargs: Any) -> None:
         self.folder = folder
@@ -1057,11 +1073,15 @@ def dataset_name(name: str | os.PathLike) -> str:
 
 
 def _folder_builder(
-    name: str, data_dir: str | None, image_size: tuple[int, int] | None, channels: int | None
+    name: str,
+    data_dir: str | None,
+    image_size: tuple[int, int] | None,
+    channels: int | None,
+    strict_files: bool = False,
 ) -> ZooImageFolder:
     # Reading every image's header takes seconds for a large folder; a run asks several times.
-    folder = folders.walk(name)
-    key = (folder.path, folder.fingerprint, image_size, channels)
+    folder = folders.walk(name, strict=strict_files)
+    key = (folder.path, folder.fingerprint, image_size, channels, folder.skipped)
     if key not in _SCANNED:
         _SCANNED[key] = folders.with_shape(folder, image_size, channels)
     return ZooImageFolder(_SCANNED[key], data_dir=data_dir)
@@ -1078,12 +1098,8 @@ def resize_images(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
 
 
 def _decode_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=shape[2], expand_animations=False)
-    except tf.errors.OpError as exc:
-        # TensorFlow wraps its reason in the op's names: "{{function_node ...}} Invalid PNG data [Op:...]".
-        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", exc.message or "").strip() or type(exc).__name__
-        raise ZooUsageError(f"{path} is not a readable image ({reason})") from None
+    """One image as prepared: decoded by Pillow (every format alike), resized as served."""
+    image = folders.decode(path, shape[2])
     if tuple(image.shape[:2]) != shape[:2]:
-        image = resize_images(image, shape[:2])
-    return image.numpy()
+        image = resize_images(image, shape[:2]).numpy()
+    return image

@@ -2,20 +2,34 @@
 
 Two layouts, as Keras and TFDS read them::
 
-    PATH/<split>/<class>/*.png|jpg    TFDS ImageFolder: splits from the folder names
-    PATH/<class>/*.png|jpg            Keras image_dataset_from_directory: all of it is "train"
+    PATH/<split>/<class>/*.png|jpg|...    TFDS ImageFolder: splits from the folder names
+    PATH/<class>/*.png|jpg|...            Keras image_dataset_from_directory: all of it is "train"
 
-Scanning reads names, sizes and modification times only (the fingerprint), then each image's
-header (its size and colour mode); it decodes nothing and imports no TensorFlow. Every problem is
-one line that names the file or folder.
+Which files are images: those with the extension of a format the zoo reads (``FORMATS``, through
+Pillow, in any case: ``.JPG``, ``.Tif``), and those without one whose header Pillow recognises.
+Hidden and system files and folders (``.DS_Store``, ``Thumbs.db``, ``desktop.ini``, ``__MACOSX``,
+``@eaDir``) are skipped without a word; other files (a README, notes.pdf, labels.csv) are skipped
+and counted (refused with ``strict``). Neither enters the fingerprint, which covers the images'
+names, sizes and modification times. Then each image's header is read (its size, EXIF orientation
+and colour mode), so a file that claims to be an image and is not, or a decompression bomb, is
+refused by name before anything is prepared. Nothing here imports TensorFlow. Every problem is one
+line that names the file or folder.
+
+``decode`` turns any of them into the uint8 pixels a dataset holds: the first frame of an animated
+image, EXIF orientation applied, 16 bits scaled to 8, CMYK, palette and alpha converted to the
+channels asked for (alpha is dropped, as tf.io.decode_image and Keras' image_dataset_from_directory
+do, not composited on a background).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +37,23 @@ from typing import Any
 
 from .errors import ZooUsageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The formats the zoo reads, by Pillow's names: what a user would call an image (not documents,
+# vector drawings, scientific or game formats). AVIF and JPEG 2000 where Pillow was built with them.
+FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "JPEG2000", "PPM", "QOI", "TGA",
+           "ICO")
+# Images in formats Pillow does not read here: refused by name, not skipped as if they were notes.
+OTHER_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".svg", ".psd", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+                        ".orf", ".rw2", ".raw", ".avif", ".jp2")
+# Left by operating systems, file managers and tools; with every name starting with "." (.DS_Store,
+# ._photo.jpg, .ipynb_checkpoints), skipped without a word wherever they are.
+SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx", "@eadir",
+                "$recycle.bin", "system volume information", "lost+found"}
+HIDDEN, NOT_AN_IMAGE = "hidden or system", "not an image"
+EXAMPLES = 5  # skipped files named in a run's record, per reason
 # Folder names that mean a split, not a class, when they stand beside class folders.
 _SPLIT_NAMES = {"test", "validation", "val", "valid", "eval", "dev"}
-GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_DEEP_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}  # 16 bits (I: Pillow's 32-bit ints, read as 16)
 
 
 def written_as_path(name: str) -> bool:
@@ -48,12 +75,14 @@ class Folder:
     shape: tuple[int, int, int] = (0, 0, 0)  # (height, width, channels) the images become
     resized: bool = False  # whether some images are resized to ``shape``
     sizes: dict[str, Any] = field(default_factory=dict, compare=False)
+    # (file or folder relative to path, reason): what is not an image, and not in the fingerprint.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {s: {c: len(f) for c, f in classes.items()} for s, classes in self.files.items()}
 
     def record(self) -> dict[str, Any]:
-        """Provenance for config.json and bench records: which images exactly."""
+        """Provenance for config.json and bench records: which images exactly, and what was skipped."""
         return {
             "kind": "folder",
             "path": str(self.path),
@@ -61,7 +90,37 @@ class Folder:
             "files": self.counts(),
             "fingerprint": self.fingerprint,
             "resized": self.resized,
+            "skipped": skipped_record(self.skipped),
         }
+
+
+def skipped_record(skipped: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """``{reason: {"count": N, "examples": [the first few]}}``; a skipped folder counts once."""
+    record: dict[str, dict[str, Any]] = {}
+    for name, reason in sorted(skipped, key=lambda item: (item[1], item[0])):
+        entry = record.setdefault(reason, {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < EXAMPLES:
+            entry["examples"].append(name)
+    return record
+
+
+def skipped_summary(record: dict[str, Any]) -> str:
+    """What a run says about the files of its folder it skipped ("" when none)."""
+    skipped = record.get("skipped") or {}
+    parts = []
+    if NOT_AN_IMAGE in skipped:
+        entry = skipped[NOT_AN_IMAGE]
+        more = ", ..." if entry["count"] > len(entry["examples"]) else ""
+        files = _plural(entry["count"], "file that is not an image", "files that are not images")
+        parts.append(f"{files} ({', '.join(entry['examples'])}{more})")
+    if HIDDEN in skipped:
+        parts.append(_plural(skipped[HIDDEN]["count"], "hidden or system file", "hidden or system files"))
+    return f"skipped {' and '.join(parts)} in {record['path']}" if parts else ""
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
 
 
 def scan(
@@ -70,28 +129,29 @@ def scan(
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
     progress: bool | None = None,
+    strict: bool = False,
 ) -> Folder:
     """Check a folder of class folders and decide the shape its images are prepared at."""
-    return with_shape(walk(path), image_size, channels, progress)
+    return with_shape(walk(path, strict=strict), image_size, channels, progress)
 
 
-def walk(path: str | os.PathLike) -> Folder:
+def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
     """The layout, classes and files of a folder and their fingerprint (names, sizes and
-    modification times: nothing is opened)."""
+    modification times of the images; only files without an image extension are opened, to
+    tell an image from the rest). ``strict``: a file that is not an image is refused, not skipped."""
     root = Path(path).expanduser().resolve()
     if not root.exists():
         raise ZooUsageError(f"dataset folder {root} does not exist")
     if not root.is_dir():
         raise ZooUsageError(f"dataset {root} is not a folder (expected class folders of images)")
-    children = _folders(root)
+    sorter = _Sorter(root, strict)
+    children = sorter.folders(root)
     if not children:
         raise ZooUsageError(
             f"dataset folder {root} has no class folders (expected {root}/<class>/*.png or "
             f"{root}/<split>/<class>/*.png)"
         )
-    loose = _images(root)
-    if loose:
-        raise ZooUsageError(f"{loose[0]} lies outside any class folder of {root}")
+    sorter.loose_files(root)
     # A train/ folder means the split layout (TFDS ImageFolder); without one, the children are
     # the classes (Keras), which may hold sub-folders of their own.
     if any(c.name.lower() == "train" for c in children):
@@ -105,9 +165,7 @@ def walk(path: str | os.PathLike) -> Folder:
                 f"split folder {root / odd[0]} needs a name of letters, digits and _ (TFDS's rule)"
             )
         for folder in splits.values():
-            loose = _images(folder)
-            if loose:
-                raise ZooUsageError(f"{loose[0]} lies outside any class folder of {folder}")
+            sorter.loose_files(folder)
     else:
         named_like_splits = [c.name for c in children if c.name.lower() in _SPLIT_NAMES]
         if named_like_splits:
@@ -119,14 +177,17 @@ def walk(path: str | os.PathLike) -> Folder:
     files: dict[str, dict[str, tuple[str, ...]]] = {}
     stamp = []
     for split, folder in sorted(splits.items()):
-        classes = _folders(folder)
+        classes = sorter.folders(folder)
         if not classes:
             raise ZooUsageError(f"split folder {folder} has no class folders")
         files[split] = {}
         for cls in classes:
-            found = _class_files(cls)
+            found = sorter.class_files(cls)
             if not found:
-                raise ZooUsageError(f"class folder {cls} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                others = sum(1 for name, reason in sorter.skipped.items()
+                             if reason == NOT_AN_IMAGE and (root / name).is_relative_to(cls))
+                what = f" ({_plural(others, 'file that is not an image', 'files that are not images')})" if others else ""
+                raise ZooUsageError(f"class folder {cls} holds no images{what}")
             files[split][cls.name] = tuple(str(p.relative_to(root)) for p in found)
             stamp += [(str(p.relative_to(root)), *_stat(p)) for p in found]
     classes = tuple(sorted(files["train"]))
@@ -141,33 +202,148 @@ def walk(path: str | os.PathLike) -> Folder:
                 f"class '{extra[0]}' appears in the {split} split of {root} but not in train: "
                 f"a model cannot learn a class it never sees"
             )
+    # Skipped files stay out: a .DS_Store or a README added later prepares nothing again.
     fingerprint = hashlib.sha256(repr((layout, sorted(stamp))).encode()).hexdigest()[:16]
-    return Folder(root, layout, classes, files, fingerprint)
+    return Folder(root, layout, classes, files, fingerprint, skipped=tuple(sorted(sorter.skipped.items())))
 
 
-def _folders(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+class _Sorter:
+    """Tells images from what is skipped (remembered, relative to ``root``) or refused."""
+
+    def __init__(self, root: Path, strict: bool) -> None:
+        self.root, self.strict = root, strict
+        self.skipped: dict[str, str] = {}
+
+    def folders(self, path: Path) -> list[Path]:
+        found = []
+        for p in sorted(path.iterdir()):
+            if p.is_dir():
+                if _hidden(p.name):
+                    self.skipped[str(p.relative_to(self.root))] = HIDDEN
+                else:
+                    found.append(p)
+        return found
+
+    def loose_files(self, folder: Path) -> None:
+        """Files beside the class (or split) folders: an image there belongs to no class."""
+        for p in sorted(folder.iterdir()):
+            if not p.is_dir() and self.is_image(p):
+                raise ZooUsageError(f"{p} lies outside any class folder of {folder}")
+
+    def class_files(self, folder: Path) -> list[Path]:
+        """The images of a class folder, sub-folders included."""
+        found = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for d in sorted(dirnames):
+                if _hidden(d):
+                    self.skipped[str((Path(dirpath) / d).relative_to(self.root))] = HIDDEN
+            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            found += [p for p in (Path(dirpath) / name for name in sorted(filenames)) if self.is_image(p)]
+        return found
+
+    def is_image(self, p: Path) -> bool:
+        """Whether ``p`` is an image; if not, it is remembered as skipped (or refused)."""
+        if _hidden(p.name):
+            self.skipped[str(p.relative_to(self.root))] = HIDDEN
+            return False
+        if not p.exists():
+            raise ZooUsageError(f"{p} is a broken link")
+        if p.is_file() and (p.suffix.lower() in image_suffixes() or _header(p, _openers(sniffing=True)) is not None):
+            return True  # with an image's extension, the header pass checks that it is one
+        if self.strict:
+            raise ZooUsageError(
+                f"{p} is not an image (`strict_files` refuses every file that is not; without it, "
+                f"such files are skipped and counted)"
+            )
+        self.skipped[str(p.relative_to(self.root))] = NOT_AN_IMAGE
+        return False
 
 
-def _images(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
 
-def _class_files(folder: Path) -> list[Path]:
-    """The images of a class folder, sub-folders included; anything else there is an error."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):  # .DS_Store and the like
-                continue
-            p = Path(dirpath) / name
-            if not p.exists():
-                raise ZooUsageError(f"{p} is a broken link")
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ZooUsageError(f"{p} is not an image (expected {', '.join(IMAGE_SUFFIXES)})")
-            found.append(p)
-    return found
+@functools.cache
+def readable_suffixes() -> frozenset[str]:
+    """The extensions of ``FORMATS`` that this Pillow reads (AVIF and JPEG 2000 depend on its build)."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS)
+
+
+@functools.cache
+def _openers(sniffing: bool = False) -> tuple[str, ...]:
+    """``FORMATS`` as Pillow's ``Image.open`` takes them (it opens MPO as JPEG); a file without an
+    image extension is not tried as TGA, which has no signature to check."""
+    from PIL import Image
+
+    Image.init()
+    return tuple(f for f in FORMATS if f in Image.OPEN and not (sniffing and f == "TGA"))
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """Extensions that say "image": a file with one is an image, or refused by name."""
+    return readable_suffixes() | frozenset(OTHER_IMAGE_SUFFIXES)
+
+
+def _header(path: Path, formats: tuple[str, ...]) -> tuple[tuple[int, int], str] | None:
+    """((height, width) as shown, colour mode) from ``path``'s header; None if Pillow does not
+    recognise it as one of ``formats``. A decompression bomb is a one-line error, here."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=formats) as image:
+                width, height = image.size
+                _check_pixels(path, width, height)
+                if _orientation(image) in (5, 6, 7, 8):  # shown turned a quarter
+                    width, height = height, width
+                return (height, width), image.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        width, height = _unchecked_size(path, formats)
+        _check_pixels(path, width, height)
+        raise  # not reached: Pillow's limit and ours are the same
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return None
+
+
+def _orientation(image: Any) -> int:
+    """The EXIF orientation, without decoding: Pillow reads a PNG's whole file for EXIF that
+    comes after the pixels, so a PNG's counts only when it came before them."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # a malformed EXIF block: decoding will ignore it too
+        return 1
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ZooUsageError(
+            f"{path} is {width}x{height} pixels ({width * height:,}), more than Pillow's limit of "
+            f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS): a decompression bomb, or an image too large "
+            f"to read safely; remove it, or shrink it"
+        )
+
+
+def _unchecked_size(path: Path, formats: tuple[str, ...]) -> tuple[int, int]:
+    """The size a header claims, past Pillow's decompression-bomb check (header only: no pixels)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path, formats=formats) as image:
+            return image.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _stat(p: Path) -> tuple[int, int]:
@@ -182,20 +358,18 @@ def with_shape(
     progress: bool | None = None,
 ) -> Folder:
     """The size and channels every image is prepared at: ``image_size`` if given, else the one
-    size all images share (or a one-line error naming two that differ)."""
-    from PIL import Image, UnidentifiedImageError
-
+    size all images share (or a one-line error naming two that differ). Every image's header is
+    read: one that is not an image, or a decompression bomb, is refused by name."""
     sizes: dict[tuple[int, int], str] = {}
     grey = True
     paths = [f for classes in folder.files.values() for names in classes.values() for f in names]
     for rel in _progress(paths, f"reading the sizes of {len(paths):,} images in {folder.path}", progress):
-        try:
-            with Image.open(folder.path / rel) as image:
-                width, height = image.size
-                grey = grey and image.mode in GRAYSCALE_MODES
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ZooUsageError(f"{folder.path / rel} is not a readable image ({exc})") from None
-        sizes.setdefault((height, width), rel)
+        header = _header(folder.path / rel, _openers())
+        if header is None:
+            raise ZooUsageError(f"{folder.path / rel} is not a readable image ({_why_unreadable(folder.path / rel)})")
+        size, mode = header
+        grey = grey and mode in GRAYSCALE_MODES
+        sizes.setdefault(size, rel)
     if image_size is None and len(sizes) > 1:
         (a, file_a), (b, file_b) = list(sizes.items())[:2]
         raise ZooUsageError(
@@ -205,10 +379,83 @@ def with_shape(
     height, width = image_size or next(iter(sizes))
     shape = (height, width, channels or (1 if grey else 3))
     resized = any(size != (height, width) for size in sizes)
-    return Folder(
-        folder.path, folder.layout, folder.classes, folder.files, folder.fingerprint, shape,
-        resized, {f"{h}x{w}": rel for (h, w), rel in sizes.items()},
+    return dataclasses.replace(
+        folder, shape=shape, resized=resized, sizes={f"{h}x{w}": rel for (h, w), rel in sizes.items()}
     )
+
+
+def _why_unreadable(path: Path) -> str:
+    """Pillow's reason, in a few words."""
+    from PIL import Image
+
+    suffix = path.suffix.lower()
+    if suffix and suffix not in readable_suffixes():
+        return f"the zoo reads {', '.join(_shown_formats())} images; not {suffix[1:]}"
+    try:
+        with Image.open(path, formats=_openers()) as image:
+            image.load()
+    except Exception as exc:  # the reason, whatever it is
+        return _first_line(exc)
+    return "unrecognised"
+
+
+def _shown_formats() -> list[str]:
+    return sorted({f.lower() for f in _openers()} - {"dib"})
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def decode(path: str | os.PathLike, channels: int) -> Any:
+    """The uint8 pixels (height, width, ``channels``) of an image file, as a dataset holds them.
+
+    The first frame of an animated image; EXIF orientation applied; 16-bit values scaled to 8
+    bits (v / 257, rounded), 32-bit floats clipped to 0..255; palette, CMYK and the rest
+    converted by Pillow to L (ITU-R 601-2 luma) or RGB. Alpha is dropped (the colours under it
+    are kept), as tf.io.decode_image does. Anything that goes wrong is one line naming the file.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=_openers()) as image:
+                _check_pixels(path, *image.size)
+                image.seek(0)
+                image = _converted(ImageOps.exif_transpose(image), channels)
+                pixels = np.asarray(image, dtype=np.uint8)
+    except ZooUsageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        _check_pixels(path, *_unchecked_size(path, _openers()))
+        raise
+    except Exception as exc:  # a decoder's errors have many types; each means this file is bad
+        raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
+    return pixels[..., None] if channels == 1 else pixels
+
+
+def _converted(image: Any, channels: int) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in _DEEP_MODES:
+        values = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), "L")
+    elif image.mode in ("P", "PA"):  # the palette's colours (and its transparency, then dropped)
+        image = image.convert("RGBA")
+    target = "L" if channels == 1 else "RGB"
+    if image.mode != target:
+        try:
+            image = image.convert(target)
+        except ValueError:  # no direct conversion (e.g. CMYK to L): through RGB
+            image = image.convert("RGB").convert(target)
+    return image
 
 
 def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:

@@ -240,6 +240,7 @@ def data_options(config: RunConfig) -> dict[str, Any]:
         "manual_dir": config.manual_dir,
         "image_size": config.image_size,
         "channels": config.channels,
+        "strict_files": config.strict_files,
     }
 
 
