@@ -16,7 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagefolders import CLASSES, KINDS, LITTER, LOSSY, NOT_IMAGES, litter, mnist_folder, save, write
+from imagefolders import (
+    CLASSES,
+    KINDS,
+    LITTER,
+    LOSSY,
+    NOT_IMAGES,
+    litter,
+    mnist_folder,
+    save,
+    write,
+)
 from PIL import Image
 
 from zoo import data, folders
@@ -36,7 +46,7 @@ def installed():
 
 def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    return subprocess.run([str(ZOO), *args], check=False, capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
 
 
 def _digit(seed: int = 0, size: tuple[int, int] = (12, 10)) -> np.ndarray:
@@ -90,6 +100,21 @@ def test_exif_orientation_turns_the_image_and_its_size_in_the_header_pass(tmp_pa
     folder = folders.scan(root)
     assert folder.shape == (12, 10, 3) and not folder.resized
     assert folders.decode(root / CLASSES[0] / "turned.jpeg", 1).shape == (12, 10, 1)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_pillows_and_the_header_pass_agrees(orientation, tmp_path):
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.png"  # lossless, and EXIF before the pixels as Pillow writes it
+    Image.fromarray(_digit(size=(12, 10))).save(path, exif=exif)
+    with Image.open(path) as image:
+        expected = np.asarray(ImageOps.exif_transpose(image))
+    decoded = folders.decode(path, 1)[..., 0]
+    np.testing.assert_array_equal(decoded, expected)
+    assert folders._header(path, folders._openers())[0] == decoded.shape
 
 
 def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
@@ -192,6 +217,22 @@ def test_prepared_images_come_from_pillow_in_every_format(tmp_path):
     found = sorted(images[..., 0].astype(int).sum(axis=(1, 2)))
     expected = sorted(int(p.astype(int).sum()) for p in written.values())
     np.testing.assert_allclose(found, expected, atol=8 * 8 * 4)
+
+
+def test_strict_files_through_the_python_api_and_only_for_folders(tmp_path):
+    import zoo
+    from zoo.config import RunConfig
+
+    root = write(tmp_path / "f", {"": 2})
+    (root / "circle" / "notes.txt").write_text("x")
+    with pytest.raises(ZooUsageError, match="notes.txt is not an image"):
+        zoo.train("softmax", dataset=str(root), strict_files=True, epochs=1, data_dir=str(tmp_path / "tfds"),
+                  run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
+    with pytest.raises(ZooUsageError, match="`strict_files` applies to folders of images"):
+        data.describe("mnist", data_dir=str(tmp_path), strict_files=True)
+    with pytest.raises(ZooUsageError, match="`strict_files` must be true or false, received 'yes'"):
+        RunConfig(model="softmax", strict_files="yes")
 
 
 # -- through the installed script ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -1012,7 +1012,7 @@ class ZooImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
 
     VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
         "1.1.0": "Decoded by Pillow (zoo.folders.decode): every format it reads, first frames, EXIF "
                  "orientation, 16 bits scaled to 8; PNG and JPEG pixels may differ from 1.0.0's.",
         "1.0.0": "PNG and JPEG, decoded by tf.io.decode_image.",

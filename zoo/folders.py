@@ -417,7 +417,7 @@ def decode(path: str | os.PathLike, channels: int) -> Any:
     are kept), as tf.io.decode_image does. Anything that goes wrong is one line naming the file.
     """
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     path = Path(path)
     try:
@@ -426,7 +426,8 @@ def decode(path: str | os.PathLike, channels: int) -> Any:
             with Image.open(path, formats=_openers()) as image:
                 _check_pixels(path, *image.size)
                 image.seek(0)
-                image = _converted(ImageOps.exif_transpose(image), channels)
+                turn = _turn(_orientation(image))  # the orientation the header pass read
+                image = _converted(image.transpose(turn) if turn is not None else image, channels)
                 pixels = np.asarray(image, dtype=np.uint8)
     except ZooUsageError:
         raise
@@ -436,6 +437,15 @@ def decode(path: str | os.PathLike, channels: int) -> Any:
     except Exception as exc:  # a decoder's errors have many types; each means this file is bad
         raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
     return pixels[..., None] if channels == 1 else pixels
+
+
+def _turn(orientation: int) -> Any:
+    """The transpose that shows an image as its EXIF orientation says (ImageOps.exif_transpose's)."""
+    from PIL import Image
+
+    t = Image.Transpose
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+            7: t.TRANSVERSE, 8: t.ROTATE_90}.get(orientation)
 
 
 def _converted(image: Any, channels: int) -> Any:
