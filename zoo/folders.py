@@ -46,8 +46,8 @@ OTHER_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".svg", ".psd", ".dng", ".cr2"
                         ".orf", ".rw2", ".raw", ".avif", ".jp2")
 # Left by operating systems, file managers and tools; with every name starting with "." (.DS_Store,
 # ._photo.jpg, .ipynb_checkpoints), skipped without a word wherever they are.
-SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx", "@eadir",
-                "$recycle.bin", "system volume information", "lost+found"}
+SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx",
+                "@eadir", "$recycle.bin", "system volume information", "lost+found"}
 HIDDEN, NOT_AN_IMAGE = "hidden or system", "not an image"
 EXAMPLES = 5  # skipped files named in a run's record, per reason
 # Folder names that mean a split, not a class, when they stand beside class folders.
@@ -186,7 +186,8 @@ def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
             if not found:
                 others = sum(1 for name, reason in sorter.skipped.items()
                              if reason == NOT_AN_IMAGE and (root / name).is_relative_to(cls))
-                what = f" ({_plural(others, 'file that is not an image', 'files that are not images')})" if others else ""
+                what = _plural(others, "file that is not an image", "files that are not images")
+                what = f" ({what})" if others else ""
                 raise ZooUsageError(f"class folder {cls} holds no images{what}")
             files[split][cls.name] = tuple(str(p.relative_to(root)) for p in found)
             stamp += [(str(p.relative_to(root)), *_stat(p)) for p in found]
@@ -248,8 +249,10 @@ class _Sorter:
             return False
         if not p.exists():
             raise ZooUsageError(f"{p} is a broken link")
-        if p.is_file() and (p.suffix.lower() in image_suffixes() or _header(p, _openers(sniffing=True)) is not None):
-            return True  # with an image's extension, the header pass checks that it is one
+        if p.is_file() and p.suffix.lower() in image_suffixes():
+            return True  # the header pass checks that it is one
+        if p.is_file() and _header(p, _openers(sniffing=True)) is not None:
+            return True  # no image's extension, an image's header
         if self.strict:
             raise ZooUsageError(
                 f"{p} is not an image (`strict_files` refuses every file that is not; without it, "
@@ -366,7 +369,8 @@ def with_shape(
     for rel in _progress(paths, f"reading the sizes of {len(paths):,} images in {folder.path}", progress):
         header = _header(folder.path / rel, _openers())
         if header is None:
-            raise ZooUsageError(f"{folder.path / rel} is not a readable image ({_why_unreadable(folder.path / rel)})")
+            path = folder.path / rel
+            raise ZooUsageError(f"{path} is not a readable image ({_why_unreadable(path)})")
         size, mode = header
         grey = grey and mode in GRAYSCALE_MODES
         sizes.setdefault(size, rel)
@@ -386,14 +390,18 @@ def with_shape(
 
 def _why_unreadable(path: Path) -> str:
     """Pillow's reason, in a few words."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     suffix = path.suffix.lower()
     if suffix and suffix not in readable_suffixes():
         return f"the zoo reads {', '.join(_shown_formats())} images; not {suffix[1:]}"
+    if path.stat().st_size == 0:
+        return "the file is empty"
     try:
         with Image.open(path, formats=_openers()) as image:
             image.load()
+    except UnidentifiedImageError:
+        return f"Pillow does not recognise it as any of {', '.join(_shown_formats())}"
     except Exception as exc:  # the reason, whatever it is
         return _first_line(exc)
     return "unrecognised"
