@@ -505,19 +505,26 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="Check on this Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
-def check(model: str, hp: tuple[str, ...], backend: str | None) -> None:
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Build, train, reload and export in this precision; auto picks as zoo train does "
+                   "on this machine.")
+def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
     from . import backend as backend_lib
 
-    click.echo(f"backend: {backend_lib.use(backend)}")
+    name = backend_lib.use(backend)
+    click.echo(f"backend: {name}")
     _import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
+    from . import devices
     from .check import iter_checks  # imports TensorFlow
 
+    policy, reason = devices.resolve_precision(precision, name)
+    click.echo(f"precision: {policy} ({reason})")
     failed = 0
-    for result in iter_checks(builder, **hparams):
+    for result in iter_checks(builder, precision=policy, **hparams):
         failed += not result.passed
         click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
     if failed:

@@ -378,7 +378,8 @@ def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> expo
 
 
 def load_model(run: Run) -> keras.Model:
-    """Load model.keras in safe mode, after importing the plugin so its custom layers exist."""
+    """Load model.keras in safe mode under the run's dtype policy, after importing the plugin so
+    its custom layers exist."""
     path = run.model_path()
     try:
         registry.get(run.config.model)  # imports the plugin module: registers its custom layers
@@ -388,9 +389,18 @@ def load_model(run: Run) -> keras.Model:
         # Registered in the process that trained it: plain Keras layers load without it.
     
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return devices.load_model(path, run_precision(run))
     except Exception as exc:  # Keras raises many types for a damaged zip
         raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
+def run_precision(run: Run) -> str:
+    """The dtype policy a run trained in (its config records it resolved; ``auto`` only in runs
+    from before, whose hardware block has it)."""
+    precision = run.config.precision
+    if precision == "auto":
+        precision = (run.record.get("hardware") or {}).get("precision", "float32")
+    return precision
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> None:
