@@ -22,7 +22,7 @@ import click
 import registry
 import zoo
 
-from . import DIST_NAME, files, sweep
+from . import files, sweep
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -35,7 +35,8 @@ from .config import (
     RunConfig,
 )
 from .errors import ZooError, ZooUsageError
-from .run import CONFIG, ERROR_LOG, Run
+from .runs import CONFIG, ERROR_LOG, Run
+from .version import DIST_NAME
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -700,9 +701,8 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     ctx.meta[_RUN_DIR] = run_dir
     _check_finished_run(run_dir)
     _import_tensorflow()
-    from . import runner
 
-    result = runner.evaluate(run_dir, split)
+    result = Run.open(run_dir).evaluate(split)
     click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
     if "trained_on_fingerprint" in result:
         click.echo(f"note: the images changed since this run trained (fingerprint "
@@ -720,9 +720,8 @@ def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     _check_finished_run(run_dir)
     files.check_creatable(Path(export_base).resolve(), "export base")
     _import_tensorflow()
-    from . import runner
 
-    _echo_export(runner.export(run_dir, export_base))
+    _echo_export(Run.open(run_dir).export(export_base))
 
 
 def _check_finished_run(run_dir: str) -> None:
