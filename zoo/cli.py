@@ -22,7 +22,10 @@ import click
 import registry
 import zoo
 
-from . import files, sweep
+from . import files
+from .benchmark import jobs as bench_jobs
+from .benchmark import records as bench_records
+from .benchmark import reports
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -596,28 +599,28 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     if from_runs and (show_plan or shard or ray):
         raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
                             "training sweeps")
-    selected_shard = sweep.parse_shard(shard) if shard is not None else None
+    selected_shard = bench_jobs.parse_shard(shard) if shard is not None else None
     if ray is not None:
-        from .ray_executor import check_address
+        from .benchmark.ray import check_address
 
         check_address(ray)
-    sweep.check_gpus(ray, gpus_per_job)
+    bench_jobs.check_gpus(ray, gpus_per_job)
     hp_pairs = _pairs(hp)
     from . import backend
 
     if not from_runs:  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()
     _import_tensorflow()
-    from . import benchmark as bench_lib
+    from .benchmark import sweep
     from .data import dataset_name
 
     out_dir = Path(out).resolve()
     if from_runs:
-        jobs = bench_lib.plan_from_runs(list(from_runs))
+        jobs = bench_jobs.plan_from_runs(list(from_runs))
     else:
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
-        jobs = bench_lib.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
-    selection = sweep.select(jobs, out_dir, selected_shard)
+        jobs = bench_jobs.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
+    selection = bench_records.select(jobs, out_dir, selected_shard)
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
         return
@@ -635,7 +638,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
                                show_pos=True, item_show_func=lambda j: j.label if j else "",
                                file=sys.stderr) as bar:
-            for done, (job, record) in enumerate(sweep.run(out_dir, results, selection, command), 1):
+            for done, (job, record) in enumerate(sweep.execute(out_dir, results, selection, command), 1):
                 bar.update(1, job)
                 records.append(record)
                 if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
@@ -685,10 +688,10 @@ def _echo_plan(selection, shard, out_dir: Path) -> None:
 
 
 def _report(folder: Path) -> None:
-    if not (folder / sweep.RESULTS).is_file():
-        raise ZooUsageError(f"{folder} holds no benchmark records (no {sweep.RESULTS})")
+    if not (folder / bench_records.RESULTS).is_file():
+        raise ZooUsageError(f"{folder} holds no benchmark records (no {bench_records.RESULTS})")
     _import_tensorflow()
-    sweep.rebuild(folder)
+    reports.rebuild(folder)
     _echo_results(folder)
 
 
