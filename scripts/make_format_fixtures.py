@@ -81,7 +81,7 @@ def zoo(*args: str, cwd: Path, expect: int = 0, script: str | None = None) -> st
     env.pop("TFDS_DATA_DIR", None)
     env.pop("ZOO_MANUAL_DIR", None)
     print("$ zoo", " ".join(args), flush=True)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200,
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200, check=False,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if proc.returncode != expect:
         sys.exit(f"exit {proc.returncode}, expected {expect}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
