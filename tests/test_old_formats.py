@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import Run, sweep
+from zoo import Run
+from zoo.benchmark import records as bench_records
+from zoo.benchmark import reports
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "format-v0"
 
@@ -181,18 +183,16 @@ def test_old_interrupted_run_resumes_to_its_final_epoch(tiny_data_dir, tmp_path)
 
 def test_old_bench_records_read(tmp_path):
     out = old("bench", tmp_path)
-    (record,) = sweep.read_records(out)
+    (record,) = bench_records.read_records(out)
     assert record == json.loads((FIXTURES / "bench" / "results.jsonl").read_text())
     assert (record["status"], record["job"], record["model"], record["seed"]) == ("ok", BENCH_JOB, "softmax", 0)
     assert record["test_accuracy"] == BENCH_ACCURACY and record["params"] == 195 and record["epochs"] == 1
     assert record["plan"] == {"fingerprint": BENCH_PLAN, "index": 1, "jobs": 1}
-    assert sweep.states([record]) == {BENCH_JOB: sweep.RECORDED}
-    assert sweep.status(out, [record]) == []  # the plan in plans/ is complete
+    assert bench_records.states([record]) == {BENCH_JOB: bench_records.RECORDED}
+    assert bench_records.status(out, [record]) == []  # the plan in plans/ is complete
     missing = f"sweep {BENCH_PLAN}: 0 of 1 jobs recorded; not recorded (yet): #1 softmax seed 0"
-    assert sweep.status(out, []) == [missing]
-    from zoo import benchmark
-
-    (row,) = benchmark.leaderboard([record])
+    assert bench_records.status(out, []) == [missing]
+    (row,) = reports.leaderboard([record])
     assert row["model"] == "softmax batch_size=32 learning_rate=0.05"
     assert (row["acc_mean"], row["seeds"], row["hardware"]) == (BENCH_ACCURACY, 1, "float32, CPU, memory")
 
@@ -214,7 +214,7 @@ def test_old_bench_folder_reports_again(tmp_path):
 def test_old_bench_folder_skips_its_recorded_job(tiny_data_dir, tmp_path):
     """The same sweep into the old folder: its job is recorded, so nothing trains.
 
-    A job's key (sweep.job_key) hashes its whole RunConfig and its model's distribution version:
+    A job's key (zoo.benchmark.jobs.job_key) hashes its whole RunConfig and its model's distribution version:
     a new RunConfig field changes every old key (old folders would train all their jobs again),
     and a new keras-zoo release is a new job by design, shown as "to run" without training.
     """
@@ -242,7 +242,7 @@ def test_old_run_benchmarks_from_runs(tiny_data_dir, tmp_path):
     run = old("finished", tmp_path, tiny_data_dir)
     out = tmp_path / "bench"
     run_zoo("bench", "--from-runs", run, "--out", out)
-    (record,) = sweep.read_records(out)
+    (record,) = bench_records.read_records(out)
     assert record["status"] == "ok" and record["run_dir"] == str(run)
     assert (record["model"], record["dataset"], record["epochs"], record["batch_size"]) == ("mlp", "zoo_tiny", 3, 32)
     assert record["hparams"] == {"units": [8, 8, 8], "dropout": 0.2} and record["hparams_set"] == {"units": [8, 8, 8]}
