@@ -436,4 +436,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("folder", "A folder of images against the catalog"):
+        main()

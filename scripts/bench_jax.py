@@ -87,4 +87,7 @@ def _cpu() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("jax", "JAX against TensorFlow, one and two processes"):
+        main()

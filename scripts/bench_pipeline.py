@@ -109,4 +109,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("pipeline", "The input pipeline"):
+        main()

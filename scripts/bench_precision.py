@@ -110,4 +110,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("precision", "Precision and XLA"):
+        main()

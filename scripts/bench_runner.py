@@ -216,4 +216,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("runner", "The runner against plain Keras"):
+        main()

@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
                         help=f"also train with {CACHED} (--input stream --cache-dir)")
     parser.add_argument("--precision", default="float32",
                         help="the same for both paths; float32 keeps the figures comparable with "
-                             "the README's other tables (default: %(default)s)")
+                             "the other tables in docs/results/ (default: %(default)s)")
     parser.add_argument("--data-dir", help="prepared TFDS data (default: a temporary folder, "
                         "MNIST prepared there once and removed at the end)")
     parser.add_argument("--manual-dir", default=os.environ.get("ZOO_MANUAL_DIR") or
@@ -146,4 +146,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("stream", "Streaming against memory"):
+        main()

@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def _import_benchmark() -> None:
-    import zoo.benchmark  # noqa: F401  (TensorFlow, Keras, the zoo: what a fresh job worker imports)
+    import zoo.benchmark.child  # noqa: F401  (TensorFlow, Keras, the zoo: what a fresh job worker imports)
 
 
 def main() -> None:
@@ -64,8 +64,10 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from zoo import benchmark, data, devices, sweep
-    from zoo.ray_executor import RayCluster
+    from zoo import data, devices
+    from zoo.benchmark import jobs, sweep
+    from zoo.benchmark import records as bench_records
+    from zoo.benchmark.ray import RayCluster
 
     cores = os.cpu_count()
     data.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
@@ -78,12 +80,12 @@ def main() -> None:
         for round_ in range(args.rounds):
             for number, (label, ray, cpus, concurrent) in enumerate(ways[round_ % len(ways):] + ways[:round_ % len(ways)]):
                 out = Path(tmp) / f"round{round_}-{number}"
-                jobs = benchmark.plan(args.models, seeds=args.seeds, out=out, hparams={}, options=options)
-                selection = sweep.select(jobs, out)
+                planned = jobs.plan(args.models, seeds=args.seeds, out=out, hparams={}, options=options)
+                selection = bench_records.select(planned, out)
                 start = time.monotonic()
                 with sweep.executing(selection.todo, out, ray=ray, cpus_per_job=cpus) as results:
                     started = time.monotonic()
-                    records = [record for _, record in sweep.run(out, results, selection)]
+                    records = [record for _, record in sweep.execute(out, results, selection)]
                     wall = time.monotonic() - started
                 assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
                 own = sum(r["job_seconds"] for r in records)
@@ -135,4 +137,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _bench import results_page  # scripts/_bench.py: the page in docs/results
+
+    with results_page("sweep", "Sweeps: plain, Ray"):
+        main()

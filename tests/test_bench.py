@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from zoo import benchmark as bench
+from zoo.benchmark import jobs, measure, reports
 from zoo.cli import main
 
 REQUIRED = {
@@ -111,9 +111,9 @@ def test_leaderboard_is_mean_and_std_best_first():
     def rec(model, seed, acc):
         return {"model": model, "dataset": "d", "epochs": 1, "batch_size": 8, "seed": seed,
                 "test_accuracy": acc, "params": 10, "flops_per_example": 20, "peak_rss_mb": 100.0 + seed,
-                **{k: 1.0 for k in bench._MEANS}}
+                **{k: 1.0 for k in reports._MEANS}}
 
-    rows = bench.leaderboard([rec("a", 0, 0.90), rec("b", 0, 0.95), rec("a", 1, 0.92), rec("b", 1, 0.97)])
+    rows = reports.leaderboard([rec("a", 0, 0.90), rec("b", 0, 0.95), rec("a", 1, 0.92), rec("b", 1, 0.97)])
     assert [r["model"] for r in rows] == ["b", "a"]
     assert rows[0]["acc_mean"] == pytest.approx(0.96)
     assert rows[0]["acc_std"] == pytest.approx(0.0141421, rel=1e-4)
@@ -125,14 +125,14 @@ def test_leaderboard_keeps_hyperparameter_variants_apart():
         return {"model": "cnn", "hparams_set": hparams_set, "recipe_changed": recipe_changed or {},
                 "dataset": "d", "epochs": 3, "batch_size": 8,
                 "seed": seed, "test_accuracy": acc, "params": 10, "flops_per_example": 20,
-                "peak_rss_mb": None, **{k: 1.0 for k in bench._MEANS}}
+                "peak_rss_mb": None, **{k: 1.0 for k in reports._MEANS}}
 
     fast = {"batch_size": 64, "augment": False}
-    rows = bench.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32]),
+    rows = reports.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32]),
                               rec(0, 0.96, fast, filters=[16, 32])])
     assert [(r["model"], r["seeds"]) for r in rows] == [
         ("cnn", 1), ("cnn filters=16,32", 2), ("cnn filters=16,32 batch_size=64 augment=False", 1)]
-    md = bench.markdown(rows, ENV, ["zoo bench cnn", "zoo bench cnn --hp filters=16,32"])
+    md = reports.markdown(rows, ENV, ["zoo bench cnn", "zoo bench cnn --hp filters=16,32"])
     assert "| 2 | cnn filters=16,32 | float32, CPU, memory | d | 3 | 2 |" in md  # records from before precision
     assert md.endswith("Made by `zoo bench cnn`, then `zoo bench cnn --hp filters=16,32`.\n")
 
@@ -142,9 +142,9 @@ def test_leaderboard_keeps_precisions_devices_and_input_paths_apart():
         hardware = {"precision": precision, "device_kind": kind, "device_name": name, "replicas": replicas}
         return {"model": "cnn", "dataset": "d", "epochs": 3, "batch_size": 8, "seed": seed, "test_accuracy": acc,
                 "hardware": hardware, "params": 10, "flops_per_example": 20, "peak_rss_mb": None,
-                "input": {"train": train, "evaluation": "memory"}, **{k: 1.0 for k in bench._MEANS}}
+                "input": {"train": train, "evaluation": "memory"}, **{k: 1.0 for k in reports._MEANS}}
 
-    rows = bench.leaderboard([
+    rows = reports.leaderboard([
         rec(0, 0.99), rec(1, 0.98), rec(0, 0.97, precision="mixed_bfloat16"), rec(0, 0.96, replicas=2),
         rec(0, 0.95, "mixed_float16", "GPU", 2, "NVIDIA A100"), rec(0, 0.94, "mixed_float16", "GPU", 2, "Tesla T4"),
         rec(0, 0.93, train="stream"), rec(1, 0.92, train="stream"),
@@ -154,7 +154,7 @@ def test_leaderboard_keeps_precisions_devices_and_input_paths_apart():
         ("mixed_float16, 2 GPU (NVIDIA A100), memory", 1), ("mixed_float16, 2 GPU (Tesla T4), memory", 1),
         ("float32, CPU, stream", 2),
     ]
-    assert "| 4 | cnn | mixed_float16, 2 GPU (NVIDIA A100), memory | d |" in bench.markdown(rows, ENV, [])
+    assert "| 4 | cnn | mixed_float16, 2 GPU (NVIDIA A100), memory | d |" in reports.markdown(rows, ENV, [])
 
 
 ENV = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}
@@ -169,16 +169,16 @@ def test_bench_selects_a_duplicated_name_by_distribution(monkeypatch):
     dists = [FakeDist("pkg-a", "1.0", twin=f"{REGISTRY_TESTS}:good", solo=f"{REGISTRY_TESTS}:good"),
              FakeDist("pkg-b", "2.0", twin=f"{REGISTRY_TESTS}:good")]
     monkeypatch.setattr(metadata, "distributions", lambda: iter(dists))
-    assert bench.select_models([]) == ["solo", "pkg-a:twin", "pkg-b:twin"]
-    assert bench.select_models(["tw*"]) == ["pkg-a:twin", "pkg-b:twin"]
+    assert jobs.select_models([]) == ["solo", "pkg-a:twin", "pkg-b:twin"]
+    assert jobs.select_models(["tw*"]) == ["pkg-a:twin", "pkg-b:twin"]
 
 
 def test_rows_compare_with_the_recipe_recorded_in_the_run():
     # The run trained with the recipe of its day; the plugin's recipe has changed since.
-    config = {"model": "softmax", **{k: v for k, v in bench.DEFAULTS.items()}, "learning_rate": 0.1}
+    config = {"model": "softmax", **{k: v for k, v in jobs.DEFAULTS.items()}, "learning_rate": 0.1}
     recorded = {"recipe": {"learning_rate": 0.1}}
-    assert bench._recipe_changed(config, recorded) == {}
-    assert bench._recipe_changed(config, {"recipe": {}}) == {"learning_rate": 0.1}
+    assert measure._recipe_changed(config, recorded) == {}
+    assert measure._recipe_changed(config, {"recipe": {}}) == {"learning_rate": 0.1}
 
 
 def test_zoo_bench_runs_a_notebook_registered_model_in_process(tiny_data_dir, tmp_path):

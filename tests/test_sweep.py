@@ -22,8 +22,10 @@ import pytest
 from click.testing import CliRunner
 from test_bench import records
 
-from zoo import benchmark as bench
-from zoo import sweep
+from zoo.benchmark import child
+from zoo.benchmark import jobs as bench_jobs
+from zoo.benchmark import records as bench_records
+from zoo.benchmark import reports
 from zoo.cli import main
 from zoo.errors import ZooUsageError
 
@@ -54,21 +56,21 @@ def accuracies(out: Path) -> dict[tuple[str, int], float]:
 
 def test_shards_deal_the_plan_like_cards():
     for count in range(1, 6):
-        shards = [sweep.Shard(i, count) for i in range(1, count + 1)]
+        shards = [bench_jobs.Shard(i, count) for i in range(1, count + 1)]
         owners = [[s.index for s in shards if s.holds(j)] for j in range(1, 12)]
         assert all(len(o) == 1 for o in owners)  # every job in exactly one shard
         assert [o[0] for o in owners] == [(j - 1) % count + 1 for j in range(1, 12)]
-    assert sweep.parse_shard(" 2 / 3 ") == sweep.Shard(2, 3) and str(sweep.Shard(2, 3)) == "2/3"
+    assert bench_jobs.parse_shard(" 2 / 3 ") == bench_jobs.Shard(2, 3) and str(bench_jobs.Shard(2, 3)) == "2/3"
 
 
 @pytest.mark.parametrize("text", ["3/2", "0/2", "x", "1/0", "-1/2", "1/2/3", "", "1.5/2"])
 def test_a_bad_shard_is_one_usage_error(text):
     with pytest.raises(ZooUsageError, match=r"`shard` expects I/N, shard I of N with 1 <= I <= N"):
-        sweep.parse_shard(text)
+        bench_jobs.parse_shard(text)
 
 
 def plan(out, models=("softmax", "mlp"), seeds=(0, 1), **options):
-    return bench.plan(list(models), seeds=list(seeds), out=out, hparams={},
+    return bench_jobs.plan(list(models), seeds=list(seeds), out=out, hparams={},
                       options={"dataset": "mnist", "epochs": 1, **options})
 
 
@@ -81,7 +83,7 @@ def test_the_plan_is_numbered_and_names_jobs_by_what_they_train(tmp_path):
     elsewhere = plan(tmp_path, data_dir="/there", manual_dir="/files")
     assert [(j.key, j.run_dir) for j in elsewhere] == [(j.key, j.run_dir) for j in jobs]
     assert len({j.run_dir for j in jobs}) == 4 and jobs[0].run_dir.name == f"softmax-seed0-{jobs[0].key[:8]}"
-    assert sweep.fingerprint([j.key for j in jobs]) == sweep.fingerprint([j.key for j in elsewhere])
+    assert bench_jobs.fingerprint([j.key for j in jobs]) == bench_jobs.fingerprint([j.key for j in elsewhere])
     # What a job trains is its identity: any other setting is another job.
     assert plan(tmp_path, seeds=(0, 0, 1)) == plan(tmp_path)  # a seed given twice is one job
     assert not {j.key for j in plan(tmp_path, batch_size=64)} & {j.key for j in jobs}
@@ -98,18 +100,18 @@ def rec(key, status="ok", **extra):
 def test_a_failed_job_is_not_done_until_it_succeeds(tmp_path):
     jobs = plan(tmp_path)
     k1, k2, k3, _ = (j.key for j in jobs)
-    found = sweep.states([rec(k1), rec(k2, "failed"), rec(k3, "failed"), rec(k3), rec(k1, "failed"),
+    found = bench_records.states([rec(k1), rec(k2, "failed"), rec(k3, "failed"), rec(k3), rec(k1, "failed"),
                           {"model": "from before sweeps"}])
     assert found == {k1: "recorded", k2: "failed", k3: "recorded"}
     out = tmp_path / "out"
     out.mkdir()
     for r in (rec(k1), rec(k2, "failed"), rec(k3, "failed"), rec(k3)):
         (out / "results.jsonl").open("a").write(json.dumps(r) + "\n")
-    selection = sweep.select(jobs, out, sweep.Shard(2, 2))
+    selection = bench_records.select(jobs, out, bench_jobs.Shard(2, 2))
     assert [j.index for j in selection.mine] == [2, 4] and [j.index for j in selection.todo] == [2, 4]
-    assert [j.index for j in sweep.select(jobs, out).todo] == [2, 4]
-    sweep.write_plan(out, selection.fingerprint, jobs)
-    (line,) = sweep.status(out, records(out))
+    assert [j.index for j in bench_records.select(jobs, out).todo] == [2, 4]
+    bench_records.write_plan(out, selection.fingerprint, jobs)
+    (line,) = bench_records.status(out, records(out))
     assert line == (f"sweep {selection.fingerprint}: 2 of 4 jobs recorded; failed: #2 softmax seed 1 "
                     f"(log: /logs/{k2}.log); not recorded (yet): #4 mlp seed 1")
 
@@ -118,11 +120,11 @@ def test_a_job_whose_run_finished_before_a_kill_is_measured_without_training_aga
     from zoo import runner
 
     out = tmp_path / "out"
-    (job,) = bench.plan(["softmax"], seeds=[0], out=out, hparams={},
+    (job,) = bench_jobs.plan(["softmax"], seeds=[0], out=out, hparams={},
                         options={"dataset": "zoo_tiny", "data_dir": tiny_data_dir, "epochs": 1})
     runner.train(job.config, job.run_dir, verbose=0)  # trained, then killed before its export
     history = (job.run_dir / "history.csv").stat().st_mtime_ns
-    record = bench.attempt(job, out)
+    record = child.attempt(job, out)
     assert record["status"] == "ok" and record["job"] == job.key and record["run_dir"] == str(job.run_dir)
     assert (job.run_dir / "history.csv").stat().st_mtime_ns == history and record["peak_rss_mb"] is None
     assert record["export_dir"] == str(out / "exports" / job.run_dir.name / "1")
@@ -163,7 +165,7 @@ def test_plan_prints_the_jobs_and_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     jobs = plan(out, precision="float32")
-    assert lines[0] == f"sweep {sweep.fingerprint([j.key for j in jobs])}: 4 job(s); shard 2/2: 2 of them; --out {out}"
+    assert lines[0] == f"sweep {bench_jobs.fingerprint([j.key for j in jobs])}: 4 job(s); shard 2/2: 2 of them; --out {out}"
     assert lines[1].split() == ["#", "MODEL", "SEED", "VARIANT", "STATUS", "RUN", "DIRECTORY"]
     assert [line.split() for line in lines[2:]] == [
         ["2", "softmax", "1", "epochs=1", "to", "run", str(jobs[1].run_dir)],
@@ -176,11 +178,11 @@ def test_plan_prints_the_jobs_and_writes_nothing(tmp_path):
 SAVER = """
 import json, sys
 from pathlib import Path
-from zoo import sweep
+from zoo.benchmark import reports
 out, tag, count, pad = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 record = json.loads(sys.argv[5])
 for i in range(count):
-    sweep.save(out, {**record, "job": f"{tag}-{i}", "writer": tag, "i": i, "pad": tag * pad})
+    reports.save(out, {**record, "job": f"{tag}-{i}", "writer": tag, "i": i, "pad": tag * pad})
 """
 
 
@@ -205,7 +207,7 @@ def test_reports_rebuilt_by_concurrent_shards_hold_every_record(tmp_path):
     env = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}
     record = {"status": "ok", "model": "m", "dataset": "d", "epochs": 1, "batch_size": 8, "seed": 0,
               "test_accuracy": 0.9, "params": 10, "flops_per_example": 20, "peak_rss_mb": None,
-              "splits": {"train": "train"}, "env": env, **{k: 1.0 for k in bench._MEANS}}
+              "splits": {"train": "train"}, "env": env, **{k: 1.0 for k in reports._MEANS}}
     save_concurrently(tmp_path, "abc", 4, 10, record)
     with (tmp_path / "results.csv").open() as f:
         assert sorted(row["job"] for row in csv.DictReader(f)) == sorted(f"{t}-{i}" for t in "abc" for i in range(4))
@@ -267,7 +269,7 @@ def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
 def test_a_shard_killed_midway_and_run_again_records_every_job_once(plain, mnist_data_dir, tmp_path):
     out = tmp_path / "out"
     args = [*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir, "--shard", "1/2"]
-    jobs = sweep.select(plan(out, data_dir=mnist_data_dir, precision="float32"), out, sweep.Shard(1, 2)).mine
+    jobs = bench_records.select(plan(out, data_dir=mnist_data_dir, precision="float32"), out, bench_jobs.Shard(1, 2)).mine
     assert [j.label for j in jobs] == ["softmax seed 0", "mlp seed 0"]
     second = jobs[1].run_dir
     shard = start_bench(*args)
@@ -382,7 +384,7 @@ def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_d
     out = tmp_path / "out"
     args = ["softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--epochs", "2",
             "--out", str(out), "--ray"]
-    lost, _, broken = bench.plan(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
+    lost, _, broken = bench_jobs.plan(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
                                  options={"dataset": "zoo_tiny", "epochs": 2})
     broken.run_dir.mkdir(parents=True)
     (broken.run_dir / "config.json").write_text("{")  # a run directory nobody can resume

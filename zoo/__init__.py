@@ -16,19 +16,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
-from .run import Run
-
-try:
-    __version__ = version("keras-zoo")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
-DIST_NAME = "keras-zoo"
+from .runs import Run
+from .version import DIST_NAME, __version__  # noqa: F401  (zoo.__version__)
 
 __all__ = [
     "Run",
@@ -222,9 +215,8 @@ def bench(
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     """
-    from . import benchmark as bench_lib
-    from . import sweep
     from .backend import default as default_backend
+    from .benchmark import jobs, records, sweep
     from .data import dataset_name
 
     options = {
@@ -235,12 +227,12 @@ def bench(
         **{k: v for k, v in recipe.items() if v is not None},
     }
     patterns = [models] if isinstance(models, str) else list(models)
-    part = sweep.parse_shard(shard) if shard is not None else None
+    part = jobs.parse_shard(shard) if shard is not None else None
     out = Path(out).resolve()
-    jobs = bench_lib.plan(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
-    selection = sweep.select(jobs, out, part)
+    planned = jobs.plan(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
+    selection = records.select(planned, out, part)
     with sweep.executing(selection.todo, out, shard=part, ray=ray, cpus_per_job=cpus_per_job,
                          gpus_per_job=gpus_per_job) as results:
-        records = [record for _, record in sweep.run(out, results, selection)]
-    sweep.raise_failures(records)
-    return records
+        done = [record for _, record in sweep.execute(out, results, selection)]
+    sweep.raise_failures(done)
+    return done

@@ -22,7 +22,10 @@ import click
 import registry
 import zoo
 
-from . import DIST_NAME, files, folders, sweep
+from . import files, folders
+from .benchmark import jobs as bench_jobs
+from .benchmark import records as bench_records
+from .benchmark import reports
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -35,7 +38,8 @@ from .config import (
     RunConfig,
 )
 from .errors import ZooError, ZooUsageError
-from .run import CONFIG, ERROR_LOG, Run
+from .runs import CONFIG, ERROR_LOG, Run
+from .version import DIST_NAME
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -512,19 +516,26 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="Check on this Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
-def check(model: str, hp: tuple[str, ...], backend: str | None) -> None:
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Build, train, reload and export in this precision; auto picks as zoo train does "
+                   "on this machine.")
+def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
     from . import backend as backend_lib
 
-    click.echo(f"backend: {backend_lib.use(backend)}")
+    name = backend_lib.use(backend)
+    click.echo(f"backend: {name}")
     _import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
+    from . import devices
     from .check import iter_checks  # imports TensorFlow
 
+    policy, reason = devices.resolve_precision(precision, name)
+    click.echo(f"precision: {policy} ({reason})")
     failed = 0
-    for result in iter_checks(builder, **hparams):
+    for result in iter_checks(builder, precision=policy, **hparams):
         failed += not result.passed
         click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
     if failed:
@@ -595,28 +606,28 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     if from_runs and (show_plan or shard or ray):
         raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
                             "training sweeps")
-    selected_shard = sweep.parse_shard(shard) if shard is not None else None
+    selected_shard = bench_jobs.parse_shard(shard) if shard is not None else None
     if ray is not None:
-        from .ray_executor import check_address
+        from .benchmark.ray import check_address
 
         check_address(ray)
-    sweep.check_gpus(ray, gpus_per_job)
+    bench_jobs.check_gpus(ray, gpus_per_job)
     hp_pairs = _pairs(hp)
     from . import backend
 
     if not from_runs:  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()
     _import_tensorflow()
-    from . import benchmark as bench_lib
+    from .benchmark import sweep
     from .data import dataset_name
 
     out_dir = Path(out).resolve()
     if from_runs:
-        jobs = bench_lib.plan_from_runs(list(from_runs))
+        jobs = bench_jobs.plan_from_runs(list(from_runs))
     else:
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
-        jobs = bench_lib.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
-    selection = sweep.select(jobs, out_dir, selected_shard)
+        jobs = bench_jobs.plan(list(models), seeds=seed_list, out=out_dir, hparams=hp_pairs, options=options)
+    selection = bench_records.select(jobs, out_dir, selected_shard)
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
         return
@@ -634,7 +645,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
                                show_pos=True, item_show_func=lambda j: j.label if j else "",
                                file=sys.stderr) as bar:
-            for done, (job, record) in enumerate(sweep.run(out_dir, results, selection, command), 1):
+            for done, (job, record) in enumerate(sweep.execute(out_dir, results, selection, command), 1):
                 bar.update(1, job)
                 records.append(record)
                 if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
@@ -684,10 +695,10 @@ def _echo_plan(selection, shard, out_dir: Path) -> None:
 
 
 def _report(folder: Path) -> None:
-    if not (folder / sweep.RESULTS).is_file():
-        raise ZooUsageError(f"{folder} holds no benchmark records (no {sweep.RESULTS})")
+    if not (folder / bench_records.RESULTS).is_file():
+        raise ZooUsageError(f"{folder} holds no benchmark records (no {bench_records.RESULTS})")
     _import_tensorflow()
-    sweep.rebuild(folder)
+    reports.rebuild(folder)
     _echo_results(folder)
 
 
@@ -700,9 +711,8 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     ctx.meta[_RUN_DIR] = run_dir
     _check_finished_run(run_dir)
     _import_tensorflow()
-    from . import runner
 
-    result = runner.evaluate(run_dir, split)
+    result = Run.open(run_dir).evaluate(split)
     click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
     if "trained_on_fingerprint" in result:
         click.echo(f"note: the images changed since this run trained (fingerprint "
@@ -720,9 +730,8 @@ def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     _check_finished_run(run_dir)
     files.check_creatable(Path(export_base).resolve(), "export base")
     _import_tensorflow()
-    from . import runner
 
-    _echo_export(runner.export(run_dir, export_base))
+    _echo_export(Run.open(run_dir).export(export_base))
 
 
 def _check_finished_run(run_dir: str) -> None:

@@ -30,8 +30,10 @@ from typing import Any
 
 import registry
 
-from .errors import ZooError, ZooUsageError
-from .sweep import Shard, where
+from ..errors import ZooError, ZooUsageError
+from .child import attempt, failed_record, limit_threads
+from .jobs import Job, Shard
+from .records import where
 
 LOCAL = "local"
 RETRIES = 3  # for tasks lost with their worker or node
@@ -140,7 +142,6 @@ class RayCluster:
 
     def run(self, jobs: Sequence[Any], out: Path, *, shard: Shard | None = None) -> Iterator[tuple[Any, dict]]:
         """Every job as a task: (job, record) pairs as they finish, in the order they finish."""
-        from .benchmark import failed_record
 
         task = self.ray.remote(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=RETRIES, retry_exceptions=False
@@ -169,10 +170,8 @@ def _task(job: dict[str, Any], out: str, threads: int, extra: dict[str, Any]) ->
     task, the same for every task of a sweep), then train and measure."""
     import ray
 
-    from . import benchmark
-
-    benchmark.limit_threads(threads)
+    limit_threads(threads)
     context = ray.get_runtime_context()
     here = {**where(None), **extra, "ray": {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}}
-    return benchmark.attempt(benchmark.Job.from_dict(job), Path(out), threads=threads, where=here)
+    return attempt(Job.from_dict(job), Path(out), threads=threads, where=here)
 

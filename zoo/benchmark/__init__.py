@@ -1,0 +1,1 @@
+"""Benchmarks and sweeps: jobs (TensorFlow-free) > records > reports; measure > child > Ray > sweep."""

@@ -1,0 +1,170 @@
+"""One job of a sweep: written to ``OUT/jobs/<run>.json`` and trained by
+``python -m zoo.benchmark JOB`` in a child process (the only way to read that run's own peak memory,
+``os.wait4``), then its export measured here. A model registered in this process
+(``zoo.register``) exists only here, so its jobs train in this process. A job whose run directory
+holds an unfinished run (a killed sweep) resumes it; a finished run is exported and measured
+without training again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+import registry
+
+from .. import data, evaluation, files, runner
+from ..config import RunConfig
+from ..errors import ZooError
+from ..export import latest_version
+from ..runs import CONFIG, Run
+from .jobs import Job
+from .measure import environment, measure, peak_path, peak_rss_mb
+
+
+def prepare(jobs: list[Job], out: Path) -> None:
+    """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
+    on this machine) starting at once on a fresh data folder would otherwise prepare it at the
+    same time, and all but one fail. Processes that share ``out`` take turns."""
+    needed = {json.dumps([j.config.dataset, evaluation.data_options(j.config)], default=list): j.config
+              for j in jobs if not j.from_run}
+    if not needed:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with files.locked(out / ".prepare.lock"):
+        for config in needed.values():
+            data.prepared_builder(config.dataset, **evaluation.data_options(config))
+
+
+def attempt(job: Job, out: Path, *, threads: int | None = None,
+            where: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train (unless the job is an existing or finished run), export, measure: the job's record.
+
+    A failure of the job's own is its record too (status ``failed``, the error, the log), so a
+    sweep goes on; the caller appends records. ``threads`` limits TensorFlow's thread pools in
+    the training process; ``where`` says where this runs (host, shard, Ray node).
+    """
+    start = time.monotonic()
+    where = {**(where or {}), "threads": threads}
+    try:
+        record = _measured(job, out, threads, where)
+    except Exception as exc:  # noqa: BLE001  (any failure of one job is recorded; the others go on)
+        expected = isinstance(exc, (ZooError, registry.RegistryError))
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log = _log_path(out, job)
+        if f"log: {log}" not in message:  # a failed training's log says it already
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a", encoding="utf-8") as f:
+                f.write(f"Error: {message}\n" if expected else "".join(traceback.format_exception(exc)))
+        record = failed_record(job, message, out, where)
+    record["job_seconds"] = round(time.monotonic() - start, 3)
+    return record
+
+
+def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    export_base = out / "exports" / job.run_dir.name
+    run, child = Run(job.run_dir), {}
+    resume = (run.path / CONFIG).is_file()  # a killed job's run: continued, not restarted
+    if job.from_run or run.complete:  # measured as it is
+        Run.open(job.run_dir).export(export_base)
+    elif registry.resolve(job.config.model).local:
+        runner.train(job.config, job.run_dir, resume=resume, export_base=export_base, verbose=0)
+    else:
+        child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
+    record = measure(job.run_dir, export_base / str(latest_version(export_base)))
+    where["tf_threads"] = child.get("tf_threads")  # as the training process's TensorFlow reports them
+    record.update(status="ok", job=job.key, peak_rss_mb=child.get("peak_rss_mb"), where=where)
+    return record
+
+
+def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, threads: int | None) -> dict[str, Any]:
+    """Hand the job to ``python -m zoo.benchmark JOB`` as a file; return the child's peak memory
+    and thread pools."""
+    for folder in ("jobs", "logs"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    job_path = out / "jobs" / f"{job.run_dir.name}.json"
+    files.write_json(job_path, {
+        "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base),
+        "resume": resume, "threads": threads, "parent": os.getpid(),
+    })
+    log_path = _log_path(out, job)
+    cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "KERAS_BACKEND": job.config.backend})
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        raise ZooError(f"{job.label}: training failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
+    peak = json.loads(peak_path(job_path).read_text()) if peak_path(job_path).is_file() else {}
+    # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
+    # (this one's, which grows with every measurement) over into the child's.
+    return {**peak, "peak_rss_mb": peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)}  # KiB
+
+
+def _log_path(out: Path, job: Job) -> Path:
+    return out / "logs" / f"{job.run_dir.name}.log"
+
+
+def limit_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op thread pools at ``threads`` each: possible only before
+    this process has computed anything (a notebook that has keeps its pools)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
+def run_job_file(path: str) -> int:
+    """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
+    job = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not _dies_with(job.get("parent")):
+        return 1
+    if job.get("threads"):
+        limit_threads(job["threads"])
+    try:
+        config = RunConfig(**job["config"])
+        runner.train(config, job["run_dir"], resume=job.get("resume", False), export_base=job["export_base"],
+                     verbose=2)
+    except (ZooError, registry.RegistryError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    threads = [tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads()]  # 0: TensorFlow's default
+    files.write_json(peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": threads})
+    return 0
+
+
+def _dies_with(parent: int | None) -> bool:
+    """Linux: be killed when the process that started this one dies (a killed shard or Ray
+    worker must not leave its training running, holding the run's lock); False if it is gone."""
+    if parent is None or not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    return os.getppid() == parent
+
+
+def failed_record(job: Job, error: str, out: Path, where: Mapping[str, Any]) -> dict[str, Any]:
+    return {"status": "failed", "job": job.key, "model": job.config.model, "seed": job.config.seed,
+            "variant": job.variant, "run_dir": str(job.run_dir), "error": error.splitlines()[0],
+            "log": str(_log_path(out, job)), "where": dict(where), "env": environment()}

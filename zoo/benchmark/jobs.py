@@ -1,0 +1,166 @@
+"""A sweep's jobs: each a RunConfig (data, never re-rendered command-line flags) with a run directory
+named by the job's identity, and the numbered plan that shards deal out. No TensorFlow here.
+
+A sweep is the list of jobs ``plan`` makes, numbered from 1: models in the order the command names
+them (a pattern's matches sorted by name), each with the seeds in the order given. Nothing in it
+depends on the machine or the time, so every node that runs the same command with the same plugins
+installed computes the same plan. Each job has an identity key, a hash of what it trains (its
+RunConfig without the places data lives in, and the model's distribution and version); the plan's
+fingerprint is a hash of its keys in order.
+
+Shard I of N holds the jobs whose number j has ``(j - 1) mod N == I - 1``: jobs are dealt to the
+shards like cards, so each shard gets a mix of models rather than a block of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import registry
+
+from .. import files
+from ..config import DEFAULTS, RunConfig
+from ..errors import ZooUsageError
+from ..runs import Run
+
+
+@dataclass(frozen=True)
+class Job:
+    config: RunConfig  # what to train (the recorded one, for an existing run)
+    run_dir: Path  # to train into, or an existing run (from_run)
+    from_run: bool = False
+    index: int = 0  # the job's number in its plan, from 1 (0: --from-runs, no plan)
+    key: str | None = None  # its identity (job_key); None for --from-runs
+    variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.model} seed {self.config.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, to hand to another process (a Ray worker)."""
+        return {"config": self.config.to_dict(), "run_dir": str(self.run_dir), "from_run": self.from_run,
+                "index": self.index, "key": self.key, "variant": self.variant}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        return cls(**{**d, "config": RunConfig(**d["config"]), "run_dir": Path(d["run_dir"])})
+
+
+def select_models(patterns: list[str]) -> list[str]:
+    """Model names for the patterns (all healthy models without any); each pattern must match."""
+    everything = registry.entries()
+    if not patterns:
+        return [registry.selector(e, everything) for e in everything if not e.problem]
+    names: list[str] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            found = [
+                registry.selector(e, everything) for e in registry.find(pattern) if not e.problem
+            ]
+            if not found:
+                raise ZooUsageError(f"no model matches '{pattern}'")
+        else:
+            registry.resolve(pattern)  # unknown or ambiguous names fail here, with suggestions
+            found = [pattern]
+        names += [n for n in found if n not in names]
+    return names
+
+
+def plan(
+    models: list[str],
+    *,
+    seeds: list[int],
+    out: str | os.PathLike,
+    hparams: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> list[Job]:
+    """One job per model and seed, each a validated RunConfig, numbered from 1.
+
+    ``hparams`` apply to every model, typed by each model's own signature (``--hp`` text or
+    Python values); ``options`` are RunConfig fields. What one model does not accept fails here,
+    before hours of training. The same arguments give the same plan on every machine.
+    """
+    out = Path(out).resolve()
+    if options.get("cache_dir"):  # every job would fail on it, after --out was written
+        files.check_creatable(Path(options["cache_dir"]).expanduser().resolve(), "cache folder")
+    jobs = []
+    for name in select_models(models):
+        builder, entry = registry.get(name), registry.resolve(name)
+        values = {"hparams": builder.coerce_hparams(hparams), **options}
+        for seed in dict.fromkeys(seeds):  # a seed given twice is one job
+            config = RunConfig.from_recipe(name, builder.recipe, {**values, "seed": seed})
+            as_dict = config.to_dict()
+            key = job_key(as_dict, entry.dist, entry.version)
+            changed = {**config.hparams, **{k: as_dict[k] for k, default in DEFAULTS.items()
+                                            if as_dict[k] != builder.recipe.get(k, default)}}
+            run_dir = out / "runs" / f"{files.safe_name(name)}-seed{seed}-{key[:8]}"
+            jobs.append(Job(config, run_dir, index=len(jobs) + 1, key=key, variant=settings_text(changed)))
+    return jobs
+
+
+def settings_text(changed: Mapping[str, Any]) -> str:
+    """``units=8,8 batch_size=64``: settings as the leaderboard and the plan show them."""
+    return " ".join(f"{k}={registry.show_value(v)}" for k, v in changed.items())
+
+
+def plan_from_runs(run_dirs: list[str]) -> list[Job]:
+    jobs = []
+    for path in run_dirs:
+        run = Run.open(path)
+        if not run.complete:
+            raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
+        jobs.append(Job(run.config, run.path, from_run=True))
+    return jobs
+
+
+# Where the data lives changes nothing about what a job trains (as for a resume).
+LOCATION = ("data_dir", "manual_dir", "cache_dir")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1 <= index <= count
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, number: int) -> bool:
+        """Whether job ``number`` (counted from 1) belongs to this shard."""
+        return (number - 1) % self.count == self.index - 1
+
+
+def parse_shard(text: str) -> Shard:
+    """``"2/4"`` -> Shard(2, 4); anything else is a one-line usage error."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ZooUsageError(f"`shard` expects I/N, shard I of N with 1 <= I <= N, received {text!r}")
+    return Shard(int(match.group(1)), int(match.group(2)))
+
+
+def job_key(config: dict[str, Any], distribution: str | None, version: str | None) -> str:
+    """What a job trains, as a hash: equal for the same training on any machine."""
+    identity = {k: v for k, v in files.jsonable(config).items() if k not in LOCATION}
+    identity["source"] = [distribution, version]  # a new plugin version is a new model
+    return _hash(identity)[:16]
+
+
+def fingerprint(keys: Sequence[str]) -> str:
+    return _hash(list(keys))[:12]
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def check_gpus(ray: str | None, gpus_per_job: float | None) -> None:
+    if gpus_per_job and ray is None:
+        raise ZooUsageError("`gpus_per_job` needs `ray`; a scheduler's shards get their GPUs from the scheduler")

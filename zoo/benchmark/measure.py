@@ -1,0 +1,183 @@
+"""One benchmark record for a finished run and its exported SavedModel: accuracy, throughput,
+latency, size, FLOPs, peak memory, and the environment it ran in."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import registry
+
+from .. import data, evaluation, runner
+from ..config import DEFAULTS
+from ..runs import Run
+from .reports import LEGACY_HARDWARE, LEGACY_INPUT, dataset_label
+
+LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
+
+
+def peak_path(job_path: Path) -> Path:
+    return job_path.with_name(f"{job_path.stem}.peak.json")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's own peak resident memory (VmHWM, Linux), in MiB; None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return None
+
+
+def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
+    """One benchmark record for a finished run and its exported SavedModel."""
+    run = Run.open(run_dir)
+    record_json, metrics, history = run.record, run.metrics, run.history
+    config, info = record_json["config"], record_json["dataset"]
+    # Epoch 1 includes tracing and filling the cache; later epochs are the steady state.
+    steady = [r["examples_per_second"] for r in history[1:]] or [
+        r["examples_per_second"] for r in history
+    ]
+    images = data.sample_images(
+        config["dataset"],
+        info["test_split"] or info["validation_split"],
+        THROUGHPUT_BATCH,
+        **evaluation.data_options(run.config),
+    )
+    model = evaluation.load_model(run)
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    p50, p99 = _latency_ms(serve, images[:1])
+    saved_model_eps = _saved_model_throughput(serve, images)
+    keras_eps = _keras_predict_throughput(model, images)
+    return {
+        "model": config["model"],
+        "distribution": record_json["model"]["distribution"],
+        "version": record_json["model"]["version"],
+        "hparams": record_json["model"]["hparams_resolved"],
+        "hparams_set": config["hparams"],  # what the command line changed from the defaults
+        "recipe_changed": _recipe_changed(config, record_json["model"]),
+        "dataset": dataset_label(info),
+        "dataset_version": info["version"],
+        # Which images exactly, for a folder (path, files per split and class, fingerprint).
+        "dataset_source": info.get("source"),
+        "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
+        "seed": config["seed"],
+        "hardware": metrics.get("hardware", LEGACY_HARDWARE),
+        "input": metrics.get("input", LEGACY_INPUT),
+        "epochs": len(history),
+        "batch_size": config["batch_size"],
+        "params": metrics["params"],
+        "flops_per_example": forward_flops(model),
+        "train_seconds": metrics["train_seconds"],  # training only; validation apart
+        "val_seconds": metrics.get("val_seconds"),
+        "train_examples_per_second": round(statistics.mean(steady), 1),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_loss": metrics.get("test_loss"),
+        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
+        "latency_ms_p50": round(p50, 3),
+        "latency_ms_p99": round(p99, 3),
+        "saved_model_examples_per_second": round(saved_model_eps, 1),
+        "keras_predict_examples_per_second": round(keras_eps, 1),
+        "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
+        "run_dir": str(run_dir),
+        "export_dir": str(export_dir),
+        "env": environment(),
+    }
+
+
+def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """Training settings that differ from the model's recipe (epochs has a column of its own).
+
+    The recipe recorded with the run, not the plugin's current one, which may have changed since.
+    """
+    recipe = model.get("recipe")
+    if recipe is None:  # a run from before recipes were recorded
+        recipe = registry.get(config["model"]).recipe
+    return {
+        key: config[key]
+        for key, default in DEFAULTS.items()
+        if key != "epochs" and config[key] != recipe.get(key, default)
+    }
+
+
+def _latency_ms(serve, image: np.ndarray) -> tuple[float, float]:
+    x = tf.constant(image)
+    for _ in range(10):  # warm-up: the first calls trace and allocate
+        serve(image=x)
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        serve(image=x)["class_id"].numpy()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _saved_model_throughput(serve, images: np.ndarray) -> float:
+    x = tf.constant(images)
+    serve(image=x)
+    start = time.perf_counter()
+    for _ in range(THROUGHPUT_CALLS):
+        serve(image=x)["probabilities"].numpy()
+    return THROUGHPUT_CALLS * len(images) / (time.perf_counter() - start)
+
+
+def _keras_predict_throughput(model: keras.Model, images: np.ndarray) -> float:
+    """``model.predict`` on in-memory float32 arrays, the usual way to run a Keras model."""
+    x = np.concatenate([data.to_model_input(images).numpy()] * THROUGHPUT_CALLS)
+    model.predict(x[: len(images)], batch_size=THROUGHPUT_BATCH, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=THROUGHPUT_BATCH, verbose=0)
+    return len(x) / (time.perf_counter() - start)
+
+
+def forward_flops(model: keras.Model) -> int | None:
+    """Floating-point operations of one forward pass for one example (TF's graph profiler)."""
+    try:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+        # A plain trace: AutoGraph has nothing to convert here and warns that it cannot.
+        forward = tf.function(lambda x: model(x, training=False), autograph=False)
+        concrete = forward.get_concrete_function(spec)
+        graph = convert_variables_to_constants_v2(concrete).graph
+        options = (
+            tf.compat.v1.profiler.ProfileOptionBuilder(
+                tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            )
+            .with_empty_output()
+            .build()
+        )
+        level = tf.get_logger().level
+        tf.get_logger().setLevel("ERROR")  # the v1 profiler warns about its own deprecation
+        try:
+            profile = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
+        finally:
+            tf.get_logger().setLevel(level)
+        return int(profile.total_float_ops)
+    except Exception:  # a profiler limitation must not lose the rest of the record
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Library versions (as runs record them) and the machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {**runner.versions(), "cpu": cpu, "cores": os.cpu_count()}

@@ -1,0 +1,207 @@
+"""Reports rebuilt from every record of a results folder: results.csv, results.md (the
+leaderboard) and results.png. Every process appends its record and rebuilds the reports while it
+holds the records' lock, so the last rebuild always includes every record."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import files
+from .jobs import settings_text
+from .records import LOCK, RESULTS, read_records, status, succeeded
+
+
+def dataset_label(info: dict[str, Any]) -> str:
+    """A leaderboard's dataset: a folder by path, fingerprint and the shape it was prepared at,
+    since its images (and their size) change while its name does not."""
+    source = info.get("source") or {}
+    if source.get("kind") != "folder":
+        return info["name"]
+    return f"{info['name']}@{source['fingerprint'][:8]} {'x'.join(map(str, info['input_shape']))}"
+
+
+# What a run from before precision, devices and input were settings computed with.
+LEGACY_HARDWARE = {"precision": "float32", "device_kind": "CPU", "replicas": 1}
+
+
+LEGACY_INPUT = {"train": "memory", "evaluation": "memory"}
+
+
+def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None) -> str:
+    """Where and how a leaderboard row's runs computed: ``float32, CPU, memory``,
+    ``mixed_float16, 2 GPU (A100), stream``, ``jax, float32, CPU, memory`` (backends other than
+    TensorFlow are named).
+
+    The CPU's model is in the environment line under the table; a GPU's is named here.
+    """
+    count = hardware["replicas"]
+    devices = f"{count} {hardware['device_kind']}" if count > 1 else hardware["device_kind"]
+    if hardware["device_kind"] == "GPU":
+        devices += f" ({hardware.get('device_name')})"
+    label = f"{hardware['precision']}, {devices}, {(input or LEGACY_INPUT)['train']}"
+    backend = hardware.get("backend", "tensorflow")
+    return label if backend == "tensorflow" else f"{backend}, {label}"
+
+
+def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean (± std) over seeds per model and setting, best test accuracy first."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        changed = settings_text({**r.get("hparams_set", {}), **r.get("recipe_changed", {})})
+        label = f"{r['model']} {changed}" if changed else r["model"]
+        # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
+        # same measurement.
+        setup = hardware_label(r.get("hardware", LEGACY_HARDWARE), r.get("input"))
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup)].append(r)
+    rows = []
+    for (label, dataset, epochs, batch, hardware), rs in groups.items():
+        acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
+        rows.append({
+            "model": label,
+            "hardware": hardware,
+            "dataset": dataset,
+            "epochs": epochs,
+            "seeds": len(rs),
+            "acc_mean": statistics.mean(acc) if acc else float("nan"),
+            "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            **{k: statistics.mean(r[k] for r in rs) for k in _MEANS},
+            "params": rs[0]["params"],
+            "flops_per_example": rs[0]["flops_per_example"],
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
+        })
+    return sorted(rows, key=lambda r: -r["acc_mean"])
+
+
+_MEANS = (
+    "train_seconds",
+    "train_examples_per_second",
+    "saved_model_bytes",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "saved_model_examples_per_second",
+    "keras_predict_examples_per_second",
+    "saved_model_vs_keras",
+)
+
+
+def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
+    """results.csv, results.md and results.png from the successful records; ``notes`` (a sweep's
+    missing and failed jobs) end results.md."""
+    records = [r for r in (read_records(out) if records is None else records) if succeeded(r)]
+    if not records:
+        if notes:
+            files.write_text(out / "results.md", "No job has succeeded yet.\n\n" + _bullets(notes))
+        return
+    _write_csv(out / "results.csv", records)
+    rows = leaderboard(records)
+    commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
+    files.write_text(out / "results.md", markdown(rows, records[-1]["env"], commands, notes))
+    _plot(out / "results.png", rows)
+
+
+def _bullets(notes: Sequence[str]) -> str:
+    return "".join(f"- {n}\n" for n in notes)
+
+
+def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
+             notes: Sequence[str] = ()) -> str:
+    header = (
+        "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
+        "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
+        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for i, r in enumerate(rows, 1):
+        flops = f"{r['flops_per_example'] / 1e6:.2f}" if r["flops_per_example"] else "n/a"
+        rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
+        lines.append(
+            f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
+            f"{_accuracy(r)} | {r['train_seconds']:.1f} | "
+            f"{r['train_examples_per_second']:,.0f} | {r['params']:,} | {flops} | "
+            f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
+            f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
+        )
+    env_line = (
+        f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
+        f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
+    )
+    made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
+    return header + "\n".join(lines) + f"\n\n{env_line}{made}\n" + (f"\n{_bullets(notes)}" if notes else "")
+
+
+def _accuracy(row: dict[str, Any]) -> str:
+    if row["acc_mean"] != row["acc_mean"]:  # NaN: the dataset has no test split
+        return "no test split"
+    return f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}"
+
+
+def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
+    flat = []
+    for r in records:
+        row = {k: v for k, v in r.items() if k not in ("env", "splits")}
+        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input", "dataset_source", "where",
+                    "plan"):
+            row[key] = json.dumps(r.get(key, {}), sort_keys=True)
+        row.update({f"split_{k}": v for k, v in r["splits"].items()})
+        row.update({f"env_{k}": v for k, v in r["env"].items()})
+        flat.append(row)
+    files.write_csv(path, flat, dict.fromkeys(k for row in flat for k in row))
+
+
+def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    # Points carry their leaderboard number; the key below the plots gives the full labels,
+    # which are too long (hyperparameters of a variant) to print next to a point.
+    key_height = 0.3 * (len(rows) + 1)  # inches
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + key_height))
+    for ax, key, label in (
+        (axes[0], "train_seconds", "training time (s)"),
+        (axes[1], "params", "parameters"),
+    ):
+        for number, r in enumerate(rows, 1):
+            ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3,
+                        label=f"#{number}  {r['model']} ({r['epochs']} epochs)")
+            ax.annotate(f"#{number}", (r[key], r["acc_mean"]), textcoords="offset points", xytext=(5, 5))
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap on short ranges
+        ax.margins(x=0.15, y=0.08)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3, which="both")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower left", frameon=False)
+    fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
+    fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def save(out: Path, record: dict[str, Any]) -> None:
+    """Append one record and rebuild the reports, under the results lock."""
+    out.mkdir(parents=True, exist_ok=True)
+    with files.locked(out / LOCK):
+        files.append_line(out / RESULTS, json.dumps(record))
+        _rebuild(out)
+
+
+def rebuild(out: Path) -> None:
+    """results.csv, results.md and results.png from every record in ``out`` (``--report``)."""
+    with files.locked(out / LOCK):
+        _rebuild(out)
+
+
+def _rebuild(out: Path) -> None:
+
+    records = read_records(out)
+    write_reports(out, records, notes=status(out, records))

@@ -1,0 +1,78 @@
+"""Running a sweep's jobs: here one after another, as one shard of several, or as Ray tasks.
+
+Importing this module loads no TensorFlow: the CLI checks ``--shard`` and ``--gpus-per-job`` before
+it loads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import ZooError
+from .child import attempt, limit_threads, prepare
+from .jobs import Job, Shard, check_gpus
+from .ray import RayCluster, check_jobs
+from .records import FAILED, Selection, where, write_plan
+from .reports import save
+
+
+def execute(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection: Selection,
+        command: str = "") -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Record each (job, record) an executor yields, as it comes, and pass it on.
+
+    The plan is written to ``OUT/plans`` before the first job runs.
+    """
+    plan = selection.fingerprint
+    if plan is not None:
+        write_plan(out, plan, selection.jobs)
+    for job, record in results:
+        if plan is not None:
+            record["plan"] = {"fingerprint": plan, "index": job.index, "jobs": len(selection.jobs)}
+        record.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        save(out, record)
+        yield job, record
+
+
+
+
+@contextmanager
+def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray: str | None = None,
+              cpus_per_job: int | None = None, gpus_per_job: float | None = None):
+    """The executor's (job, record) iterator for ``jobs``: here, one after another, or on Ray
+    (connected and checked on entry, before anything is written; disconnected on exit). The
+    datasets are prepared here first."""
+
+    check_gpus(ray, gpus_per_job)
+    if ray is None:
+        prepare(jobs, out)
+        yield run_here(jobs, out, threads=cpus_per_job, shard=shard)
+        return
+
+    check_jobs(jobs)
+    with RayCluster(ray, cpus_per_job=cpus_per_job or 1, gpus_per_job=gpus_per_job or 0) as cluster:
+        prepare(jobs, out)
+        yield cluster.run(jobs, out, shard=shard)
+
+
+def raise_failures(records: Sequence[dict[str, Any]]) -> None:
+    """One ZooError for a sweep's failed jobs, naming the first; nothing if none failed."""
+    failed = [r for r in records if r["status"] == FAILED]
+    if failed:
+        first = failed[0]
+        log = "" if first["log"] in first["error"] else f" (log: {first['log']})"
+        raise ZooError(f"{len(failed)} of {len(records)} job(s) failed, first {first['model']} seed "
+                       f"{first['seed']}: {first['error']}{log}; the same command again retries them")
+
+
+def run_here(jobs: Iterable[Job], out: Path, *, threads: int | None = None,
+             shard: Shard | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """The local executor: one job after another, each trained in a child process."""
+
+    if threads:
+        limit_threads(threads)  # the measurements in this process, where TensorFlow still allows it
+    for job in jobs:
+        yield job, attempt(job, out, threads=threads, where=where(shard))
