@@ -123,6 +123,9 @@ def plan_from_runs(run_dirs: list[str]) -> list[Job]:
 
 # Where the data lives changes nothing about what a job trains (as for a resume).
 LOCATION = ("data_dir", "manual_dir", "cache_dir")
+# Nor do checks that refuse a dataset or pass it unchanged (strict_files refuses a folder's other
+# files, or trains on the same images): keys stay those of older zoos.
+CHECKS = ("strict_files",)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def parse_shard(text: str) -> Shard:
 
 def job_key(config: dict[str, Any], distribution: str | None, version: str | None) -> str:
     """What a job trains, as a hash: equal for the same training on any machine."""
-    identity = {k: v for k, v in files.jsonable(config).items() if k not in LOCATION}
+    identity = {k: v for k, v in files.jsonable(config).items() if k not in LOCATION + CHECKS}
     identity["source"] = [distribution, version]  # a new plugin version is a new model
     return _hash(identity)[:16]
 
