@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -41,6 +42,14 @@ def pytest_collection_modifyitems(config, items):
         problem = _mnist_problem()
         if problem:
             pytest.exit(f"CI=true: {problem}", returncode=1)
+
+
+@pytest.fixture
+def installed():
+    """The `zoo` console script of the environment running the tests, as a user runs it."""
+    script = Path(sys.executable).with_name("zoo")
+    if not script.is_file():
+        pytest.skip(f"no installed console script at {script}")
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -28,26 +26,14 @@ from imagefolders import (
     write,
 )
 from PIL import Image
+from test_folders import _zoo
 
 from zoo import data, folders
 from zoo.errors import ZooUsageError
 
-ZOO = Path(sys.executable).with_name("zoo")
 MNIST_FILES = Path(
     os.environ.get("ZOO_MANUAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 )
-
-
-@pytest.fixture
-def installed():
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
-
-
-def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(ZOO), *args], check=False, capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=900)
 
 
 def _digit(seed: int = 0, size: tuple[int, int] = (12, 10)) -> np.ndarray:

@@ -214,15 +214,9 @@ def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
 # -- a whole run through the installed script --------------------------------------------------
 
 
-@pytest.fixture
-def installed():
-    if not ZOO.is_file():
-        pytest.skip(f"no installed console script at {ZOO}")
-
-
 def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
 
 
 @pytest.mark.slow

@@ -22,10 +22,9 @@ import pytest
 from click.testing import CliRunner
 from test_bench import records
 
-from zoo.benchmark import child
+from zoo.benchmark import child, reports
 from zoo.benchmark import jobs as bench_jobs
 from zoo.benchmark import records as bench_records
-from zoo.benchmark import reports
 from zoo.cli import main
 from zoo.errors import ZooUsageError
 
