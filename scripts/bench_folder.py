@@ -323,7 +323,8 @@ def main() -> None:
         import tensorflow_datasets as tfds
 
         import zoo
-        from zoo import data, devices
+        from zoo import data
+        from zoo.compute import devices
 
         with contextlib.redirect_stdout(sys.stderr):  # TFDS's messages; stdout is the report's
             builders = {CATALOG: data.prepared_builder("mnist", data_dir=str(dirs[CATALOG])),

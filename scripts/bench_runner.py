@@ -95,7 +95,8 @@ def main() -> None:
     import registry
     import zoo
     import zoo.runner  # (imported now, from the tree `commit` describes)
-    from zoo import data, devices
+    from zoo import data
+    from zoo.compute import devices
     from zoo.config import RunConfig
 
     builder = data.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)

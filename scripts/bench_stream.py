@@ -78,7 +78,8 @@ def main() -> None:
     import tensorflow as tf
 
     import zoo
-    from zoo import data, devices
+    from zoo import data
+    from zoo.compute import devices
 
     with tempfile.TemporaryDirectory(prefix="zoo-bench-stream-") as tmp:
         data_dir = args.data_dir or os.path.join(tmp, "tfds")

@@ -64,10 +64,11 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from zoo import data, devices
+    from zoo import data
     from zoo.benchmark import jobs, sweep
     from zoo.benchmark import records as bench_records
     from zoo.benchmark.ray import RayCluster
+    from zoo.compute import devices
 
     cores = os.cpu_count()
     data.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)

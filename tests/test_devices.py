@@ -1,4 +1,4 @@
-"""zoo.devices: what `--devices` and `--precision` resolve to, on this CPU and on GPU machines.
+"""zoo.compute.devices: what `--devices` and `--precision` resolve to, on this CPU and on GPU machines.
 
 There is no GPU here, so the GPU rules are tested against TensorFlow's device list and device
 details as a GPU machine reports them (the same calls, answered by the test); the CPU paths run.
@@ -13,7 +13,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from zoo import devices
+from zoo.compute import devices
 from zoo.errors import ZooUsageError
 
 

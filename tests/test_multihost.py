@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import data, multihost
+from zoo import data
+from zoo.compute import multihost
 from zoo.errors import ZooUsageError
 from zoo.runs import Run
 

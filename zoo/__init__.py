@@ -125,8 +125,8 @@ def train(
     """
     import registry
 
-    from . import backend as backend_lib
-    from . import multihost
+    from .compute import backend as backend_lib
+    from .compute import multihost
 
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
     if backend is None and resume and run_dir is not None:
@@ -215,8 +215,8 @@ def bench(
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     """
-    from .backend import default as default_backend
     from .benchmark import jobs, records, sweep
+    from .compute.backend import default as default_backend
     from .data import dataset_name
 
     options = {

@@ -23,7 +23,7 @@ import numpy as np
 
 import registry
 
-from . import backend, devices
+from .compute import backend, devices
 from .data import to_model_input
 from .export import TOLERANCE, export_model
 

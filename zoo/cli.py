@@ -65,7 +65,7 @@ class _ZooGroup(click.Group):
         try:
             self._main(args, prog_name, complete_var, **extra)
         except SystemExit as exc:
-            from . import multihost
+            from .compute import multihost
 
             if exc.code not in (0, None) and multihost.active():
                 # Not through JAX's shutdown, which waits for peers that will not come.
@@ -426,7 +426,7 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
           process_id: int | None, peer_timeout: float | None, local_processes: int | None,
           **options: Any) -> None:
     """Train MODEL, evaluate it on the test split and (with --export) export it."""
-    from . import launch, multihost
+    from .compute import launch, multihost
 
     if local_processes is not None:
         if coordinator or num_processes is not None or process_id is not None:
@@ -456,7 +456,7 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     if options["cache_dir"] is not None:
         files.check_creatable(Path(options["cache_dir"]), "cache folder")
     registry.resolve(model)  # reads metadata only: an unknown name fails in a second
-    from . import backend
+    from .compute import backend
 
     options["backend"] = backend.use(options["backend"])  # before TensorFlow, which imports Keras
     _import_tensorflow()
@@ -522,15 +522,15 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
-    from . import backend as backend_lib
+    from .compute import backend as backend_lib
 
     name = backend_lib.use(backend)
     click.echo(f"backend: {name}")
     _import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
-    from . import devices
     from .check import iter_checks  # imports TensorFlow
+    from .compute import devices
 
     policy, reason = devices.resolve_precision(precision, name)
     click.echo(f"precision: {policy} ({reason})")
@@ -613,7 +613,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         check_address(ray)
     bench_jobs.check_gpus(ray, gpus_per_job)
     hp_pairs = _pairs(hp)
-    from . import backend
+    from .compute import backend
 
     if not from_runs:  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()

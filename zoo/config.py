@@ -58,7 +58,7 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = True
     # Where and how the run computes; a run records the resolved values (never "auto").
-    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (zoo/backend.py)
+    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (zoo/compute/backend.py)
     precision: str = "auto"
     jit_compile: str = "auto"
     devices: str = "auto"

@@ -13,8 +13,9 @@ import keras
 
 import registry
 
-from . import data, devices, files, folders
+from . import data, files, folders
 from . import export as export_lib
+from .compute import devices
 from .config import RunConfig
 from .errors import ZooError
 from .version import __version__

@@ -28,8 +28,9 @@ import tensorflow as tf
 
 import registry
 
-from . import backend, data, devices, evaluation, files, multihost
+from . import data, evaluation, files
 from . import export as export_lib
+from .compute import backend, devices, multihost
 from .config import RunConfig, parse_size
 from .errors import ZooError, ZooUsageError
 from .runs import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run

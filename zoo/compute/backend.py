@@ -13,8 +13,8 @@ import contextlib
 import os
 import sys
 
-from .config import BACKENDS
-from .errors import ZooUsageError
+from ..config import BACKENDS
+from ..errors import ZooUsageError
 
 JAX_EXTRA = 'pip install "keras-zoo[jax]"'
 

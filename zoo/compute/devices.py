@@ -4,7 +4,7 @@
 refuses a request this machine cannot meet before any data is read. Several devices train
 data-parallel: with ``tf.distribute.MirroredStrategy`` on TensorFlow, with
 ``keras.distribution.DataParallel`` on JAX (which also spans the devices of several processes, see
-zoo/multihost.py). Each step splits the recipe's batch over the replicas (the global batch and the
+zoo/compute/multihost.py). Each step splits the recipe's batch over the replicas (the global batch and the
 learning rate stay as the recipe says). Chosen GPUs are the
 only ones TensorFlow sees, as with CUDA_VISIBLE_DEVICES; ``cpu`` hides them all. Without GPUs, a count
 above 1 splits the CPU into that many logical devices, which exists to exercise the multi-device
@@ -23,8 +23,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from .config import parse_devices
-from .errors import ZooUsageError
+from ..config import parse_devices
+from ..errors import ZooUsageError
 
 # Mixed float16 pays off on tensor cores, which NVIDIA GPUs have from compute capability 7.0 on.
 TENSOR_CORES = (7, 0)
