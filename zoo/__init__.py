@@ -134,7 +134,7 @@ def train(
     backend = backend_lib.use(backend)  # before anything imports Keras
     from . import runner
     from .config import RunConfig
-    from .data import dataset_name
+    from .data.catalog import dataset_name
 
     name = model if isinstance(model, str) else registry.register(model).name
     builder = registry.get(name)
@@ -217,7 +217,7 @@ def bench(
     """
     from .benchmark import jobs, records, sweep
     from .compute.backend import default as default_backend
-    from .data import dataset_name
+    from .data.catalog import dataset_name
 
     options = {
         "backend": default_backend(),  # each job trains in a process of its own, on this backend

@@ -22,7 +22,7 @@ import click
 import registry
 import zoo
 
-from . import files, folders
+from . import files
 from .benchmark import jobs as bench_jobs
 from .benchmark import records as bench_records
 from .benchmark import reports
@@ -37,6 +37,7 @@ from .config import (
     SCHEDULES,
     RunConfig,
 )
+from .data import folders
 from .errors import ZooError, ZooUsageError
 from .runs import CONFIG, ERROR_LOG, Run
 from .version import DIST_NAME
@@ -619,7 +620,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         recipe["backend"] = recipe.get("backend") or backend.default()
     _import_tensorflow()
     from .benchmark import sweep
-    from .data import dataset_name
+    from .data.catalog import dataset_name
 
     out_dir = Path(out).resolve()
     if from_runs:

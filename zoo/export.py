@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import resize_images, to_model_input
+from .data.images import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"

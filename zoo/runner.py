@@ -28,10 +28,11 @@ import tensorflow as tf
 
 import registry
 
-from . import data, evaluation, files
+from . import evaluation, files
 from . import export as export_lib
 from .compute import backend, devices, multihost
 from .config import RunConfig, parse_size
+from .data import catalog, pipeline
 from .errors import ZooError, ZooUsageError
 from .runs import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
 from .version import __version__
@@ -87,7 +88,7 @@ def train(
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     if config.cache_dir is not None:
         files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
-    features = data.describe(config.dataset, **evaluation.data_options(config))
+    features = catalog.describe(config.dataset, **evaluation.data_options(config))
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
@@ -165,7 +166,7 @@ def _shared_start(cluster: multihost.Cluster | None, decide):
     return splits
 
 
-def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> data.Splits:
+def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> pipeline.Splits:
     """The splits of a resumed run's remaining epochs, once its settings are checked."""
     recorded = run.record.get("input") or {}
     if config.input == "auto":  # the path the run took, not a new decision
@@ -215,9 +216,9 @@ def _process_state(config: RunConfig):
 
 def _load(
     config: RunConfig, epochs: range, placement: devices.Placement, shuffle_buffer: int | None = None
-) -> data.Splits:
+) -> pipeline.Splits:
     cluster = multihost.active()
-    return data.load(
+    return pipeline.load(
         config.dataset,
         val_fraction=config.val_split,
         batch_size=config.batch_size,
@@ -239,7 +240,7 @@ def _load(
 
 def fit(
     model: keras.Model,
-    splits: data.Splits,
+    splits: pipeline.Splits,
     config: RunConfig,
     run: Run,
     *,
@@ -512,7 +513,7 @@ def _loss(label_smoothing: float, num_classes: int) -> keras.losses.Loss:
 
 class _CheckedCrossentropy(keras.losses.Loss):
     """Cross-entropy (with label smoothing), each example's value checked for NaN and inf on the
-    device. Padded batches (zoo.data._padded) weigh their padding 0: the mean is over the real
+    device. Padded batches (zoo.data.padded) weigh their padding 0: the mean is over the real
     examples."""
 
     def __init__(self, label_smoothing: float, num_classes: int) -> None:
@@ -602,7 +603,7 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "tensorflow_datasets": data.TFDS_VERSION,
+        "tensorflow_datasets": catalog.TFDS_VERSION,
         "numpy": np.__version__,
     }
 

@@ -21,8 +21,9 @@ import tensorflow as tf
 
 import registry
 
-from .. import data, evaluation, files, runner
+from .. import evaluation, files, runner
 from ..config import RunConfig
+from ..data import catalog
 from ..errors import ZooError
 from ..export import latest_version
 from ..runs import CONFIG, Run
@@ -41,7 +42,7 @@ def prepare(jobs: list[Job], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with files.locked(out / ".prepare.lock"):
         for config in needed.values():
-            data.prepared_builder(config.dataset, **evaluation.data_options(config))
+            catalog.prepared_builder(config.dataset, **evaluation.data_options(config))
 
 
 def attempt(job: Job, out: Path, *, threads: int | None = None,
