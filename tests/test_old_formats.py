@@ -189,7 +189,7 @@ def test_old_bench_records_read(tmp_path):
     assert (record["status"], record["job"], record["model"], record["seed"]) == ("ok", BENCH_JOB, "softmax", 0)
     assert record["test_accuracy"] == BENCH_ACCURACY and record["params"] == 195 and record["epochs"] == 1
     assert record["plan"] == {"fingerprint": BENCH_PLAN, "index": 1, "jobs": 1}
-    assert bench_records.states([record]) == {BENCH_JOB: bench_records.RECORDED}
+    assert bench_records.states([record]) == {BENCH_JOB: bench_records.RECORDED_STATE}
     assert bench_records.status(out, [record]) == []  # the plan in plans/ is complete
     missing = f"sweep {BENCH_PLAN}: 0 of 1 jobs recorded; not recorded (yet): #1 softmax seed 0"
     assert bench_records.status(out, []) == [missing]

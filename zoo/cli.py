@@ -218,7 +218,7 @@ _INPUT_OPTIONS = (
 
 
 # Where datasets come from, shared by train and bench.
-_DATA_OPTIONS = (
+_DATASET_OPTIONS = (
     click.option("--image-size", metavar="H,W",
                  help="Folders of images: resize every image to this height and width while "
                       "preparing (needed when their sizes differ); the export resizes served "
@@ -258,7 +258,7 @@ def _options(options):
     return apply
 
 
-_recipe_options, _data_options = _options(_RECIPE_OPTIONS), _options(_DATA_OPTIONS)
+_recipe_options, _dataset_options = _options(_RECIPE_OPTIONS), _options(_DATASET_OPTIONS)
 _hardware_options, _input_options = _options(_HARDWARE_OPTIONS), _options(_INPUT_OPTIONS)
 
 
@@ -379,7 +379,7 @@ def info(model: str) -> None:
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="A builder hyperparameter; repeatable.")
 @click.option("--run-dir", type=click.Path(), help="Default: runs/MODEL-TIMESTAMP.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
-@_data_options
+@_dataset_options
 @click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
 @click.option("--deterministic/--no-deterministic", default=True, show_default=True,
               help="Deterministic TensorFlow ops: the same seed gives the same history.")
@@ -536,7 +536,7 @@ def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) 
                    "records (of every shard), print results.md and run nothing.")
 @_hardware_options
 @_input_options
-@_data_options
+@_dataset_options
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
           out: str, from_runs: tuple[str, ...], show_plan: bool, shard: str | None,

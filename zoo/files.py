@@ -114,3 +114,14 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # NumPy scalars
         return value.item()
     raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a temporary named by a dead one is litter)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True

@@ -242,7 +242,7 @@ def fit(
         optimizer=_optimizer(config, splits.steps_per_epoch),
         loss=_loss(config.label_smoothing, info.num_classes),
         weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
-        jit_compile=JIT_COMPILE[config.jit_compile],
+        jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
     )
     initial_epoch = restore.restore(model) if restore is not None else 0
     if config.schedule == "constant":
@@ -472,7 +472,7 @@ def _seed_states(model: keras.Model) -> list[Any]:
     return [v for v in model.variables if id(v) not in weights]
 
 
-JIT_COMPILE = {"auto": "auto", "on": True, "off": False}  # --jit-compile -> Keras' compile()
+KERAS_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}  # `jit_compile` -> compile()'s
 
 
 def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

@@ -4,7 +4,6 @@ latency, size, FLOPs, peak memory, and the environment it ran in."""
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import tensorflow as tf
 import registry
 
 from .. import evaluation, runner
+from ..compute import devices
 from ..config import DEFAULTS
 from ..data import pipeline
 from ..data.images import to_model_input
@@ -174,12 +174,4 @@ def forward_flops(model: keras.Model) -> int | None:
 
 def environment() -> dict[str, Any]:
     """Library versions (as runs record them) and the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {**runner.versions(), "cpu": cpu, "cores": os.cpu_count()}
+    return {**runner.versions(), "cpu": devices.cpu_model(), "cores": os.cpu_count()}

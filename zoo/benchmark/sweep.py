@@ -16,7 +16,7 @@ from ..errors import ZooError
 from .child import attempt, limit_threads, prepare
 from .jobs import Job, Shard, check_gpus
 from .ray import RayCluster, check_jobs
-from .records import FAILED, Selection, where, write_plan
+from .records import FAILED_STATE, Selection, where, write_plan
 from .reports import save
 
 
@@ -60,7 +60,7 @@ def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray
 
 def raise_failures(records: Sequence[dict[str, Any]]) -> None:
     """One ZooError for a sweep's failed jobs, naming the first; nothing if none failed."""
-    failed = [r for r in records if r["status"] == FAILED]
+    failed = [r for r in records if r["status"] == FAILED_STATE]
     if failed:
         first = failed[0]
         log = "" if first["log"] in first["error"] else f" (log: {first['log']})"
