@@ -109,9 +109,11 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert [{k: r[k] for k in LOSS_COLUMNS} for r in interrupted.history] == HISTORY[:1]
     with pytest.raises(zoo.ZooUsageError, match="training did not finish"):
         interrupted.model_path()
-    from zoo.runner import _Backup  # the reader of backup/state.json (imports TensorFlow)
+    from zoo.training.callbacks import (
+        Backup,  # the reader of backup/state.json (imports TensorFlow)
+    )
 
-    assert _Backup(interrupted.path / "backup").saved_epoch() == 1
+    assert Backup(interrupted.path / "backup").saved_epoch() == 1
 
 
 @pytest.mark.slow

@@ -422,7 +422,7 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
     run_dir = str(request.run_dir)
     if request.writer:
         ctx.meta[_RUN_DIR] = run_dir
-    from . import runner  # after the plan chose the backend: it imports Keras
+    from .training import runner  # after the plan chose the backend: it imports Keras
 
     try:
         result = runner.train(request, verbose=1 if sys.stdout.isatty() else 2)

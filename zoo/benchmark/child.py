@@ -21,12 +21,13 @@ import tensorflow as tf
 
 import registry
 
-from .. import evaluation, files, plan, runner
+from .. import evaluation, files, plan
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError
 from ..export import latest_version
 from ..runs import CONFIG, Run
+from ..training import runner
 from .jobs import Job
 from .measure import environment, measure, peak_path, peak_rss_mb
 

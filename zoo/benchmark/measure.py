@@ -15,12 +15,13 @@ import tensorflow as tf
 
 import registry
 
-from .. import evaluation, runner
+from .. import evaluation
 from ..compute import devices
 from ..config import DEFAULTS
 from ..data import pipeline
 from ..data.images import to_model_input
 from ..runs import Run
+from ..training import runner
 from .reports import LEGACY_HARDWARE, LEGACY_INPUT, dataset_label
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20

@@ -6,12 +6,12 @@ it loads.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from ..errors import ZooError
 from .child import attempt, limit_threads, prepare
 from .jobs import Job, Shard, check_gpus
@@ -32,7 +32,7 @@ def execute(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection:
     for job, record in results:
         if plan is not None:
             record["plan"] = {"fingerprint": plan, "index": job.index, "jobs": len(selection.jobs)}
-        record.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record.update(command=command, time=files.timestamp())
         save(out, record)
         yield job, record
 
