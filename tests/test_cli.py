@@ -254,7 +254,8 @@ def test_os_error_names_the_file_and_the_reason(monkeypatch, tiny_data_dir, tmp_
 
 
 def test_library_words_become_the_command_options():
-    from zoo.cli import _cli_words, train
+    from zoo.cli.app import _cli_words
+    from zoo.cli.train import train
 
     message = "`epochs` must be at least 1; `run_dir` and `export_base` and `units` stay"
     assert _cli_words(message, train) == "--epochs must be at least 1; --run-dir and --export and units stay"
