@@ -55,7 +55,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         config["dataset"],
         info["test_split"] or info["validation_split"],
         THROUGHPUT_BATCH,
-        **evaluation.data_options(run.config),
+        **run.config.dataset_options(),
     )
     model = evaluation.load_model(run)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]

@@ -26,7 +26,7 @@ def load_splits(
         val_fraction=config.val_split,
         batch_size=config.batch_size,
         seed=config.seed,
-        **evaluation.data_options(config),
+        **config.dataset_options(),
         augment=config.augment,
         epochs=epochs,
         input=config.input,

@@ -54,7 +54,7 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
     placement = devices.place(config.devices, config.precision, config.backend, config.deterministic)
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
     run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
-    features = catalog.describe(config.dataset, **evaluation.data_options(config))
+    features = catalog.describe(config.dataset, **config.dataset_options())
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = plan.builder.build(
