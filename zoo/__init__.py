@@ -174,12 +174,12 @@ def train(
 
 
 def recorded_backend(run_dir: str | os.PathLike) -> str | None:
-    """The backend a run trained with, read without Keras (None: not a run, or from before)."""
-    import json
+    """The backend a run trained with, read without Keras (None: not a run, or a damaged one;
+    a config.json newer than this zoo reads is a one-line ZooError)."""
+    from . import formats
 
     try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))["config"]
-        return config.get("backend", "tensorflow")
+        return formats.load(formats.RUN_CONFIG, Path(run_dir) / "config.json")["config"]["backend"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # runner.train gives the one-line error
 

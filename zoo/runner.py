@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import platform
@@ -28,7 +27,7 @@ import tensorflow as tf
 
 import registry
 
-from . import data, evaluation, files
+from . import data, evaluation, files, formats
 from . import export as export_lib
 from .compute import backend, devices, multihost
 from .config import RunConfig, parse_size
@@ -167,11 +166,11 @@ def _shared_start(cluster: multihost.Cluster | None, decide):
 
 def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> data.Splits:
     """The splits of a resumed run's remaining epochs, once its settings are checked."""
-    recorded = run.record.get("input") or {}
+    recorded = run.record["input"]
     if config.input == "auto":  # the path the run took, not a new decision
         config = dataclasses.replace(config, input=run.config.input)
     changes = _resume_changes(run, config)
-    processes = (run.record.get("hardware") or {}).get("processes", 1)
+    processes = run.record["hardware"]["processes"]
     if processes != placement.processes:
         raise ZooUsageError(
             f"run {run.path} trained on {processes} process(es), this resume has {placement.processes}; "
@@ -442,7 +441,7 @@ class _Backup(keras.callbacks.Callback):
 
     def _state(self) -> dict[str, Any] | None:
         path = self.folder / "state.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return formats.load(formats.BACKUP_STATE, path) if path.exists() else None
 
     def saved_epoch(self) -> int:
         """How many epochs the backup holds (0 without one)."""
@@ -456,8 +455,8 @@ class _Backup(keras.callbacks.Callback):
             return 0
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
         model.load_weights(self.folder / state["weights"])
-        seeds, saved = _seed_states(model), state.get("seed_states")
-        if saved is None:  # a backup from before they were saved: resumes, though not exactly
+        seeds, saved = _seed_states(model), state["seed_states"]
+        if saved is None:  # not recorded (zoo.formats): resumes, though not exactly
             return int(state["epoch"])
         if len(seeds) != len(saved):
             raise ZooError(f"the backup in {self.folder} does not fit this model (random generators)")
@@ -472,7 +471,8 @@ class _Backup(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         # In model order: variable names carry per-process counters (seed_generator_6).
         seeds = [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)]
-        files.write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name, "seed_states": seeds})
+        formats.write(formats.BACKUP_STATE, self.folder / "state.json",
+                      {"epoch": epoch + 1, "weights": name, "seed_states": seeds})
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink()
@@ -541,7 +541,8 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     rate is allowed, since that is the remedy; everything else must stay as it was.
     """
     old, new = (files.jsonable(c.to_dict()) for c in (run.config, config))
-    # Runs from before `devices` was a setting ran on TensorFlow's default device.
+    # Recorded "auto": no devices were chosen (zoo.formats fills it in for runs from before
+    # `devices` was a setting, which ran on TensorFlow's default device).
     # How much memory the data may use and where its cache lives change neither (the recorded
     # shuffle buffer is reused).
     ignored = {"data_dir", "manual_dir", "memory_budget", "cache_dir"}
@@ -562,17 +563,21 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
 
 
 def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
-    """A resume that changes settings updates config.json and says what changed when and why."""
-    if not changes:
-        return
-    failed = run.read_json(FAILED) or {}
+    """A resume that changes settings updates config.json and says what changed when and why.
+
+    config.json is written again in any case, in the current format (zoo.formats): this zoo
+    writes the run from here on, history.csv included, whose format is config.json's.
+    """
     record = run.record
-    record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
-    record.setdefault("changes", []).append(
-        {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": _now()}
-    )
+    if changes:
+        failed = run.read_json(FAILED) or {}
+        record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
+        record.setdefault("changes", []).append(
+            {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": _now()}
+        )
     run.write_json(CONFIG, record)
-    run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
+    if changes:
+        run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
 
 
 def _config_record(config, entry, builder, hparams, info) -> dict[str, Any]:
