@@ -80,18 +80,18 @@ def _hardware(payload: Payload) -> Payload | None:
     return hardware
 
 
-def _input(payload: Payload) -> None:
-    source = _block(payload, "input", LEGACY_INPUT)
-    if source is not None:
-        source.setdefault("shuffle_buffer", None)  # in memory: the whole split is shuffled
+def _input(payload: Payload) -> Payload | None:
+    return _block(payload, "input", LEGACY_INPUT)
 
 
 def _config_0(record: Payload) -> Payload:
     """A run's config.json of version 0, from every zoo that wrote one."""
-    hardware = _hardware(record)
+    # What a resume reads of the hardware and input blocks (runner._resume).
+    hardware, source = _hardware(record), _input(record)
     if hardware is not None:
         hardware.setdefault("processes", 1)  # before multi-process training
-    _input(record)
+    if source is not None:
+        source.setdefault("shuffle_buffer", None)  # before streaming: in memory, no buffer
     config = _block(record, "config", None)
     if config is not None:
         # Before precision was a setting (float32), or from when it was recorded unresolved
@@ -165,8 +165,8 @@ def version(kind: str, payload: Mapping[str, Any], where: str | Path) -> int:
         raise ZooError(f"{where} is corrupted: {FIELD} {found!r} is not a format version")
     if found > CURRENT[kind]:
         raise ZooError(
-            f"{where} is format {found} of {kind}, newer than keras-zoo {__version__} reads "
-            f"(format {CURRENT[kind]}): upgrade keras-zoo to read it"
+            f"{where} has {FIELD} {found}, newer than keras-zoo {__version__} reads "
+            f"({kind} format {CURRENT[kind]}): upgrade keras-zoo to read it"
         )
     return found
 
