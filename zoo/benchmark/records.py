@@ -29,8 +29,9 @@ def read_records(out: Path) -> list[dict[str, Any]]:
     path = out / RESULTS
     if not path.exists():
         return []
-    return [formats.read(formats.BENCH_RECORD, json.loads(line), f"{path}, line {number}")  # older ones migrated
-            for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    lines = enumerate(path.read_text().splitlines(), 1)
+    # Line by line: a results file may hold records of several formats (older ones are migrated).
+    return [formats.read(formats.BENCH_RECORD, json.loads(line), f"{path}, line {n}") for n, line in lines if line.strip()]
 
 
 def succeeded(record: dict[str, Any]) -> bool:
