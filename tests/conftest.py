@@ -58,10 +58,10 @@ def mnist_data_dir(tmp_path_factory) -> str:
     problem = _mnist_problem()
     if problem:
         pytest.skip(problem)
-    from zoo import data
+    from zoo.data import catalog
 
     data_dir = tmp_path_factory.mktemp("tfds")
-    data.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
+    catalog.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
     return str(data_dir)
 
 

@@ -28,7 +28,7 @@ from imagefolders import (
 from PIL import Image
 from test_folders import _zoo
 
-from zoo import data, folders
+from zoo.data import catalog, folders, pipeline
 from zoo.errors import ZooUsageError
 
 MNIST_FILES = Path(
@@ -200,7 +200,7 @@ def test_prepared_images_come_from_pillow_in_every_format(tmp_path):
             pixels = np.full((8, 8), 40 + 100 * label, np.uint8)
             pixels[i % 8, :] = 250
             written[save(pixels, root / name / f"{i:02d}", kind)] = pixels
-    images = data.sample_images(str(root), "train", 100, data_dir=str(tmp_path / "tfds"), channels=1)
+    images = pipeline.sample_images(str(root), "train", 100, data_dir=str(tmp_path / "tfds"), channels=1)
     assert images.shape == (len(written), 8, 8, 1) and images.dtype == np.uint8
     found = sorted(images[..., 0].astype(int).sum(axis=(1, 2)))
     expected = sorted(int(p.astype(int).sum()) for p in written.values())
@@ -218,7 +218,7 @@ def test_strict_files_through_the_python_api_and_only_for_folders(tmp_path):
                   run_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
     with pytest.raises(ZooUsageError, match="`strict_files` applies to folders of images"):
-        data.describe("mnist", data_dir=str(tmp_path), strict_files=True)
+        catalog.describe("mnist", data_dir=str(tmp_path), strict_files=True)
     with pytest.raises(ZooUsageError, match="`strict_files` must be true or false, received 'yes'"):
         RunConfig(model="softmax", strict_files="yes")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+import zoo.plan
 from zoo import Run, formats
 from zoo.benchmark import records as bench_records
 from zoo.benchmark import reports
@@ -93,7 +94,7 @@ def config_v0(**config_block) -> dict:
 
 def test_config_v0_from_before_precision_input_devices_and_backend():
     # Was: config.py RunConfig.read's legacy float32/memory; runner._resume_changes' "auto"
-    # devices; zoo.recorded_backend's tensorflow; runner._resume's hardware and input.
+    # devices; zoo.plan.recorded_backend's tensorflow; runner._resume's hardware and input.
     record = formats.read(formats.RUN_CONFIG, config_v0(), "config.json")
     config = record["config"]
     assert (config["precision"], config["input"], config["devices"], config["backend"]) == (
@@ -123,7 +124,7 @@ def test_config_v0_model_origin_recipe_and_dataset_source():
 
 
 def test_config_v0_read_as_a_run(tmp_path):
-    """RunConfig.read, Run.record and zoo.recorded_backend all read through the migration."""
+    """RunConfig.read, Run.record and zoo.plan.recorded_backend all read through the migration."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps(config_v0(epochs=2)))
@@ -131,7 +132,7 @@ def test_config_v0_read_as_a_run(tmp_path):
     assert (config.precision, config.input, config.devices, config.backend) == ("float32", "memory", "auto",
                                                                                   "tensorflow")
     assert Run.open(run_dir).record["hardware"]["processes"] == 1
-    assert zoo.recorded_backend(run_dir) == "tensorflow"
+    assert zoo.plan.recorded_backend(run_dir) == "tensorflow"
 
 
 def test_metrics_v0_from_before_hardware_and_input():
@@ -197,7 +198,7 @@ def newer(path: Path, version: int = 99) -> None:
 def test_a_newer_run_is_refused_by_every_reader(tmp_path):
     run = copy("finished", tmp_path)
     newer(run / "config.json")
-    for read in (Run.open, RunConfig.read, zoo.recorded_backend):
+    for read in (Run.open, RunConfig.read, zoo.plan.recorded_backend):
         with pytest.raises(ZooError, match="config.json has format_version 99, newer than keras-zoo"):
             read(run / "config.json" if read == RunConfig.read else run)
     other = copy("interrupted", tmp_path)

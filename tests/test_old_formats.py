@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+import zoo.plan
 from zoo import Run
 from zoo.benchmark import records as bench_records
 from zoo.benchmark import reports
@@ -90,7 +91,7 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert finished.record["model"]["distribution"] == "keras-zoo"
     assert finished.dataset["name"] == "zoo_tiny" and finished.dataset["test_split"] == "test"
     assert finished.dataset["class_names"] == ["0", "1", "2"] and finished.dataset["num_test"] == 60
-    assert zoo.recorded_backend(finished.path) == "tensorflow"
+    assert zoo.plan.recorded_backend(finished.path) == "tensorflow"
     assert finished.complete and finished.model_path().name == "model.keras"
     metrics = finished.metrics
     assert metrics["test_accuracy"] == TEST_ACCURACY and metrics["test_loss"] == TEST_LOSS

@@ -20,12 +20,12 @@ from typing import Any
 import click
 
 import registry
-import zoo
 
-from . import files, folders
+from . import files, plan
 from .benchmark import jobs as bench_jobs
 from .benchmark import records as bench_records
 from .benchmark import reports
+from .compute import backend as backend_lib
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -35,8 +35,8 @@ from .config import (
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
-    RunConfig,
 )
+from .data import folders
 from .errors import ZooError, ZooUsageError
 from .runs import CONFIG, ERROR_LOG, Run
 from .version import DIST_NAME
@@ -155,27 +155,6 @@ def _unexpected(exc: BaseException, run_dir: str | None) -> str:
     except OSError:
         where = "no log could be written"
     return f"{summary} ({where}; ZOO_DEBUG=1 prints it)"
-
-
-def _import_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up log lines hidden.
-
-    TensorFlow prints several lines to stderr while loading that no setting silences (not even
-    TF_CPP_MIN_LOG_LEVEL=3); they would bury one-line errors. ZOO_TF_LOGS=1 shows them.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS"):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @click.group(cls=_ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -356,7 +335,7 @@ def _load_problem(entry: registry.Entry) -> str:
 def info(model: str) -> None:
     """Show MODEL's documentation, hyperparameters, recipe, source and size."""
     entry = registry.resolve(model)  # metadata only: an unknown name fails before TensorFlow loads
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
     try:
         builder = entry.load(shown_name=model)
     except registry.PluginError as exc:
@@ -437,35 +416,18 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
                                 f"received {local_processes}")
         sys.exit(launch.local_processes(launch.without_option(sys.argv[1:], "--local-processes"),
                                         local_processes, options["backend"]))
-    # What the command line says is checked before TensorFlow loads (seconds) and data is read.
-    pairs = _pairs(hp)
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
-    if options["backend"] is None:
-        recorded = zoo.recorded_backend(run_dir) if resume and run_dir else None
-        options["backend"] = recorded or (
-            "jax" if cluster is not None and not os.environ.get("KERAS_BACKEND") else None)
-    RunConfig.from_recipe(model, {}, {**options, "backend": options["backend"] or "tensorflow"})
-    if run_dir is None:
-        if resume:
-            raise ZooUsageError("--resume needs the --run-dir of the run to continue")
-        run_dir = zoo.default_run_dir(model)
-    if cluster is None or cluster.writer:  # the others never touch the run directory
-        ctx.meta[_RUN_DIR] = str(Run.for_training(run_dir, resume=resume).path)
-    if export_base is not None and (cluster is None or cluster.writer):
-        files.check_creatable(Path(export_base).resolve(), "export base")
-    if options["cache_dir"] is not None:
-        files.check_creatable(Path(options["cache_dir"]), "cache folder")
-    registry.resolve(model)  # reads metadata only: an unknown name fails in a second
-    from .compute import backend
+    request = plan.resolve(model, options=options, hparams=_pairs(hp), run_dir=run_dir, resume=resume,
+                           export_base=export_base, cluster=cluster)
+    run_dir = str(request.run_dir)
+    if request.writer:
+        ctx.meta[_RUN_DIR] = run_dir
+    from . import runner  # after the plan chose the backend: it imports Keras
 
-    options["backend"] = backend.use(options["backend"])  # before TensorFlow, which imports Keras
-    _import_tensorflow()
     try:
-        run = zoo.train(
-            model, hparams=pairs, run_dir=run_dir, resume=resume, export=export_base,
-            verbose=1 if sys.stdout.isatty() else 2, coordinator=coordinator,
-            num_processes=num_processes, process_id=process_id, peer_timeout=peer_timeout, **options,
-        )
+        result = runner.train(request, verbose=1 if sys.stdout.isatty() else 2)
+        run = result.run
+        run.exported = result.export
     except KeyboardInterrupt:
         if not (Path(run_dir) / CONFIG).is_file():  # stopped while the data was being prepared
             click.echo("\nInterrupted before training started; nothing was written.", err=True)
@@ -522,11 +484,10 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
-    from .compute import backend as backend_lib
 
     name = backend_lib.use(backend)
     click.echo(f"backend: {name}")
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
     from .check import iter_checks  # imports TensorFlow
@@ -617,9 +578,9 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
 
     if not from_runs:  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
     from .benchmark import sweep
-    from .data import dataset_name
+    from .data.catalog import dataset_name
 
     out_dir = Path(out).resolve()
     if from_runs:
@@ -697,7 +658,7 @@ def _echo_plan(selection, shard, out_dir: Path) -> None:
 def _report(folder: Path) -> None:
     if not (folder / bench_records.RESULTS).is_file():
         raise ZooUsageError(f"{folder} holds no benchmark records (no {bench_records.RESULTS})")
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
     reports.rebuild(folder)
     _echo_results(folder)
 
@@ -710,7 +671,7 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     """Evaluate a finished run's model on a split of its dataset."""
     ctx.meta[_RUN_DIR] = run_dir
     _check_finished_run(run_dir)
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
 
     result = Run.open(run_dir).evaluate(split)
     click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
@@ -729,7 +690,7 @@ def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     ctx.meta[_RUN_DIR] = run_dir
     _check_finished_run(run_dir)
     files.check_creatable(Path(export_base).resolve(), "export base")
-    _import_tensorflow()
+    backend_lib.import_tensorflow()
 
     _echo_export(Run.open(run_dir).export(export_base))
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from . import formats
 from .errors import ZooError, ZooUsageError
-from .folders import parse_image_size
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -254,3 +253,24 @@ def show_size(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.3g} {unit}"
     return f"{size} bytes"
+
+
+def parse_image_size(value: Any) -> tuple[int, int] | None:
+    """``"64,64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> (height, width); None if unreadable."""
+    if isinstance(value, str):
+        parts = value.replace("x", ",").split(",")
+        if len(parts) == 1:
+            parts = parts * 2
+        try:
+            value = tuple(int(p) for p in parts)
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
+    return None

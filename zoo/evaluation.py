@@ -13,10 +13,11 @@ import keras
 
 import registry
 
-from . import data, files, folders
 from . import export as export_lib
+from . import files
 from .compute import devices
 from .config import RunConfig
+from .data import folders, pipeline
 from .errors import ZooError
 from .version import __version__
 
@@ -40,7 +41,7 @@ def evaluate(run: Run, split: str = "test") -> dict[str, Any]:
     config = run.config
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
-        ds = data.load_split(config.dataset, split, **data_options(config))
+        ds = pipeline.load_split(config.dataset, split, **data_options(config))
         loss, accuracy = test_metrics(plain_compiled(model), ds)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
         changed = changed_images(run)
@@ -56,7 +57,7 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
         # Compare on real images the model never trained on.
-        images = data.sample_images(
+        images = pipeline.sample_images(
             config.dataset,
             info["test_split"] or info["validation_split"],
             **data_options(config),

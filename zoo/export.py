@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import formats
-from .data import resize_images, to_model_input
+from .data.images import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"

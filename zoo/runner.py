@@ -11,7 +11,6 @@ import atexit
 import dataclasses
 import hashlib
 import math
-import os
 import platform
 import shutil
 import tempfile
@@ -25,13 +24,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import registry
-
-from . import data, evaluation, files, formats
+from . import evaluation, files, formats
 from . import export as export_lib
 from .compute import backend, devices, multihost
 from .config import RunConfig, parse_size
+from .data import catalog, pipeline
 from .errors import ZooError, ZooUsageError
+from .plan import TrainPlan
 from .runs import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
 from .version import __version__
 
@@ -42,97 +41,83 @@ class TrainResult:
     export: export_lib.ExportResult | None
 
 
-def train(
-    config: RunConfig,
-    run_dir: str | os.PathLike,
-    *,
-    resume: bool = False,
-    export_base: str | os.PathLike | None = None,
-    verbose: int | str = "auto",
-    cluster: multihost.Cluster | None = None,
-) -> TrainResult:
-    """Train ``config.model`` on ``config.dataset``, evaluate on test, optionally export.
+def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
+    """Execute a resolved plan (:mod:`zoo.plan`): train, evaluate on test, optionally export.
 
-    Everything that can be checked without data is checked first (builder, hyperparameters by
-    building the model, dataset name and files, run directory, export base), so a bad request
-    fails in seconds and leaves nothing behind. The run directory is locked for the whole run.
-
-    ``cluster``: this process is one of several training together (JAX backend). Process 0
-    alone writes ``run_dir`` and the export and decides where a resumed run continues; the
-    others keep their copies of the same files in a temporary folder, removed at exit.
+    The run directory is locked for the whole run. With a cluster, this process is one of several
+    training together (JAX backend): process 0 alone writes the run directory and the export and
+    decides where a resumed run continues; the others keep their copies of the same files in a
+    temporary folder, removed at exit.
     """
-    entry = registry.resolve(config.model)
-    backend.use(config.backend)  # refused if Keras started with another one in this process
+    config, cluster = plan.config, plan.cluster
     if cluster is not None:
-        if config.backend != "jax":
-            raise ZooUsageError(
-                "training on several processes needs `backend` jax: Keras 3's fit does not run under "
-                "TensorFlow's MultiWorkerMirroredStrategy (keras-team/keras#20585)"
-            )
         multihost.start(cluster)  # before JAX computes anything
     # First: splitting the CPU into logical devices is possible only before the backend starts.
     placement = devices.place(config.devices, config.precision, config.backend, config.deterministic)
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
-    builder = entry.load(shown_name=config.model)
-    hparams = builder.check_hparams(config.hparams)
-    writer = cluster is None or cluster.writer
-    if writer:
-        run = Run.for_training(run_dir, resume=resume)
-    else:  # the same files as process 0's, where nobody looks
-        scratch = tempfile.mkdtemp(prefix=f"zoo-process-{cluster.process_id}-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        run = Run.for_training(Path(scratch) / "run", resume=False)
-    if export_base is not None and writer:
-        files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
-    if config.cache_dir is not None:
-        files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
-    features = data.describe(config.dataset, **evaluation.data_options(config))
+    run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
+    features = catalog.describe(config.dataset, **evaluation.data_options(config))
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
-            model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
+            model = plan.builder.build(
+                input_shape=features.input_shape, num_classes=features.num_classes, **plan.hparams
+            )
         devices.float32_outputs(model)
         backup = None
-        if writer and not resume:
+        if plan.writer and not plan.resume:
             splits = _shared_start(cluster, lambda: _load(config, range(config.epochs), placement))
             config = dataclasses.replace(config, input=splits.input.train)  # recorded resolved
             run.path.mkdir(parents=True, exist_ok=True)
-        elif not writer:  # where process 0 says the run continues, read as process 0 reads it
+        elif not plan.writer:  # where process 0 says the run continues, read as process 0 reads it
             start = _shared_start(cluster, None)
             config = dataclasses.replace(config, input=start["input"])
             splits = _load(config, range(start["epoch"], config.epochs), placement, start["shuffle_buffer"])
             run.path.mkdir(parents=True)
         with run.locked(exclusive=True):
-            if writer and resume:
+            if plan.writer and plan.resume:
                 backup = _Backup(run.file(BACKUP))
                 splits = _shared_start(cluster, lambda: _resume(run, config, placement, backup))
                 config = dataclasses.replace(config, input=splits.input.train)
-            elif run.contents() and writer:  # another process started a run here in the meantime
+            elif run.contents() and plan.writer:  # another process started a run here meanwhile
                 raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
             else:
-                record = _config_record(config, entry, builder, hparams, splits.info)
+                record = _config_record(config, plan, splits.info)
                 run.write_json(CONFIG, {
                     **record, "hardware": placement.record(config.jit_compile), "input": splits.input.record()
                 })
             if cluster is not None and splits.epochs.start > 0:  # every process restores process 0's backup
                 multihost.share_folder(run.file(BACKUP))
                 backup = _Backup(run.file(BACKUP))
-            try:
-                results = fit(model, splits, config, run, restore=backup, verbose=verbose)
-            except Exception as exc:
-                explained = multihost.explained(exc)
-                if explained is None:
-                    raise
-                raise explained from None
-            if cluster is not None:  # one model, trained together: the same weights everywhere
-                results["weights_digest"] = weights_digest(model)
-                multihost.agree("weights", results["weights_digest"])
+            results = _fit_together(model, splits, config, run, backup, cluster, verbose)
             # XLA as Keras resolved it for this model.
             _finish(run, config, {
                 **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
             })
     multihost.finish()  # all processes together; process 0 alone goes on to export
-    exported = evaluation.export(run, export_base) if export_base is not None and writer else None
-    return TrainResult(run, exported)
+    export = plan.export_base is not None and plan.writer
+    return TrainResult(run, evaluation.export(run, plan.export_base) if export else None)
+
+
+def _scratch_run(cluster: multihost.Cluster) -> Run:
+    """Where a process other than 0 keeps the same files as process 0's, where nobody looks."""
+    scratch = tempfile.mkdtemp(prefix=f"zoo-process-{cluster.process_id}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return Run(Path(scratch) / "run")
+
+
+def _fit_together(model, splits, config, run, backup, cluster, verbose) -> dict[str, Any]:
+    """``fit``, with a lost peer explained; several processes agree on the weights at the end."""
+    try:
+        results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+    except Exception as exc:
+        explained = multihost.explained(exc)
+        if explained is None:
+            raise
+        raise explained from None
+    if cluster is not None:  # one model, trained together: the same weights everywhere
+        results["weights_digest"] = weights_digest(model)
+        multihost.agree("weights", results["weights_digest"])
+    return results
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -164,7 +149,7 @@ def _shared_start(cluster: multihost.Cluster | None, decide):
     return splits
 
 
-def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> data.Splits:
+def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _Backup) -> pipeline.Splits:
     """The splits of a resumed run's remaining epochs, once its settings are checked."""
     recorded = run.record["input"]
     if config.input == "auto":  # the path the run took, not a new decision
@@ -214,9 +199,9 @@ def _process_state(config: RunConfig):
 
 def _load(
     config: RunConfig, epochs: range, placement: devices.Placement, shuffle_buffer: int | None = None
-) -> data.Splits:
+) -> pipeline.Splits:
     cluster = multihost.active()
-    return data.load(
+    return pipeline.load(
         config.dataset,
         val_fraction=config.val_split,
         batch_size=config.batch_size,
@@ -238,7 +223,7 @@ def _load(
 
 def fit(
     model: keras.Model,
-    splits: data.Splits,
+    splits: pipeline.Splits,
     config: RunConfig,
     run: Run,
     *,
@@ -512,7 +497,7 @@ def _loss(label_smoothing: float, num_classes: int) -> keras.losses.Loss:
 
 class _CheckedCrossentropy(keras.losses.Loss):
     """Cross-entropy (with label smoothing), each example's value checked for NaN and inf on the
-    device. Padded batches (zoo.data._padded) weigh their padding 0: the mean is over the real
+    device. Padded batches (zoo.data.padded) weigh their padding 0: the mean is over the real
     examples."""
 
     def __init__(self, label_smoothing: float, num_classes: int) -> None:
@@ -580,8 +565,9 @@ def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], e
         run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
 
 
-def _config_record(config, entry, builder, hparams, info) -> dict[str, Any]:
+def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo) -> dict[str, Any]:
     """What config.json holds: enough to reproduce the run and to trace where its model came from."""
+    entry, builder, hparams = plan.entry, plan.builder, plan.hparams
     return {
         "config": {**config.to_dict(), "hparams": hparams},
         "model": {
@@ -607,7 +593,7 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "tensorflow_datasets": data.TFDS_VERSION,
+        "tensorflow_datasets": catalog.TFDS_VERSION,
         "numpy": np.__version__,
     }
 

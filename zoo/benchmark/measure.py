@@ -16,8 +16,10 @@ import tensorflow as tf
 
 import registry
 
-from .. import data, evaluation, runner
+from .. import evaluation, runner
 from ..config import DEFAULTS
+from ..data import pipeline
+from ..data.images import to_model_input
 from ..runs import Run
 from .reports import dataset_label
 
@@ -48,7 +50,7 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
     steady = [r["examples_per_second"] for r in history[1:]] or [
         r["examples_per_second"] for r in history
     ]
-    images = data.sample_images(
+    images = pipeline.sample_images(
         config["dataset"],
         info["test_split"] or info["validation_split"],
         THROUGHPUT_BATCH,
@@ -133,7 +135,7 @@ def _saved_model_throughput(serve, images: np.ndarray) -> float:
 
 def _keras_predict_throughput(model: keras.Model, images: np.ndarray) -> float:
     """``model.predict`` on in-memory float32 arrays, the usual way to run a Keras model."""
-    x = np.concatenate([data.to_model_input(images).numpy()] * THROUGHPUT_CALLS)
+    x = np.concatenate([to_model_input(images).numpy()] * THROUGHPUT_CALLS)
     model.predict(x[: len(images)], batch_size=THROUGHPUT_BATCH, verbose=0)
     start = time.perf_counter()
     model.predict(x, batch_size=THROUGHPUT_BATCH, verbose=0)

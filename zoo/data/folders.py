@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ZooUsageError
+from ..errors import ZooUsageError, first_line
 
 # The formats the zoo reads, by Pillow's names: what a user would call an image (not documents,
 # vector drawings, scientific or game formats). AVIF and JPEG 2000 where Pillow was built with them.
@@ -403,7 +403,7 @@ def _why_unreadable(path: Path) -> str:
     except UnidentifiedImageError:
         return f"Pillow does not recognise it as any of {', '.join(_shown_formats())}"
     except Exception as exc:  # the reason, whatever it is
-        return _first_line(exc)
+        return first_line(exc)
     return "unrecognised"
 
 
@@ -411,9 +411,6 @@ def _shown_formats() -> list[str]:
     return sorted({f.lower() for f in _openers()} - {"dib"})
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def decode(path: str | os.PathLike, channels: int) -> Any:
@@ -443,7 +440,7 @@ def decode(path: str | os.PathLike, channels: int) -> Any:
         _check_pixels(path, *_unchecked_size(path, _openers()))
         raise
     except Exception as exc:  # a decoder's errors have many types; each means this file is bad
-        raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
+        raise ZooUsageError(f"{path} is not a readable image ({first_line(exc)})") from None
     return pixels[..., None] if channels == 1 else pixels
 
 
@@ -488,22 +485,3 @@ def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:
     return items
 
 
-def parse_image_size(value: Any) -> tuple[int, int] | None:
-    """``"64,64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> (height, width); None if unreadable."""
-    if isinstance(value, str):
-        parts = value.replace("x", ",").split(",")
-        if len(parts) == 1:
-            parts = parts * 2
-        try:
-            value = tuple(int(p) for p in parts)
-        except ValueError:
-            return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    return None
