@@ -136,7 +136,8 @@ class Run:
 
     @property
     def record(self) -> dict[str, Any]:
-        """The whole of config.json: config, model source, dataset, versions, changes."""
+        """The whole of config.json: config, model source, dataset, versions, changes (older
+        formats migrated to the current one, without its ``format_version``: zoo.formats)."""
         self.config  # noqa: B018  (a one-line error for a missing or corrupted file)
         return formats.load(formats.RUN_CONFIG, self.path / CONFIG)
 
