@@ -201,6 +201,10 @@ def test_a_newer_run_is_refused_by_every_reader(tmp_path):
     for read in (Run.open, RunConfig.read, zoo.plan.recorded_backend):
         with pytest.raises(ZooError, match="config.json has format_version 99, newer than keras-zoo"):
             read(run / "config.json" if read == RunConfig.read else run)
+
+
+@pytest.mark.slow  # zoo.runner loads TensorFlow
+def test_a_newer_backup_is_refused(tmp_path):
     other = copy("interrupted", tmp_path)
     newer(other / "backup" / "state.json", 2)
     from zoo.runner import _Backup
@@ -219,6 +223,21 @@ def test_zoo_evaluate_refuses_a_newer_run_in_one_line(tmp_path):
     assert proc.stderr == (f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo "
                            f"{zoo.__version__} reads (config.json format 1): upgrade keras-zoo to read it\n")
     assert (run / "eval-test.json").read_bytes() == (FIXTURES / "finished" / "eval-test.json").read_bytes()
+
+
+@pytest.mark.parametrize("kind, command", [
+    ("finished", ["export", "{run}", "{tmp}/exports"]),
+    ("interrupted", ["train", "mlp", "--dataset", "zoo_tiny", "--epochs", "3", "--run-dir", "{run}", "--resume"]),
+])
+def test_zoo_export_and_resume_refuse_a_newer_run_in_one_line(tmp_path, kind, command):
+    run = copy(kind, tmp_path)
+    newer(run / "config.json")
+    args = [a.format(run=run, tmp=tmp_path) for a in command]
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo ")
+    assert not (tmp_path / "exports").exists() and not (run / "tensorboard").exists()
 
 
 @pytest.mark.slow  # zoo bench loads TensorFlow
@@ -252,6 +271,7 @@ def test_run_write_json_stamps_each_run_file_by_its_kind(tmp_path):
         run.write_json("notes.json", {})
 
 
+@pytest.mark.slow  # zoo.runner loads TensorFlow
 def test_a_resume_writes_config_json_in_the_current_format(tmp_path):
     """The v0 run's config.json, stamped and otherwise as it was: history.csv, which the resume
     rewrites, has the version of its run's config.json."""
