@@ -94,7 +94,7 @@ def main() -> None:
 
     import registry
     import zoo
-    import zoo.runner  # (imported now, from the tree `commit` describes)
+    import zoo.training.runner  # (imported now, from the tree `commit` describes)
     from zoo.compute import devices
     from zoo.config import RunConfig
     from zoo.data import catalog

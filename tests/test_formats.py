@@ -93,8 +93,8 @@ def config_v0(**config_block) -> dict:
 
 
 def test_config_v0_from_before_precision_input_devices_and_backend():
-    # Was: config.py RunConfig.read's legacy float32/memory; runner._resume_changes' "auto"
-    # devices; zoo.plan.recorded_backend's tensorflow; runner._resume's hardware and input.
+    # Was: config.py RunConfig.read's legacy float32/memory; resume_changes' "auto" devices;
+    # zoo.plan.recorded_backend's tensorflow; resume_splits' hardware and input (zoo/training/resume.py).
     record = formats.read(formats.RUN_CONFIG, config_v0(), "config.json")
     config = record["config"]
     assert (config["precision"], config["input"], config["devices"], config["backend"]) == (
@@ -168,7 +168,7 @@ def test_bench_record_lines_of_both_formats_in_one_file(tmp_path):
 
 
 def test_backup_state_v0_from_before_seed_states():
-    # Was: runner._Backup.restore's state.get("seed_states").
+    # Was: zoo.training.callbacks.Backup.restore's state.get("seed_states").
     state = formats.read(formats.BACKUP_STATE, {"epoch": 2, "weights": "epoch-2.weights.h5"}, "state.json")
     assert state == {"epoch": 2, "weights": "epoch-2.weights.h5", "seed_states": None}
 
@@ -203,14 +203,14 @@ def test_a_newer_run_is_refused_by_every_reader(tmp_path):
             read(run / "config.json" if read == RunConfig.read else run)
 
 
-@pytest.mark.slow  # zoo.runner loads TensorFlow
+@pytest.mark.slow  # zoo.training loads TensorFlow
 def test_a_newer_backup_is_refused(tmp_path):
     other = copy("interrupted", tmp_path)
     newer(other / "backup" / "state.json", 2)
-    from zoo.runner import _Backup
+    from zoo.training.callbacks import Backup
 
     with pytest.raises(ZooError, match=r"state.json has format_version 2, newer .* upgrade keras-zoo"):
-        _Backup(other / "backup").saved_epoch()
+        Backup(other / "backup").saved_epoch()
 
 
 def test_zoo_evaluate_refuses_a_newer_run_in_one_line(tmp_path):
@@ -271,14 +271,14 @@ def test_run_write_json_stamps_each_run_file_by_its_kind(tmp_path):
         run.write_json("notes.json", {})
 
 
-@pytest.mark.slow  # zoo.runner loads TensorFlow
+@pytest.mark.slow  # zoo.training loads TensorFlow
 def test_a_resume_writes_config_json_in_the_current_format(tmp_path):
     """The v0 run's config.json, stamped and otherwise as it was: history.csv, which the resume
     rewrites, has the version of its run's config.json."""
-    from zoo import runner
+    from zoo.training import resume
 
     run = Run.open(copy("interrupted", tmp_path))
-    runner._record_resume(run, run.config, {}, 1)
+    resume.record_resume(run, run.config, {}, 1)
     assert stamped(run.path / "config.json")
     assert run.record == v0("interrupted/config.json")
 
@@ -289,10 +289,10 @@ def test_every_writer_stamps_the_current_version(tiny_data_dir, tmp_path, monkey
     zoo.json, and a bench sweep (results.jsonl, plans/, jobs/, the job's run)."""
     from click.testing import CliRunner
 
-    from zoo import runner
     from zoo.cli import main
+    from zoo.training import callbacks
 
-    monkeypatch.setattr(runner._Backup, "remove", lambda self: None)  # keep the last backup
+    monkeypatch.setattr(callbacks.Backup, "remove", lambda self: None)  # keep the last backup
     run = zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, batch_size=32,
                     precision="float32", run_dir=tmp_path / "run", export=tmp_path / "exports", verbose=0)
     for name in ("config.json", "metrics.json", "backup/state.json"):

@@ -116,8 +116,8 @@ def test_a_failed_job_is_not_done_until_it_succeeds(tmp_path):
 
 
 def test_a_job_whose_run_finished_before_a_kill_is_measured_without_training_again(tiny_data_dir, tmp_path):
-    from zoo import runner
     from zoo.plan import resolve_config
+    from zoo.training import runner
 
     out = tmp_path / "out"
     (job,) = bench_jobs.plan(["softmax"], seeds=[0], out=out, hparams={},

@@ -134,7 +134,7 @@ def train(
         name, options={key: given[key] for key in plan.OPTIONS}, hparams=hparams, run_dir=run_dir,
         resume=resume, export_base=export, cluster=cluster,
     )
-    from . import runner  # after the plan chose the backend: it imports Keras
+    from .training import runner  # after the plan chose the backend: it imports Keras
 
     result = runner.train(request, verbose=verbose)
     result.run.exported = result.export

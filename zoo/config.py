@@ -91,6 +91,17 @@ class RunConfig:
             values.setdefault(key, recipe.get(key, default))
         return cls(model=model, **values)
 
+    def dataset_options(self) -> dict[str, Any]:
+        """Where the run's dataset lives and, for a folder, how its images are prepared: the
+        keyword arguments of zoo.data's loaders."""
+        return {
+            "data_dir": self.data_dir,
+            "manual_dir": self.manual_dir,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "strict_files": self.strict_files,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies, which fails for read-only mappings.
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -1,5 +1,5 @@
 """A training request, resolved once: what the CLI, ``zoo.train``, a bench job and every process
-of a multi-process run hand to :func:`zoo.runner.train`, which never checks or rebuilds it.
+of a multi-process run hand to :func:`zoo.training.runner.train`, which never checks or rebuilds it.
 
 Resolving happens in two steps, both here. First, without Keras or TensorFlow (seconds, nothing
 written): the backend (before anything imports Keras), the cluster, the options as a RunConfig,

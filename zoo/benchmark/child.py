@@ -21,12 +21,13 @@ import tensorflow as tf
 
 import registry
 
-from .. import evaluation, files, formats, plan, runner
+from .. import files, formats, plan
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError
 from ..export import latest_version
 from ..runs import CONFIG, Run
+from ..training import runner
 from .jobs import Job
 from .measure import environment, measure, peak_path, peak_rss_mb
 
@@ -35,14 +36,14 @@ def prepare(jobs: list[Job], out: Path) -> None:
     """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
     on this machine) starting at once on a fresh data folder would otherwise prepare it at the
     same time, and all but one fail. Processes that share ``out`` take turns."""
-    needed = {json.dumps([j.config.dataset, evaluation.data_options(j.config)], default=list): j.config
+    needed = {json.dumps([j.config.dataset, j.config.dataset_options()], default=list): j.config
               for j in jobs if not j.from_run}
     if not needed:
         return
     out.mkdir(parents=True, exist_ok=True)
     with files.locked(out / ".prepare.lock"):
         for config in needed.values():
-            catalog.prepared_builder(config.dataset, **evaluation.data_options(config))
+            catalog.prepared_builder(config.dataset, **config.dataset_options())
 
 
 def attempt(job: Job, out: Path, *, threads: int | None = None,

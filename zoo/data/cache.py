@@ -84,15 +84,6 @@ def _remove_abandoned(folder: Path) -> None:
     """Temporary cache folders of processes that are gone (killed while writing)."""
     for tmp in folder.glob(".tmp-*"):
         pid = tmp.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not files.process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

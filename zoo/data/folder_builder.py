@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from . import folders
+from . import folders, imagefiles
 from .images import resize_images
 
 
@@ -23,7 +23,7 @@ class ZooImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.1.0": "Decoded by Pillow (zoo.data.folders.decode): every format it reads, first frames, EXIF "
+        "1.1.0": "Decoded by Pillow (zoo.data.imagefiles.decode): every format it reads, first frames, EXIF "
                  "orientation, 16 bits scaled to 8; PNG and JPEG pixels may differ from 1.0.0's.",
         "1.0.0": "PNG and JPEG, decoded by tf.io.decode_image.",
     }
@@ -77,7 +77,7 @@ def builder_for_folder(
 
 def _decode_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     """One image as prepared: decoded by Pillow (every format alike), resized as served."""
-    image = folders.decode(path, shape[2])
+    image = imagefiles.decode(path, shape[2])
     if tuple(image.shape[:2]) != shape[:2]:
         image = resize_images(image, shape[:2]).numpy()
     return image

@@ -85,6 +85,48 @@ def load(
         name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
         strict_files=strict_files,
     )
+    info = _sized_info(builder, name, train_split, val_split, val_fraction)
+    choice = choose_input(builder, info, input, memory_budget, cache_dir, shuffle_buffer)
+    share, batch_size = info.num_train // count, batch_size // count
+    if count > 1:
+        if not share:
+            raise ZooUsageError(f"{info.num_train} training examples cannot be shared by {count} processes")
+        # train_split is train[:X%], the first num_train examples: the shares are slices of it.
+        train_split = f"train[{index * share}:{(index + 1) * share}]"
+        seed += index << 32  # each share its own order and shifts; the seed of process 0 as before
+    if choice.train == "memory":
+        train = training_stream(
+            read_split(builder, train_split), batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
+        )
+    else:
+        train = streaming_training(
+            builder, train_split, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment,
+            shuffle_buffer=choice.shuffle_buffer, cache=choice.cache,
+        )
+
+    def evaluation(split: str) -> tf.data.Dataset:
+        if choice.evaluation == "memory":
+            return pipeline(read_split(builder, split), batch_size=batch_size)
+        return streaming_pipeline(builder, split, batch_size=batch_size, cache=choice.cache)
+
+    validation = evaluation(val_split)
+    test = evaluation(info.test_split) if info.test_split else None
+    if pad_to > 1:
+        train, validation = padded(train, pad_to), padded(validation, pad_to)
+        test = padded(test, pad_to) if test is not None else None
+    return Splits(
+        train=train,
+        steps_per_epoch=-(-share // batch_size),
+        validation=validation,
+        test=test,
+        info=info,
+        input=choice,
+        epochs=epochs,
+    )
+
+
+def _sized_info(builder, name: str, train_split: str, val_split: str, val_fraction: float) -> DatasetInfo:
+    """The dataset's info with the sizes of the run's splits, none of them empty."""
     info = info_of(builder, train_split, val_split)
     try:
         info = dataclasses.replace(
@@ -102,43 +144,7 @@ def load(
             f"`val_split` {val_fraction} leaves {info.num_train} training and "
             f"{info.num_validation} validation examples in '{name}'; both need at least one"
         )
-    plan = choose_input(builder, info, input, memory_budget, cache_dir, shuffle_buffer)
-    share, batch_size = info.num_train // count, batch_size // count
-    if count > 1:
-        if not share:
-            raise ZooUsageError(f"{info.num_train} training examples cannot be shared by {count} processes")
-        # train_split is train[:X%], the first num_train examples: the shares are slices of it.
-        train_split = f"train[{index * share}:{(index + 1) * share}]"
-        seed += index << 32  # each share its own order and shifts; the seed of process 0 as before
-    if plan.train == "memory":
-        train = training_stream(
-            read_split(builder, train_split), batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
-        )
-    else:
-        train = streaming_training(
-            builder, train_split, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment,
-            shuffle_buffer=plan.shuffle_buffer, cache=plan.cache,
-        )
-
-    def evaluation(split: str) -> tf.data.Dataset:
-        if plan.evaluation == "memory":
-            return pipeline(read_split(builder, split), batch_size=batch_size)
-        return streaming_pipeline(builder, split, batch_size=batch_size, cache=plan.cache)
-
-    validation = evaluation(val_split)
-    test = evaluation(info.test_split) if info.test_split else None
-    if pad_to > 1:
-        train, validation = padded(train, pad_to), padded(validation, pad_to)
-        test = padded(test, pad_to) if test is not None else None
-    return Splits(
-        train=train,
-        steps_per_epoch=-(-share // batch_size),
-        validation=validation,
-        test=test,
-        info=info,
-        input=plan,
-        epochs=epochs,
-    )
+    return info
 
 
 def padded(ds: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
