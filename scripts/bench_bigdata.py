@@ -239,7 +239,7 @@ def prepare(spec: Spec, data_dir: str) -> dict:
 def train_in_child(spec: Spec, args: argparse.Namespace, input_path: str, epochs: int,
                    run_dir: Path) -> dict:
     """`python -m zoo train cnn` on ``spec``; its run record plus the child's peak RSS."""
-    from zoo.run import Run  # reads run folders without TensorFlow
+    from zoo.runs import Run  # reads run folders without TensorFlow
 
     cmd = [sys.executable, "-m", "zoo", "train", "cnn", "--dataset", spec.name,
            "--data-dir", args.data_dir, "--epochs", str(epochs), "--seed", str(args.seed),

@@ -23,7 +23,7 @@ import pytest
 import zoo
 from zoo import data, multihost
 from zoo.errors import ZooUsageError
-from zoo.run import Run
+from zoo.runs import Run
 
 jax = pytest.importorskip("jax", reason='the JAX tests need the jax extra: pip install ".[jax]"')
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 from pathlib import Path
 
@@ -227,6 +228,87 @@ def test_float32_plugins_train_in_mixed_precision_on_two_devices_unchanged(
     assert out["probabilities"].dtype == tf.float32 and out["class_id"].dtype == tf.int64
     np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
     assert keras.config.dtype_policy().name == "float32"  # nothing leaked into this process
+
+
+# -- models written the ordinary way (#24) -------------------------------------------------------
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {path}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_layers_that_make_sub_layers_train_resume_evaluate_and_export_in_mixed_precision(
+    venv, tiny_data_dir, tmp_path, precision
+):
+    """blocknet's custom layers make their Dense sub-layers in build() and in __init__: they are
+    not in model.keras' config and take the loading process's global policy (float32) unless the
+    zoo loads the model under the run's."""
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    args = ["train", "blocknet", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "30",
+            "--precision", precision, "--run-dir", str(run)]
+    proc = subprocess.Popen([str(venv / "bin" / "zoo"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        _wait_for_file(run / "backup" / "state.json", proc)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert not (run / "metrics.json").exists(), "killed too late: the run had finished"
+    resumed = zoo(venv, *args, "--resume", "--export", str(exports))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["hardware"]["precision"] == precision and metrics["epochs"] == 30
+    assert (exports / "1" / "saved_model.pb").is_file()
+    evaluate = zoo(venv, "evaluate", str(run))
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert f"accuracy {metrics['test_accuracy']:.4f}" in evaluate.stdout
+
+
+def test_a_keras_applications_backbone_exports_in_inference_mode(venv, tiny_data_dir, tmp_path):
+    """MobileNetV3Small under the plugin's own input and head: its BatchNormalization sits in a
+    nested model, which a plain call after `fit` runs in training mode; the export must not."""
+    import numpy as np
+    import tensorflow as tf
+
+    run, exports = tmp_path / "run", tmp_path / "exports"
+    train = zoo(venv, "train", "mobilenet", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                "--precision", "float32", "--epochs", "1", "--run-dir", str(run), "--export", str(exports))
+    assert train.returncode == 0, train.stderr[-2000:]
+    metadata = json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())
+    assert metadata["verified_tolerance"] == 1e-5
+    # The exported BatchNormalization uses its moving statistics: a batch of one image gives the
+    # same probabilities alone as inside a batch of others (batch statistics would not).
+    serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    together = serve(image=tf.constant(images))["probabilities"].numpy()
+    alone = serve(image=tf.constant(images[:1]))["probabilities"].numpy()
+    np.testing.assert_allclose(alone[0], together[0], atol=1e-5)
+    check = zoo(venv, "check", "mobilenet", "--precision", "float32")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "FAIL" not in check.stdout
+
+
+def test_check_runs_in_the_precision_train_would_pick(venv):
+    from zoo import devices
+
+    expected, reason = devices.resolve_precision("auto")  # this machine's answer, whatever it is
+    check = zoo(venv, "check", "blocknet")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"precision: {expected} ({reason})" in check.stdout
+    assert "PASS  save and reload .keras: max abs diff 0" in check.stdout
+    for precision in ("mixed_bfloat16", "mixed_float16"):  # every mixed policy, on any machine
+        check = zoo(venv, "check", "blocknet", "--precision", precision)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"precision: {precision} (requested)" in check.stdout
+        assert "FAIL" not in check.stdout
 
 
 # -- dataset plugins (#18) -----------------------------------------------------------------------

@@ -16,19 +16,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
-from .run import Run
-
-try:
-    __version__ = version("keras-zoo")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
-DIST_NAME = "keras-zoo"
+from .runs import Run
+from .version import DIST_NAME, __version__  # noqa: F401  (zoo.__version__)
 
 __all__ = [
     "Run",

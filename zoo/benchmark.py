@@ -32,11 +32,11 @@ import tensorflow as tf
 
 import registry
 
-from . import data, files, runner, sweep
+from . import data, evaluation, files, runner, sweep
 from .config import DEFAULTS, RunConfig
 from .errors import ZooError, ZooUsageError
 from .export import latest_version
-from .run import CONFIG, Run
+from .runs import CONFIG, Run
 from .sweep import read_records, succeeded
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
@@ -136,14 +136,14 @@ def prepare(jobs: list[Job], out: Path) -> None:
     """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
     on this machine) starting at once on a fresh data folder would otherwise prepare it at the
     same time, and all but one fail. Processes that share ``out`` take turns."""
-    needed = {json.dumps([j.config.dataset, runner.data_options(j.config)], default=list): j.config
+    needed = {json.dumps([j.config.dataset, evaluation.data_options(j.config)], default=list): j.config
               for j in jobs if not j.from_run}
     if not needed:
         return
     out.mkdir(parents=True, exist_ok=True)
     with files.locked(out / ".prepare.lock"):
         for config in needed.values():
-            data.prepared_builder(config.dataset, **runner.data_options(config))
+            data.prepared_builder(config.dataset, **evaluation.data_options(config))
 
 
 def attempt(job: Job, out: Path, *, threads: int | None = None,
@@ -183,7 +183,7 @@ def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -
     run, child = Run(job.run_dir), {}
     resume = (run.path / CONFIG).is_file()  # a killed job's run: continued, not restarted
     if job.from_run or run.complete:  # measured as it is
-        runner.export(job.run_dir, export_base)
+        Run.open(job.run_dir).export(export_base)
     elif registry.resolve(job.config.model).local:
         runner.train(job.config, job.run_dir, resume=resume, export_base=export_base, verbose=0)
     else:
@@ -300,9 +300,9 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         config["dataset"],
         info["test_split"] or info["validation_split"],
         THROUGHPUT_BATCH,
-        **runner.data_options(run.config),
+        **evaluation.data_options(run.config),
     )
-    model = runner.load_model(run)
+    model = evaluation.load_model(run)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     p50, p99 = _latency_ms(serve, images[:1])
     saved_model_eps = _saved_model_throughput(serve, images)

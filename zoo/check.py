@@ -3,6 +3,10 @@
     from zoo.check import run_checks
     def test_conforms():
         assert all(r.passed for r in run_checks(my_builder))
+
+The checks run in the precision ``zoo train`` would pick on this machine (``precision="auto"``:
+mixed_bfloat16 on a CPU with bfloat16 arithmetic, mixed_float16 on a recent GPU), so a model that
+only fails in mixed precision fails here first; pass ``precision="float32"`` for the other case.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import numpy as np
 
 import registry
 
+from . import backend, devices
 from .data import to_model_input
-from .export import export_model
+from .export import TOLERANCE, export_model
 
 # (input_shape, num_classes): MNIST-like and CIFAR-100-like.
 SHAPES = (((28, 28, 1), 10), ((32, 32, 3), 100))
@@ -39,16 +44,22 @@ class CheckResult:
     detail: str
 
 
-def run_checks(builder: registry.Builder | Callable[..., Any], **hparams: Any) -> list[CheckResult]:
-    """Run every check on ``builder`` (a validated Builder or a plain builder function).
+def run_checks(
+    builder: registry.Builder | Callable[..., Any], *, precision: str = "auto", **hparams: Any
+) -> list[CheckResult]:
+    """Run every check on ``builder`` (a validated Builder or a plain builder function), built,
+    trained, reloaded and exported under ``precision`` (``auto``: as ``zoo train`` picks here).
 
     A failed check does not stop the others unless they depend on its result.
     """
-    return list(iter_checks(builder, **hparams))
+    return list(iter_checks(builder, precision=precision, **hparams))
 
 
-def iter_checks(builder: registry.Builder | Callable[..., Any], **hparams: Any) -> Iterator[CheckResult]:
+def iter_checks(
+    builder: registry.Builder | Callable[..., Any], *, precision: str = "auto", **hparams: Any
+) -> Iterator[CheckResult]:
     """Like :func:`run_checks`, yielding each result as soon as it is known."""
+    policy, _ = devices.resolve_precision(precision, backend.current())
     if not isinstance(builder, registry.Builder):
         try:
             builder = registry.validate(getattr(builder, "__name__", "builder"), builder)
@@ -59,7 +70,9 @@ def iter_checks(builder: registry.Builder | Callable[..., Any], **hparams: Any) 
     keras.utils.set_random_seed(0)
     models = {}
     for shape, classes in SHAPES:
-        result, model = _check(f"build {'x'.join(map(str, shape))} / {classes} classes", _build, builder, shape, classes, hparams)
+        result, model = _check(
+            f"build {'x'.join(map(str, shape))} / {classes} classes", _build, builder, shape, classes, hparams, policy
+        )
         yield result
         if model is not None:
             models[(shape, classes)] = model
@@ -70,8 +83,8 @@ def iter_checks(builder: registry.Builder | Callable[..., Any], **hparams: Any) 
     yield _check("probabilities", _probabilities, model, images)[0]
     yield _check("short fit moves the loss", _short_fit, model, images, labels)[0]
     with tempfile.TemporaryDirectory(prefix="zoo-check-") as tmp:
-        yield _check("save and reload .keras", _keras_roundtrip, model, images, Path(tmp))[0]
-        yield _check("export SavedModel and compare", _saved_model, model, images, Path(tmp) / "export")[0]
+        yield _check("save and reload .keras", _keras_roundtrip, model, images, Path(tmp), policy)[0]
+        yield _check("export SavedModel and compare", _saved_model, model, images, Path(tmp) / "export", policy)[0]
     yield CheckResult("parameters", True, f"{model.count_params():,} for {shape} with {classes} classes")
 
 
@@ -87,8 +100,10 @@ def _check(name: str, fn: Callable[..., Any], *args: Any) -> tuple[CheckResult, 
         return CheckResult(name, False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"), None
 
 
-def _build(builder: registry.Builder, shape, classes, hparams) -> tuple[str, keras.Model]:
-    model = builder.build(input_shape=shape, num_classes=classes, **hparams)  # checks the output shape
+def _build(builder: registry.Builder, shape, classes, hparams, policy: str) -> tuple[str, keras.Model]:
+    with devices.dtype_policy(policy):  # as zoo train builds it
+        model = builder.build(input_shape=shape, num_classes=classes, **hparams)  # checks the output shape
+    devices.float32_outputs(model)
     return f"output (None, {classes})", model
 
 
@@ -143,10 +158,12 @@ def _short_fit(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tu
     return f"training loss {first:.4f} -> {last:.4f} in {FIT_EPOCHS} epochs", None
 
 
-def _keras_roundtrip(model: keras.Model, images: np.ndarray, tmp: Path) -> tuple[str, None]:
+def _keras_roundtrip(model: keras.Model, images: np.ndarray, tmp: Path, policy: str) -> tuple[str, None]:
     path = tmp / "model.keras"
     model.save(path)
-    reloaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    # As `zoo evaluate` and `zoo export` load a run's model: the same policy and weights give
+    # the same numbers, whatever the precision, so the bound stays float32's.
+    reloaded = devices.load_model(path, policy)
     x = _scaled(images)
     diff = float(np.max(np.abs(model.predict(x, verbose=0) - reloaded.predict(x, verbose=0))))
     if diff > 1e-5:
@@ -154,6 +171,6 @@ def _keras_roundtrip(model: keras.Model, images: np.ndarray, tmp: Path) -> tuple
     return f"max abs diff {diff:.3g}", None
 
 
-def _saved_model(model: keras.Model, images: np.ndarray, base: Path) -> tuple[str, None]:
-    result = export_model(model, base, check_images=images)
+def _saved_model(model: keras.Model, images: np.ndarray, base: Path, policy: str) -> tuple[str, None]:
+    result = export_model(model, base, check_images=images, tolerance=TOLERANCE[policy])
     return f"max abs diff {result.max_abs_diff:.3g}", None

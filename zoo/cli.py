@@ -22,7 +22,7 @@ import click
 import registry
 import zoo
 
-from . import DIST_NAME, files, sweep
+from . import files, sweep
 from .config import (
     BACKENDS,
     DEVICES_HELP,
@@ -35,7 +35,8 @@ from .config import (
     RunConfig,
 )
 from .errors import ZooError, ZooUsageError
-from .run import CONFIG, ERROR_LOG, Run
+from .runs import CONFIG, ERROR_LOG, Run
+from .version import DIST_NAME
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -505,19 +506,26 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="Check on this Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
-def check(model: str, hp: tuple[str, ...], backend: str | None) -> None:
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Build, train, reload and export in this precision; auto picks as zoo train does "
+                   "on this machine.")
+def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
     """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
     entry, pairs = registry.resolve(model), _pairs(hp)  # fail before TensorFlow loads
     from . import backend as backend_lib
 
-    click.echo(f"backend: {backend_lib.use(backend)}")
+    name = backend_lib.use(backend)
+    click.echo(f"backend: {name}")
     _import_tensorflow()
     builder = entry.load(shown_name=model)
     hparams = builder.parse_hparams(pairs)
+    from . import devices
     from .check import iter_checks  # imports TensorFlow
 
+    policy, reason = devices.resolve_precision(precision, name)
+    click.echo(f"precision: {policy} ({reason})")
     failed = 0
-    for result in iter_checks(builder, **hparams):
+    for result in iter_checks(builder, precision=policy, **hparams):
         failed += not result.passed
         click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
     if failed:
@@ -693,9 +701,8 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     ctx.meta[_RUN_DIR] = run_dir
     _check_finished_run(run_dir)
     _import_tensorflow()
-    from . import runner
 
-    result = runner.evaluate(run_dir, split)
+    result = Run.open(run_dir).evaluate(split)
     click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
     if "trained_on_fingerprint" in result:
         click.echo(f"note: the images changed since this run trained (fingerprint "
@@ -713,9 +720,8 @@ def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     _check_finished_run(run_dir)
     files.check_creatable(Path(export_base).resolve(), "export base")
     _import_tensorflow()
-    from . import runner
 
-    _echo_export(runner.export(run_dir, export_base))
+    _echo_export(Run.open(run_dir).export(export_base))
 
 
 def _check_finished_run(run_dir: str) -> None:

@@ -204,6 +204,29 @@ def dtype_policy(precision: str):
         keras.config.set_dtype_policy(previous)
 
 
+def load_model(path: str | os.PathLike, precision: str) -> keras.Model:
+    """Load a ``.keras`` file (safe mode, uncompiled) under the dtype policy it was trained in.
+
+    The file records each layer's policy, but sub-layers that a custom layer makes in ``build()``
+    or ``__init__`` are not in it: they take the global policy at load time, and a bfloat16 model
+    whose inner Dense comes back in float32 fails (or computes other numbers). The caller's policy
+    is put back afterwards.
+    """
+    with dtype_policy(precision):
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def resolve_precision(precision: str, backend: str = "tensorflow") -> tuple[str, str]:
+    """``precision`` (``auto`` or a policy) as the Keras policy a one-device run here would use,
+    and why; nothing is placed (``place`` decides for a run's devices)."""
+    if backend == "jax":
+        gpus = _jax_gpus()[:1]
+        details = [{"compute_capability": _capability(getattr(g, "compute_capability", None))} for g in gpus]
+    else:
+        details = gpus = tf.config.list_physical_devices("GPU")[:1]
+    return _precision(precision, "GPU" if gpus else "CPU", details)
+
+
 def float32_outputs(model: keras.Model) -> None:
     """Let the layers that produce the model's outputs (the softmax) compute in float32.
 

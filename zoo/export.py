@@ -110,8 +110,15 @@ def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
     height, width, channels = model.input_shape[1:]
     shape = [None, None, None, channels] if any_size else [None, height, width, channels]
     archive = keras.export.ExportArchive()
-    model_fn = archive.track_and_add_endpoint(
-        NORMALIZED, model, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
+    archive.track(model)
+
+    def normalized(images):
+        # Inference mode, always: after `fit`, a plain call can run a nested model's
+        # BatchNormalization (a keras.applications backbone) with the batch's statistics.
+        return model(images, training=False)
+
+    model_fn = archive.add_endpoint(
+        NORMALIZED, normalized, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
     )
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])

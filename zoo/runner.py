@@ -1,4 +1,4 @@
-"""One runner for every model: fit, evaluate and export over a run directory (see zoo/run.py).
+"""One runner for every model: fit, evaluate and export over a run directory (see zoo/runs.py).
 
 Two layers: :func:`fit` is the training loop for any ``keras.Model`` and a locked :class:`Run`
 (non-finite guard, history, crash-safe backup, exact resume); :func:`train` is the bookkeeping
@@ -28,11 +28,12 @@ import tensorflow as tf
 
 import registry
 
-from . import __version__, backend, data, devices, files, folders, multihost
+from . import backend, data, devices, evaluation, files, multihost
 from . import export as export_lib
 from .config import RunConfig, parse_size
 from .errors import ZooError, ZooUsageError
-from .run import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
+from .runs import BACKUP, CONFIG, CURVES, FAILED, HISTORY_FIELDS, METRICS, MODEL, TENSORBOARD, Run
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def train(
         files.check_creatable(Path(export_base).expanduser().resolve(), "export base")
     if config.cache_dir is not None:
         files.check_creatable(Path(config.cache_dir).expanduser().resolve(), "cache folder")
-    features = data.describe(config.dataset, **data_options(config))
+    features = data.describe(config.dataset, **evaluation.data_options(config))
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = builder.build(input_shape=features.input_shape, num_classes=features.num_classes, **hparams)
@@ -130,7 +131,7 @@ def train(
                 **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
             })
     multihost.finish()  # all processes together; process 0 alone goes on to export
-    exported = export(run, export_base) if export_base is not None and writer else None
+    exported = evaluation.export(run, export_base) if export_base is not None and writer else None
     return TrainResult(run, exported)
 
 
@@ -175,7 +176,7 @@ def _resume(run: Run, config: RunConfig, placement: devices.Placement, backup: _
             f"run {run.path} trained on {processes} process(es), this resume has {placement.processes}; "
             f"each process's share of the data depends on it: resume with {processes}"
         )
-    changed = _changed_images(run)  # checked before a changed folder is prepared again
+    changed = evaluation.changed_images(run)  # checked before a changed folder is prepared again
     if changed:
         raise ZooUsageError(
             f"the images in {run.dataset['source']['path']} changed since run {run.path} "
@@ -220,7 +221,7 @@ def _load(
         val_fraction=config.val_split,
         batch_size=config.batch_size,
         seed=config.seed,
-        **data_options(config),
+        **evaluation.data_options(config),
         augment=config.augment,
         epochs=epochs,
         input=config.input,
@@ -233,14 +234,6 @@ def _load(
     )
 
 
-def data_options(config: RunConfig) -> dict[str, Any]:
-    """Where a run's dataset lives and, for a folder, the shape its images are prepared at."""
-    return {
-        "data_dir": config.data_dir,
-        "manual_dir": config.manual_dir,
-        "image_size": config.image_size,
-        "channels": config.channels,
-    }
 
 
 def fit(
@@ -310,7 +303,7 @@ def fit(
 
     # model.keras carries a plain Keras loss (not the checked one), so Keras alone can load it
     # compiled; the optimizer and its state are kept.
-    _plain_compiled(model)
+    evaluation.plain_compiled(model)
     with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
@@ -324,73 +317,17 @@ def fit(
         "val_seconds": round(sum(r.get("val_seconds", 0.0) for r in history), 3),
     }
     if splits.test is not None:
-        loss, accuracy = _test_metrics(model, splits.test)
+        loss, accuracy = evaluation.test_metrics(model, splits.test)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
     return metrics
 
 
-def evaluate(run: Run | str | os.PathLike, split: str = "test") -> dict[str, Any]:
-    """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
-    run = run if isinstance(run, Run) else Run.open(run)
-    config = run.config
-    with run.locked(exclusive=False):  # refused while the run is still training
-        model = load_model(run)
-        ds = data.load_split(config.dataset, split, **data_options(config))
-        loss, accuracy = _test_metrics(_plain_compiled(model), ds)
-        result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
-        changed = _changed_images(run)
-        if changed:  # the images as they are now, and the run says which
-            result["trained_on_fingerprint"], result["fingerprint"] = changed
-        run.write_json(f"eval-{files.safe_name(split)}.json", result)
-    return result
 
 
-def export(run: Run | str | os.PathLike, export_base: str | os.PathLike) -> export_lib.ExportResult:
-    """Export a finished run as the next SavedModel version under ``export_base``."""
-    run = run if isinstance(run, Run) else Run.open(run)
-    config, info = run.config, run.dataset
-    with run.locked(exclusive=False):  # refused while the run is still training
-        model = load_model(run)
-        # Compare on real images the model never trained on.
-        images = data.sample_images(
-            config.dataset,
-            info["test_split"] or info["validation_split"],
-            **data_options(config),
-        )
-        metadata = {
-            "model": config.model,
-            "precision": config.precision,
-            "dataset": info["name"],
-            "input_shape": info["input_shape"],
-            "class_names": info["class_names"],
-            "run_dir": str(run.path),
-            "zoo_version": __version__,
-        }
-        source = info.get("source") or {}
-        if source:
-            metadata["dataset_source"] = source
-        return export_lib.export_model(
-            model, export_base, check_images=images, metadata=metadata,
-            tolerance=export_lib.TOLERANCE[config.precision],
-            # Trained on resized images: serve images of any size, resized the same way.
-            any_size=bool(source.get("resized")),
-        )
 
 
-def load_model(run: Run) -> keras.Model:
-    """Load model.keras in safe mode, after importing the plugin so its custom layers exist."""
-    path = run.model_path()
-    try:
-        registry.get(run.config.model)  # imports the plugin module: registers its custom layers
-    except registry.UnknownModelError:
-        if run.record["model"].get("origin", "entry point") == "entry point":
-            raise
-        # Registered in the process that trained it: plain Keras layers load without it.
-    
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a damaged zip
-        raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> None:
@@ -590,26 +527,10 @@ class _CheckedCrossentropy(keras.losses.Loss):
         return backend.checked(values, NON_FINITE)
 
 
-def _plain_compiled(model: keras.Model) -> keras.Model:
-    # Test loss is always the plain cross-entropy, whatever the training loss, so runs compare.
-    # XLA as in training (and as the run records it); a trained model keeps its optimizer.
-    model.compile(
-        optimizer=getattr(model, "optimizer", None) or "rmsprop",
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        # Weighted: the padding of padded batches has weight 0 (Keras' own loss figure counts it).
-        weighted_metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name=_TEST_LOSS)],
-        jit_compile=model.jit_compile,
-    )
-    return model
 
 
-_TEST_LOSS = "crossentropy"
 
 
-def _test_metrics(model: keras.Model, ds) -> tuple[float, float]:
-    """(loss, accuracy) of a model compiled by _plain_compiled, over the real examples of ``ds``."""
-    results = model.evaluate(ds, verbose=0, return_dict=True)
-    return float(results[_TEST_LOSS]), float(results["accuracy"])
 
 
 def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
@@ -637,13 +558,6 @@ def _resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     return changed
 
 
-def _changed_images(run: Run) -> tuple[str, str] | None:
-    """(fingerprint then, now) when the run's folder of images changed since it trained."""
-    source = run.dataset.get("source") or {}
-    if source.get("kind") != "folder":
-        return None
-    now = folders.walk(source["path"]).fingerprint
-    return (source["fingerprint"], now) if now != source["fingerprint"] else None
 
 
 def _record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:

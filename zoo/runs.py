@@ -163,21 +163,21 @@ class Run:
 
     def model(self):
         """The trained ``keras.Model``, loaded in safe mode (imports the model's plugin first)."""
-        from . import runner
+        from . import evaluation  # imports TensorFlow
 
-        return runner.load_model(self)
+        return evaluation.load_model(self)
 
     def evaluate(self, split: str = "test") -> dict[str, Any]:
         """Accuracy and loss on any split of the run's dataset; also written to eval-<split>.json."""
-        from . import runner
+        from . import evaluation  # imports TensorFlow
 
-        return runner.evaluate(self, split)
+        return evaluation.evaluate(self, split)
 
     def export(self, export_base: str | os.PathLike):
         """Export as the next SavedModel version under ``export_base`` (verified before it is published)."""
-        from . import runner
+        from . import evaluation  # imports TensorFlow
 
-        return runner.export(self, export_base)
+        return evaluation.export(self, export_base)
 
     # -- writing (by the one process that holds the lock) -----------------------------------------
 
