@@ -18,6 +18,8 @@ so the matrix can be filled in several runs (--fresh starts over). Run it nice'd
     nice .venv/bin/python scripts/conformance.py --configs tensorflow/float32 tensorflow/auto
     nice .venv/bin/python scripts/conformance.py --families mobilenetv3small convnexttiny --configs jax/auto
     .venv/bin/python scripts/conformance.py --report                  # rewrite the page from the JSON
+
+Invocations that share --out merge their results into it; give concurrent ones their own --venv.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--venv", type=Path, help="install into this virtualenv and keep it (default: a temporary one)")
     parser.add_argument("--fresh", action="store_true", help="forget the results already in docs/results/conformance.json")
     parser.add_argument("--report", action="store_true", help="only rewrite the page from conformance.json")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="JSON",
+                        help="add the results of other runs' conformance.json (a run with its own --out)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for conformance.json and conformance.md")
     args = parser.parse_args()
     known = families()
@@ -257,19 +261,39 @@ def report(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(store: Path, mine: dict, invocation: dict | None) -> dict:
+    """Merge this invocation's results into the store as it is now (another invocation may be
+    writing to it too), write it, and return it."""
+    data = load(store)
+    if invocation is not None and invocation not in data["invocations"]:
+        data["invocations"].append(invocation)
+    data["results"].update(mine)
+    store.write_text(json.dumps(data, indent=1) + "\n")
+    (store.parent / "conformance.md").write_text(report(data))
+    return data
+
+
 def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "conformance.json"
-    data = {"invocations": [], "results": {}} if args.fresh else load(store)
+    if args.fresh:
+        store.write_text(json.dumps({"invocations": [], "results": {}}) + "\n")
+    for other in args.merge:
+        extra = load(other)
+        data = load(store)
+        data["invocations"] += [i for i in extra["invocations"] if i not in data["invocations"]]
+        data["results"].update(extra["results"])
+        store.write_text(json.dumps(data, indent=1) + "\n")
+    mine, invocation = {}, None
     if not args.report:
         at = commit()
-        command = " ".join(["python", "scripts/conformance.py", *sys.argv[1:]])
-        data["invocations"].append({
+        invocation = {
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-            "commit": at, "command": command, "configs": ", ".join(args.configs),
+            "commit": at, "command": " ".join(["python", "scripts/conformance.py", *sys.argv[1:]]),
+            "configs": ", ".join(args.configs),
             "families": "all families" if args.families == families() else ", ".join(args.families),
-        })
+        }
         with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
             venv = args.venv.resolve() if args.venv else Path(tmp) / "venv"
             print(f"installing keras-zoo ({at}) and zoo-applications into {venv}", flush=True)
@@ -280,15 +304,11 @@ def main() -> None:
                 for family in args.families:
                     result = check(zoo, family, config, args.timeout, precision_option)
                     result["commit"] = at
-                    data["results"][f"{family}|{config}"] = result
+                    mine[f"{family}|{config}"] = result
                     print(f"{family:18} {config:20} {result['status']:7} {result.get('seconds', 0):5} s  {result['reason']}",
                           flush=True)
-                    store.write_text(json.dumps(data, indent=1) + "\n")  # a killed run keeps what it did
-                    (args.out / "conformance.md").write_text(report(data))
-    store.write_text(json.dumps(data, indent=1) + "\n")
-    page = report(data)
-    (args.out / "conformance.md").write_text(page)
-    print(page)
+                    save(store, mine, invocation)  # a killed run keeps what it did
+    print(report(save(store, mine, invocation)))
 
 
 if __name__ == "__main__":
