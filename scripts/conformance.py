@@ -72,6 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--report", action="store_true", help="only rewrite the page from conformance.json")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="JSON",
                         help="add the results of other runs' conformance.json (a run with its own --out)")
+    parser.add_argument("--note", help="a sentence for the page about this invocation (why it covers what it does)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for conformance.json and conformance.md")
     args = parser.parse_args()
     known = families()
@@ -190,7 +191,9 @@ def cell(result: dict | None) -> str:
         return f"PASS ({result['seconds']} s)"
     if result["status"] == "n/a":
         return f"n/a: {result['reason']}"
-    return f"**{result['status']}** ({result.get('seconds', '?')} s)"
+    failed = [SHORT.get(n, n) for n, c in result["checks"].items() if not c["passed"]]
+    where = f": {', '.join(failed)}" if failed else ""
+    return f"**{result['status']}**{where} ({result.get('seconds', '?')} s)"
 
 
 def escape(text: str) -> str:
@@ -212,13 +215,16 @@ def report(data: dict) -> str:
     ]
     for inv in data["invocations"]:
         lines.append(f"- {inv['date']} on {inv['machine']}, at {inv['commit']}: `{inv['command']}`"
-                     f" ({inv['configs']}; {inv['families']})")
+                     f" ({inv['configs']}; {inv['families']})" + (f". {inv['note']}" if inv.get("note") else ""))
     lines += ["", "## Summary", ""]
     configs = [c for c in CONFIGS if any(k.endswith("|" + c) for k in results)]
-    lines.append("| family | " + " | ".join(configs) + " |")
-    lines.append("|---" * (len(configs) + 1) + "|")
+    lines.append("| family | parameters (28x28x1, 10 classes) | " + " | ".join(configs) + " |")
+    lines.append("|---" * (len(configs) + 2) + "|")
     for name in names:
-        lines.append(f"| {name} | " + " | ".join(cell(results.get(f"{name}|{c}")) for c in configs) + " |")
+        counts = {r["checks"]["parameters"]["detail"].split(" ")[0] for k, r in results.items()
+                  if k.startswith(name + "|") and "parameters" in r["checks"]}
+        lines.append(f"| {name} | {', '.join(sorted(counts)) or '?'} | "
+                     + " | ".join(cell(results.get(f"{name}|{c}")) for c in configs) + " |")
     counts = []
     for c in configs:
         done = [results[k] for k in results if k.endswith("|" + c) and results[k]["status"] != "n/a"]
@@ -245,10 +251,7 @@ def report(data: dict) -> str:
                     reasons.append(f"- {name}, {SHORT[check_name]}: {escape(got['detail'])}")
             if r["status"] != "PASS" and not any(not c_["passed"] for c_ in r["checks"].values()):
                 reasons.append(f"- {name}: {escape(r['reason'])}")
-            params = r["checks"].get("parameters", {}).get("detail", "")
             lines.append(f"| {name} | {r.get('policy') or '?'} | " + " | ".join(row) + " |")
-            if params:
-                pass
         if reasons:
             lines += ["", "Reasons:", "", *reasons]
         lines.append("")
@@ -293,6 +296,7 @@ def main() -> None:
             "commit": at, "command": " ".join(["python", "scripts/conformance.py", *sys.argv[1:]]),
             "configs": ", ".join(args.configs),
             "families": "all families" if args.families == families() else ", ".join(args.families),
+            **({"note": args.note} if args.note else {}),
         }
         with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
             venv = args.venv.resolve() if args.venv else Path(tmp) / "venv"
