@@ -72,7 +72,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--report", action="store_true", help="only rewrite the page from conformance.json")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="JSON",
                         help="add the results of other runs' conformance.json (a run with its own --out)")
-    parser.add_argument("--note", help="a sentence for the page about this invocation (why it covers what it does)")
+    parser.add_argument("--note", help="a sentence for the page about this invocation (why it covers what it "
+                                       "does); with --report, about the page")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for conformance.json and conformance.md")
     args = parser.parse_args()
     known = families()
@@ -216,6 +217,8 @@ def report(data: dict) -> str:
     for inv in data["invocations"]:
         lines.append(f"- {inv['date']} on {inv['machine']}, at {inv['commit']}: `{inv['command']}`"
                      f" ({inv['configs']}; {inv['families']})" + (f". {inv['note']}" if inv.get("note") else ""))
+    if data.get("notes"):
+        lines += ["", *(f"Note: {note}" for note in data["notes"])]
     lines += ["", "## Summary", ""]
     configs = [c for c in CONFIGS if any(k.endswith("|" + c) for k in results)]
     lines.append("| family | parameters (28x28x1, 10 classes) | " + " | ".join(configs) + " |")
@@ -289,6 +292,10 @@ def main() -> None:
         data["results"].update(extra["results"])
         store.write_text(json.dumps(data, indent=1) + "\n")
     mine, invocation = {}, None
+    if args.report and args.note:  # a note about the page as a whole (what was left out, and why)
+        data = load(store)
+        data.setdefault("notes", []).append(args.note)
+        store.write_text(json.dumps(data, indent=1) + "\n")
     if not args.report:
         at = commit()
         invocation = {
