@@ -81,7 +81,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for number, (label, ray, cpus, concurrent) in enumerate(ways[round_ % len(ways):] + ways[:round_ % len(ways)]):
                 out = Path(tmp) / f"round{round_}-{number}"
-                planned = jobs.plan(args.models, seeds=args.seeds, out=out, hparams={}, options=options)
+                planned = jobs.sweep_jobs(args.models, seeds=args.seeds, out=out, hparams={}, options=options)
                 selection = bench_records.select(planned, out)
                 start = time.monotonic()
                 with sweep.executing(selection.todo, out, ray=ray, cpus_per_job=cpus) as results:

@@ -69,7 +69,7 @@ def test_a_bad_shard_is_one_usage_error(text):
 
 
 def plan(out, models=("softmax", "mlp"), seeds=(0, 1), **options):
-    return bench_jobs.plan(list(models), seeds=list(seeds), out=out, hparams={},
+    return bench_jobs.sweep_jobs(list(models), seeds=list(seeds), out=out, hparams={},
                       options={"dataset": "mnist", "epochs": 1, **options})
 
 
@@ -120,7 +120,7 @@ def test_a_job_whose_run_finished_before_a_kill_is_measured_without_training_aga
     from zoo.training import runner
 
     out = tmp_path / "out"
-    (job,) = bench_jobs.plan(["softmax"], seeds=[0], out=out, hparams={},
+    (job,) = bench_jobs.sweep_jobs(["softmax"], seeds=[0], out=out, hparams={},
                         options={"dataset": "zoo_tiny", "data_dir": tiny_data_dir, "epochs": 1})
     runner.train(resolve_config(job.config, job.run_dir), verbose=0)  # trained, then killed before its export
     history = (job.run_dir / "history.csv").stat().st_mtime_ns
@@ -386,7 +386,7 @@ def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_d
     out = tmp_path / "out"
     args = ["softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--epochs", "2",
             "--out", str(out), "--ray"]
-    lost, _, broken = bench_jobs.plan(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
+    lost, _, broken = bench_jobs.sweep_jobs(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
                                  options={"dataset": "zoo_tiny", "epochs": 2})
     broken.run_dir.mkdir(parents=True)
     (broken.run_dir / "config.json").write_text("{")  # a run directory nobody can resume

@@ -179,7 +179,7 @@ def bench(
     patterns = [models] if isinstance(models, str) else list(models)
     part = jobs.parse_shard(shard) if shard is not None else None
     out = Path(out).resolve()
-    planned = jobs.plan(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
+    planned = jobs.sweep_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
     selection = records.select(planned, out, part)
     with sweep.executing(selection.todo, out, shard=part, ray=ray, cpus_per_job=cpus_per_job,
                          gpus_per_job=gpus_per_job) as results:

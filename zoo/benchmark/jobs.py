@@ -1,7 +1,7 @@
 """A sweep's jobs: each a RunConfig (data, never re-rendered command-line flags) with a run directory
 named by the job's identity, and the numbered plan that shards deal out. No TensorFlow here.
 
-A sweep is the list of jobs ``plan`` makes, numbered from 1: models in the order the command names
+A sweep is the list of jobs ``sweep_jobs`` makes, numbered from 1: models in the order the command names
 them (a pattern's matches sorted by name), each with the seeds in the order given. Nothing in it
 depends on the machine or the time, so every node that runs the same command with the same plugins
 installed computes the same plan. Each job has an identity key, a hash of what it trains (its
@@ -74,7 +74,7 @@ def select_models(patterns: list[str]) -> list[str]:
     return names
 
 
-def plan(
+def sweep_jobs(
     models: list[str],
     *,
     seeds: list[int],

@@ -99,7 +99,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         jobs = bench_jobs.plan_from_runs(list(from_runs))
     else:
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
-        jobs = bench_jobs.plan(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options)
+        jobs = bench_jobs.sweep_jobs(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options)
     selection = bench_records.select(jobs, out_dir, selected_shard)
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
