@@ -77,11 +77,12 @@ HASH_SPACE = 2 ** 128  # TFDS's md5 keys
 # leaves nothing behind in the benchmark's process. Prints one JSON line on stdout.
 PREPARE = """
 import contextlib, json, os, sys, time
-from zoo import data, folders
+from zoo.data import catalog
+from zoo.data import folders
 name, data_dir, manual_dir = sys.argv[1:4]
 with contextlib.redirect_stdout(sys.stderr):
     start = time.perf_counter()
-    builder = data.prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
+    builder = catalog.prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     seconds = time.perf_counter() - start
     scan = None
     if folders.is_path(name):
@@ -276,10 +277,10 @@ def split_examples(builder, split: str) -> Counter:
 def compare_examples(catalog, folder) -> list[tuple[str, int, int, int]]:
     """(slice, catalog examples, folder examples, examples in common) for train, validation and
     test, as the zoo slices them."""
-    from zoo import data
+    from zoo.data import catalog
 
     rows = []
-    for split in (*data.split_strings(VAL_FRACTION), "test"):
+    for split in (*catalog.split_strings(VAL_FRACTION), "test"):
         a, b = split_examples(catalog, split), split_examples(folder, split)
         rows.append((split, a.total(), b.total(), (a & b).total()))
     return rows
@@ -323,11 +324,12 @@ def main() -> None:
         import tensorflow_datasets as tfds
 
         import zoo
-        from zoo import data, devices
+        from zoo.compute import devices
+        from zoo.data import catalog
 
         with contextlib.redirect_stdout(sys.stderr):  # TFDS's messages; stdout is the report's
-            builders = {CATALOG: data.prepared_builder("mnist", data_dir=str(dirs[CATALOG])),
-                        FOLDER: data.prepared_builder(str(folder), data_dir=str(dirs[FOLDER]))}
+            builders = {CATALOG: catalog.prepared_builder("mnist", data_dir=str(dirs[CATALOG])),
+                        FOLDER: catalog.prepared_builder(str(folder), data_dir=str(dirs[FOLDER]))}
         print("comparing the examples of both datasets ...", file=sys.stderr, flush=True)
         shared = compare_examples(builders[CATALOG], builders[FOLDER])
         del builders

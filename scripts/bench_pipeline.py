@@ -4,7 +4,7 @@ For each built-in model, in one process and side by side: the same architecture 
 same seed), batch size, optimizer and loss, trained for N epochs on the same 54,000 MNIST
 examples (train[:90%]) four ways:
 
-  zoo      zoo.data.load: decoded once, uint8 in memory, a seeded permutation each epoch (one
+  zoo      zoo.data.pipeline.load: decoded once, uint8 in memory, a seeded permutation each epoch (one
            gather per batch), normalised per batch, prefetched, tf.data's autotuner off
   autotune the same pipeline with tf.data's autotuner switched back on (TensorFlow's default)
   numpy    model.fit(x, y, shuffle=True) on float32 arrays already in memory
@@ -50,7 +50,7 @@ def main() -> None:
     import tensorflow_datasets as tfds
 
     import registry
-    from zoo import data
+    from zoo.data import pipeline
 
     class TrainTimer(keras.callbacks.Callback):
         """Seconds of the training part of each epoch (until validation would start)."""
@@ -65,7 +65,7 @@ def main() -> None:
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
 
-    splits = data.load("mnist", batch_size=args.batch_size, seed=args.seed, epochs=range(args.epochs),
+    splits = pipeline.load("mnist", batch_size=args.batch_size, seed=args.seed, epochs=range(args.epochs),
                        data_dir=args.data_dir, manual_dir=args.manual_dir)
     steps = splits.steps_per_epoch  # the zoo's training stream holds every epoch, one after another
     info = splits.info

@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     import zoo
-    from zoo import devices
+    from zoo.compute import devices
 
     # (precision, XLA, deterministic ops); XLA's baseline is float32 without determinism.
     variants = [(p, "auto", True) for p in args.precisions]

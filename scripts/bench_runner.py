@@ -94,18 +94,19 @@ def main() -> None:
 
     import registry
     import zoo
-    import zoo.runner  # (imported now, from the tree `commit` describes)
-    from zoo import data, devices
+    import zoo.training.runner  # (imported now, from the tree `commit` describes)
+    from zoo.compute import devices
     from zoo.config import RunConfig
+    from zoo.data import catalog
 
-    builder = data.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
+    builder = catalog.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
 
     def arrays(split: str):
         x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
         return x.astype("float32") / 255.0, y
 
     # The zoo's own split strings: the very examples zoo.train trains and validates on.
-    train, val, test = (arrays(s) for s in (*data.split_strings(0.1), "test"))
+    train, val, test = (arrays(s) for s in (*catalog.split_strings(0.1), "test"))
     optimizers = {  # as the runner builds them
         "adam": keras.optimizers.Adam,
         "adamw": lambda lr: keras.optimizers.AdamW(lr, weight_decay=1e-4),

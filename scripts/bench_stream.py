@@ -78,12 +78,13 @@ def main() -> None:
     import tensorflow as tf
 
     import zoo
-    from zoo import data, devices
+    from zoo.compute import devices
+    from zoo.data import catalog
 
     with tempfile.TemporaryDirectory(prefix="zoo-bench-stream-") as tmp:
         data_dir = args.data_dir or os.path.join(tmp, "tfds")
         with contextlib.redirect_stdout(sys.stderr):  # TFDS's messages; stdout is the report's
-            data.prepared_builder("mnist", data_dir=data_dir, manual_dir=args.manual_dir)  # once
+            catalog.prepared_builder("mnist", data_dir=data_dir, manual_dir=args.manual_dir)  # once
         # (model, path) -> [(steady ex/s, test accuracy, the run's input record)], seed order
         results: dict[tuple[str, str], list[tuple[float, float, dict]]] = {}
         variants = PATHS + ((CACHED,) if args.cache else ())

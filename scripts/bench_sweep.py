@@ -64,13 +64,14 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from zoo import data, devices
     from zoo.benchmark import jobs, sweep
     from zoo.benchmark import records as bench_records
     from zoo.benchmark.ray import RayCluster
+    from zoo.compute import devices
+    from zoo.data import catalog
 
     cores = os.cpu_count()
-    data.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
+    catalog.prepared_builder("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
     options = {"dataset": "mnist", "epochs": args.epochs, "precision": "float32", "data_dir": args.data_dir}
     ways = [("plain `zoo bench`", None, None, 1), (f"Ray, --cpus-per-job {cores}", "local", cores, 1),
             ("Ray, --cpus-per-job 1", "local", 1, cores)]

@@ -86,9 +86,9 @@ def mnist_data_dir(tmp_path_factory) -> str:
         pytest.skip(problem)
 
     def make(data_dir: Path) -> None:
-        from zoo import data
+        from zoo.data import catalog
 
-        data.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
+        catalog.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
 
     return _made_once(tmp_path_factory, "tfds", make)
 

@@ -217,7 +217,7 @@ def _boom(*args, **kwargs):
 
 
 def test_unexpected_error_is_one_line_with_the_traceback_in_a_temporary_log(monkeypatch, tmp_path):
-    monkeypatch.setattr("zoo.runner.train", _boom)
+    monkeypatch.setattr("zoo.training.runner.train", _boom)
     result = zoo_cli("train", "softmax", "--run-dir", tmp_path / "run")
     assert result.exit_code == 1
     line = one_line_error(result)
@@ -229,7 +229,7 @@ def test_unexpected_error_is_one_line_with_the_traceback_in_a_temporary_log(monk
 
 
 def test_unexpected_error_during_a_run_is_logged_in_the_run_directory(monkeypatch, tiny_data_dir, tmp_path):
-    monkeypatch.setattr("zoo.runner.plot_curves", _boom)  # after config.json is written
+    monkeypatch.setattr("zoo.training.runner.plot_curves", _boom)  # after config.json is written
     run = tmp_path / "run"
     result = zoo_cli("train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
                      "--epochs", "1", "--run-dir", run)
@@ -239,7 +239,7 @@ def test_unexpected_error_during_a_run_is_logged_in_the_run_directory(monkeypatc
 
 
 def test_zoo_debug_shows_the_traceback(monkeypatch, tmp_path):
-    monkeypatch.setattr("zoo.runner.train", _boom)
+    monkeypatch.setattr("zoo.training.runner.train", _boom)
     monkeypatch.setenv("ZOO_DEBUG", "1")
     result = zoo_cli("train", "softmax", "--run-dir", tmp_path / "run")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
@@ -257,7 +257,8 @@ def test_os_error_names_the_file_and_the_reason(monkeypatch, tiny_data_dir, tmp_
 
 
 def test_library_words_become_the_command_options():
-    from zoo.cli import _cli_words, train
+    from zoo.cli.app import _cli_words
+    from zoo.cli.train import train
 
     message = "`epochs` must be at least 1; `run_dir` and `export_base` and `units` stay"
     assert _cli_words(message, train) == "--epochs must be at least 1; --run-dir and --export and units stay"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from zoo import data
+from zoo.data import catalog, pipeline
+from zoo.data.images import MAX_SHIFT
 from zoo.errors import ZooError, ZooUsageError
 
 
@@ -19,7 +20,7 @@ def test_mock_datasets_give_normalised_batches(name, shape, classes, tmp_path):
         with (tmp_path / info.filename).open("wb") as f:
             f.truncate(int(info.size))
     with tfds.testing.mock_data(num_examples=40):
-        splits = data.load(name, batch_size=16, data_dir=str(tmp_path), manual_dir=str(tmp_path))
+        splits = pipeline.load(name, batch_size=16, data_dir=str(tmp_path), manual_dir=str(tmp_path))
         images, labels = next(iter(splits.train))
     assert splits.info.input_shape == shape and splits.info.num_classes == classes
     assert splits.info.train_split == "train[:90%]" and splits.info.validation_split == "train[90%:]"
@@ -38,7 +39,7 @@ def _image_ids(ds) -> list[int]:
 
 
 def test_train_and_validation_are_disjoint_and_cover_train(tiny_data_dir):
-    splits = data.load("zoo_tiny", val_fraction=0.25, batch_size=32, data_dir=tiny_data_dir)
+    splits = pipeline.load("zoo_tiny", val_fraction=0.25, batch_size=32, data_dir=tiny_data_dir)
     train, val = _image_ids(splits.train), _image_ids(splits.validation)
     assert not set(train) & set(val)
     assert sorted(train + val) == list(range(200))
@@ -52,7 +53,7 @@ def test_train_and_validation_are_disjoint_and_cover_train(tiny_data_dir):
 @pytest.mark.parametrize("augment", [False, True])
 def test_every_pipeline_runs_without_the_tf_data_autotuner(tiny_data_dir, augment):
     # On 2 cores the autotuner made whole stretches of training 1.6-1.9x slower (README).
-    splits = data.load("zoo_tiny", batch_size=20, augment=augment, data_dir=tiny_data_dir)
+    splits = pipeline.load("zoo_tiny", batch_size=20, augment=augment, data_dir=tiny_data_dir)
     for ds in (splits.train, splits.validation, splits.test):
         assert ds.options().autotune.enabled is False
         assert ds.options().experimental_optimization.apply_default_optimizations is False
@@ -65,9 +66,9 @@ def _epochs(splits) -> list[list[int]]:
 
 def test_training_order_reshuffles_each_epoch_and_follows_the_seed(tiny_data_dir):
     def orders(seed):
-        return _epochs(data.load("zoo_tiny", batch_size=20, seed=seed, epochs=range(3), data_dir=tiny_data_dir))
+        return _epochs(pipeline.load("zoo_tiny", batch_size=20, seed=seed, epochs=range(3), data_dir=tiny_data_dir))
 
-    splits = data.load("zoo_tiny", batch_size=20, epochs=range(3), data_dir=tiny_data_dir)
+    splits = pipeline.load("zoo_tiny", batch_size=20, epochs=range(3), data_dir=tiny_data_dir)
     assert splits.steps_per_epoch == 9 and int(splits.train.cardinality()) == 27  # 180 / 20, 3 epochs
     first, second, third = orders(0)
     assert first != second != third and sorted(first) == sorted(second) == sorted(set(third))
@@ -80,7 +81,7 @@ def test_training_order_reshuffles_each_epoch_and_follows_the_seed(tiny_data_dir
 def test_a_resumed_stream_repeats_the_epochs_it_continues(tiny_data_dir, augment):
     # Exact resume rests on this: epoch k's batches depend on (seed, k) only.
     def batches(epochs):
-        splits = data.load("zoo_tiny", batch_size=32, seed=5, epochs=epochs, augment=augment, data_dir=tiny_data_dir)
+        splits = pipeline.load("zoo_tiny", batch_size=32, seed=5, epochs=epochs, augment=augment, data_dir=tiny_data_dir)
         return [(x.numpy(), y.numpy()) for x, y in splits.train]
 
     whole, tail = batches(range(4)), batches(range(2, 4))
@@ -93,11 +94,11 @@ def test_a_resumed_stream_repeats_the_epochs_it_continues(tiny_data_dir, augment
 @pytest.mark.parametrize("augment", [False, True])
 def test_labels_stay_with_their_images_through_the_permutation(tiny_data_dir, augment):
     # Each tiny image shows its label as a bright row (2 + label) and its index in two pixels.
-    splits = data.load("zoo_tiny", batch_size=32, seed=3, epochs=range(2), augment=augment, data_dir=tiny_data_dir)
+    splits = pipeline.load("zoo_tiny", batch_size=32, seed=3, epochs=range(2), augment=augment, data_dir=tiny_data_dir)
     for images, labels in splits.train:
         rows = images.numpy()[..., 0].sum(axis=2).argmax(axis=1)
         if augment:  # a shift moves the row by up to MAX_SHIFT pixels
-            assert np.all(np.abs(rows - (2 + labels.numpy())) <= data.MAX_SHIFT)
+            assert np.all(np.abs(rows - (2 + labels.numpy())) <= MAX_SHIFT)
         else:
             np.testing.assert_array_equal(rows, 2 + labels.numpy())
             raw = np.rint(images.numpy() * 255).astype(int)
@@ -106,7 +107,7 @@ def test_labels_stay_with_their_images_through_the_permutation(tiny_data_dir, au
 
 def test_seeded_augmentation_repeats_and_differs_between_epochs(tiny_data_dir):
     def shifted(seed):
-        splits = data.load("zoo_tiny", batch_size=180, seed=seed, epochs=range(2), augment=True, data_dir=tiny_data_dir)
+        splits = pipeline.load("zoo_tiny", batch_size=180, seed=seed, epochs=range(2), augment=True, data_dir=tiny_data_dir)
         return [x.numpy() for x, _ in splits.train]
 
     first = shifted(0)
@@ -117,45 +118,45 @@ def test_seeded_augmentation_repeats_and_differs_between_epochs(tiny_data_dir):
 
 
 def test_validation_and_test_are_not_shuffled(tiny_data_dir):
-    a = data.load("zoo_tiny", batch_size=20, seed=0, data_dir=tiny_data_dir)
-    b = data.load("zoo_tiny", batch_size=20, seed=1, data_dir=tiny_data_dir)
+    a = pipeline.load("zoo_tiny", batch_size=20, seed=0, data_dir=tiny_data_dir)
+    b = pipeline.load("zoo_tiny", batch_size=20, seed=1, data_dir=tiny_data_dir)
     for split in ("validation", "test"):
         order = _image_ids(getattr(a, split))
         assert _image_ids(getattr(a, split)) == order == _image_ids(getattr(b, split))
 
 
 def test_augmentation_shifts_training_images_only(tiny_data_dir):
-    plain = data.load("zoo_tiny", batch_size=200, data_dir=tiny_data_dir)
-    shifted = data.load("zoo_tiny", batch_size=200, data_dir=tiny_data_dir, augment=True)
+    plain = pipeline.load("zoo_tiny", batch_size=200, data_dir=tiny_data_dir)
+    shifted = pipeline.load("zoo_tiny", batch_size=200, data_dir=tiny_data_dir, augment=True)
     a, _ = next(iter(plain.train))
     b, _ = next(iter(shifted.train))
     assert a.shape == b.shape and 0.0 <= float(b.numpy().min()) and float(b.numpy().max()) <= 1.0
     rows_a, rows_b = a.numpy().sum(axis=(2, 3)), b.numpy().sum(axis=(2, 3))
     assert not np.array_equal(rows_a.argmax(axis=1), rows_b.argmax(axis=1))  # the label row moved
-    assert np.all(np.abs(rows_a.argmax(axis=1) - rows_b.argmax(axis=1)) <= data.MAX_SHIFT)
+    assert np.all(np.abs(rows_a.argmax(axis=1) - rows_b.argmax(axis=1)) <= MAX_SHIFT)
     assert _image_ids(shifted.validation) == _image_ids(plain.validation)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_bad_validation_fraction(fraction):
     with pytest.raises(ZooUsageError, match="`val_split` must be between 0 and 1"):
-        data.split_strings(fraction)
+        catalog.split_strings(fraction)
 
 
 def test_fraction_that_empties_a_split_is_refused(tiny_data_dir):
     with pytest.raises(ZooUsageError, match="`val_split` 0.001 leaves 200 training and 0 validation examples"):
-        data.load("zoo_tiny", val_fraction=0.001, data_dir=tiny_data_dir)
+        pipeline.load("zoo_tiny", val_fraction=0.001, data_dir=tiny_data_dir)
 
 
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ZooUsageError, match="unknown dataset 'no_such_dataset'"):
-        data.load("no_such_dataset", data_dir=str(tmp_path))
+        pipeline.load("no_such_dataset", data_dir=str(tmp_path))
 
 
 def test_missing_split(tiny_data_dir):
     with pytest.raises(ZooUsageError, match="dataset 'zoo_tiny_no_test' has no split 'test' \\(it has: train\\)"):
-        data.load_split("zoo_tiny_no_test", "test", data_dir=tiny_data_dir)
-    splits = data.load("zoo_tiny_no_test", data_dir=tiny_data_dir)
+        pipeline.load_split("zoo_tiny_no_test", "test", data_dir=tiny_data_dir)
+    splits = pipeline.load("zoo_tiny_no_test", data_dir=tiny_data_dir)
     assert splits.test is None and splits.info.test_split is None
 
 
@@ -164,7 +165,7 @@ def test_offline_without_files_fails_fast_naming_both_options(tmp_path, monkeypa
     empty = tmp_path / "manual"
     empty.mkdir()
     with pytest.raises(ZooError) as err:
-        data.load("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
+        pipeline.load("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(empty))
     message = str(err.value)
     assert "`manual_dir`" in message and "`data_dir`" in message and "ZOO_MANUAL_DIR" in message
     assert "t10k-images-idx3-ubyte.gz" in message

@@ -1,4 +1,4 @@
-"""zoo.devices: what `--devices` and `--precision` resolve to, on this CPU and on GPU machines.
+"""zoo.compute.devices: what `--devices` and `--precision` resolve to, on this CPU and on GPU machines.
 
 There is no GPU here, so the GPU rules are tested against TensorFlow's device list and device
 details as a GPU machine reports them (the same calls, answered by the test); the CPU paths run.
@@ -13,7 +13,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from zoo import devices
+from zoo.compute import devices
 from zoo.errors import ZooUsageError
 
 
@@ -121,6 +121,7 @@ def test_without_gpus_a_gpu_is_refused_and_a_count_means_logical_cpus():
         devices.place("64", "auto")
 
 
+@pytest.mark.slow  # a training process of its own (XLA and nondeterministic ops stay out of this one): 19 s
 def test_xla_on_trains_and_is_recorded_as_keras_resolved_it(tiny_data_dir, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run(

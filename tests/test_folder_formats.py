@@ -28,7 +28,7 @@ from imagefolders import (
 from PIL import Image
 from test_folders import _zoo
 
-from zoo import data, folders
+from zoo.data import catalog, folders, imagefiles, pipeline
 from zoo.errors import ZooUsageError
 
 MNIST_FILES = Path(
@@ -58,7 +58,7 @@ def test_every_kind_decodes_to_its_grey_pixels(kind, tmp_path):
     pixels = _digit()
     path = save(pixels, tmp_path / "digit", kind)
     for channels in (1, 3):
-        decoded = folders.decode(path, channels)
+        decoded = imagefiles.decode(path, channels)
         assert decoded.dtype == np.uint8 and decoded.shape == (12, 10, channels)
         for c in range(channels):
             error = np.abs(decoded[..., c].astype(int) - pixels)
@@ -68,12 +68,12 @@ def test_every_kind_decodes_to_its_grey_pixels(kind, tmp_path):
 def test_alpha_is_dropped_not_composited(tmp_path):
     # Fully transparent red over nothing: the colour stays (as tf.io.decode_image and Keras do).
     Image.new("RGBA", (4, 4), (200, 10, 20, 0)).save(tmp_path / "clear.png")
-    assert folders.decode(tmp_path / "clear.png", 3)[0, 0].tolist() == [200, 10, 20]
+    assert imagefiles.decode(tmp_path / "clear.png", 3)[0, 0].tolist() == [200, 10, 20]
     # A palette whose transparent entry is green: green, not a background.
     image = Image.new("P", (4, 4), 1)
     image.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     image.save(tmp_path / "palette.png", transparency=1)
-    assert folders.decode(tmp_path / "palette.png", 3)[0, 0].tolist() == [0, 255, 0]
+    assert imagefiles.decode(tmp_path / "palette.png", 3)[0, 0].tolist() == [0, 255, 0]
 
 
 def test_exif_orientation_turns_the_image_and_its_size_in_the_header_pass(tmp_path):
@@ -87,7 +87,7 @@ def test_exif_orientation_turns_the_image_and_its_size_in_the_header_pass(tmp_pa
     assert Image.open(root / CLASSES[0] / "turned.jpeg").size == (12, 10)
     folder = folders.scan(root)
     assert folder.shape == (12, 10, 3) and not folder.resized
-    assert folders.decode(root / CLASSES[0] / "turned.jpeg", 1).shape == (12, 10, 1)
+    assert imagefiles.decode(root / CLASSES[0] / "turned.jpeg", 1).shape == (12, 10, 1)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -100,15 +100,15 @@ def test_every_exif_orientation_is_pillows_and_the_header_pass_agrees(orientatio
     Image.fromarray(_digit(size=(12, 10))).save(path, exif=exif)
     with Image.open(path) as image:
         expected = np.asarray(ImageOps.exif_transpose(image))
-    decoded = folders.decode(path, 1)[..., 0]
+    decoded = imagefiles.decode(path, 1)[..., 0]
     np.testing.assert_array_equal(decoded, expected)
-    assert folders._header(path, folders._openers())[0] == decoded.shape
+    assert imagefiles.read_header(path, imagefiles.openers())[0] == decoded.shape
 
 
 def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
     Image.fromarray(np.full((3, 3), 65535 // 2, np.uint16)).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
-    assert folders.decode(tmp_path / "deep.png", 1)[0, 0, 0] == 127
+    assert imagefiles.decode(tmp_path / "deep.png", 1)[0, 0, 0] == 127
 
 
 # -- which files are images, which are skipped, which are refused --------------------------------
@@ -200,7 +200,7 @@ def test_prepared_images_come_from_pillow_in_every_format(tmp_path):
             pixels = np.full((8, 8), 40 + 100 * label, np.uint8)
             pixels[i % 8, :] = 250
             written[save(pixels, root / name / f"{i:02d}", kind)] = pixels
-    images = data.sample_images(str(root), "train", 100, data_dir=str(tmp_path / "tfds"), channels=1)
+    images = pipeline.sample_images(str(root), "train", 100, data_dir=str(tmp_path / "tfds"), channels=1)
     assert images.shape == (len(written), 8, 8, 1) and images.dtype == np.uint8
     found = sorted(images[..., 0].astype(int).sum(axis=(1, 2)))
     expected = sorted(int(p.astype(int).sum()) for p in written.values())
@@ -218,7 +218,7 @@ def test_strict_files_through_the_python_api_and_only_for_folders(tmp_path):
                   run_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists() and not (tmp_path / "tfds").exists()
     with pytest.raises(ZooUsageError, match="`strict_files` applies to folders of images"):
-        data.describe("mnist", data_dir=str(tmp_path), strict_files=True)
+        catalog.describe("mnist", data_dir=str(tmp_path), strict_files=True)
     with pytest.raises(ZooUsageError, match="`strict_files` must be true or false, received 'yes'"):
         RunConfig(model="softmax", strict_files="yes")
 
@@ -281,7 +281,7 @@ def test_an_mnist_folder_of_every_format_and_its_litter_trains_and_says_what_it_
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.7  # 450 digits, a linear model: the images are the digits
     for path, pixels in written.items():  # and each kind decodes to its digit
-        error = np.abs(folders.decode(path, 1)[..., 0].astype(int) - pixels)
+        error = np.abs(imagefiles.decode(path, 1)[..., 0].astype(int) - pixels)
         assert error.mean() < 4 if path.suffix.lower() in (".jpg", ".jpeg") else not error.any(), path
 
     # --strict-files refuses the first file that is not an image, by name.

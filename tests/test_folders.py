@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from imagefolders import CLASSES, write
 
-from zoo import data, folders
+from zoo.config import parse_image_size
+from zoo.data import catalog, folders, pipeline
+from zoo.data.images import resize_images, to_model_input
 from zoo.errors import ZooUsageError
 
 ZOO = Path(sys.executable).with_name("zoo")
@@ -139,20 +141,20 @@ def test_a_bad_folder_is_one_line_naming_the_culprit(name, words, tmp_path):
     ("0,4", None), ("a,b", None), ("1,2,3", None), ("99999,2", None), (True, None), (None, None),
 ])
 def test_image_sizes(text, size):
-    assert folders.parse_image_size(text) == size
+    assert parse_image_size(text) == size
 
 
 def test_names_that_are_paths_and_names_that_are_not(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pets").mkdir()
     (tmp_path / "mnist").mkdir()  # a folder named like a catalog dataset does not replace it
-    assert data.is_folder("pets") and data.is_folder("./nothing") and data.is_folder("~/x")
-    assert data.is_folder("./mnist") and not data.is_folder("mnist")
-    assert not data.is_folder("imagenet_resized/64x64") and not data.is_folder("cifar10")
-    assert data.dataset_name("pets") == str(tmp_path / "pets")
-    assert data.dataset_name("mnist") == "mnist" and data.dataset_name("./mnist") == str(tmp_path / "mnist")
+    assert catalog.is_folder("pets") and catalog.is_folder("./nothing") and catalog.is_folder("~/x")
+    assert catalog.is_folder("./mnist") and not catalog.is_folder("mnist")
+    assert not catalog.is_folder("imagenet_resized/64x64") and not catalog.is_folder("cifar10")
+    assert catalog.dataset_name("pets") == str(tmp_path / "pets")
+    assert catalog.dataset_name("mnist") == "mnist" and catalog.dataset_name("./mnist") == str(tmp_path / "mnist")
     with pytest.raises(ZooUsageError, match="`dataset` is empty"):
-        data.dataset_name("")
+        catalog.dataset_name("")
 
 
 def test_class_folders_may_hold_sub_folders_in_both_layouts(tmp_path):
@@ -175,7 +177,7 @@ def test_extra_split_folders_are_prepared_and_test_is_found_in_any_case(tmp_path
 def test_a_folder_is_prepared_once_and_again_when_it_changes(tmp_path):
     folder = write(tmp_path / "pets", {"train": 6, "test": 2})
     tfds_dir = tmp_path / "tfds"
-    splits = data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
+    splits = pipeline.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
     assert splits.info.input_shape == (24, 24, 3) and splits.info.class_names == CLASSES
     assert (splits.info.num_train, splits.info.num_validation, splits.info.num_test) == (16, 2, 6)
     assert splits.info.source["fingerprint"] == folders.walk(folder).fingerprint
@@ -186,10 +188,10 @@ def test_a_folder_is_prepared_once_and_again_when_it_changes(tmp_path):
     rows = images.numpy().mean(axis=(2, 3)).argmax(axis=1) / 24
     np.testing.assert_array_equal(np.digitize(rows, [0.45, 0.75]), labels.numpy())
 
-    data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)  # unchanged: read again
+    pipeline.load(str(folder), data_dir=str(tfds_dir), batch_size=8)  # unchanged: read again
     assert sorted(p.name for p in (tfds_dir / "zoo_image_folder").iterdir()) == prepared
     write(folder, {"train": 7})  # one more image per class
-    again = data.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
+    again = pipeline.load(str(folder), data_dir=str(tfds_dir), batch_size=8)
     assert again.info.num_train + again.info.num_validation == 21
     assert len(list((tfds_dir / "zoo_image_folder").iterdir())) == 2
 
@@ -201,14 +203,14 @@ def test_a_corrupt_image_found_while_preparing_leaves_nothing_prepared(tmp_path)
     (folder / "circle" / "circle-0000.png").write_bytes(good[:60])
     tfds_dir = tmp_path / "tfds"
     with pytest.raises(ZooUsageError, match="circle-0000.png is not a readable image"):
-        data.load(str(folder), data_dir=str(tfds_dir))
+        pipeline.load(str(folder), data_dir=str(tfds_dir))
     leftovers = [p for p in tfds_dir.rglob("*") if p.is_file()] if tfds_dir.exists() else []
     assert leftovers == []
 
 
 def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
     with pytest.raises(ZooUsageError, match="`image_size` and `channels` apply to folders of images"):
-        data.describe("mnist", data_dir=str(tmp_path), image_size=(32, 32))
+        catalog.describe("mnist", data_dir=str(tmp_path), image_size=(32, 32))
 
 
 # -- a whole run through the installed script --------------------------------------------------
@@ -254,7 +256,7 @@ def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(installed, spli
     for size in ((40, 56), (24, 24), (13, 9)):  # larger, the training size, smaller
         pixels = np.stack([image(label, size, rng) for label in range(3)])
         out = serve(image=tf.constant(pixels))
-        expected = model(data.to_model_input(data.resize_images(pixels, (24, 24))))
+        expected = model(to_model_input(resize_images(pixels, (24, 24))))
         np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(expected), atol=1e-5)
         assert out["class_id"].dtype == tf.int64
     assert list(out["class_id"].numpy()) == [0, 1, 2]  # the bands tell the classes apart at any size
@@ -295,8 +297,8 @@ def test_bad_folder_requests_through_the_script_are_one_line_and_leave_nothing(i
 
 def test_a_folder_streams_like_any_tfds_dataset(tmp_path):
     folder = write(tmp_path / "pets", {"train": 10, "test": 3})
-    memory = data.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="memory")
-    stream = data.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="stream", epochs=range(2))
+    memory = pipeline.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="memory")
+    stream = pipeline.load(str(folder), data_dir=str(tmp_path / "tfds"), batch_size=8, input="stream", epochs=range(2))
     assert stream.input.train == "stream"
     seen = [labels.numpy() for _, labels in stream.train]
     assert sum(len(b) for b in seen) == 2 * memory.info.num_train

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import data, multihost
+from zoo.compute import multihost
+from zoo.data import pipeline
 from zoo.errors import ZooUsageError
 from zoo.runs import Run
 
@@ -173,8 +174,8 @@ def _examples(ds) -> list[int]:
 
 
 def test_each_process_reads_an_equal_disjoint_share_in_smaller_batches(tiny_data_dir):
-    whole = data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25)
-    shares = [data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25, process=(i, 2))
+    whole = pipeline.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25)
+    shares = [pipeline.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, val_fraction=0.25, process=(i, 2))
               for i in range(2)]
     first, second = (_examples(s.train) for s in shares)
     assert len(first) == len(second) == whole.info.num_train // 2 == 75
@@ -184,11 +185,11 @@ def test_each_process_reads_an_equal_disjoint_share_in_smaller_batches(tiny_data
     # Validation and test are whole on every process: the global metrics are the splits' own.
     assert _examples(shares[1].validation) == _examples(whole.validation)
     with pytest.raises(ZooUsageError, match="multiple of the 3 processes"):
-        data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, process=(0, 3))
+        pipeline.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, process=(0, 3))
 
 
 def test_padded_batches_weigh_their_padding_zero(tiny_data_dir):
-    splits = data.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, pad_to=3)
+    splits = pipeline.load("zoo_tiny", batch_size=8, data_dir=tiny_data_dir, pad_to=3)
     sizes, real = [], 0
     for images, labels, weights in splits.test:
         sizes.append(len(labels))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+import zoo.plan
 from zoo import Run
 from zoo.benchmark import records as bench_records
 from zoo.benchmark import reports
@@ -90,7 +91,7 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert finished.record["model"]["distribution"] == "keras-zoo"
     assert finished.dataset["name"] == "zoo_tiny" and finished.dataset["test_split"] == "test"
     assert finished.dataset["class_names"] == ["0", "1", "2"] and finished.dataset["num_test"] == 60
-    assert zoo.recorded_backend(finished.path) == "tensorflow"
+    assert zoo.plan.recorded_backend(finished.path) == "tensorflow"
     assert finished.complete and finished.model_path().name == "model.keras"
     metrics = finished.metrics
     assert metrics["test_accuracy"] == TEST_ACCURACY and metrics["test_loss"] == TEST_LOSS
@@ -108,9 +109,11 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert [{k: r[k] for k in LOSS_COLUMNS} for r in interrupted.history] == HISTORY[:1]
     with pytest.raises(zoo.ZooUsageError, match="training did not finish"):
         interrupted.model_path()
-    from zoo.runner import _Backup  # the reader of backup/state.json (imports TensorFlow)
+    from zoo.training.callbacks import (
+        Backup,  # the reader of backup/state.json (imports TensorFlow)
+    )
 
-    assert _Backup(interrupted.path / "backup").saved_epoch() == 1
+    assert Backup(interrupted.path / "backup").saved_epoch() == 1
 
 
 @pytest.mark.slow
@@ -188,7 +191,7 @@ def test_old_bench_records_read(tmp_path):
     assert (record["status"], record["job"], record["model"], record["seed"]) == ("ok", BENCH_JOB, "softmax", 0)
     assert record["test_accuracy"] == BENCH_ACCURACY and record["params"] == 195 and record["epochs"] == 1
     assert record["plan"] == {"fingerprint": BENCH_PLAN, "index": 1, "jobs": 1}
-    assert bench_records.states([record]) == {BENCH_JOB: bench_records.RECORDED}
+    assert bench_records.states([record]) == {BENCH_JOB: bench_records.RECORDED_STATE}
     assert bench_records.status(out, [record]) == []  # the plan in plans/ is complete
     missing = f"sweep {BENCH_PLAN}: 0 of 1 jobs recorded; not recorded (yet): #1 softmax seed 0"
     assert bench_records.status(out, []) == [missing]

@@ -298,7 +298,7 @@ def test_a_keras_applications_backbone_exports_in_inference_mode(venv, tiny_data
 
 
 def test_check_runs_in_the_precision_train_would_pick(venv):
-    from zoo import devices
+    from zoo.compute import devices
 
     expected, reason = devices.resolve_precision("auto")  # this machine's answer, whatever it is
     check = zoo(venv, "check", "blocknet")

@@ -119,12 +119,12 @@ def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_a_smaller_learning_rate_re
 
 def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeypatch):
     """A run killed in epoch 3 after writing epoch 2's history row but before its backup."""
-    from zoo import runner
+    from zoo.training import callbacks
 
     run = tmp_path / "run"
     args = ["train", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "3",
             "--batch-size", "32", "--hp", "units=8,8,8", "--run-dir", run, "--precision", "float32"]
-    monkeypatch.setattr(runner._Backup, "remove", lambda self: None)  # keep the last backup
+    monkeypatch.setattr(callbacks.Backup, "remove", lambda self: None)  # keep the last backup
     assert zoo(*args).exit_code == 0
     whole = history(run)
     for name in ("metrics.json", "model.keras", "curves.png"):

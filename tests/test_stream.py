@@ -15,8 +15,10 @@ import pytest
 import tinydata
 from test_data import _image_ids as _ids  # the index each test image carries in two pixels
 
-from zoo import data
 from zoo.config import parse_size
+from zoo.data import catalog, pipeline
+from zoo.data.budget import default_memory_budget, machine_memory
+from zoo.data.cache import cache_folder, fill_cache
 from zoo.errors import ZooError, ZooUsageError
 
 MB = 2**20
@@ -26,7 +28,7 @@ EXAMPLE = 64 * 64 * 3 + 8
 
 def _load(data_dir, **kwargs):
     kwargs.setdefault("batch_size", 32)
-    return data.load("zoo_stream", data_dir=data_dir, **kwargs)
+    return pipeline.load("zoo_stream", data_dir=data_dir, **kwargs)
 
 
 # -- choosing the path ------------------------------------------------------------------------
@@ -46,7 +48,7 @@ def test_auto_keeps_what_fits_in_memory_and_streams_what_does_not(stream_data_di
     assert big.input.evaluation == "memory"
     # The buffer holds encoded examples (their mean size from TFDS's split record) in the
     # other half of the budget.
-    builder = data.prepared_builder("zoo_stream", data_dir=stream_data_dir)
+    builder = catalog.prepared_builder("zoo_stream", data_dir=stream_data_dir)
     encoded = builder.info.splits["train"].num_bytes / 320
     assert encoded < EXAMPLE / 1.2  # PNG: smaller than decoded even with noise
     assert abs(big.input.shuffle_buffer * (encoded + 128) - (total - 1) / 2) < encoded + 128
@@ -68,9 +70,9 @@ def test_memory_refuses_a_split_larger_than_the_budget_with_both_sizes(stream_da
 
 
 def test_the_default_budget_is_a_quarter_of_the_memory_this_process_may_use(stream_data_dir):
-    assert data.default_memory_budget() == int(data.machine_memory() * 0.25)
-    assert 0 < data.machine_memory() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert _load(stream_data_dir).input.budget_bytes == data.default_memory_budget()
+    assert default_memory_budget() == int(machine_memory() * 0.25)
+    assert 0 < machine_memory() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert _load(stream_data_dir).input.budget_bytes == default_memory_budget()
 
 
 @pytest.mark.parametrize("text, size", [
@@ -204,10 +206,10 @@ def test_a_cache_that_does_not_fit_the_disk_is_refused_and_leaves_nothing(stream
         assert not list((disk / "cache").rglob("*/*"))  # at most the dataset's empty folder
         # Past the check (as when another process fills the disk meanwhile): the write itself
         # fails, in one line, and leaves nothing.
-        folder = data._cache_folder(data.prepared_builder("zoo_stream", data_dir=stream_data_dir), str(disk))
+        folder = cache_folder(catalog.prepared_builder("zoo_stream", data_dir=stream_data_dir), str(disk))
         with pytest.raises(ZooError, match="cannot write the cache of 'zoo_stream' train in .*: .*space"):
-            data._fill_cache(
-                data.prepared_builder("zoo_stream", data_dir=stream_data_dir), "train", folder / "train",
+            fill_cache(
+                catalog.prepared_builder("zoo_stream", data_dir=stream_data_dir), "train", folder / "train",
                 check_space=False,
             )
         assert not list(folder.iterdir())
@@ -367,4 +369,4 @@ def test_a_dataset_stored_as_array_record_is_refused_in_one_line(tmp_path):
         download_config=tfds.download.DownloadConfig(num_shards=1)
     )
     with pytest.raises(ZooUsageError, match="stored as array_record, which TFDS reads only through"):
-        data.describe("zoo_stream", data_dir=str(tmp_path))
+        catalog.describe("zoo_stream", data_dir=str(tmp_path))

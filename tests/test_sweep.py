@@ -116,12 +116,13 @@ def test_a_failed_job_is_not_done_until_it_succeeds(tmp_path):
 
 
 def test_a_job_whose_run_finished_before_a_kill_is_measured_without_training_again(tiny_data_dir, tmp_path):
-    from zoo import runner
+    from zoo.plan import resolve_config
+    from zoo.training import runner
 
     out = tmp_path / "out"
     (job,) = bench_jobs.plan(["softmax"], seeds=[0], out=out, hparams={},
                         options={"dataset": "zoo_tiny", "data_dir": tiny_data_dir, "epochs": 1})
-    runner.train(job.config, job.run_dir, verbose=0)  # trained, then killed before its export
+    runner.train(resolve_config(job.config, job.run_dir), verbose=0)  # trained, then killed before its export
     history = (job.run_dir / "history.csv").stat().st_mtime_ns
     record = child.attempt(job, out)
     assert record["status"] == "ok" and record["job"] == job.key and record["run_dir"] == str(job.run_dir)

@@ -14,7 +14,6 @@ Importing ``zoo`` loads neither TensorFlow nor Keras; the functions that need th
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -125,70 +124,21 @@ def train(
     """
     import registry
 
-    from . import backend as backend_lib
-    from . import multihost
+    from . import plan
+    from .compute import multihost
 
+    given = locals()
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
-    if backend is None and resume and run_dir is not None:
-        backend = recorded_backend(run_dir)
-    backend = backend_lib.use(backend)  # before anything imports Keras
-    from . import runner
-    from .config import RunConfig
-    from .data import dataset_name
-
     name = model if isinstance(model, str) else registry.register(model).name
-    builder = registry.get(name)
-    options = {
-        "hparams": builder.coerce_hparams(hparams or {}),
-        "dataset": dataset_name(dataset),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "label_smoothing": label_smoothing,
-        "augment": augment,
-        "val_split": val_split,
-        "seed": seed,
-        "deterministic": deterministic,
-        "precision": precision,
-        "jit_compile": jit_compile,
-        "devices": devices,
-        "input": input,
-        "memory_budget": memory_budget,
-        "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,  # "" is refused
-        "image_size": image_size,
-        "channels": channels,
-        "strict_files": strict_files,
-        "data_dir": os.fspath(data_dir) if data_dir else None,
-        "manual_dir": os.fspath(manual_dir) if manual_dir else os.environ.get("ZOO_MANUAL_DIR"),
-        "backend": backend,
-    }
-    config = RunConfig.from_recipe(name, builder.recipe, options)
-    result = runner.train(
-        config, run_dir or default_run_dir(name), resume=resume, export_base=export, verbose=verbose,
-        cluster=cluster,
+    request = plan.resolve(
+        name, options={key: given[key] for key in plan.OPTIONS}, hparams=hparams, run_dir=run_dir,
+        resume=resume, export_base=export, cluster=cluster,
     )
+    from .training import runner  # after the plan chose the backend: it imports Keras
+
+    result = runner.train(request, verbose=verbose)
     result.run.exported = result.export
     return result.run
-
-
-def recorded_backend(run_dir: str | os.PathLike) -> str | None:
-    """The backend a run trained with, read without Keras (None: not a run, or from before)."""
-    import json
-
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))["config"]
-        return config.get("backend", "tensorflow")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # runner.train gives the one-line error
-
-
-def default_run_dir(model: str) -> str:
-    """``runs/MODEL-TIMESTAMP``, the folder a run goes to when none is given."""
-    from .files import safe_name
-
-    return os.path.join("runs", f"{safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def bench(
@@ -215,9 +165,9 @@ def bench(
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     """
-    from .backend import default as default_backend
     from .benchmark import jobs, records, sweep
-    from .data import dataset_name
+    from .compute.backend import default as default_backend
+    from .data.catalog import dataset_name
 
     options = {
         "backend": default_backend(),  # each job trains in a process of its own, on this backend

@@ -23,8 +23,8 @@ import numpy as np
 
 import registry
 
-from . import backend, devices
-from .data import to_model_input
+from .compute import backend, devices
+from .data.images import to_model_input
 from .export import TOLERANCE, export_model
 
 # (input_shape, num_classes): MNIST-like and CIFAR-100-like.

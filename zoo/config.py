@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ZooError, ZooUsageError
-from .folders import parse_image_size
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -58,7 +57,7 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = True
     # Where and how the run computes; a run records the resolved values (never "auto").
-    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (zoo/backend.py)
+    backend: str = "tensorflow"  # Keras' backend: tensorflow or jax (zoo/compute/backend.py)
     precision: str = "auto"
     jit_compile: str = "auto"
     devices: str = "auto"
@@ -91,6 +90,17 @@ class RunConfig:
         for key, default in DEFAULTS.items():
             values.setdefault(key, recipe.get(key, default))
         return cls(model=model, **values)
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Where the run's dataset lives and, for a folder, how its images are prepared: the
+        keyword arguments of zoo.data's loaders."""
+        return {
+            "data_dir": self.data_dir,
+            "manual_dir": self.manual_dir,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "strict_files": self.strict_files,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies, which fails for read-only mappings.
@@ -256,3 +266,24 @@ def show_size(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.3g} {unit}"
     return f"{size} bytes"
+
+
+def parse_image_size(value: Any) -> tuple[int, int] | None:
+    """``"64,64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> (height, width); None if unreadable."""
+    if isinstance(value, str):
+        parts = value.replace("x", ",").split(",")
+        if len(parts) == 1:
+            parts = parts * 2
+        try:
+            value = tuple(int(p) for p in parts)
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
+    return None

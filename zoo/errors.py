@@ -15,3 +15,9 @@ class ZooUsageError(ZooError):
 
 class RunLockedError(ZooUsageError):
     """Another process is writing the run directory (it holds the run's lock)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -13,9 +13,10 @@ import keras
 
 import registry
 
-from . import data, devices, files, folders
 from . import export as export_lib
-from .config import RunConfig
+from . import files
+from .compute import devices
+from .data import folders, pipeline
 from .errors import ZooError
 from .version import __version__
 
@@ -23,23 +24,12 @@ if TYPE_CHECKING:
     from .runs import Run
 
 
-def data_options(config: RunConfig) -> dict[str, Any]:
-    """Where a run's dataset lives and, for a folder, the shape its images are prepared at."""
-    return {
-        "data_dir": config.data_dir,
-        "manual_dir": config.manual_dir,
-        "image_size": config.image_size,
-        "channels": config.channels,
-        "strict_files": config.strict_files,
-    }
-
-
 def evaluate(run: Run, split: str = "test") -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
     config = run.config
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
-        ds = data.load_split(config.dataset, split, **data_options(config))
+        ds = pipeline.load_split(config.dataset, split, **config.dataset_options())
         loss, accuracy = test_metrics(plain_compiled(model), ds)
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
         changed = changed_images(run)
@@ -55,10 +45,10 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
         # Compare on real images the model never trained on.
-        images = data.sample_images(
+        images = pipeline.sample_images(
             config.dataset,
             info["test_split"] or info["validation_split"],
-            **data_options(config),
+            **config.dataset_options(),
         )
         metadata = {
             "model": config.model,

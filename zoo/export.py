@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import resize_images, to_model_input
+from . import files
+from .data.images import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
 SIGNATURE = "serving_default"
@@ -170,10 +171,6 @@ def _publish(tmp: Path, base: Path) -> int:
 def _remove_stale_temporaries(base: Path) -> None:
     """Remove what a killed export left behind (its process is gone); never a live one's."""
     for path in base.glob(f"{TMP_PREFIX}*"):
-        try:
-            pid = int(path.name[len(TMP_PREFIX) :].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        pid = path.name[len(TMP_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not files.process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue

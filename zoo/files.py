@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -114,3 +115,19 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # NumPy scalars
         return value.item()
     raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a temporary named by a dead one is litter)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
+
+
+def timestamp() -> str:
+    """Now, as the zoo's records write it (local time with its UTC offset)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -21,11 +21,13 @@ import tensorflow as tf
 
 import registry
 
-from .. import data, evaluation, files, runner
+from .. import files, plan
 from ..config import RunConfig
+from ..data import catalog
 from ..errors import ZooError
 from ..export import latest_version
 from ..runs import CONFIG, Run
+from ..training import runner
 from .jobs import Job
 from .measure import environment, measure, peak_path, peak_rss_mb
 
@@ -34,14 +36,14 @@ def prepare(jobs: list[Job], out: Path) -> None:
     """Prepare each dataset the jobs train on, once, before any of them runs: shards (and Ray tasks
     on this machine) starting at once on a fresh data folder would otherwise prepare it at the
     same time, and all but one fail. Processes that share ``out`` take turns."""
-    needed = {json.dumps([j.config.dataset, evaluation.data_options(j.config)], default=list): j.config
+    needed = {json.dumps([j.config.dataset, j.config.dataset_options()], default=list): j.config
               for j in jobs if not j.from_run}
     if not needed:
         return
     out.mkdir(parents=True, exist_ok=True)
     with files.locked(out / ".prepare.lock"):
         for config in needed.values():
-            data.prepared_builder(config.dataset, **evaluation.data_options(config))
+            catalog.prepared_builder(config.dataset, **config.dataset_options())
 
 
 def attempt(job: Job, out: Path, *, threads: int | None = None,
@@ -77,7 +79,7 @@ def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -
     if job.from_run or run.complete:  # measured as it is
         Run.open(job.run_dir).export(export_base)
     elif registry.resolve(job.config.model).local:
-        runner.train(job.config, job.run_dir, resume=resume, export_base=export_base, verbose=0)
+        runner.train(plan.resolve_config(job.config, job.run_dir, resume=resume, export_base=export_base), verbose=0)
     else:
         child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
     record = measure(job.run_dir, export_base / str(latest_version(export_base)))
@@ -141,8 +143,9 @@ def run_job_file(path: str) -> int:
         limit_threads(job["threads"])
     try:
         config = RunConfig(**job["config"])
-        runner.train(config, job["run_dir"], resume=job.get("resume", False), export_base=job["export_base"],
-                     verbose=2)
+        request = plan.resolve_config(config, job["run_dir"], resume=job.get("resume", False),
+                                      export_base=job["export_base"])
+        runner.train(request, verbose=2)
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ latency, size, FLOPs, peak memory, and the environment it ran in."""
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -16,9 +15,13 @@ import tensorflow as tf
 
 import registry
 
-from .. import data, evaluation, runner
+from .. import evaluation
+from ..compute import devices
 from ..config import DEFAULTS
+from ..data import pipeline
+from ..data.images import to_model_input
 from ..runs import Run
+from ..training import runner
 from .reports import LEGACY_HARDWARE, LEGACY_INPUT, dataset_label
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
@@ -48,11 +51,11 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
     steady = [r["examples_per_second"] for r in history[1:]] or [
         r["examples_per_second"] for r in history
     ]
-    images = data.sample_images(
+    images = pipeline.sample_images(
         config["dataset"],
         info["test_split"] or info["validation_split"],
         THROUGHPUT_BATCH,
-        **evaluation.data_options(run.config),
+        **run.config.dataset_options(),
     )
     model = evaluation.load_model(run)
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
@@ -133,7 +136,7 @@ def _saved_model_throughput(serve, images: np.ndarray) -> float:
 
 def _keras_predict_throughput(model: keras.Model, images: np.ndarray) -> float:
     """``model.predict`` on in-memory float32 arrays, the usual way to run a Keras model."""
-    x = np.concatenate([data.to_model_input(images).numpy()] * THROUGHPUT_CALLS)
+    x = np.concatenate([to_model_input(images).numpy()] * THROUGHPUT_CALLS)
     model.predict(x[: len(images)], batch_size=THROUGHPUT_BATCH, verbose=0)
     start = time.perf_counter()
     model.predict(x, batch_size=THROUGHPUT_BATCH, verbose=0)
@@ -172,12 +175,4 @@ def forward_flops(model: keras.Model) -> int | None:
 
 def environment() -> dict[str, Any]:
     """Library versions (as runs record them) and the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {**runner.versions(), "cpu": cpu, "cores": os.cpu_count()}
+    return {**runner.versions(), "cpu": devices.cpu_model(), "cores": os.cpu_count()}

@@ -35,14 +35,14 @@ from .child import attempt, failed_record, limit_threads
 from .jobs import Job, Shard
 from .records import where
 
-LOCAL = "local"
+LOCAL_CLUSTER = "local"
 RETRIES = 3  # for tasks lost with their worker or node
 CONNECT_SECONDS = 5
 
 
 def check_address(address: str) -> None:
     """A one-line usage error unless ``address`` looks like a Ray address (before any import)."""
-    if address in (LOCAL, "auto") or _host_port(address):
+    if address in (LOCAL_CLUSTER, "auto") or _host_port(address):
         return
     raise ZooUsageError(
         f"`ray` expects a Ray address (HOST:PORT, ray://HOST:PORT or auto) or nothing for a cluster on "
@@ -69,13 +69,13 @@ class RayCluster:
     """``with RayCluster(address, ...) as cluster: cluster.run(jobs, out)``: connected (or started)
     on entry, its resources checked against the request; disconnected (or stopped) on exit."""
 
-    def __init__(self, address: str = LOCAL, *, cpus_per_job: int = 1, gpus_per_job: float = 0) -> None:
+    def __init__(self, address: str = LOCAL_CLUSTER, *, cpus_per_job: int = 1, gpus_per_job: float = 0) -> None:
         check_address(address)
         self.address, self.cpus, self.gpus = address, cpus_per_job, gpus_per_job
-        self.shown = "on this machine" if address == LOCAL else f"at {address}"
+        self.shown = "on this machine" if address == LOCAL_CLUSTER else f"at {address}"
 
     def __enter__(self) -> RayCluster:
-        if self.address == LOCAL and "ray" not in sys.modules:
+        if self.address == LOCAL_CLUSTER and "ray" not in sys.modules:
             # Ray binds a machine's public address unless told this is not a cluster: a sweep's
             # own cluster is for this machine alone.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -86,8 +86,8 @@ class RayCluster:
         self.ray = ray
         # Each job has its log in OUT/logs; Ray's own notices would bury the progress lines.
         settings = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if self.address == LOCAL:
-            ray.init(address=LOCAL, num_cpus=os.cpu_count(), include_dashboard=False, **settings)
+        if self.address == LOCAL_CLUSTER:
+            ray.init(address=LOCAL_CLUSTER, num_cpus=os.cpu_count(), include_dashboard=False, **settings)
         else:
             self._check_reachable()
             try:

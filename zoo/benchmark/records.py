@@ -19,7 +19,7 @@ from .. import files
 from .jobs import Job, Shard, fingerprint
 
 RESULTS, LOCK, PLANS = "results.jsonl", ".results.lock", "plans"
-RECORDED, FAILED = "recorded", "failed"
+RECORDED_STATE, FAILED_STATE = "recorded", "failed"
 
 
 SHOWN = 8  # jobs named per list in a report's sweep status
@@ -40,8 +40,8 @@ def states(records: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Each recorded job key's state: ``recorded`` once any of its records succeeded, else ``failed``."""
     found: dict[str, str] = {}
     for r in records:
-        if r.get("job") and found.get(r["job"]) != RECORDED:
-            found[r["job"]] = RECORDED if succeeded(r) else FAILED
+        if r.get("job") and found.get(r["job"]) != RECORDED_STATE:
+            found[r["job"]] = RECORDED_STATE if succeeded(r) else FAILED_STATE
     return found
 
 
@@ -61,7 +61,7 @@ def select(jobs: Sequence[Job], out: Path, shard: Shard | None = None) -> Select
     found = states(read_records(out))
     mine = [j for j in jobs if shard is None or shard.holds(j.index)]
     plan = fingerprint([j.key for j in jobs]) if jobs and all(j.key for j in jobs) else None
-    return Selection(jobs, mine, [j for j in mine if found.get(j.key) != RECORDED], plan, found)
+    return Selection(jobs, mine, [j for j in mine if found.get(j.key) != RECORDED_STATE], plan, found)
 
 
 def where(shard: Shard | None) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def status(out: Path, records: list[dict[str, Any]]) -> list[str]:
     for path in sorted((out / PLANS).glob("*.json")):
         plan = json.loads(path.read_text())
         jobs = plan["jobs"]
-        bad = [j for j in jobs if found.get(j["job"]) == FAILED]
+        bad = [j for j in jobs if found.get(j["job"]) == FAILED_STATE]
         missing = [j for j in jobs if j["job"] not in found]
         if not bad and not missing:
             continue

@@ -6,17 +6,17 @@ it loads.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from ..errors import ZooError
 from .child import attempt, limit_threads, prepare
 from .jobs import Job, Shard, check_gpus
 from .ray import RayCluster, check_jobs
-from .records import FAILED, Selection, where, write_plan
+from .records import FAILED_STATE, Selection, where, write_plan
 from .reports import save
 
 
@@ -32,7 +32,7 @@ def execute(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection:
     for job, record in results:
         if plan is not None:
             record["plan"] = {"fingerprint": plan, "index": job.index, "jobs": len(selection.jobs)}
-        record.update(command=command, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record.update(command=command, time=files.timestamp())
         save(out, record)
         yield job, record
 
@@ -60,7 +60,7 @@ def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray
 
 def raise_failures(records: Sequence[dict[str, Any]]) -> None:
     """One ZooError for a sweep's failed jobs, naming the first; nothing if none failed."""
-    failed = [r for r in records if r["status"] == FAILED]
+    failed = [r for r in records if r["status"] == FAILED_STATE]
     if failed:
         first = failed[0]
         log = "" if first["log"] in first["error"] else f" (log: {first['log']})"

@@ -4,7 +4,7 @@
 refuses a request this machine cannot meet before any data is read. Several devices train
 data-parallel: with ``tf.distribute.MirroredStrategy`` on TensorFlow, with
 ``keras.distribution.DataParallel`` on JAX (which also spans the devices of several processes, see
-zoo/multihost.py). Each step splits the recipe's batch over the replicas (the global batch and the
+zoo/compute/multihost.py). Each step splits the recipe's batch over the replicas (the global batch and the
 learning rate stay as the recipe says). Chosen GPUs are the
 only ones TensorFlow sees, as with CUDA_VISIBLE_DEVICES; ``cpu`` hides them all. Without GPUs, a count
 above 1 splits the CPU into that many logical devices, which exists to exercise the multi-device
@@ -23,8 +23,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from .config import parse_devices
-from .errors import ZooUsageError
+from ..config import parse_devices
+from ..errors import ZooUsageError
 
 # Mixed float16 pays off on tensor cores, which NVIDIA GPUs have from compute capability 7.0 on.
 TENSOR_CORES = (7, 0)
@@ -297,20 +297,19 @@ def _gpu_details(gpu: Any) -> dict[str, Any]:
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux); empty where /proc/cpuinfo is not to be had."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set(_cpuinfo("flags").split())
 
 
 def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def _cpuinfo(key: str) -> str:
+    """The first ``key`` line of /proc/cpuinfo ("" where there is none, or no such file)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == key:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""

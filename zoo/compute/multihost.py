@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ZooError, ZooUsageError
+from ..errors import ZooError, ZooUsageError, first_line
 
 ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID")
 DEFAULT_PEER_TIMEOUT = 30.0
@@ -143,7 +143,7 @@ def start(c: Cluster) -> None:
     except Exception as exc:
         raise ZooError(
             f"{c.label} could not join the coordinator at {c.coordinator} within {JOIN_TIMEOUT} s: "
-            f"{_first_line(exc)} (is process 0 running, and its port reachable from here?)"
+            f"{first_line(exc)} (is process 0 running, and its port reachable from here?)"
         ) from None
     _active = c
     threading.Thread(target=_watch, args=(c, _client()), name="zoo-peer-watchdog", daemon=True).start()
@@ -178,7 +178,7 @@ def _watch(c: Cluster, client) -> None:
             if _stop.is_set():
                 return
             exit_now(1, f"{c.label} lost the coordinator at {c.coordinator} "
-                        f"({_first_line(exc)}); {RESUME_HINT}")
+                        f"({first_line(exc)}); {RESUME_HINT}")
 
 
 RESUME_HINT = "stop every process, then run the same commands with --resume"
@@ -210,7 +210,7 @@ def explained(exc: BaseException) -> ZooError | None:
         )
     if not _LOST.search(text):
         return None
-    return PeerLost(f"{_active.label} lost a peer during training ({_first_line(exc)}); {RESUME_HINT}")
+    return PeerLost(f"{_active.label} lost a peer during training ({first_line(exc)}); {RESUME_HINT}")
 
 
 def exit_now(code: int, message: str | None = None) -> None:
@@ -288,6 +288,3 @@ def finish() -> None:
     _active = None
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__

@@ -24,26 +24,24 @@ do, not composited on a background).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import os
 import re
 import sys
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ZooUsageError
+from ..errors import ZooUsageError
+from .imagefiles import (
+    GRAYSCALE_MODES,
+    image_suffixes,
+    openers,
+    read_header,
+    why_unreadable,
+)
 
-# The formats the zoo reads, by Pillow's names: what a user would call an image (not documents,
-# vector drawings, scientific or game formats). AVIF and JPEG 2000 where Pillow was built with them.
-FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "JPEG2000", "PPM", "QOI", "TGA",
-           "ICO")
-# Images in formats Pillow does not read here: refused by name, not skipped as if they were notes.
-OTHER_IMAGE_SUFFIXES = (".heic", ".heif", ".jxl", ".svg", ".psd", ".dng", ".cr2", ".cr3", ".nef", ".arw",
-                        ".orf", ".rw2", ".raw", ".avif", ".jp2")
 # Left by operating systems, file managers and tools; with every name starting with "." (.DS_Store,
 # ._photo.jpg, .ipynb_checkpoints), skipped without a word wherever they are.
 SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx",
@@ -52,8 +50,6 @@ HIDDEN, NOT_AN_IMAGE = "hidden or system", "not an image"
 EXAMPLES = 5  # skipped files named in a run's record, per reason
 # Folder names that mean a split, not a class, when they stand beside class folders.
 _SPLIT_NAMES = {"test", "validation", "val", "valid", "eval", "dev"}
-GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-_DEEP_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}  # 16 bits (I: Pillow's 32-bit ints, read as 16)
 
 
 def written_as_path(name: str) -> bool:
@@ -251,7 +247,7 @@ class _Sorter:
             raise ZooUsageError(f"{p} is a broken link")
         if p.is_file() and p.suffix.lower() in image_suffixes():
             return True  # the header pass checks that it is one
-        if p.is_file() and _header(p, _openers(sniffing=True)) is not None:
+        if p.is_file() and read_header(p, openers(sniffing=True)) is not None:
             return True  # no image's extension, an image's header
         if self.strict:
             raise ZooUsageError(
@@ -266,87 +262,18 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
 
-@functools.cache
-def readable_suffixes() -> frozenset[str]:
-    """The extensions of ``FORMATS`` that this Pillow reads (AVIF and JPEG 2000 depend on its build)."""
-    from PIL import Image
-
-    Image.init()
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS)
 
 
-@functools.cache
-def _openers(sniffing: bool = False) -> tuple[str, ...]:
-    """``FORMATS`` as Pillow's ``Image.open`` takes them (it opens MPO as JPEG); a file without an
-    image extension is not tried as TGA, which has no signature to check."""
-    from PIL import Image
-
-    Image.init()
-    return tuple(f for f in FORMATS if f in Image.OPEN and not (sniffing and f == "TGA"))
 
 
-@functools.cache
-def image_suffixes() -> frozenset[str]:
-    """Extensions that say "image": a file with one is an image, or refused by name."""
-    return readable_suffixes() | frozenset(OTHER_IMAGE_SUFFIXES)
 
 
-def _header(path: Path, formats: tuple[str, ...]) -> tuple[tuple[int, int], str] | None:
-    """((height, width) as shown, colour mode) from ``path``'s header; None if Pillow does not
-    recognise it as one of ``formats``. A decompression bomb is a one-line error, here."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=formats) as image:
-                width, height = image.size
-                _check_pixels(path, width, height)
-                if _orientation(image) in (5, 6, 7, 8):  # shown turned a quarter
-                    width, height = height, width
-                return (height, width), image.mode
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        width, height = _unchecked_size(path, formats)
-        _check_pixels(path, width, height)
-        raise  # not reached: Pillow's limit and ours are the same
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        return None
 
 
-def _orientation(image: Any) -> int:
-    """The EXIF orientation, without decoding: Pillow reads a PNG's whole file for EXIF that
-    comes after the pixels, so a PNG's counts only when it came before them."""
-    if image.format == "PNG" and "exif" not in image.info:
-        return 1
-    try:
-        return int(image.getexif().get(0x0112, 1))
-    except Exception:  # a malformed EXIF block: decoding will ignore it too
-        return 1
 
 
-def _check_pixels(path: Path, width: int, height: int) -> None:
-    from PIL import Image
-
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        raise ZooUsageError(
-            f"{path} is {width}x{height} pixels ({width * height:,}), more than Pillow's limit of "
-            f"{limit:,} (PIL.Image.MAX_IMAGE_PIXELS): a decompression bomb, or an image too large "
-            f"to read safely; remove it, or shrink it"
-        )
 
 
-def _unchecked_size(path: Path, formats: tuple[str, ...]) -> tuple[int, int]:
-    """The size a header claims, past Pillow's decompression-bomb check (header only: no pixels)."""
-    from PIL import Image
-
-    limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with Image.open(path, formats=formats) as image:
-            return image.size
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _stat(p: Path) -> tuple[int, int]:
@@ -367,10 +294,10 @@ def with_shape(
     grey = True
     paths = [f for classes in folder.files.values() for names in classes.values() for f in names]
     for rel in _progress(paths, f"reading the sizes of {len(paths):,} images in {folder.path}", progress):
-        header = _header(folder.path / rel, _openers())
+        header = read_header(folder.path / rel, openers())
         if header is None:
             path = folder.path / rel
-            raise ZooUsageError(f"{path} is not a readable image ({_why_unreadable(path)})")
+            raise ZooUsageError(f"{path} is not a readable image ({why_unreadable(path)})")
         size, mode = header
         grey = grey and mode in GRAYSCALE_MODES
         sizes.setdefault(size, rel)
@@ -388,92 +315,16 @@ def with_shape(
     )
 
 
-def _why_unreadable(path: Path) -> str:
-    """Pillow's reason, in a few words."""
-    from PIL import Image, UnidentifiedImageError
-
-    suffix = path.suffix.lower()
-    if suffix and suffix not in readable_suffixes():
-        return f"the zoo reads {', '.join(_shown_formats())} images; not {suffix[1:]}"
-    if path.stat().st_size == 0:
-        return "the file is empty"
-    try:
-        with Image.open(path, formats=_openers()) as image:
-            image.load()
-    except UnidentifiedImageError:
-        return f"Pillow does not recognise it as any of {', '.join(_shown_formats())}"
-    except Exception as exc:  # the reason, whatever it is
-        return _first_line(exc)
-    return "unrecognised"
 
 
-def _shown_formats() -> list[str]:
-    return sorted({f.lower() for f in _openers()} - {"dib"})
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
-def decode(path: str | os.PathLike, channels: int) -> Any:
-    """The uint8 pixels (height, width, ``channels``) of an image file, as a dataset holds them.
-
-    The first frame of an animated image; EXIF orientation applied; 16-bit values scaled to 8
-    bits (v / 257, rounded), 32-bit floats clipped to 0..255; palette, CMYK and the rest
-    converted by Pillow to L (ITU-R 601-2 luma) or RGB. Alpha is dropped (the colours under it
-    are kept), as tf.io.decode_image does. Anything that goes wrong is one line naming the file.
-    """
-    import numpy as np
-    from PIL import Image
-
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_openers()) as image:
-                _check_pixels(path, *image.size)
-                image.seek(0)
-                turn = _turn(_orientation(image))  # the orientation the header pass read
-                image = _converted(image.transpose(turn) if turn is not None else image, channels)
-                pixels = np.asarray(image, dtype=np.uint8)
-    except ZooUsageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        _check_pixels(path, *_unchecked_size(path, _openers()))
-        raise
-    except Exception as exc:  # a decoder's errors have many types; each means this file is bad
-        raise ZooUsageError(f"{path} is not a readable image ({_first_line(exc)})") from None
-    return pixels[..., None] if channels == 1 else pixels
 
 
-def _turn(orientation: int) -> Any:
-    """The transpose that shows an image as its EXIF orientation says (ImageOps.exif_transpose's)."""
-    from PIL import Image
-
-    t = Image.Transpose
-    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
-            7: t.TRANSVERSE, 8: t.ROTATE_90}.get(orientation)
 
 
-def _converted(image: Any, channels: int) -> Any:
-    import numpy as np
-    from PIL import Image
-
-    if image.mode in _DEEP_MODES:
-        values = np.asarray(image, dtype=np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
-    elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), "L")
-    elif image.mode in ("P", "PA"):  # the palette's colours (and its transparency, then dropped)
-        image = image.convert("RGBA")
-    target = "L" if channels == 1 else "RGB"
-    if image.mode != target:
-        try:
-            image = image.convert(target)
-        except ValueError:  # no direct conversion (e.g. CMYK to L): through RGB
-            image = image.convert("RGB").convert(target)
-    return image
 
 
 def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:
@@ -488,22 +339,3 @@ def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:
     return items
 
 
-def parse_image_size(value: Any) -> tuple[int, int] | None:
-    """``"64,64"``, ``"64x48"``, ``64`` or ``(64, 48)`` -> (height, width); None if unreadable."""
-    if isinstance(value, str):
-        parts = value.replace("x", ",").split(",")
-        if len(parts) == 1:
-            parts = parts * 2
-        try:
-            value = tuple(int(p) for p in parts)
-        except ValueError:
-            return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    return None

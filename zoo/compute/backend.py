@@ -13,8 +13,8 @@ import contextlib
 import os
 import sys
 
-from .config import BACKENDS
-from .errors import ZooUsageError
+from ..config import BACKENDS
+from ..errors import ZooUsageError
 
 JAX_EXTRA = 'pip install "keras-zoo[jax]"'
 
@@ -49,6 +49,27 @@ def use(name: str | None) -> str:
         return name
     os.environ["KERAS_BACKEND"] = name
     return name
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up log lines hidden.
+
+    TensorFlow prints several lines to stderr while loading that no setting silences (not even
+    TF_CPP_MIN_LOG_LEVEL=3); they would bury one-line errors. ZOO_TF_LOGS=1 shows them.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def current() -> str:

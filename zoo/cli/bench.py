@@ -1,0 +1,175 @@
+"""``zoo bench``: plan a sweep, run it here, as a shard or on Ray, and report it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..benchmark import jobs as bench_jobs
+from ..benchmark import records as bench_records
+from ..benchmark import reports
+from ..compute import backend as backend_lib
+from ..config import MAX_SEED
+from ..errors import ZooUsageError
+from .options import hp_pairs, run_options
+from .output import table
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@run_options("source", "recipe")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
+@click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE",
+              help="A hyperparameter for every selected model; repeatable.")
+@click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
+              help="Results folder; results.jsonl there is appended to, never rewritten. Jobs it "
+                   "already records are skipped.")
+@click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
+              help="Measure this finished run instead of training; repeatable.")
+@click.option("--plan", "show_plan", is_flag=True,
+              help="Print the sweep's numbered jobs (and which --out records) and run nothing.")
+@click.option("--shard", metavar="I/N",
+              help="Run only shard I of N: the jobs numbered I, I+N, I+2N, ... (e.g. one task of a "
+                   "Slurm array or a Kubernetes Indexed Job; every shard writes to the same --out).")
+@click.option("--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+              help="Run every job as a Ray task on the cluster at ADDRESS (HOST:PORT or auto); "
+                   "without one, on a Ray cluster started on this machine for the sweep. "
+                   'Needs pip install "keras-zoo[ray]".')
+@click.option("--cpus-per-job", type=click.IntRange(min=1),
+              help="CPUs a Ray task reserves, and the TensorFlow threads of every job. "
+                   "[default: 1 with --ray, else TensorFlow's own (every core)]")
+@click.option("--gpus-per-job", type=click.FloatRange(min=0),
+              help="GPUs a Ray task reserves (--ray only). [default: 0]")
+@click.option("--report", type=click.Path(file_okay=False),
+              help="Rebuild results.csv, results.md and results.png of this folder from all its "
+                   "records (of every shard), print results.md and run nothing.")
+@run_options("hardware", "input", "data")
+@click.pass_context
+def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
+          out: str, from_runs: tuple[str, ...], show_plan: bool, shard: str | None,
+          ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
+          report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
+    """Train, export and measure MODELS (names or patterns; default all) side by side."""
+    if report is not None:
+        given = [max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
+                 for p in ctx.command.params if p.name not in ("report", "data_dir", "manual_dir")
+                 and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise ZooUsageError(f"--report rebuilds a folder's reports from its records; give nothing else "
+                                f"with it ({', '.join(given)})")
+        _report(Path(report).resolve())
+        return
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
+    if not seed_list or not all(0 <= s <= MAX_SEED for s in seed_list):
+        raise ZooUsageError(f"--seeds expects integers between 0 and {MAX_SEED}, received {seeds!r}")
+    recipe = {k: v for k, v in recipe.items() if v is not None}
+    if from_runs and (models or hp or recipe):
+        raise ZooUsageError(
+            "--from-runs measures finished runs as they are; "
+            "give no MODELS, --hp or training options with it"
+        )
+    if from_runs and (show_plan or shard or ray):
+        raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
+                            "training sweeps")
+    selected_shard = bench_jobs.parse_shard(shard) if shard is not None else None
+    if ray is not None:
+        from ..benchmark.ray import check_address
+
+        check_address(ray)
+    bench_jobs.check_gpus(ray, gpus_per_job)
+    hparams = hp_pairs(hp)
+    from ..compute import backend
+
+    if not from_runs:  # each job trains in a process of its own, on this backend
+        recipe["backend"] = recipe.get("backend") or backend.default()
+    backend_lib.import_tensorflow()
+    from ..benchmark import sweep
+    from ..data.catalog import dataset_name
+
+    out_dir = Path(out).resolve()
+    if from_runs:
+        jobs = bench_jobs.plan_from_runs(list(from_runs))
+    else:
+        options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
+        jobs = bench_jobs.plan(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options)
+    selection = bench_records.select(jobs, out_dir, selected_shard)
+    if show_plan:
+        _echo_plan(selection, selected_shard, out_dir)
+        return
+    todo, records = selection.todo, []
+    if not todo:
+        _echo_selection(selection, selected_shard, out_dir)
+        click.echo("nothing to run", err=True)
+        _echo_results(out_dir)
+        return
+    command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
+    with sweep.executing(todo, out_dir, shard=selected_shard, ray=ray, cpus_per_job=cpus_per_job,
+                         gpus_per_job=gpus_per_job) as results:
+        _echo_selection(selection, selected_shard, out_dir)  # once connected: an error stays one line
+        start, terminal = time.monotonic(), sys.stderr.isatty()
+        with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
+                               show_pos=True, item_show_func=lambda j: j.label if j else "",
+                               file=sys.stderr) as bar:
+            for done, (job, record) in enumerate(sweep.execute(out_dir, results, selection, command), 1):
+                bar.update(1, job)
+                records.append(record)
+                if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
+                    eta = (time.monotonic() - start) / done * (len(todo) - done)
+                    click.echo(f"[{done}/{len(todo)}] {job.label}: {_outcome(record)}; ETA {eta / 60:.0f} min",
+                               err=True)
+    _echo_results(out_dir)
+    sweep.raise_failures(records)
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    if record["status"] == "failed":
+        return f"failed ({record['error']})"
+    if record["test_accuracy"] is None:
+        return "no test split"
+    return f"test accuracy {record['test_accuracy']:.4f}"
+
+
+def _echo_results(out_dir: Path) -> None:
+    if (out_dir / "results.md").is_file():
+        click.echo((out_dir / "results.md").read_text())
+        click.echo(f"results: {out_dir}/results.{{jsonl,csv,md,png}}")
+
+
+def _echo_selection(selection, shard, out_dir: Path) -> None:
+    """What this process will run, on stderr: the plan, the shard, what --out has already."""
+    if selection.fingerprint is None:
+        return
+    parts = [f"sweep {selection.fingerprint}: {len(selection.jobs)} job(s)"]
+    if shard is not None:
+        parts.append(f"shard {shard}: {len(selection.mine)}")
+    skipped = len(selection.mine) - len(selection.todo)
+    if skipped:
+        parts.append(f"{skipped} already recorded in {out_dir}, skipped")
+    click.echo("; ".join(parts), err=True)
+
+
+def _echo_plan(selection, shard, out_dir: Path) -> None:
+    count = len(selection.jobs)
+    where = f"; shard {shard}: {len(selection.mine)} of them" if shard is not None else ""
+    click.echo(f"sweep {selection.fingerprint or '(finished runs)'}: {count} job(s){where}; --out {out_dir}")
+    rows = [{"#": j.index or "-", "model": j.config.model, "seed": j.config.seed, "variant": j.variant or "recipe",
+             "status": selection.states.get(j.key, "to run"), "run directory": j.run_dir}
+            for j in selection.mine]
+    if rows:
+        table(rows, ("#", "model", "seed", "variant", "status", "run directory"))
+
+
+def _report(folder: Path) -> None:
+    if not (folder / bench_records.RESULTS).is_file():
+        raise ZooUsageError(f"{folder} holds no benchmark records (no {bench_records.RESULTS})")
+    backend_lib.import_tensorflow()
+    reports.rebuild(folder)
+    _echo_results(folder)

@@ -1,0 +1,154 @@
+"""``zoo list``, ``zoo info`` and ``zoo check``: what is registered, and whether it conforms."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+import registry
+
+from ..compute import backend as backend_lib
+from ..config import BACKENDS, PRECISIONS
+from ..errors import ZooError
+from .options import hp_pairs
+from .output import table
+
+# Shapes used to report a model's size in `zoo info`.
+MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
+
+
+@click.command("list")
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
+@click.option("--check", is_flag=True,
+              help="Also import every plugin and validate it (slower: imports TensorFlow).")
+@click.option("--datasets", is_flag=True,
+              help="List dataset plugins (entry-point group zoo.datasets) instead of models.")
+def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool) -> None:
+    """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*').
+
+    Nothing is imported: a plugin's summary and obvious breakage are read from its source.
+    """
+    if datasets:
+        _list_datasets(pattern, as_json)
+        return
+    everything = registry.entries()
+    rows = []
+    for e in registry.find(pattern):
+        # Importing tells the truth; without --check the source has to do.
+        problem = _load_problem(e) if check else e.problem
+        rows.append({
+            "name": registry.selector(e, everything),
+            "summary": e.summary,
+            "distribution": e.dist,
+            "version": e.version,
+            "status": "broken" if problem else "ok",
+            "reason": problem,
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise ZooError(f"no model matches '{pattern}'" if pattern else "no models are installed")
+    for r in rows:
+        r["status"] = f"broken: {r['reason']}" if r["reason"] else "ok"
+    table(rows, ("name", "summary", "distribution", "version", "status"))
+
+
+def _list_datasets(pattern: str | None, as_json: bool) -> None:
+    """Dataset plugins, read from metadata and source alone (TFDS catalog names work too)."""
+    import fnmatch
+
+    rows = [
+        {"name": e.name, "summary": e.summary, "distribution": e.dist, "version": e.version,
+         "entry_point": e.value, "status": f"broken: {e.problem}" if e.problem else "ok"}
+        for e in registry.dataset_entries()
+        if not pattern or fnmatch.fnmatchcase(e.name, pattern)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows and pattern:
+        raise ZooError(f"no dataset plugin matches '{pattern}'")
+    if not rows:  # nothing wrong: catalog names and folders need no plugin
+        click.echo("no dataset plugins are installed; TFDS catalog names and folders of images "
+                   "work without one")
+        return
+    table(rows, ("name", "summary", "distribution", "version", "status"))
+
+
+def _load_problem(entry: registry.Entry) -> str:
+    try:
+        entry.load()
+    except registry.PluginError as exc:
+        return str(exc)
+    return ""
+
+
+@click.command()
+@click.argument("model")
+def info(model: str) -> None:
+    """Show MODEL's documentation, hyperparameters, recipe, source and size."""
+    entry = registry.resolve(model)  # metadata only: an unknown name fails before TensorFlow loads
+    backend_lib.import_tensorflow()
+    try:
+        builder = entry.load(shown_name=model)
+    except registry.PluginError as exc:
+        click.echo(f"{model}: broken")
+        click.echo(f"source: {entry.dist} {entry.version} ({entry.value})\n")
+        click.echo(exc.details.rstrip())
+        raise ZooError(str(exc)) from None
+    click.echo(f"{model}: {builder.summary}")
+    click.echo(f"source: {entry.dist} {entry.version} ({entry.value})")
+    doc = builder.doc.split("\n", 1)
+    if len(doc) > 1 and doc[1].strip():
+        click.echo("\n" + doc[1].strip())
+    click.echo("\nhyperparameters (--hp KEY=VALUE):")
+    if builder.hyperparameters:
+        table(
+            [
+                {"key": h.name, "type": h.type_name,
+                 "default": repr(h.default) if isinstance(h.default, str) else registry.show_value(h.default)}
+                for h in builder.hyperparameters.values()
+            ],
+            ("key", "type", "default"),
+            indent="  ",
+        )
+    else:
+        click.echo("  none")
+    recipe = ", ".join(f"{k}={v}" for k, v in builder.recipe.items()) or "none (zoo defaults)"
+    click.echo(f"\nrecommended recipe: {recipe}")
+    model_obj = builder.build(input_shape=MNIST_SHAPE, num_classes=MNIST_CLASSES)
+    click.echo(f"parameters for {MNIST_SHAPE} with {MNIST_CLASSES} classes: {model_obj.count_params():,}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="Check with these hyperparameters.")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="Check on this Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Build, train, reload and export in this precision; auto picks as zoo train does "
+                   "on this machine.")
+def check(model: str, hp: tuple[str, ...], backend: str | None, precision: str) -> None:
+    """Conformance checks for MODEL: build, probabilities, fit, save/reload, export."""
+    entry, pairs = registry.resolve(model), hp_pairs(hp)  # fail before TensorFlow loads
+
+    name = backend_lib.use(backend)
+    click.echo(f"backend: {name}")
+    backend_lib.import_tensorflow()
+    builder = entry.load(shown_name=model)
+    hparams = builder.parse_hparams(pairs)
+    from ..check import iter_checks  # imports TensorFlow
+    from ..compute import devices
+
+    policy, reason = devices.resolve_precision(precision, name)
+    click.echo(f"precision: {policy} ({reason})")
+    failed = 0
+    for result in iter_checks(builder, precision=policy, **hparams):
+        failed += not result.passed
+        click.echo(f"{'PASS' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
+    if failed:
+        raise ZooError(f"{model}: {failed} check(s) failed")
+    click.echo(f"{model}: all checks passed")

@@ -1,0 +1,35 @@
+"""What the commands print and share: tables, an export's summary, the run directory an error's
+log goes to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..runs import Run
+
+# Where a command keeps the run directory it works on: the place for an unexpected error's log.
+RUN_DIR_KEY = "zoo.run_dir"
+
+
+def check_finished_run(run_dir: str) -> None:
+    """The run's one-line errors before TensorFlow loads: no run, still training, unfinished."""
+    run = Run.open(run_dir)
+    with run.locked(exclusive=False):
+        run.model_path()
+
+
+def echo_export(result) -> None:
+    click.echo(
+        f"exported {result.path} (version {result.version}); reloaded and compared on "
+        f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g} "
+        f"(tolerance {result.tolerance:g})"
+    )
+
+
+def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    click.echo(indent + "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        click.echo(indent + "  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,158 @@
+"""A training request, resolved once: what the CLI, ``zoo.train``, a bench job and every process
+of a multi-process run hand to :func:`zoo.training.runner.train`, which never checks or rebuilds it.
+
+Resolving happens in two steps, both here. First, without Keras or TensorFlow (seconds, nothing
+written): the backend (before anything imports Keras), the cluster, the options as a RunConfig,
+the run directory (new and creatable, or an unfinished run to resume), the export base and the
+cache folder, and the model's registry entry (metadata only). Then the builder's module is
+imported (TensorFlow loads, quietly) and the recipe, typed hyperparameters and dataset name
+complete the RunConfig. What stays for execution is what needs the machine: devices and
+precision, and reading the dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import registry
+
+from . import files
+from .compute import backend as backend_lib
+from .compute import multihost
+from .config import RunConfig
+from .errors import ZooUsageError
+from .runs import CONFIG, Run
+
+# The RunConfig fields a request gives as options (the model and its hyperparameters apart).
+OPTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("model", "hparams"))
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything ``runner.train`` needs, checked: it executes this and asks nothing again."""
+
+    config: RunConfig  # the recipe applied, typed hyperparameters, the dataset as recorded
+    run_dir: Path
+    resume: bool
+    export_base: Path | None
+    cluster: multihost.Cluster | None
+    entry: registry.Entry
+    builder: registry.Builder
+    hparams: Mapping[str, Any]  # typed, as the builder receives them
+
+    @property
+    def writer(self) -> bool:
+        """This process writes the run directory and the export (process 0, or the only one)."""
+        return self.cluster is None or self.cluster.writer
+
+
+def resolve(
+    model: str,
+    *,
+    options: Mapping[str, Any],
+    hparams: Mapping[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    export_base: str | os.PathLike | None = None,
+    cluster: multihost.Cluster | None = None,
+) -> TrainPlan:
+    """Resolve ``zoo train MODEL`` with ``options`` (RunConfig fields; None: the recipe's) and
+    ``hparams`` (``--hp`` text or Python values alike)."""
+    options = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
+    options["data_dir"] = options.get("data_dir") or None
+    options["manual_dir"] = options.get("manual_dir") or os.environ.get("ZOO_MANUAL_DIR") or None
+    options["backend"] = _backend(options.get("backend"), run_dir if resume else None, cluster)
+    RunConfig.from_recipe(model, {}, options)  # every option checked before anything loads
+    if run_dir is None:
+        if resume:
+            raise ZooUsageError("`resume` needs the `run_dir` of the run to continue")
+        run_dir = default_run_dir(model)
+    directories = _directories(run_dir, resume, export_base, options.get("cache_dir"), cluster)
+    entry = registry.resolve(model)  # metadata only: an unknown name fails in a second
+    builder = _load(entry, model)
+    from .data.catalog import (
+        dataset_name,  # TFDS: a bare name is a folder only if no dataset has it
+    )
+
+    options["hparams"] = builder.coerce_hparams(hparams or {})
+    options["dataset"] = dataset_name(options.get("dataset", "mnist"))
+    config = RunConfig.from_recipe(model, builder.recipe, options)
+    return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams))
+
+
+def resolve_config(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    export_base: str | os.PathLike | None = None,
+) -> TrainPlan:
+    """Resolve a job that is already a RunConfig (a bench job, a Ray task): checked the same way."""
+    backend = _backend(config.backend, None, None)
+    directories = _directories(run_dir, resume, export_base, config.cache_dir, None)
+    entry = registry.resolve(config.model)
+    builder = _load(entry, config.model)
+    config = dataclasses.replace(config, backend=backend)
+    return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams))
+
+
+def default_run_dir(model: str) -> str:
+    """``runs/MODEL-TIMESTAMP``, the folder a run goes to when none is given."""
+    return os.path.join("runs", f"{files.safe_name(model)}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def recorded_backend(run_dir: str | os.PathLike) -> str | None:
+    """The backend a run trained with, read without Keras (None: not a run; its resume then
+    fails with the run directory's own one-line error)."""
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))["config"]
+        return config.get("backend", "tensorflow")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _backend(requested: str | None, resumed: str | os.PathLike | None, cluster: multihost.Cluster | None) -> str:
+    """The Keras backend: as asked; else a resumed run's own; else jax for a cluster (unless
+    KERAS_BACKEND says otherwise); else KERAS_BACKEND or tensorflow. Set before Keras loads."""
+    if requested is None and resumed is not None:
+        requested = recorded_backend(resumed)
+    if requested is None and cluster is not None and not os.environ.get("KERAS_BACKEND"):
+        requested = "jax"
+    backend = backend_lib.use(requested)
+    if cluster is not None and backend != "jax":
+        raise ZooUsageError(
+            "training on several processes needs `backend` jax: Keras 3's fit does not run under "
+            "TensorFlow's MultiWorkerMirroredStrategy (keras-team/keras#20585)"
+        )
+    return backend
+
+
+def _directories(
+    run_dir: str | os.PathLike,
+    resume: bool,
+    export_base: str | os.PathLike | None,
+    cache_dir: str | None,
+    cluster: multihost.Cluster | None,
+) -> tuple[Path, bool, Path | None]:
+    """The run directory, ``resume`` and the export base, checked; nothing is created. Processes
+    other than 0 never touch either (they train into a temporary copy)."""
+    writer = cluster is None or cluster.writer
+    path = Run.for_training(run_dir, resume=resume).path if writer else Path(run_dir).expanduser().resolve()
+    base = Path(export_base).expanduser().resolve() if export_base is not None else None
+    if base is not None and writer:
+        files.check_creatable(base, "export base")
+    if cache_dir is not None:
+        files.check_creatable(Path(cache_dir).expanduser().resolve(), "cache folder")
+    return path, resume, base
+
+
+def _load(entry: registry.Entry, shown_name: str) -> registry.Builder:
+    backend_lib.import_tensorflow()  # its C++ start-up lines would bury one-line errors
+    return entry.load(shown_name=shown_name)

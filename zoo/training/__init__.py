@@ -1,0 +1,1 @@
+"""Training a run: runner (execute a plan) > resume > loop (fit) > callbacks."""
