@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from zoo import formats
 from zoo.benchmark import jobs, measure, reports
+from zoo.benchmark import records as bench_records
 from zoo.cli import main
 
 REQUIRED = {
@@ -32,7 +34,13 @@ def run_bench(*args: str) -> subprocess.CompletedProcess:
 
 
 def records(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    """OUT/results.jsonl as the zoo reads it (each line in the current format, without its version)."""
+    return bench_records.read_records(out)
+
+
+def old_records(*recs: dict) -> list[dict]:
+    """Records of format 0 (before records carried a version), read as the zoo reads them."""
+    return [formats.read(formats.BENCH_RECORD, r, "results.jsonl") for r in recs]
 
 
 @pytest.mark.integration
@@ -113,7 +121,7 @@ def test_leaderboard_is_mean_and_std_best_first():
                 "test_accuracy": acc, "params": 10, "flops_per_example": 20, "peak_rss_mb": 100.0 + seed,
                 **{k: 1.0 for k in reports._MEANS}}
 
-    rows = reports.leaderboard([rec("a", 0, 0.90), rec("b", 0, 0.95), rec("a", 1, 0.92), rec("b", 1, 0.97)])
+    rows = reports.leaderboard(old_records(rec("a", 0, 0.90), rec("b", 0, 0.95), rec("a", 1, 0.92), rec("b", 1, 0.97)))
     assert [r["model"] for r in rows] == ["b", "a"]
     assert rows[0]["acc_mean"] == pytest.approx(0.96)
     assert rows[0]["acc_std"] == pytest.approx(0.0141421, rel=1e-4)
@@ -128,8 +136,8 @@ def test_leaderboard_keeps_hyperparameter_variants_apart():
                 "peak_rss_mb": None, **{k: 1.0 for k in reports._MEANS}}
 
     fast = {"batch_size": 64, "augment": False}
-    rows = reports.leaderboard([rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32]),
-                              rec(0, 0.96, fast, filters=[16, 32])])
+    rows = reports.leaderboard(old_records(rec(0, 0.99), rec(0, 0.98, filters=[16, 32]), rec(1, 0.97, filters=[16, 32]),
+                                           rec(0, 0.96, fast, filters=[16, 32])))
     assert [(r["model"], r["seeds"]) for r in rows] == [
         ("cnn", 1), ("cnn filters=16,32", 2), ("cnn filters=16,32 batch_size=64 augment=False", 1)]
     md = reports.markdown(rows, ENV, ["zoo bench cnn", "zoo bench cnn --hp filters=16,32"])
@@ -144,11 +152,11 @@ def test_leaderboard_keeps_precisions_devices_and_input_paths_apart():
                 "hardware": hardware, "params": 10, "flops_per_example": 20, "peak_rss_mb": None,
                 "input": {"train": train, "evaluation": "memory"}, **{k: 1.0 for k in reports._MEANS}}
 
-    rows = reports.leaderboard([
+    rows = reports.leaderboard(old_records(
         rec(0, 0.99), rec(1, 0.98), rec(0, 0.97, precision="mixed_bfloat16"), rec(0, 0.96, replicas=2),
         rec(0, 0.95, "mixed_float16", "GPU", 2, "NVIDIA A100"), rec(0, 0.94, "mixed_float16", "GPU", 2, "Tesla T4"),
         rec(0, 0.93, train="stream"), rec(1, 0.92, train="stream"),
-    ])
+    ))
     assert [(r["hardware"], r["seeds"]) for r in rows] == [
         ("float32, CPU, memory", 2), ("mixed_bfloat16, CPU, memory", 1), ("float32, 2 CPU, memory", 1),
         ("mixed_float16, 2 GPU (NVIDIA A100), memory", 1), ("mixed_float16, 2 GPU (Tesla T4), memory", 1),

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
+from zoo import formats
 from zoo.config import (
     DEFAULTS,
     DEVICES_HELP,
@@ -187,8 +188,11 @@ def test_to_dict_accepts_a_read_only_mapping_proxy():
     assert config.to_dict()["hparams"] == {"units": 4}
 
 
-def write_config(path, block):
-    path.write_text(json.dumps({"config": block, "model": {"entry": "x"}}), encoding="utf-8")
+def write_config(path, block, version=formats.CURRENT[formats.RUN_CONFIG]):
+    """A config.json in format ``version`` (0: as written before files carried one)."""
+    record = {"config": block, "model": {"entry": "x"}}
+    record = formats.stamp(formats.RUN_CONFIG, record) if version else record
+    path.write_text(json.dumps(record), encoding="utf-8")
     return path
 
 
@@ -212,7 +216,7 @@ def test_read_of_a_run_from_before_precision_was_a_setting_says_float32(tmp_path
     block = RunConfig(model="cnn").to_dict()
     for key in ("precision", "jit_compile", "devices"):
         del block[key]
-    config = RunConfig.read(write_config(tmp_path / "config.json", block))
+    config = RunConfig.read(write_config(tmp_path / "config.json", block, version=0))
     assert (config.precision, config.jit_compile, config.devices) == ("float32", "auto", "auto")
 
 

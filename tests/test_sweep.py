@@ -208,7 +208,9 @@ def test_reports_rebuilt_by_concurrent_shards_hold_every_record(tmp_path):
     env = {"python": "3", "tensorflow": "2", "keras": "3", "tensorflow_datasets": "4", "cpu": "cpu", "cores": 2}
     record = {"status": "ok", "model": "m", "dataset": "d", "epochs": 1, "batch_size": 8, "seed": 0,
               "test_accuracy": 0.9, "params": 10, "flops_per_example": 20, "peak_rss_mb": None,
-              "splits": {"train": "train"}, "env": env, **{k: 1.0 for k in reports._MEANS}}
+              "splits": {"train": "train"}, "env": env, **{k: 1.0 for k in reports._MEANS},
+              "hparams_set": {}, "recipe_changed": {}, "input": {"train": "memory", "evaluation": "memory"},
+              "hardware": {"precision": "float32", "device_kind": "CPU", "replicas": 1, "backend": "tensorflow"}}
     save_concurrently(tmp_path, "abc", 4, 10, record)
     with (tmp_path / "results.csv").open() as f:
         assert sorted(row["job"] for row in csv.DictReader(f)) == sorted(f"{t}-{i}" for t in "abc" for i in range(4))

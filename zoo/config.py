@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import formats
 from .errors import ZooError, ZooUsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -112,13 +112,11 @@ class RunConfig:
     def read(cls, path: Path) -> RunConfig:
         """Read the ``config`` block of a run's config.json, with a one-line error if it is bad."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))["config"]
+            raw = formats.load(formats.RUN_CONFIG, path)["config"]  # older formats migrated
             if not isinstance(raw, dict):
                 raise TypeError(f"the config block is {type(raw).__name__}, not an object")
             names = {f.name for f in dataclasses.fields(cls)}
-            # Runs from before precision and input were settings computed in float32, in memory.
-            legacy = {"precision": "float32", "input": "memory"}
-            return cls(**{**legacy, **{k: v for k, v in raw.items() if k in names}})
+            return cls(**{k: v for k, v in raw.items() if k in names})
         except FileNotFoundError:
             raise ZooUsageError(f"{path.parent} is not a run directory (no config.json)") from None
         except (ValueError, KeyError, TypeError, ZooUsageError) as exc:

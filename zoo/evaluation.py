@@ -59,7 +59,7 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
             "run_dir": str(run.path),
             "zoo_version": __version__,
         }
-        source = info.get("source") or {}
+        source = info["source"] or {}
         if source:
             metadata["dataset_source"] = source
         return export_lib.export_model(
@@ -77,7 +77,7 @@ def load_model(run: Run) -> keras.Model:
     try:
         registry.get(run.config.model)  # imports the plugin module: registers its custom layers
     except registry.UnknownModelError:
-        if run.record["model"].get("origin", "entry point") == "entry point":
+        if run.record["model"]["origin"] == "entry point":
             raise
         # Registered in the process that trained it: plain Keras layers load without it.
     
@@ -88,12 +88,9 @@ def load_model(run: Run) -> keras.Model:
 
 
 def run_precision(run: Run) -> str:
-    """The dtype policy a run trained in (its config records it resolved; ``auto`` only in runs
-    from before, whose hardware block has it)."""
-    precision = run.config.precision
-    if precision == "auto":
-        precision = (run.record.get("hardware") or {}).get("precision", "float32")
-    return precision
+    """The dtype policy a run trained in (its config records it resolved; zoo.formats resolves
+    it for the runs from before that did not)."""
+    return run.config.precision
 
 
 def plain_compiled(model: keras.Model) -> keras.Model:
@@ -120,7 +117,7 @@ def test_metrics(model: keras.Model, ds) -> tuple[float, float]:
 
 def changed_images(run: Run) -> tuple[str, str] | None:
     """(fingerprint then, now) when the run's folder of images changed since it trained."""
-    source = run.dataset.get("source") or {}
+    source = run.dataset["source"] or {}
     if source.get("kind") != "folder":
         return None
     now = folders.walk(source["path"]).fingerprint

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files
+from . import files, formats
 from .data.images import resize_images, to_model_input
 from .errors import ZooError, ZooUsageError
 
@@ -66,7 +66,7 @@ def export_model(
         if metadata is not None:
             # assets.extra/ is where TF Serving expects files it should ignore.
             (tmp / "assets.extra").mkdir()
-            record = {**metadata, "verified_tolerance": tolerance}
+            record = formats.stamp(formats.EXPORT, {**metadata, "verified_tolerance": tolerance})
             (tmp / "assets.extra" / "zoo.json").write_text(json.dumps(record, indent=2) + "\n")
         diff = verify(tmp, model, check_images, tolerance)
         version = _publish(tmp, base)

@@ -13,7 +13,6 @@ precision, and reading the dataset.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from typing import Any
 
 import registry
 
-from . import files
+from . import files, formats
 from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
@@ -110,10 +109,10 @@ def default_run_dir(model: str) -> str:
 
 def recorded_backend(run_dir: str | os.PathLike) -> str | None:
     """The backend a run trained with, read without Keras (None: not a run; its resume then
-    fails with the run directory's own one-line error)."""
+    fails with the run directory's own one-line error). A config.json newer than this zoo reads
+    is a one-line ZooError."""
     try:
-        config = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))["config"]
-        return config.get("backend", "tensorflow")
+        return formats.load(formats.RUN_CONFIG, Path(run_dir) / CONFIG)["config"]["backend"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

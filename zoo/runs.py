@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
-import json
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -37,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import files
+from . import files, formats
 from .config import RunConfig
 from .errors import RunLockedError, ZooError, ZooUsageError
 
@@ -91,6 +90,16 @@ def locked(run: Path, *, exclusive: bool) -> Iterator[None]:
 
 
 
+def file_kind(name: str) -> str:
+    """The format kind (zoo.formats) of a run directory's JSON file ``name``."""
+    kinds = {CONFIG: formats.RUN_CONFIG, METRICS: formats.RUN_METRICS, FAILED: formats.RUN_FAILED}
+    if name in kinds:
+        return kinds[name]
+    if name.startswith("eval-") and name.endswith(".json"):
+        return formats.RUN_EVAL
+    raise ValueError(f"{name} is not a JSON file of a run directory")
+
+
 class Run:
     """A run directory: open one to read it, or let ``zoo.train`` make one.
 
@@ -127,9 +136,10 @@ class Run:
 
     @property
     def record(self) -> dict[str, Any]:
-        """The whole of config.json: config, model source, dataset, versions, changes."""
+        """The whole of config.json: config, model source, dataset, versions, changes (older
+        formats migrated to the current one, without its ``format_version``: zoo.formats)."""
         self.config  # noqa: B018  (a one-line error for a missing or corrupted file)
-        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        return formats.load(formats.RUN_CONFIG, self.path / CONFIG)
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -139,8 +149,7 @@ class Run:
     @property
     def metrics(self) -> dict[str, Any] | None:
         """Test metrics and timings of a complete run (None while it is not complete)."""
-        path = self.path / METRICS
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return self.read_json(METRICS)
 
     @property
     def complete(self) -> bool:
@@ -192,11 +201,13 @@ class Run:
         return self.path / name
 
     def write_json(self, name: str, payload: Mapping[str, Any]) -> None:
-        files.write_json(self.path / name, payload)
+        """Write config.json, metrics.json, failed.json or an eval-<split>.json, with its format version."""
+        formats.write(file_kind(name), self.path / name, payload)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
+        """One of the files write_json writes, in the current format (None if there is none)."""
         path = self.path / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return formats.load(file_kind(name), path) if path.is_file() else None
 
     def append_history(self, row: Mapping[str, Any]) -> None:
         """One epoch's row, flushed to disk before the epoch's backup is written."""

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import registry
 
-from .. import files, plan
+from .. import files, formats, plan
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError
@@ -94,7 +94,7 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     for folder in ("jobs", "logs"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     job_path = out / "jobs" / f"{job.run_dir.name}.json"
-    files.write_json(job_path, {
+    formats.write(formats.BENCH_JOB, job_path, {
         "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base),
         "resume": resume, "threads": threads, "parent": os.getpid(),
     })
@@ -114,7 +114,7 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     if code != 0:
         lines = log_path.read_text(errors="replace").strip().splitlines()
         raise ZooError(f"{job.label}: training failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
-    peak = json.loads(peak_path(job_path).read_text()) if peak_path(job_path).is_file() else {}
+    peak = formats.load(formats.BENCH_PEAK, peak_path(job_path)) if peak_path(job_path).is_file() else {}
     # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
     # (this one's, which grows with every measurement) over into the child's.
     return {**peak, "peak_rss_mb": peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)}  # KiB
@@ -136,7 +136,7 @@ def limit_threads(threads: int) -> None:
 
 def run_job_file(path: str) -> int:
     """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
-    job = json.loads(Path(path).read_text(encoding="utf-8"))
+    job = formats.load(formats.BENCH_JOB, Path(path))
     if not _dies_with(job.get("parent")):
         return 1
     if job.get("threads"):
@@ -151,7 +151,7 @@ def run_job_file(path: str) -> int:
         return 1
     threads = [tf.config.threading.get_intra_op_parallelism_threads(),
                tf.config.threading.get_inter_op_parallelism_threads()]  # 0: TensorFlow's default
-    files.write_json(peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": threads})
+    formats.write(formats.BENCH_PEAK, peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": threads})
     return 0
 
 

@@ -22,7 +22,7 @@ from ..data import pipeline
 from ..data.images import to_model_input
 from ..runs import Run
 from ..training import runner
-from .reports import LEGACY_HARDWARE, LEGACY_INPUT, dataset_label
+from .reports import dataset_label
 
 LATENCY_CALLS, THROUGHPUT_BATCH, THROUGHPUT_CALLS = 200, 256, 20
 
@@ -72,11 +72,11 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "dataset": dataset_label(info),
         "dataset_version": info["version"],
         # Which images exactly, for a folder (path, files per split and class, fingerprint).
-        "dataset_source": info.get("source"),
+        "dataset_source": info["source"],
         "splits": {"train": info["train_split"], "validation": info["validation_split"], "test": info["test_split"]},
         "seed": config["seed"],
-        "hardware": metrics.get("hardware", LEGACY_HARDWARE),
-        "input": metrics.get("input", LEGACY_INPUT),
+        "hardware": metrics["hardware"],
+        "input": metrics["input"],
         "epochs": len(history),
         "batch_size": config["batch_size"],
         "params": metrics["params"],
@@ -103,8 +103,8 @@ def _recipe_changed(config: dict[str, Any], model: dict[str, Any]) -> dict[str, 
 
     The recipe recorded with the run, not the plugin's current one, which may have changed since.
     """
-    recipe = model.get("recipe")
-    if recipe is None:  # a run from before recipes were recorded
+    recipe = model["recipe"]
+    if recipe is None:  # not recorded (zoo.formats): the plugin's recipe now is the best guess
         recipe = registry.get(config["model"]).recipe
     return {
         key: config[key]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import formats
 from .jobs import Job, Shard, fingerprint
 
 RESULTS, LOCK, PLANS = "results.jsonl", ".results.lock", "plans"
@@ -29,11 +29,13 @@ def read_records(out: Path) -> list[dict[str, Any]]:
     path = out / RESULTS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = enumerate(path.read_text().splitlines(), 1)
+    # Line by line: a results file may hold records of several formats (older ones are migrated).
+    return [formats.read(formats.BENCH_RECORD, json.loads(line), f"{path}, line {n}") for n, line in lines if line.strip()]
 
 
 def succeeded(record: dict[str, Any]) -> bool:
-    return record.get("status", "ok") == "ok"  # records from before sweeps had no status
+    return record["status"] == "ok"
 
 
 def states(records: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -72,7 +74,7 @@ def where(shard: Shard | None) -> dict[str, Any]:
 def write_plan(out: Path, plan: str, jobs: Sequence[Job]) -> None:
     """``OUT/plans/<fingerprint>.json``: the plan's jobs, written (the same) by every shard."""
     (out / PLANS).mkdir(parents=True, exist_ok=True)
-    files.write_json(out / PLANS / f"{plan}.json", {
+    formats.write(formats.BENCH_PLAN, out / PLANS / f"{plan}.json", {
         "fingerprint": plan,
         "jobs": [{"index": j.index, "job": j.key, "label": j.label, "variant": j.variant,
                   "run_dir": str(j.run_dir)} for j in jobs],
@@ -84,7 +86,7 @@ def status(out: Path, records: list[dict[str, Any]]) -> list[str]:
     found, logs = states(records), {r["job"]: r.get("log") for r in records if r.get("job")}
     lines = []
     for path in sorted((out / PLANS).glob("*.json")):
-        plan = json.loads(path.read_text())
+        plan = formats.load(formats.BENCH_PLAN, path)
         jobs = plan["jobs"]
         bad = [j for j in jobs if found.get(j["job"]) == FAILED_STATE]
         missing = [j for j in jobs if j["job"] not in found]

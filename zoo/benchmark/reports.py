@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, formats
 from .jobs import settings_text
 from .records import LOCK, RESULTS, read_records, status, succeeded
 
@@ -19,20 +19,13 @@ from .records import LOCK, RESULTS, read_records, status, succeeded
 def dataset_label(info: dict[str, Any]) -> str:
     """A leaderboard's dataset: a folder by path, fingerprint and the shape it was prepared at,
     since its images (and their size) change while its name does not."""
-    source = info.get("source") or {}
+    source = info["source"] or {}
     if source.get("kind") != "folder":
         return info["name"]
     return f"{info['name']}@{source['fingerprint'][:8]} {'x'.join(map(str, info['input_shape']))}"
 
 
-# What a run from before precision, devices and input were settings computed with.
-LEGACY_HARDWARE = {"precision": "float32", "device_kind": "CPU", "replicas": 1}
-
-
-LEGACY_INPUT = {"train": "memory", "evaluation": "memory"}
-
-
-def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None) -> str:
+def hardware_label(hardware: dict[str, Any], input: dict[str, Any]) -> str:
     """Where and how a leaderboard row's runs computed: ``float32, CPU, memory``,
     ``mixed_float16, 2 GPU (A100), stream``, ``jax, float32, CPU, memory`` (backends other than
     TensorFlow are named).
@@ -43,8 +36,8 @@ def hardware_label(hardware: dict[str, Any], input: dict[str, Any] | None = None
     devices = f"{count} {hardware['device_kind']}" if count > 1 else hardware["device_kind"]
     if hardware["device_kind"] == "GPU":
         devices += f" ({hardware.get('device_name')})"
-    label = f"{hardware['precision']}, {devices}, {(input or LEGACY_INPUT)['train']}"
-    backend = hardware.get("backend", "tensorflow")
+    label = f"{hardware['precision']}, {devices}, {input['train']}"
+    backend = hardware["backend"]
     return label if backend == "tensorflow" else f"{backend}, {label}"
 
 
@@ -52,11 +45,11 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting, best test accuracy first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        changed = settings_text({**r.get("hparams_set", {}), **r.get("recipe_changed", {})})
+        changed = settings_text({**r["hparams_set"], **r["recipe_changed"]})
         label = f"{r['model']} {changed}" if changed else r["model"]
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
-        setup = hardware_label(r.get("hardware", LEGACY_HARDWARE), r.get("input"))
+        setup = hardware_label(r["hardware"], r["input"])
         groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup)].append(r)
     rows = []
     for (label, dataset, epochs, batch, hardware), rs in groups.items():
@@ -191,7 +184,7 @@ def save(out: Path, record: dict[str, Any]) -> None:
     """Append one record and rebuild the reports, under the results lock."""
     out.mkdir(parents=True, exist_ok=True)
     with files.locked(out / LOCK):
-        files.append_line(out / RESULTS, json.dumps(record))
+        files.append_line(out / RESULTS, formats.dumps(formats.BENCH_RECORD, record))
         _rebuild(out)
 
 

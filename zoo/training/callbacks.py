@@ -3,7 +3,6 @@ crash-safe backup that makes resume exact."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -13,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from .. import files
+from .. import files, formats
 from ..errors import ZooError
 from ..runs import HISTORY_FIELDS, Run
 
@@ -107,7 +106,7 @@ class Backup(keras.callbacks.Callback):
 
     def _state(self) -> dict[str, Any] | None:
         path = self.folder / "state.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return formats.load(formats.BACKUP_STATE, path) if path.exists() else None
 
     def saved_epoch(self) -> int:
         """How many epochs the backup holds (0 without one)."""
@@ -121,8 +120,8 @@ class Backup(keras.callbacks.Callback):
             return 0
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
         model.load_weights(self.folder / state["weights"])
-        seeds, saved = seed_states(model), state.get("seed_states")
-        if saved is None:  # a backup from before they were saved: resumes, though not exactly
+        seeds, saved = seed_states(model), state["seed_states"]
+        if saved is None:  # not recorded (zoo.formats): resumes, though not exactly
             return int(state["epoch"])
         if len(seeds) != len(saved):
             raise ZooError(f"the backup in {self.folder} does not fit this model (random generators)")
@@ -137,7 +136,8 @@ class Backup(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         # In model order: variable names carry per-process counters (seed_generator_6).
         seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
-        files.write_json(self.folder / "state.json", {"epoch": epoch + 1, "weights": name, "seed_states": seeds})
+        formats.write(formats.BACKUP_STATE, self.folder / "state.json",
+                      {"epoch": epoch + 1, "weights": name, "seed_states": seeds})
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink()

@@ -18,11 +18,11 @@ from .loop import load_splits
 
 def resume_splits(run: Run, config: RunConfig, placement: devices.Placement, backup: Backup) -> pipeline.Splits:
     """The splits of a resumed run's remaining epochs, once its settings are checked."""
-    recorded = run.record.get("input") or {}
+    recorded = run.record["input"]
     if config.input == "auto":  # the path the run took, not a new decision
         config = dataclasses.replace(config, input=run.config.input)
     changes = resume_changes(run, config)
-    processes = (run.record.get("hardware") or {}).get("processes", 1)
+    processes = run.record["hardware"]["processes"]
     if processes != placement.processes:
         raise ZooUsageError(
             f"run {run.path} trained on {processes} process(es), this resume has {placement.processes}; "
@@ -48,7 +48,8 @@ def resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
     rate is allowed, since that is the remedy; everything else must stay as it was.
     """
     old, new = (files.jsonable(c.to_dict()) for c in (run.config, config))
-    # Runs from before `devices` was a setting ran on TensorFlow's default device.
+    # Recorded "auto": no devices were chosen (zoo.formats fills it in for runs from before
+    # `devices` was a setting, which ran on TensorFlow's default device).
     # How much memory the data may use and where its cache lives change neither (the recorded
     # shuffle buffer is reused).
     ignored = {"data_dir", "manual_dir", "memory_budget", "cache_dir"}
@@ -67,14 +68,18 @@ def resume_changes(run: Run, config: RunConfig) -> dict[str, list[Any]]:
 
 
 def record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], epoch: int) -> None:
-    """A resume that changes settings updates config.json and says what changed when and why."""
-    if not changes:
-        return
-    failed = run.read_json(FAILED) or {}
+    """A resume that changes settings updates config.json and says what changed when and why.
+
+    config.json is written again in any case, in the current format (zoo.formats): this zoo
+    writes the run from here on, history.csv included, whose format is config.json's.
+    """
     record = run.record
-    record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
-    record.setdefault("changes", []).append(
-        {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": files.timestamp()}
-    )
+    if changes:
+        failed = run.read_json(FAILED) or {}
+        record["config"] = {**config.to_dict(), "hparams": record["config"]["hparams"]}
+        record.setdefault("changes", []).append(
+            {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": files.timestamp()}
+        )
     run.write_json(CONFIG, record)
-    run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
+    if changes:
+        run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now
