@@ -8,7 +8,8 @@ plugins and driven through the installed `zoo`, at the default precision (auto):
 - mobilenetv3small: BatchNormalization inside a nested functional model (the backbone under the
   wrapper's own Input and head), the way transfer learning wraps a backbone; it is also trained
   for an epoch and exported.
-- convnexttiny: Keras' own custom layers (keras.src.applications.convnext.LayerScale and
+- convnextmicro (ConvNeXt at one block per stage; ConvNeXtTiny is the script's): Keras' own custom
+  layers (keras.src.applications.convnext.LayerScale and
   StochasticDepth, not registered as serialisable), which the .keras reload must find.
 """
 
@@ -75,12 +76,12 @@ def test_keras_custom_layer_family_passes_every_check(venv):
     # The family really has Keras' own unregistered layers, nested in the backbone.
     probe = _run([str(venv / "bin" / "python"), "-c", (
         "import zoo_applications as z\n"
-        "m = z.convnexttiny(input_shape=(28, 28, 1), num_classes=10)\n"
-        "print(sorted({f'{type(l).__module__}.{type(l).__name__}' for l in m.get_layer('convnext_tiny').layers}))"
+        "m = z.convnextmicro(input_shape=(28, 28, 1), num_classes=10)\n"
+        "print(sorted({f'{type(l).__module__}.{type(l).__name__}' for l in m.get_layer('convnext_micro').layers}))"
     )])
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert "keras.src.applications.convnext.LayerScale" in probe.stdout
-    _passes_every_check(venv, "convnexttiny")
+    _passes_every_check(venv, "convnextmicro")  # ConvNeXtTiny itself: scripts/conformance.py
 
 
 def test_nested_batchnorm_backbone_trains_and_exports(venv, tiny_data_dir, tmp_path):

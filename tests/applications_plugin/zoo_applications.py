@@ -136,6 +136,18 @@ def efficientnetv2b0(*, input_shape: tuple[int, ...], num_classes: int) -> keras
                  mode="included", name="efficientnetv2b0", include_preprocessing=True)
 
 
+def convnextmicro(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """ConvNeXt at one block per stage and 16-128 channels (Keras' own ConvNeXt function, its
+    LayerScale layer; weights=None): the custom-layer family at a size the test suite can afford."""
+    from keras.src.applications.convnext import ConvNeXt  # the variants' common builder
+
+    def family(**kwargs):
+        return ConvNeXt(depths=[1, 1, 1, 1], projection_dims=[16, 32, 64, 128], name="convnext_micro", **kwargs)
+
+    return _wrap(family, input_shape=input_shape, num_classes=num_classes, mode="included",
+                 name="convnextmicro", include_preprocessing=True)
+
+
 def convnexttiny(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """ConvNeXtTiny (keras.applications, weights=None; Keras' own LayerScale layer), 32x32 and up."""
     return _wrap(applications.ConvNeXtTiny, input_shape=input_shape, num_classes=num_classes,
