@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import faulthandler
 import os
+import shutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,17 +55,42 @@ def installed():
         pytest.skip(f"no installed console script at {script}")
 
 
+def _made_once(tmp_path_factory, name: str, make) -> str:
+    """A session folder ``name`` filled by ``make(folder)`` once per test run.
+
+    Under pytest-xdist every worker has its own session, so a plain session fixture would prepare
+    the same data once per worker. Here the first worker to ask makes it in the folder the workers
+    of one run share (the parent of their own temporary folders), under a file lock; the others
+    wait for it and read the same folder. Without xdist it is an ordinary session folder."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return str(folder)
+    shared = tmp_path_factory.getbasetemp().parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its worker dies
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed left
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory) -> str:
     """A TFDS data_dir with the real MNIST prepared offline from the four official files."""
     problem = _mnist_problem()
     if problem:
         pytest.skip(problem)
-    from zoo.data import catalog
 
-    data_dir = tmp_path_factory.mktemp("tfds")
-    catalog.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
-    return str(data_dir)
+    def make(data_dir: Path) -> None:
+        from zoo.data import catalog
+
+        catalog.prepared_builder("mnist", data_dir=str(data_dir), manual_dir=str(MNIST_FILES))
+
+    return _made_once(tmp_path_factory, "tfds", make)
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +98,11 @@ def tiny_data_dir(tmp_path_factory) -> str:
     """A data_dir with the tiny datasets prepared (zoo_tiny and zoo_tiny_no_test)."""
     from tinydata import ZooTiny, ZooTinyNoTest
 
-    data_dir = tmp_path_factory.mktemp("tiny_tfds")
-    for cls in (ZooTiny, ZooTinyNoTest):
-        cls(data_dir=str(data_dir)).download_and_prepare()
-    return str(data_dir)
+    def make(data_dir: Path) -> None:
+        for cls in (ZooTiny, ZooTinyNoTest):
+            cls(data_dir=str(data_dir)).download_and_prepare()
+
+    return _made_once(tmp_path_factory, "tiny_tfds", make)
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +112,9 @@ def stream_data_dir(tmp_path_factory) -> str:
     import tensorflow_datasets as tfds
     from tinydata import ZooStream
 
-    data_dir = tmp_path_factory.mktemp("stream_tfds")
-    ZooStream(data_dir=str(data_dir)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(num_shards=ZooStream.SHARDS)
-    )
-    return str(data_dir)
+    def make(data_dir: Path) -> None:
+        ZooStream(data_dir=str(data_dir)).download_and_prepare(
+            download_config=tfds.download.DownloadConfig(num_shards=ZooStream.SHARDS)
+        )
+
+    return _made_once(tmp_path_factory, "stream_tfds", make)

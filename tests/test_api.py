@@ -59,6 +59,7 @@ def test_register_checks_the_contract_and_refuses_installed_names(tinynet):
     assert "positional" not in zoo.list_models()
 
 
+@pytest.mark.slow  # trains, reads, evaluates and exports: 12 s alone, 28 s beside another worker
 def test_train_a_registered_builder_and_read_its_run(tinynet, tiny_data_dir, tmp_path):
     from zoo.check import run_checks
 

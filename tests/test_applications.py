@@ -22,7 +22,9 @@ from test_plugin_install import ROOT, _copy, _run, zoo
 
 APPLICATIONS = ROOT / "tests" / "applications_plugin"
 
-pytestmark = pytest.mark.slow
+# One virtualenv (the module fixture `venv`) for every test here: one xdist worker builds and uses it.
+# The first test also builds the venv; convnexttiny's checks take minutes on 2 cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("applications_venv"), pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import pytest
 
 from zoo.config import RunConfig
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Every case reads the outcomes of one module fixture: one xdist worker runs them all.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("bad_input")]
 
 ZOO = Path(sys.executable).with_name("zoo")
 MNIST_SIZES = {

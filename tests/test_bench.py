@@ -189,6 +189,7 @@ def test_rows_compare_with_the_recipe_recorded_in_the_run():
     assert measure._recipe_changed(config, {"recipe": {}}) == {"learning_rate": 0.1}
 
 
+@pytest.mark.slow  # trains, exports and measures: 8 s alone, 17 s beside another worker
 def test_zoo_bench_runs_a_notebook_registered_model_in_process(tiny_data_dir, tmp_path):
     import keras
 

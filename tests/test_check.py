@@ -30,6 +30,7 @@ def tiny(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 
 
+@pytest.mark.slow  # every check of a LeNet, short fit and export included: 7.5 s alone
 def test_readme_example_passes_for_the_example_plugin(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
     # README, "Check it", verbatim:

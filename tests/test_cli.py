@@ -15,6 +15,9 @@ from click.testing import CliRunner
 import zoo
 from zoo.cli import main
 
+# The module fixtures tiny_run and broken_runs are trained once: one xdist worker runs this module.
+pytestmark = pytest.mark.xdist_group("cli")
+
 
 def zoo_cli(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])

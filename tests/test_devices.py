@@ -121,6 +121,7 @@ def test_without_gpus_a_gpu_is_refused_and_a_count_means_logical_cpus():
         devices.place("64", "auto")
 
 
+@pytest.mark.slow  # a training process of its own (XLA and nondeterministic ops stay out of this one): 19 s
 def test_xla_on_trains_and_is_recorded_as_keras_resolved_it(tiny_data_dir, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run(

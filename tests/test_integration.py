@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # MNIST prepared, an epoch, 10,000 images served: 11 s and more
 def test_train_export_and_serve_real_mnist(mnist_data_dir, tmp_path):
     run, exports = tmp_path / "run", tmp_path / "exports"
     # float32 whatever `auto` picks on this CPU: the comparison below is float32's 1e-5.
@@ -40,6 +41,7 @@ def test_train_export_and_serve_real_mnist(mnist_data_dir, tmp_path):
     assert json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())["class_names"][:3] == ["0", "1", "2"]
 
 
+@pytest.mark.slow  # a pytest process of its own, which imports TensorFlow: 7-10 s each
 @pytest.mark.parametrize("folder", ["missing", "wrong"])
 def test_ci_fails_without_the_real_mnist_files_instead_of_skipping(folder, tmp_path):
     import os
@@ -61,6 +63,7 @@ def test_ci_fails_without_the_real_mnist_files_instead_of_skipping(folder, tmp_p
     assert "passed" not in result.stdout and "skipped" not in result.stdout
 
 
+@pytest.mark.slow  # two MNIST trainings of 2 epochs in processes of their own: 80 s
 def test_two_devices_train_as_well_as_one_and_record_two_replicas(mnist_data_dir, tmp_path):
     """Data-parallel on two logical CPU devices: the same global batch, the same accuracy."""
     import subprocess

@@ -27,6 +27,10 @@ from zoo.errors import ZooUsageError
 from zoo.runs import Run
 
 jax = pytest.importorskip("jax", reason='the JAX tests need the jax extra: pip install ".[jax]"')
+# One xdist worker, one multi-process run at a time: test_two_processes_train_mnist_as_one_does
+# checks that no zoo-process-* scratch folder is left in the system temp folder, and the peer
+# tests time how fast a lost peer is noticed.
+pytestmark = pytest.mark.xdist_group("multihost")
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 ENV.pop("KERAS_BACKEND", None)
@@ -120,9 +124,18 @@ def error_lines(text: str) -> list[str]:
      "keras-team/keras#20585"),
     (["--backend", "torch"], "'torch' is not one of"),
 ])
-def test_bad_multiprocess_requests_are_one_line_usage_errors(args, message, tmp_path):
-    result = run_zoo("train", "mlp", "--run-dir", tmp_path / "run", *args, timeout=120)
-    assert result.returncode == 2, result.stderr
+def test_bad_multiprocess_requests_are_one_line_usage_errors(args, message, tmp_path, monkeypatch):
+    # In process (CliRunner), as test_cli.py checks the other bad requests: each is refused before
+    # any process, backend or dataset is started, so a `python -m zoo` each (with TensorFlow's
+    # import) tested nothing more. The environment is ENV's: no backend or cluster preset.
+    from click.testing import CliRunner
+
+    from zoo.cli import main
+
+    for name in ("KERAS_BACKEND", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["train", "mlp", "--run-dir", str(tmp_path / "run"), *map(str, args)])
+    assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()

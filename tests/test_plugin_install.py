@@ -28,7 +28,8 @@ EXTRA = ROOT / "tests" / "plugin_extra"
 DATASETS = ROOT / "tests" / "dataset_plugin"
 MNIST = Path(os.environ.get("ZOO_MANUAL_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
 
-pytestmark = pytest.mark.slow
+# One virtualenv (the module fixture `venv`) for every test here: one xdist worker builds and uses it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("plugin_venv")]
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -64,9 +64,15 @@ def test_python_blocks_run_as_written(page, mnist_data_dir, tmp_path):
     # A block may define a test function (the plugin page's); a reader would then run it.
     script.write_text(body + "\n\nfor _name, _test in list(globals().items()):\n"
                       "    if _name.startswith('test_') and callable(_test):\n        _test()\n")
+    # MNIST already prepared (no second preparation), in a data folder of this test's own: what
+    # a page prepares (a folder of images) is not written into the session's shared MNIST folder,
+    # which other tests, on other xdist workers, check is left unchanged.
+    data_dir = tmp_path / "tfds-data"
+    data_dir.mkdir()
+    (data_dir / "mnist").symlink_to(Path(mnist_data_dir) / "mnist", target_is_directory=True)
     env = {
         **os.environ,
-        "TFDS_DATA_DIR": mnist_data_dir,  # MNIST already prepared: no second preparation
+        "TFDS_DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "plugin_example"), os.environ.get("PYTHONPATH", "")]),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }

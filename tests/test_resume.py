@@ -71,6 +71,7 @@ def history(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # five trainings and refusals in process: 10 s alone, 17 s beside another worker
 def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_a_smaller_learning_rate_resumes(
     fragile_plugin, tiny_data_dir, tmp_path
 ):
@@ -117,6 +118,7 @@ def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_a_smaller_learning_rate_re
     assert not (run / "failed.json").exists() and (run / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # a training, six refusals and a resume in process: 17 s alone, 26 s beside another worker
 def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeypatch):
     """A run killed in epoch 3 after writing epoch 2's history row but before its backup."""
     from zoo.training import callbacks

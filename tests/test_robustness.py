@@ -61,6 +61,10 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+# The tests of the module fixture trained_run run on one xdist worker, which trains it once.
+TRAINED_RUN = pytest.mark.xdist_group("robustness_trained_run")
+
+
 @pytest.fixture(scope="module")
 def trained_run(mnist_data_dir, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("robust") / "softmax-run"
@@ -123,6 +127,7 @@ def test_sigint_stops_keeps_progress_and_prints_resume_command(tiny_data_dir, tm
     assert after[:saved] == before  # the finished epochs were kept (their timings too), not retrained
 
 
+@TRAINED_RUN
 def test_finished_run_is_never_overwritten(trained_run):
     before = (trained_run / "model.keras").read_bytes()
     for extra in ((), ("--resume",)):
@@ -132,6 +137,7 @@ def test_finished_run_is_never_overwritten(trained_run):
     assert (trained_run / "model.keras").read_bytes() == before
 
 
+@TRAINED_RUN
 def test_two_exports_at_once_get_different_versions(trained_run, tmp_path):
     base = tmp_path / "exports"
     procs = [start_zoo("export", str(trained_run), str(base)) for _ in range(2)]
@@ -141,6 +147,7 @@ def test_two_exports_at_once_get_different_versions(trained_run, tmp_path):
     assert all((base / v / "saved_model.pb").is_file() for v in ("1", "2"))
 
 
+@TRAINED_RUN
 def test_killed_export_leaves_no_version_and_next_export_cleans_up(trained_run, tmp_path):
     base = tmp_path / "exports"
     proc = start_zoo("export", str(trained_run), str(base))

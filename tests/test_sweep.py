@@ -201,6 +201,7 @@ def test_four_processes_recording_at_once_lose_and_mix_nothing(tmp_path):
     assert all(r["pad"] == r["writer"] * 10000 for r in recs)
 
 
+@pytest.mark.slow  # three processes that import the reports (matplotlib): 8 s alone, 12 s beside another worker
 def test_reports_rebuilt_by_concurrent_shards_hold_every_record(tmp_path):
     # Each process rebuilds the reports after every record, under the lock: the last rebuild
     # cannot be an older view of the records than another shard's.
@@ -220,6 +221,14 @@ def test_reports_rebuilt_by_concurrent_shards_hold_every_record(tmp_path):
 # -- real sweeps on MNIST: plainly, as concurrent shards, killed and run again, on Ray --------------
 
 
+# One xdist worker runs the tests of the module fixture `plain` (4 MNIST trainings, made once) and
+# the tests that start a local Ray cluster of all this machine's CPUs (one cluster at a time).
+SWEEPS = pytest.mark.xdist_group("sweeps")
+# The first test to ask for `plain` pays for it: 127 s of setup and 165 s of its own alone on
+# 2 cores, about twice that beside another worker.
+PLAIN_LIMIT = pytest.mark.timeout(1200)
+
+
 @pytest.fixture(scope="module")
 def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
     """The 2-model x 2-seed sweep run plainly, one job after another: (model, seed) -> accuracy."""
@@ -235,6 +244,8 @@ def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@SWEEPS
+@PLAIN_LIMIT
 def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
     out = tmp_path / "out"
     # A fresh data folder: the two shards start together and take turns to prepare MNIST.
@@ -268,6 +279,8 @@ def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@SWEEPS
+@PLAIN_LIMIT
 def test_a_shard_killed_midway_and_run_again_records_every_job_once(plain, mnist_data_dir, tmp_path):
     out = tmp_path / "out"
     args = [*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir, "--shard", "1/2"]
@@ -323,6 +336,8 @@ def ray_env():
 
 @pytest.mark.integration
 @pytest.mark.slow
+@SWEEPS
+@PLAIN_LIMIT
 def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data_dir, tmp_path, ray_env):
     out = tmp_path / "out"
     result = zoo_bench(*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir, "--ray", env=ray_env)
@@ -341,6 +356,7 @@ def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data
 
 @pytest.mark.integration
 @pytest.mark.slow
+@SWEEPS
 def test_ray_refuses_what_it_cannot_run_in_one_line_writing_nothing(tmp_path, ray_env):
     out = tmp_path / "out"
     started = time.monotonic()
@@ -382,6 +398,7 @@ def test_ray_refuses_a_model_registered_in_this_process_before_starting(tiny_dat
 
 
 @pytest.mark.slow
+@SWEEPS
 def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_data_dir, tmp_path, ray_env):
     out = tmp_path / "out"
     args = ["softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--epochs", "2",
