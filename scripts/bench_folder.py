@@ -85,7 +85,7 @@ with contextlib.redirect_stdout(sys.stderr):
     builder = catalog.prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     seconds = time.perf_counter() - start
     scan = None
-    if folders.is_path(name):
+    if folders.written_as_path(name):
         start = time.perf_counter()
         folders.scan(name, progress=False)
         scan = time.perf_counter() - start
