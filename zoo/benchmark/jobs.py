@@ -167,3 +167,21 @@ def _hash(value: Any) -> str:
 def check_gpus(ray: str | None, gpus_per_job: float | None) -> None:
     if gpus_per_job and ray is None:
         raise ZooUsageError("`gpus_per_job` needs `ray`; a scheduler's shards get their GPUs from the scheduler")
+
+
+LOCAL_CLUSTER = "local"
+
+
+def check_address(address: str) -> None:
+    """A one-line usage error unless ``address`` looks like a Ray address (before any import)."""
+    if address in (LOCAL_CLUSTER, "auto") or host_port(address):
+        return
+    raise ZooUsageError(
+        f"`ray` expects a Ray address (HOST:PORT, ray://HOST:PORT or auto) or nothing for a cluster on "
+        f"this machine, received {address!r} (write `ray`=ADDRESS, or give it after the models)"
+    )
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None

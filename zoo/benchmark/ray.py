@@ -32,27 +32,15 @@ import registry
 
 from ..errors import ZooError, ZooUsageError
 from .child import attempt, failed_record, limit_threads
-from .jobs import Job, Shard
+from .jobs import LOCAL_CLUSTER, Job, Shard, check_address, host_port
 from .records import where
 
-LOCAL_CLUSTER = "local"
 RETRIES = 3  # for tasks lost with their worker or node
 CONNECT_SECONDS = 5
 
 
-def check_address(address: str) -> None:
-    """A one-line usage error unless ``address`` looks like a Ray address (before any import)."""
-    if address in (LOCAL_CLUSTER, "auto") or _host_port(address):
-        return
-    raise ZooUsageError(
-        f"`ray` expects a Ray address (HOST:PORT, ray://HOST:PORT or auto) or nothing for a cluster on "
-        f"this machine, received {address!r} (write `ray`=ADDRESS, or give it after the models)"
-    )
 
 
-def _host_port(address: str) -> tuple[str, int] | None:
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None
 
 
 def check_jobs(jobs: Sequence[Any]) -> None:
@@ -114,7 +102,7 @@ class RayCluster:
                         else services.canonicalize_bootstrap_address_or_die(self.address))
         except (ConnectionError, ValueError) as exc:
             raise ZooError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
-        host, port = _host_port(resolved) or (resolved, 0)
+        host, port = host_port(resolved) or (resolved, 0)
         try:
             socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
         except OSError as exc:

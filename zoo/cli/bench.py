@@ -81,9 +81,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
                             "training sweeps")
     selected_shard = bench_jobs.parse_shard(shard) if shard is not None else None
     if ray is not None:
-        from ..benchmark.ray import check_address
-
-        check_address(ray)
+        bench_jobs.check_address(ray)  # before TensorFlow loads
     bench_jobs.check_gpus(ray, gpus_per_job)
     hparams = hp_pairs(hp)
     from ..compute import backend
