@@ -96,3 +96,15 @@ def test_run_open_names_what_is_wrong(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.ZooUsageError, match=r"is not a run directory \(no config.json\)"):
         zoo.Run.open(tmp_path / "empty")
+
+
+def test_train_takes_every_run_option():
+    """zoo.train's keywords are RunConfig's fields: a field added to RunConfig without one fails here
+    (zoo.train passes its locals for every name in plan.OPTIONS)."""
+    import inspect
+
+    from zoo import plan
+
+    parameters = inspect.signature(zoo.train).parameters
+    assert [name for name in plan.OPTIONS if name not in parameters] == []
+    assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in plan.OPTIONS)

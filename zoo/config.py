@@ -143,42 +143,15 @@ def _problems(c: RunConfig) -> list[str]:
             _number(c.label_smoothing) and 0.0 <= c.label_smoothing < 1.0,
             f"`label_smoothing` must be in [0, 1), received {c.label_smoothing!r}",
         ),
-        (
-            c.optimizer in OPTIMIZERS,
-            f"unknown `optimizer` {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
-        ),
-        (
-            c.schedule in SCHEDULES,
-            f"unknown `schedule` {c.schedule!r}; choose one of {', '.join(SCHEDULES)}",
-        ),
-        (isinstance(c.augment, bool), f"`augment` must be true or false, received {c.augment!r}"),
         (_int_in(c.seed, 0, MAX_SEED), f"`seed` must be between 0 and {MAX_SEED}, received {c.seed!r}"),
         (
-            isinstance(c.deterministic, bool),
-            f"`deterministic` must be true or false, received {c.deterministic!r}",
-        ),
-        (
-            c.precision in PRECISIONS,
-            f"unknown `precision` {c.precision!r}; choose one of {', '.join(PRECISIONS)}",
-        ),
-        (
-            c.jit_compile in JIT_COMPILE,
-            f"unknown `jit_compile` {c.jit_compile!r}; choose one of {', '.join(JIT_COMPILE)}",
-        ),
-        (
-            c.backend in BACKENDS,
-            f"unknown `backend` {c.backend!r}; choose one of {', '.join(BACKENDS)}",
-        ),
-        (
             not (c.jit_compile == "on" and c.deterministic is True and c.backend == "tensorflow"),
-            "`jit_compile` on needs deterministic ops off (--no-deterministic, deterministic=False): "
-            "Keras turns XLA off under TensorFlow's op determinism (not every XLA kernel is deterministic)",
+            (
+                "`jit_compile` on needs deterministic ops off (--no-deterministic, deterministic=False): "
+                "Keras turns XLA off under TensorFlow's op determinism (not every XLA kernel is deterministic)"
+            ),
         ),
-        (
-            parse_devices(c.devices) is not None,
-            f"`devices` must be {DEVICES_HELP}; received {c.devices!r}",
-        ),
-        (c.input in INPUTS, f"unknown `input` {c.input!r}; choose one of {', '.join(INPUTS)}"),
+        (parse_devices(c.devices) is not None, f"`devices` must be {DEVICES_HELP}; received {c.devices!r}"),
         (
             c.memory_budget is None or parse_size(c.memory_budget) is not None,
             f"`memory_budget` must be {SIZE_HELP}; received {c.memory_budget!r}",
@@ -192,11 +165,17 @@ def _problems(c: RunConfig) -> list[str]:
             f"`image_size` must be HEIGHT,WIDTH (e.g. 64,64), each 1 to 16384; received {c.image_size!r}",
         ),
         (c.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {c.channels!r}"),
-        (
-            isinstance(c.strict_files, bool),
-            f"`strict_files` must be true or false, received {c.strict_files!r}",
-        ),
     ]
+    choices = {
+        "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS,
+        "jit_compile": JIT_COMPILE, "backend": BACKENDS, "input": INPUTS,
+    }
+    for name, allowed in choices.items():
+        value = getattr(c, name)
+        checks.append((value in allowed, f"unknown `{name}` {value!r}; choose one of {', '.join(allowed)}"))
+    for name in ("augment", "deterministic", "strict_files"):
+        value = getattr(c, name)
+        checks.append((isinstance(value, bool), f"`{name}` must be true or false, received {value!r}"))
     return [message for ok, message in checks if not ok]
 
 

@@ -56,20 +56,10 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
           report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     if report is not None:
-        given = [max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
-                 for p in ctx.command.params if p.name not in ("report", "data_dir", "manual_dir")
-                 and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise ZooUsageError(f"--report rebuilds a folder's reports from its records; give nothing else "
-                                f"with it ({', '.join(given)})")
+        _report_only(ctx)
         _report(Path(report).resolve())
         return
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
-    if not seed_list or not all(0 <= s <= MAX_SEED for s in seed_list):
-        raise ZooUsageError(f"--seeds expects integers between 0 and {MAX_SEED}, received {seeds!r}")
+    seed_list = _seeds(seeds)
     recipe = {k: v for k, v in recipe.items() if v is not None}
     if from_runs and (models or hp or recipe):
         raise ZooUsageError(
@@ -89,7 +79,6 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     if not from_runs:  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()
     backend_lib.import_tensorflow()
-    from ..benchmark import sweep
     from ..data.catalog import dataset_name
 
     out_dir = Path(out).resolve()
@@ -102,16 +91,47 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
         return
-    todo, records = selection.todo, []
-    if not todo:
+    if not selection.todo:
         _echo_selection(selection, selected_shard, out_dir)
         click.echo("nothing to run", err=True)
         _echo_results(out_dir)
         return
+    records = _execute(selection, selected_shard, out_dir, ray=ray, cpus_per_job=cpus_per_job,
+                       gpus_per_job=gpus_per_job)
+    _echo_results(out_dir)
+    from ..benchmark import sweep
+
+    sweep.raise_failures(records)
+
+
+def _report_only(ctx: click.Context) -> None:
+    """Refuse --report with anything that would select or run jobs."""
+    given = [max(p.opts, key=len) if isinstance(p, click.Option) else p.human_readable_name
+             for p in ctx.command.params if p.name not in ("report", "data_dir", "manual_dir")
+             and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise ZooUsageError(f"--report rebuilds a folder's reports from its records; give nothing else "
+                            f"with it ({', '.join(given)})")
+
+
+def _seeds(seeds: str) -> list[int]:
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ZooUsageError(f"--seeds expects comma-separated integers, received {seeds!r}") from None
+    if not seed_list or not all(0 <= s <= MAX_SEED for s in seed_list):
+        raise ZooUsageError(f"--seeds expects integers between 0 and {MAX_SEED}, received {seeds!r}")
+    return seed_list
+
+
+def _execute(selection, shard, out_dir: Path, **executor: Any) -> list[dict[str, Any]]:
+    """Run the selected jobs, with a progress bar on a terminal and a line per job elsewhere."""
+    from ..benchmark import sweep
+
+    todo, records = selection.todo, []
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
-    with sweep.executing(todo, out_dir, shard=selected_shard, ray=ray, cpus_per_job=cpus_per_job,
-                         gpus_per_job=gpus_per_job) as results:
-        _echo_selection(selection, selected_shard, out_dir)  # once connected: an error stays one line
+    with sweep.executing(todo, out_dir, shard=shard, **executor) as results:
+        _echo_selection(selection, shard, out_dir)  # once connected: an error stays one line
         start, terminal = time.monotonic(), sys.stderr.isatty()
         with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
                                show_pos=True, item_show_func=lambda j: j.label if j else "",
@@ -123,8 +143,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
                     eta = (time.monotonic() - start) / done * (len(todo) - done)
                     click.echo(f"[{done}/{len(todo)}] {job.label}: {_outcome(record)}; ETA {eta / 60:.0f} min",
                                err=True)
-    _echo_results(out_dir)
-    sweep.raise_failures(records)
+    return records
 
 
 def _outcome(record: dict[str, Any]) -> str:

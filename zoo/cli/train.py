@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -45,42 +45,58 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
           process_id: int | None, peer_timeout: float | None, local_processes: int | None,
           **options: Any) -> None:
     """Train MODEL, evaluate it on the test split and (with --export) export it."""
-    from ..compute import launch, multihost
+    from ..compute import multihost
 
     if local_processes is not None:
-        if coordinator or num_processes is not None or process_id is not None:
-            raise ZooUsageError("--local-processes chooses --coordinator, --num-processes and "
-                                "--process-id itself; give none of them")
-        if not 1 <= local_processes <= launch.MAX_LOCAL:
-            raise ZooUsageError(f"--local-processes must be between 1 and {launch.MAX_LOCAL}, "
-                                f"received {local_processes}")
-        sys.exit(launch.local_processes(launch.without_option(sys.argv[1:], "--local-processes"),
-                                        local_processes, options["backend"]))
+        _local_processes(local_processes, coordinator, num_processes, process_id, options["backend"])
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
     request = plan.resolve(model, options=options, hparams=hp_pairs(hp), run_dir=run_dir, resume=resume,
                            export_base=export_base, cluster=cluster)
-    run_dir = str(request.run_dir)
     if request.writer:
-        ctx.meta[RUN_DIR_KEY] = run_dir
+        ctx.meta[RUN_DIR_KEY] = str(request.run_dir)
     from ..training import runner  # after the plan chose the backend: it imports Keras
 
     try:
         result = runner.train(request, verbose=1 if sys.stdout.isatty() else 2)
-        run = result.run
-        run.exported = result.export
     except KeyboardInterrupt:
-        if not (Path(run_dir) / CONFIG).is_file():  # stopped while the data was being prepared
-            click.echo("\nInterrupted before training started; nothing was written.", err=True)
-            sys.exit(130)
-        command = ["zoo", *sys.argv[1:]] if sys.argv[1:2] == ["train"] else ["zoo", "train", model]
-        extra = ([] if "--resume" in command else ["--resume"]) + (
-            [] if "--run-dir" in command else ["--run-dir", run_dir]
-        )
-        click.echo(
-            f"\nInterrupted. Finished epochs are kept; resume with:\n  {shlex.join(command + extra)}",
-            err=True,
-        )
+        _interrupted(request.run_dir, model)
+    run = result.run
+    run.exported = result.export
+    _echo_summary(run, cluster)
+
+
+def _local_processes(count: int, coordinator: str | None, num_processes: int | None,
+                     process_id: int | None, backend: str | None) -> None:
+    """--local-processes: run this command on ``count`` processes of this machine; exit with them."""
+    from ..compute import launch
+
+    if coordinator or num_processes is not None or process_id is not None:
+        raise ZooUsageError("--local-processes chooses --coordinator, --num-processes and "
+                            "--process-id itself; give none of them")
+    if not 1 <= count <= launch.MAX_LOCAL:
+        raise ZooUsageError(f"--local-processes must be between 1 and {launch.MAX_LOCAL}, "
+                            f"received {count}")
+    sys.exit(launch.local_processes(launch.without_option(sys.argv[1:], "--local-processes"), count, backend))
+
+
+def _interrupted(run_dir: Path, model: str) -> NoReturn:
+    """Ctrl-C: say what was kept and how to resume; exit 130."""
+    if not (run_dir / CONFIG).is_file():  # stopped while the data was being prepared
+        click.echo("\nInterrupted before training started; nothing was written.", err=True)
         sys.exit(130)
+    command = ["zoo", *sys.argv[1:]] if sys.argv[1:2] == ["train"] else ["zoo", "train", model]
+    extra = ([] if "--resume" in command else ["--resume"]) + (
+        [] if "--run-dir" in command else ["--run-dir", str(run_dir)]
+    )
+    click.echo(
+        f"\nInterrupted. Finished epochs are kept; resume with:\n  {shlex.join(command + extra)}",
+        err=True,
+    )
+    sys.exit(130)
+
+
+def _echo_summary(run, cluster) -> None:
+    """What a finished `zoo train` prints: test metrics, size and time, hardware, input, where."""
     m = run.metrics
     if "test_accuracy" in m:
         click.echo(f"test accuracy {m['test_accuracy']:.4f}, test loss {m['test_loss']:.4f}")

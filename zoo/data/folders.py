@@ -148,28 +148,7 @@ def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
             f"{root}/<split>/<class>/*.png)"
         )
     sorter.loose_files(root)
-    # A train/ folder means the split layout (TFDS ImageFolder); without one, the children are
-    # the classes (Keras), which may hold sub-folders of their own.
-    if any(c.name.lower() == "train" for c in children):
-        layout = "splits"
-        splits = {(c.name.lower() if c.name.lower() in ("train", "test") else c.name): c for c in children}
-        if len(splits) < len(children):
-            raise ZooUsageError(f"dataset folder {root} has two train/ or test/ folders (case differs)")
-        odd = sorted(name for name in splits if not re.fullmatch(r"[A-Za-z0-9_]+", name))
-        if odd:
-            raise ZooUsageError(
-                f"split folder {root / odd[0]} needs a name of letters, digits and _ (TFDS's rule)"
-            )
-        for folder in splits.values():
-            sorter.loose_files(folder)
-    else:
-        named_like_splits = [c.name for c in children if c.name.lower() in _SPLIT_NAMES]
-        if named_like_splits:
-            raise ZooUsageError(
-                f"dataset folder {root} has {named_like_splits[0]}/ but no train/: the split "
-                f"layout needs train/ (or, without split folders, class folders only)"
-            )
-        layout, splits = "classes", {"train": root}
+    layout, splits = _splits(root, children, sorter)
     files: dict[str, dict[str, tuple[str, ...]]] = {}
     stamp = []
     for split, folder in sorted(splits.items()):
@@ -180,13 +159,40 @@ def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
         for cls in classes:
             found = sorter.class_files(cls)
             if not found:
-                others = sum(1 for name, reason in sorter.skipped.items()
-                             if reason == NOT_AN_IMAGE and (root / name).is_relative_to(cls))
-                what = _plural(others, "file that is not an image", "files that are not images")
-                what = f" ({what})" if others else ""
-                raise ZooUsageError(f"class folder {cls} holds no images{what}")
+                raise ZooUsageError(f"class folder {cls} holds no images{sorter.others_in(cls)}")
             files[split][cls.name] = tuple(str(p.relative_to(root)) for p in found)
             stamp += [(str(p.relative_to(root)), *_stat(p)) for p in found]
+    classes = _classes(root, files)
+    # Skipped files stay out: a .DS_Store or a README added later prepares nothing again.
+    fingerprint = hashlib.sha256(repr((layout, sorted(stamp))).encode()).hexdigest()[:16]
+    return Folder(root, layout, classes, files, fingerprint, skipped=tuple(sorted(sorter.skipped.items())))
+
+
+def _splits(root: Path, children: list[Path], sorter: _Sorter) -> tuple[str, dict[str, Path]]:
+    """The layout and the folder of each split. A train/ folder means the split layout (TFDS
+    ImageFolder); without one, the children are the classes (Keras), which may hold sub-folders
+    of their own."""
+    if not any(c.name.lower() == "train" for c in children):
+        named_like_splits = [c.name for c in children if c.name.lower() in _SPLIT_NAMES]
+        if named_like_splits:
+            raise ZooUsageError(
+                f"dataset folder {root} has {named_like_splits[0]}/ but no train/: the split "
+                f"layout needs train/ (or, without split folders, class folders only)"
+            )
+        return "classes", {"train": root}
+    splits = {(c.name.lower() if c.name.lower() in ("train", "test") else c.name): c for c in children}
+    if len(splits) < len(children):
+        raise ZooUsageError(f"dataset folder {root} has two train/ or test/ folders (case differs)")
+    odd = sorted(name for name in splits if not re.fullmatch(r"[A-Za-z0-9_]+", name))
+    if odd:
+        raise ZooUsageError(f"split folder {root / odd[0]} needs a name of letters, digits and _ (TFDS's rule)")
+    for folder in splits.values():
+        sorter.loose_files(folder)
+    return "splits", splits
+
+
+def _classes(root: Path, files: dict[str, dict[str, tuple[str, ...]]]) -> tuple[str, ...]:
+    """The classes of the train split: at least two, and every other split's among them."""
     classes = tuple(sorted(files["train"]))
     if len(classes) < 2:
         raise ZooUsageError(
@@ -199,9 +205,7 @@ def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
                 f"class '{extra[0]}' appears in the {split} split of {root} but not in train: "
                 f"a model cannot learn a class it never sees"
             )
-    # Skipped files stay out: a .DS_Store or a README added later prepares nothing again.
-    fingerprint = hashlib.sha256(repr((layout, sorted(stamp))).encode()).hexdigest()[:16]
-    return Folder(root, layout, classes, files, fingerprint, skipped=tuple(sorted(sorter.skipped.items())))
+    return classes
 
 
 class _Sorter:
@@ -237,6 +241,12 @@ class _Sorter:
             dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
             found += [p for p in (Path(dirpath) / name for name in sorted(filenames)) if self.is_image(p)]
         return found
+
+    def others_in(self, folder: Path) -> str:
+        """" (N files that are not images)" for the files of ``folder`` skipped as not images."""
+        others = sum(1 for name, reason in self.skipped.items()
+                     if reason == NOT_AN_IMAGE and (self.root / name).is_relative_to(folder))
+        return f" ({_plural(others, 'file that is not an image', 'files that are not images')})" if others else ""
 
     def is_image(self, p: Path) -> bool:
         """Whether ``p`` is an image; if not, it is remembered as skipped (or refused)."""

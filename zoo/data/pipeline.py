@@ -62,24 +62,16 @@ def load(
 
     ``train`` holds the batches of every epoch in ``epochs`` (``Splits.steps_per_epoch`` each);
     ``augment`` shifts its images by up to ``MAX_SHIFT`` pixels (validation and test never).
-    ``input`` chooses the path (see :func:`choose_input`); ``shuffle_buffer`` overrides the
-    streaming path's buffer size, so that a resumed run keeps the order it started with.
-
-    ``process`` = (I, N): process I of a run on N processes trains on the I-th of N equal shares
-    of the training split (the last ``num_train % N`` examples are left out), in batches of
-    ``batch_size / N``, so every process runs the same steps. Validation and test are whole on
-    every process: the model sees N copies of each batch, and the global metrics are the
-    split's own. ``pad_to``: every batch's size is made a multiple of it (the devices of a JAX
-    process share each batch evenly) with examples of weight 0; batches then carry weights.
+    ``input`` chooses the path (:func:`choose_input`); ``shuffle_buffer`` overrides the streaming
+    path's buffer size, so that a resumed run keeps the order it started with. ``process`` =
+    (I, N): process I of N trains on the I-th of N equal shares of the training split (the last
+    ``num_train % N`` examples are left out) in batches of ``batch_size / N``; validation and test
+    are whole on every process, so the global metrics are the split's own. ``pad_to``: every
+    batch's size is made a multiple of it (a JAX process's devices share each batch evenly) with
+    examples of weight 0; batches then carry weights.
     """
-    if batch_size < 1:
-        raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
-    index, count = process
-    if batch_size % count:
-        raise ZooUsageError(
-            f"`batch_size` {batch_size} must be a multiple of the {count} processes (each takes an "
-            f"equal part of every batch)"
-        )
+    count = process[1]
+    _check_batch(batch_size, count)
     train_split, val_split = split_strings(val_fraction)
     builder = prepared_builder(
         name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
@@ -89,40 +81,54 @@ def load(
     choice = choose_input(builder, info, input, memory_budget, cache_dir, shuffle_buffer)
     share, batch_size = info.num_train // count, batch_size // count
     if count > 1:
-        if not share:
-            raise ZooUsageError(f"{info.num_train} training examples cannot be shared by {count} processes")
-        # train_split is train[:X%], the first num_train examples: the shares are slices of it.
-        train_split = f"train[{index * share}:{(index + 1) * share}]"
-        seed += index << 32  # each share its own order and shifts; the seed of process 0 as before
-    if choice.train == "memory":
-        train = training_stream(
-            read_split(builder, train_split), batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
-        )
-    else:
-        train = streaming_training(
-            builder, train_split, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment,
-            shuffle_buffer=choice.shuffle_buffer, cache=choice.cache,
-        )
-
-    def evaluation(split: str) -> tf.data.Dataset:
-        if choice.evaluation == "memory":
-            return pipeline(read_split(builder, split), batch_size=batch_size)
-        return streaming_pipeline(builder, split, batch_size=batch_size, cache=choice.cache)
-
-    validation = evaluation(val_split)
-    test = evaluation(info.test_split) if info.test_split else None
+        train_split, seed = _share(info.num_train, process, seed)
+    train = _training(
+        builder, choice, train_split, batch_size=batch_size, seed=seed, epochs=epochs, augment=augment
+    )
+    validation = _evaluation(builder, choice, val_split, batch_size)
+    test = _evaluation(builder, choice, info.test_split, batch_size) if info.test_split else None
     if pad_to > 1:
         train, validation = padded(train, pad_to), padded(validation, pad_to)
         test = padded(test, pad_to) if test is not None else None
-    return Splits(
-        train=train,
-        steps_per_epoch=-(-share // batch_size),
-        validation=validation,
-        test=test,
-        info=info,
-        input=choice,
-        epochs=epochs,
+    return Splits(train=train, steps_per_epoch=-(-share // batch_size), validation=validation, test=test,
+                  info=info, input=choice, epochs=epochs)
+
+
+def _share(num_train: int, process: tuple[int, int], seed: int) -> tuple[str, int]:
+    """Process I of N: its slice of the training split and its seed."""
+    index, count = process
+    share = num_train // count
+    if not share:
+        raise ZooUsageError(f"{num_train} training examples cannot be shared by {count} processes")
+    # The training split is train[:X%], the first num_train examples: the shares are slices of it.
+    # Each share has its own order and shifts; process 0 keeps the run's seed.
+    return f"train[{index * share}:{(index + 1) * share}]", seed + (index << 32)
+
+
+def _check_batch(batch_size: int, processes: int) -> None:
+    if batch_size < 1:
+        raise ZooUsageError(f"`batch_size` must be at least 1, received {batch_size}")
+    if batch_size % processes:
+        raise ZooUsageError(
+            f"`batch_size` {batch_size} must be a multiple of the {processes} processes (each takes an "
+            f"equal part of every batch)"
+        )
+
+
+def _training(builder, choice: InputChoice, split: str, **options) -> tf.data.Dataset:
+    """The training batches of ``split`` on the path ``choice`` picked."""
+    if choice.train == "memory":
+        return training_stream(read_split(builder, split), **options)
+    return streaming_training(
+        builder, split, shuffle_buffer=choice.shuffle_buffer, cache=choice.cache, **options
     )
+
+
+def _evaluation(builder, choice: InputChoice, split: str, batch_size: int) -> tf.data.Dataset:
+    """Validation or test batches of ``split`` on the path ``choice`` picked."""
+    if choice.evaluation == "memory":
+        return pipeline(read_split(builder, split), batch_size=batch_size)
+    return streaming_pipeline(builder, split, batch_size=batch_size, cache=choice.cache)
 
 
 def _sized_info(builder, name: str, train_split: str, val_split: str, val_fraction: float) -> DatasetInfo:

@@ -61,15 +61,10 @@ def fit(
         weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
         jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
     )
-    initial_epoch = restore.restore(model) if restore is not None else 0
-    if config.schedule == "constant":
-        # A constant rate is an optimizer variable that the backup restored; a resume after a
-        # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
-        model.optimizer.learning_rate = config.learning_rate
+    initial_epoch = _restored(model, restore, config)
     # Rows of epochs after the restored one are stale (killed after the row, before the backup).
     run.keep_history(lambda r: int(r["epoch"]) < initial_epoch)
-    backup = Backup(run.file(BACKUP))
-    guard = NanGuard()
+    guard, backup = NanGuard(), Backup(run.file(BACKUP))
     callbacks = [
         guard,  # first: a broken epoch must never reach the history or the backup
         # The history row is written before the backup of the same epoch; a kill between the two
@@ -95,14 +90,7 @@ def fit(
                 raise
             raise guard.failed_step("nan" if "NaN" in exc.message else "inf") from None
     except NonFinite as exc:
-        finished = len(run.history)
-        run.write_json(FAILED, {"reason": str(exc), "finished_epochs": finished, "time": files.timestamp()})
-        kept = (
-            f"the weights after epoch {finished} are kept in {run.file(BACKUP)}"
-            if finished
-            else "no epoch had finished"
-        )
-        raise ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)") from None
+        raise _stopped(run, exc) from None
 
     # model.keras carries a plain Keras loss (not the checked one), so Keras alone can load it
     # compiled; the optimizer and its state are kept.
@@ -110,9 +98,37 @@ def fit(
     with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
-    history = run.history
+    return _measured(model, splits, run.history)
+
+
+def _restored(model: keras.Model, restore: Backup | None, config: RunConfig) -> int:
+    """Restore the backup's weights and optimizer into ``model``; the epoch to start from."""
+    if restore is None:
+        return 0
+    initial_epoch = restore.restore(model)
+    if config.schedule == "constant":
+        # A constant rate is an optimizer variable that the backup restored; a resume after a
+        # non-finite loss may have lowered it. (A schedule's rate follows the restored step.)
+        model.optimizer.learning_rate = config.learning_rate
+    return initial_epoch
+
+
+def _stopped(run: Run, exc: NonFinite) -> ZooError:
+    """Record in failed.json that training stopped at a non-finite loss; the error to raise."""
+    finished = len(run.history)
+    run.write_json(FAILED, {"reason": str(exc), "finished_epochs": finished, "time": files.timestamp()})
+    kept = (
+        f"the weights after epoch {finished} are kept in {run.file(BACKUP)}"
+        if finished
+        else "no epoch had finished"
+    )
+    return ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)")
+
+
+def _measured(model: keras.Model, splits: pipeline.Splits, history: list[dict]) -> dict[str, Any]:
+    """metrics.json's figures of a finished run: size, time, and the test split's loss and accuracy."""
     metrics = {
-        "dataset": info.name,
+        "dataset": splits.info.name,
         "params": int(model.count_params()),
         "epochs": len(history),
         # Training and validation apart: "how long did it train" must not count validation.
