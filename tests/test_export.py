@@ -35,12 +35,12 @@ def test_a_saved_model_that_differs_is_not_published(model_and_images, tmp_path,
     model, images = model_and_images
     real_verify = export.verify
 
-    def verify_after_training_moved_on(path, model, images, tolerance):
+    def verify_after_training_moved_on(path, model, images, tolerance, class_names=None):
         weights = model.get_weights()
         rng = np.random.default_rng(1)  # the in-memory model no longer matches what was written
         model.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in weights])
         try:
-            return real_verify(path, model, images, tolerance)
+            return real_verify(path, model, images, tolerance, class_names)
         finally:
             model.set_weights(weights)
 
@@ -48,3 +48,24 @@ def test_a_saved_model_that_differs_is_not_published(model_and_images, tmp_path,
     with pytest.raises(ZooError, match=r"exported model differs from the trained one \(max abs diff "):
         export.export_model(model, tmp_path, check_images=images)
     assert list(tmp_path.iterdir()) == []  # no version, no temporary
+
+
+def test_a_fixed_size_export_refuses_other_shapes_naming_both_and_names_classes(model_and_images, tmp_path):
+    """A model trained at 8x8x1 serves exactly that: a batch of another rank, size or channel count
+    is TensorFlow's InvalidArgumentError (TF Serving's INVALID_ARGUMENT) naming both shapes, not an
+    error from inside the model or a silent broadcast. class_name is the class id's name."""
+    import re
+
+    import tensorflow as tf
+
+    model, images = model_and_images
+    result = export.export_model(model, tmp_path, check_images=images, class_names=["cat", "dog", "eel"])
+    assert result.accepts == "uint8 images [N, 8, 8, 1]"
+    serve = tf.saved_model.load(str(result.path)).signatures["serving_default"]
+    out = serve(image=tf.constant(images))
+    assert [n.decode() for n in out["class_name"].numpy()] == [["cat", "dog", "eel"][i] for i in out["class_id"].numpy()]
+    for shape, shown in (((5, 8, 8), "[5 8 8]"), ((1, 40, 52, 1), "[1 40 52 1]"), ((2, 8, 8, 3), "[2 8 8 3]"),
+                         ((8, 8, 1), "[8 8 1]")):
+        message = f"image must be a uint8 batch of shape [N, 8, 8, 1]; received shape {shown}"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            serve(image=tf.zeros(shape, tf.uint8))

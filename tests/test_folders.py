@@ -250,7 +250,8 @@ def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(installed, spli
     zoo_json = json.loads((exports / "1" / "assets.extra" / "zoo.json").read_text())
     assert zoo_json["class_names"] == list(CLASSES) and zoo_json["dataset_source"]["path"] == str(split_folder)
     serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
-    assert serve.structured_input_signature[1]["image"].shape.as_list() == [None, None, None, 3]
+    # Any height, width and channel count: converted and resized in the graph.
+    assert serve.structured_input_signature[1]["image"].shape.as_list() == [None, None, None, None]
     rng = np.random.default_rng(7)
     model = keras.saving.load_model(run / "model.keras", compile=False)
     for size in ((40, 56), (24, 24), (13, 9)):  # larger, the training size, smaller
@@ -264,15 +265,34 @@ def test_train_evaluate_export_and_serve_a_folder_of_mixed_sizes(installed, spli
 
 @pytest.mark.slow
 def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(installed, class_folder, tmp_path):
-    run = tmp_path / "run"
+    run, exports = tmp_path / "run", tmp_path / "exports"
     trained = _zoo("train", "softmax", "--dataset", str(class_folder), "--epochs", "2",
-                   "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run))
+                   "--data-dir", str(tmp_path / "tfds"), "--run-dir", str(run), "--export", str(exports))
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert f"no test split in {class_folder}: no test metrics (validation accuracy" in trained.stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test_accuracy" not in metrics and "test_loss" not in metrics
     refused = _zoo("evaluate", str(run))
     assert refused.returncode == 2 and "has no split 'test'" in refused.stderr
+
+    # Every image had one size (16x16, grayscale): the export still serves any size and colour,
+    # since images sent to a server vary, and says so.
+    assert ("serving_default takes uint8 images [N, H, W, C] of any size and 1 to 4 channels (made "
+            "grayscale and resized to 16x16 in the graph)") in trained.stdout
+    import keras
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exports / "1")).signatures["serving_default"]
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    rng = np.random.default_rng(3)
+    for size in ((40, 52), (13, 9)):
+        gray = rng.integers(0, 256, (2, *size, 1), dtype=np.uint8)
+        out = serve(image=tf.constant(gray))
+        expected = model(to_model_input(resize_images(gray, (16, 16))))
+        np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(expected), atol=1e-5)
+        assert [n.decode() for n in out["class_name"].numpy()] == [CLASSES[i] for i in out["class_id"].numpy()]
+        colour = serve(image=tf.constant(np.repeat(gray, 3, axis=-1)))
+        np.testing.assert_allclose(colour["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("args, words", [

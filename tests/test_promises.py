@@ -18,6 +18,7 @@ split, and only that split, scores near zero.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -79,15 +80,15 @@ def trained(tmp_path_factory):
 
 
 def test_a_channels_1_model_serves_grayscale_images_of_any_size(trained):
-    """`--channels 1` on colour images: the export takes uint8 grayscale images of any height and
-    width (a camera frame as it is), and refuses colour ones."""
+    """`--channels 1` on colour images: the export takes uint8 images of any height and width (a
+    camera frame as it is), grayscale or colour, converted in the graph as the folder was."""
     import tensorflow as tf
 
     metadata = json.loads((trained["exports"] / "1" / "assets.extra" / "zoo.json").read_text())
     assert metadata["input_shape"] == [16, 16, 1] and metadata["class_names"] == list(CLASSES)
     serve = tf.saved_model.load(str(trained["exports"] / "1")).signatures["serving_default"]
     spec = serve.structured_input_signature[1]["image"]
-    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 1]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, None]
 
     rng = np.random.default_rng(1)
     for size in ((480, 640), (16, 16), (33, 17)):
@@ -95,9 +96,17 @@ def test_a_channels_1_model_serves_grayscale_images_of_any_size(trained):
         out = serve(image=tf.constant(frames))
         assert out["probabilities"].shape == (12, 3)
         assert np.mean(out["class_id"].numpy() == np.repeat(np.arange(3), 4)) >= 0.9, size
-    # Colour is not what it was trained on: an error (TensorFlow's, from the graph), not an answer.
-    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
-        serve(image=tf.constant(np.zeros((1, 16, 16, 3), np.uint8)))
+        # The same frames in colour (and with alpha) are made grayscale as the folder's images were.
+        colour = np.repeat(frames, 3, axis=-1)
+        rgba = np.concatenate([colour, np.full_like(frames, 255)], axis=-1)
+        for other in (colour, rgba):
+            np.testing.assert_allclose(serve(image=tf.constant(other))["probabilities"].numpy(),
+                                       out["probabilities"].numpy(), atol=1e-6)
+    assert [n.decode() for n in out["class_name"].numpy()] == [CLASSES[i] for i in out["class_id"].numpy()]
+    # Neither a batch without a channel axis nor an empty image is an image.
+    for shape, shown in (((2, 16, 16), "[2 16 16]"), ((1, 0, 5, 1), "[1 0 5 1]"), ((1, 8, 8, 5), "[1 8 8 5]")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(f"received shape {shown}")):
+            serve(image=tf.zeros(shape, tf.uint8))
 
 
 def test_the_export_has_a_normalized_signature_the_model_alone(trained):

@@ -65,8 +65,10 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
         return export_lib.export_model(
             model, export_base, check_images=images, metadata=metadata,
             tolerance=export_lib.TOLERANCE[config.precision],
-            # Trained on resized images: serve images of any size, resized the same way.
-            any_size=bool(source.get("resized")),
+            # Trained on a folder's images: serve images of any size and colour, converted and
+            # resized the same way (the images sent to a server vary).
+            any_size=source.get("kind") == "folder" or bool(source.get("resized")),
+            class_names=info["class_names"],
         )
 
 

@@ -1,8 +1,12 @@
 """TF-Serving SavedModels: ``EXPORT_BASE/<version>/``, written aside, verified, then renamed in.
 
 Signature ``serving_default``: ``image`` uint8 ``[None, H, W, C]`` (the [0, 1] scaling is baked in)
--> ``probabilities`` float32 ``[None, num_classes]`` and ``class_id`` int64 ``[None]``, the same
-whichever Keras backend trained the model. A second signature, ``normalized``, is the model alone.
+-> ``probabilities`` float32 ``[None, num_classes]``, ``class_id`` int64 ``[None]`` and
+``class_name`` string ``[None]``, the same whichever Keras backend trained the model. A model
+trained on image folders takes images of any height, width and channel count (1 to 4) and
+converts and resizes them in the graph as the folder's images were; any other refuses a batch
+of another shape with an InvalidArgumentError naming the expected and received shapes. A second
+signature, ``normalized``, is the model alone.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ class ExportResult:
     max_abs_diff: float
     examples_compared: int
     tolerance: float
+    accepts: str = ""  # what the signature takes, in words (see :func:`accepted_input`)
 
 
 def export_model(
@@ -52,31 +58,46 @@ def export_model(
     metadata: dict[str, Any] | None = None,
     tolerance: float = TOLERANCE["float32"],
     any_size: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> ExportResult:
     """Write, reload and compare a SavedModel, then publish it as the next integer version.
 
-    ``any_size``: the signature takes images of any height and width and resizes them to the
-    model's input inside the graph, as a folder's images were resized for training.
+    ``any_size``: the signature takes images of any height, width and channel count and converts
+    and resizes them to the model's input inside the graph, as a folder's images were for
+    training. ``class_names``: what ``class_name`` returns for each class id (default the ids).
     """
     base = _export_base(export_base)
     _remove_stale_temporaries(base)
     tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _write(model, tmp, any_size)
+        names = [str(n) for n in class_names] if class_names is not None else None
+        _write(model, tmp, any_size, names)
         if metadata is not None:
             # assets.extra/ is where TF Serving expects files it should ignore.
             (tmp / "assets.extra").mkdir()
             record = formats.stamp(formats.EXPORT, {**metadata, "verified_tolerance": tolerance})
             (tmp / "assets.extra" / "zoo.json").write_text(json.dumps(record, indent=2) + "\n")
-        diff = verify(tmp, model, check_images, tolerance)
+        diff = verify(tmp, model, check_images, tolerance, names)
         version = _publish(tmp, base)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(base / str(version), version, diff, len(check_images), tolerance)
+    accepts = accepted_input(model.input_shape[1:], any_size)
+    return ExportResult(base / str(version), version, diff, len(check_images), tolerance, accepts)
 
 
-def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float = TOLERANCE["float32"]) -> float:
+def accepted_input(shape: Sequence[int], any_size: bool) -> str:
+    """What ``serving_default`` takes, in words, e.g. ``uint8 images [N, 28, 28, 1]``."""
+    height, width, channels = shape
+    if any_size:
+        colour = "grayscale" if channels == 1 else "RGB"
+        return (f"uint8 images [N, H, W, C] of any size and 1 to 4 channels (made {colour} and resized "
+                f"to {height}x{width} in the graph)")
+    return f"uint8 images [N, {height}, {width}, {channels}]"
+
+
+def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float = TOLERANCE["float32"],
+           class_names: Sequence[str] | None = None) -> float:
     """Reload the SavedModel with TensorFlow alone and compare it with the in-memory model."""
     absl = logging.getLogger("absl")
     level, _ = absl.level, absl.setLevel(logging.ERROR)  # JAX's graphs: "unsaved custom gradients"
@@ -97,10 +118,18 @@ def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float 
         outputs["class_id"].numpy(), np.argmax(probabilities, axis=-1)
     ):
         raise ZooError("exported class_id is not the argmax of the exported probabilities")
+    names = _names(class_names, probabilities.shape[-1])
+    served = [n.decode() for n in outputs["class_name"].numpy()]
+    if served != [names[i] for i in outputs["class_id"].numpy()]:
+        raise ZooError("exported class_name is not the name of the exported class_id")
     return diff
 
 
-def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
+def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
+    return list(class_names) if class_names is not None else [str(i) for i in range(count)]
+
+
+def _write(model: keras.Model, path: Path, any_size: bool = False, class_names: Sequence[str] | None = None) -> None:
     """The serving graph: TensorFlow ops around the model's own function.
 
     The model is added as an endpoint of its own (``normalized``: float32 images in [0, 1]), which
@@ -109,7 +138,8 @@ def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
     model on any backend.
     """
     height, width, channels = model.input_shape[1:]
-    shape = [None, None, None, channels] if any_size else [None, height, width, channels]
+    shape = [None, None, None, None] if any_size else [None, height, width, channels]
+    names = tf.constant(_names(class_names, model.output_shape[-1]))
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -124,16 +154,51 @@ def _write(model: keras.Model, path: Path, any_size: bool = False) -> None:
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
     def serve(image):
+        image = _checked(image, None if any_size else (height, width, channels))
         if any_size:
-            image = resize_images(image, (height, width))
+            image = resize_images(_with_channels(image, channels), (height, width))
         probabilities = model_fn(to_model_input(image))
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {
             "probabilities": tf.cast(probabilities, tf.float32),  # whatever the model computes in
-            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+            "class_id": class_id,
+            "class_name": tf.gather(names, class_id),
         }
 
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(str(path), verbose=False)
+
+
+def _checked(image: tf.Tensor, expected: tuple[int, int, int] | None) -> tf.Tensor:
+    """``image`` once its shape is checked at run time: [N, H, W, C] with these H, W, C (or, with
+    ``expected`` None, any H, W >= 1 and 1 to 4 channels). A served batch of another shape is
+    refused with TensorFlow's InvalidArgumentError (TF Serving's INVALID_ARGUMENT), naming both."""
+    shape = tf.shape(image)
+    padded = tf.concat([shape, tf.zeros([4], tf.int32)], 0)  # rank < 4 still has four entries
+    if expected is None:
+        wanted = "[N, H, W, C] with 1 to 4 channels"
+        ok = (padded[1] >= 1) & (padded[2] >= 1) & (padded[3] >= 1) & (padded[3] <= 4)
+    else:
+        wanted = "[N, {}, {}, {}]".format(*expected)
+        ok = tf.reduce_all(tf.equal(padded[1:4], expected))
+    ok = ok & tf.equal(tf.size(shape), 4)
+    message = tf.strings.format(f"image must be a uint8 batch of shape {wanted}; received shape {{}}", shape)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        return tf.identity(image)
+
+
+def _with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A batch of 1 to 4 channels as ``channels`` (1 or 3), as a folder's images are prepared:
+    alpha dropped, colour to ITU-R 601-2 luma, gray repeated into RGB."""
+    colour = tf.shape(image)[-1] >= 3
+    if channels == 1:
+
+        def luma():
+            gray = tf.image.rgb_to_grayscale(tf.cast(image[..., :3], tf.float32))
+            return tf.cast(tf.clip_by_value(tf.round(gray), 0.0, 255.0), tf.uint8)
+
+        return tf.cond(colour, luma, lambda: image[..., :1])
+    return tf.cond(colour, lambda: image[..., :3], lambda: tf.repeat(image[..., :1], 3, axis=-1))
 
 
 def _export_base(export_base: str | os.PathLike) -> Path:

@@ -26,6 +26,7 @@ def echo_export(result) -> None:
         f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g} "
         f"(tolerance {result.tolerance:g})"
     )
+    click.echo(f"serving_default takes {result.accepts}; returns probabilities, class_id, class_name")
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:
