@@ -47,6 +47,59 @@ def pytest_collection_modifyitems(config, items):
             pytest.exit(f"CI=true: {problem}", returncode=1)
 
 
+# -- skips in CI -----------------------------------------------------------------------------------
+# With CI=true a skipped test fails the run unless its reason starts with one of the reasons listed
+# in docs/development.md after the <!-- allowed-skips --> marker (one "- `reason`: why" a line):
+# the list the docs print is the list CI allows, and nothing passes in CI by skipping.
+ALLOWED_SKIPS_DOC = ROOT / "docs" / "development.md"
+
+
+def allowed_skips() -> list[str]:
+    """The reasons (prefixes) docs/development.md lists after its <!-- allowed-skips --> marker."""
+    lines = ALLOWED_SKIPS_DOC.read_text().split("<!-- allowed-skips -->", 1)[1].strip().splitlines()
+    reasons = []
+    for line in lines:
+        if not line.startswith("- `"):
+            break
+        reasons.append(line[3:line.index("`", 3)])
+    return reasons
+
+
+def skip_reason(report) -> str:
+    """A skipped test's reason, as pytest reports it ("Skipped: " stripped)."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+_UNLISTED_SKIPS: list[tuple[str, str]] = []
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_runtest_logreport(report):
+    # Under xdist the controller sees every worker's reports: judge there (or without xdist) only.
+    if not _in_ci() or os.environ.get("PYTEST_XDIST_WORKER") or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = skip_reason(report)
+    if not any(reason.startswith(allowed) for allowed in allowed_skips()):
+        _UNLISTED_SKIPS.append((report.nodeid, reason))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _UNLISTED_SKIPS:
+        terminalreporter.section("skips CI does not allow (docs/development.md lists those it does)", red=True)
+        for nodeid, reason in _UNLISTED_SKIPS:
+            terminalreporter.line(f"SKIPPED IN CI {nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _UNLISTED_SKIPS and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def installed():
     """The `zoo` console script of the environment running the tests, as a user runs it."""

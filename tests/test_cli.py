@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -173,8 +174,10 @@ BAD_INPUTS = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*"))}
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """A file by its content's hash and mtime (same-size rewrites show), a folder by its name."""
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("args, code, words", BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS])

@@ -8,10 +8,20 @@ import sys
 
 from zoo import files
 
+# Linux makes one write() to a file opened O_APPEND atomic (the inode lock), so records written
+# in one call never mix, lock or no lock. A write may legally write less than it was given (a
+# signal, NFS, a quota), and then a record takes several calls: the writers here get at most
+# 4 kB per call (less than a page) and yield between calls, so each 20 kB record is 5 writes and
+# only the lock keeps another writer's records out from between them (without it this fails).
 WRITER = """
-import sys
+import os, sys
 from pathlib import Path
 from zoo.files import append_line
+real_write = os.write
+def short_write(fd, data):
+    os.sched_yield()
+    return real_write(fd, data[:4096])
+os.write = short_write
 tag = sys.argv[2]
 for i in range(300):
     append_line(Path(sys.argv[1]), '{"writer": "%s", "i": %d, "pad": "%s"}' % (tag, i, tag * 20000))

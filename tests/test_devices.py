@@ -110,7 +110,16 @@ def test_gpu_requests_that_cannot_be_met_are_usage_errors(monkeypatch, request_,
     assert str(err.value).startswith(message)
 
 
-def test_without_gpus_a_gpu_is_refused_and_a_count_means_logical_cpus():
+def test_a_gpu_beyond_this_machines_is_refused_naming_the_ones_it_has():
+    have = len(tf.config.list_physical_devices("GPU"))  # relative to this machine, GPUs or none
+    listed = f"{have} (gpu:0 to gpu:{have - 1})" if have else "none"
+    with pytest.raises(ZooUsageError) as err:
+        devices.place(f"gpu:{have}", "auto")
+    assert str(err.value) == f"`devices` names gpu:{have}, but this machine's GPUs are: {listed}"
+
+
+def test_without_gpus_a_gpu_is_refused_and_a_count_means_logical_cpus(monkeypatch):
+    gpu_machine(monkeypatch)  # a machine without GPUs, on every machine
     with pytest.raises(ZooUsageError, match=r"^`devices` names gpu:0, but this machine's GPUs are: none$"):
         devices.place("gpu:0", "auto")
     with pytest.raises(ZooUsageError, match=r"logical CPU devices are cpu:0, cpu:1, ... in order"):

@@ -324,6 +324,19 @@ def test_a_folder_streams_like_any_tfds_dataset(tmp_path):
     assert sum(len(b) for b in seen) == 2 * memory.info.num_train
     assert sorted(np.concatenate([y.numpy() for _, y in memory.train])) == sorted(np.concatenate(seen)[:27])
 
+    # Not just as many of each label: each epoch streams the very (image, label) pairs the memory
+    # path trains on, every one once, and the second epoch in another order.
+    def pairs(dataset) -> list[tuple[bytes, int]]:
+        return [(image.tobytes(), int(label)) for images, labels in dataset
+                for image, label in zip(images.numpy(), labels.numpy())]
+
+    expected, streamed = pairs(memory.train), pairs(stream.train)
+    n = memory.info.num_train
+    assert len(expected) == n == 27 and len(set(expected)) == n  # 27 distinct images
+    epochs = [streamed[:n], streamed[n:]]
+    assert [sorted(e) for e in epochs] == [sorted(expected)] * 2
+    assert epochs[0] != epochs[1]
+
 
 @pytest.mark.slow
 def test_bench_on_a_folder_records_which_images_it_used(installed, split_folder, tmp_path):

@@ -7,8 +7,9 @@ after its first backup and resumed equals one never interrupted (history and wei
 export verifies, serves and computes in the precision it was trained in. mixed_float16 is the GPU
 default, and its loss-scale optimizer carries state of its own that a resume must restore.
 
-The real flag reading (`/proc/cpuinfo`) is checked against an independent parse of the same file,
-and `auto` against what those flags say: relative to this machine, never to a hard-coded CPU.
+The real flag reading (`/proc/cpuinfo`, or the file ZOO_CPUINFO names) is checked against an
+independent parse of the same file, and `auto` against what those flags say: relative to this
+machine, never to a hard-coded CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CPUINFO = Path("/proc/cpuinfo")
+# ZOO_CPUINFO: the suite run as on another CPU (docs/development.md); the zoo reads it instead.
+CPUINFO = Path(os.environ.get("ZOO_CPUINFO") or "/proc/cpuinfo")
 # docs/precision.md: "`auto` picks ... `mixed_bfloat16` on CPUs whose flags include `avx512_bf16`
 # or `amx_bf16`, and `float32` otherwise"; the export tolerances of "Exports in every precision".
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
@@ -81,6 +83,37 @@ def test_auto_precision_is_what_this_hosts_flags_say():
         assert all(flag in reason for flag in BF16_FLAGS), reason  # "has neither ... nor ..."
     # What a run records is the same resolution (the run's `hardware` block).
     assert devices.place("cpu", "auto").precision == precision
+
+
+def test_zoo_cpuinfo_is_read_instead_of_proc_cpuinfo(monkeypatch, tmp_path):
+    """ZOO_CPUINFO=FILE: the flags, the model name and `auto` come from FILE, whatever this CPU has;
+    a FILE that cannot be read is a one-line usage error, not the host's flags."""
+    from zoo.compute import devices
+    from zoo.errors import ZooUsageError
+
+    def cpuinfo(*flags: str) -> Path:
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        block = f"processor\t: {{}}\nmodel name\t: Test CPU {len(flags)}\nflags\t\t: fpu sse2 avx2 {' '.join(flags)}\n"
+        path.write_text(block.format(0) + "\n" + block.format(1).replace("avx2", "avx2 second_core_only"))
+        return path
+
+    monkeypatch.setattr(devices.tf.config, "list_physical_devices",
+                        lambda kind=None: [] if kind == "GPU" else [devices.tf.config.PhysicalDevice("/physical_device:CPU:0", "CPU")])
+    monkeypatch.setenv("ZOO_CPUINFO", str(cpuinfo()))
+    assert devices.cpu_flags() == {"fpu", "sse2", "avx2"}  # the first processor's line only
+    assert devices.cpu_model() == "Test CPU 0"
+    assert devices.resolve_precision("auto") == ("float32", "auto: the CPU has neither avx512_bf16 nor amx_bf16")
+    monkeypatch.setenv("ZOO_CPUINFO", str(cpuinfo("amx_bf16")))
+    assert devices.resolve_precision("auto") == ("mixed_bfloat16", "auto: the CPU has amx_bf16")
+    assert devices.cpu_model() == "Test CPU 1"
+    monkeypatch.setenv("ZOO_CPUINFO", str(tmp_path / "missing"))
+    with pytest.raises(ZooUsageError) as err:
+        devices.cpu_flags()
+    assert str(err.value) == f"ZOO_CPUINFO={tmp_path / 'missing'}: cannot read it (No such file or directory)"
+    monkeypatch.setenv("ZOO_CPUINFO", "")  # empty is unset: this host's /proc/cpuinfo
+    proc = Path("/proc/cpuinfo")
+    assert devices.cpu_flags() == (set((_first_value(proc.read_text(), "flags") or "").split())
+                                   if proc.is_file() else set())
 
 
 # -- exact resume and export in every precision ---------------------------------------------------

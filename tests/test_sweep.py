@@ -358,6 +358,9 @@ def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data
 @pytest.mark.slow
 @SWEEPS
 def test_ray_refuses_what_it_cannot_run_in_one_line_writing_nothing(tmp_path, ray_env):
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
     out = tmp_path / "out"
     started = time.monotonic()
     # 127.0.0.1 stays 127.0.0.1 (Ray would otherwise put this machine's public address for it).
@@ -367,9 +370,13 @@ def test_ray_refuses_what_it_cannot_run_in_one_line_writing_nothing(tmp_path, ra
     assert unreachable.stderr.splitlines() == [
         "Error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"]
     for args, message in (
-        (["--gpus-per-job", "1"], "Error: --gpus-per-job 1: the Ray cluster on this machine has no GPUs"),
-        (["--cpus-per-job", "3"], f"Error: --cpus-per-job 3: the Ray cluster on this machine has at most "
-                                  f"{os.cpu_count()} CPUs on one node"),
+        # One GPU more than this machine has (Ray counts the GPUs TensorFlow sees), whatever it has.
+        (["--gpus-per-job", str(gpus + 1)], f"Error: --gpus-per-job {gpus + 1}: the Ray cluster on this machine has "
+                                             + (f"at most {gpus} GPUs on one node" if gpus else "no GPUs")),
+        # One CPU more than this machine has, whatever it has.
+        (["--cpus-per-job", str(os.cpu_count() + 1)],
+         f"Error: --cpus-per-job {os.cpu_count() + 1}: the Ray cluster on this machine has at most "
+         f"{os.cpu_count()} CPUs on one node"),
     ):
         result = zoo_bench("softmax", "--ray", *args, "--out", str(out), env=ray_env, timeout=300)
         assert result.returncode == 2 and result.stderr.splitlines() == [message]

@@ -304,12 +304,23 @@ def cpu_model() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
+# Read instead of /proc/cpuinfo: runs (and the test suite) as on a CPU with other flags, e.g. one
+# without bfloat16 arithmetic (docs/development.md says how to make such a file).
+CPUINFO_ENV = "ZOO_CPUINFO"
+
+
 def _cpuinfo(key: str) -> str:
-    """The first ``key`` line of /proc/cpuinfo ("" where there is none, or no such file)."""
+    """The first ``key`` line of /proc/cpuinfo, or of the file ``ZOO_CPUINFO`` names ("" where
+    there is no such line, or no /proc/cpuinfo). A ``ZOO_CPUINFO`` that cannot be read is a usage
+    error: a run must not quietly compute as on another CPU than the one asked for."""
+    override = os.environ.get(CPUINFO_ENV)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":", 1)[0].strip() == key:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+        text = Path(override or "/proc/cpuinfo").read_text()
+    except OSError as e:
+        if override:
+            raise ZooUsageError(f"{CPUINFO_ENV}={override}: cannot read it ({e.strerror or e})") from None
+        return ""
+    for line in text.splitlines():
+        if line.split(":", 1)[0].strip() == key:
+            return line.split(":", 1)[1].strip()
     return ""
