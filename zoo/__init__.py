@@ -29,6 +29,8 @@ __all__ = [
     "bench",
     "create_model",
     "list_models",
+    "list_runs",
+    "predict",
     "register",
     "train",
 ]
@@ -186,3 +188,30 @@ def bench(
         done = [record for _, record in sweep.execute(out, results, selection)]
     sweep.raise_failures(done)
     return done
+
+
+def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
+    """What ``zoo runs`` lists: a dict per run directory in ``folder`` (newest first) with its
+    model, dataset, status (running, finished, failed or interrupted), epochs, validation and test
+    accuracy, precision and creation time. A run whose config.json cannot be read is left out."""
+    from .runs import find_runs
+
+    rows = []
+    for run in find_runs(folder):
+        try:
+            rows.append(run.summary())
+        except ZooError:
+            continue
+    return rows
+
+
+def predict(target: str | os.PathLike, images: Iterable[str | os.PathLike], *, top: int = 3) -> list[dict[str, Any]]:
+    """``zoo predict``: for each image file, its ``top`` classes (``class_id``, ``class_name``,
+    ``probability``) from ``target``, a run directory (or ``"latest"``), an export version or an
+    export base. Files are read as a folder's images are and resized as in training."""
+    from .compute.backend import import_tensorflow
+
+    import_tensorflow()
+    from . import prediction as predict_lib
+
+    return predict_lib.predict(predict_lib.open_target(target), list(images), top=top)

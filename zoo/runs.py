@@ -90,6 +90,48 @@ def locked(run: Path, *, exclusive: bool) -> Iterator[None]:
 
 
 
+def training(run: Path) -> bool:
+    """Whether a process holds the run's lock to write it (``zoo train``), now."""
+    try:
+        fd = os.open(run / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken at once unless a writer holds it
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+DEFAULT_RUNS = "runs"  # where `zoo train` puts a run without --run-dir
+LATEST = "latest"  # a RUN_DIR argument meaning the newest run under ./runs
+
+
+def find_runs(folder: str | os.PathLike = DEFAULT_RUNS) -> list[Run]:
+    """The run directories in ``folder`` (itself, its folders, and theirs: a bench's ``runs/``),
+    newest first."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ZooUsageError(f"{root} is not a folder")
+    found = {p.parent for pattern in (CONFIG, f"*/{CONFIG}", f"*/*/{CONFIG}") for p in root.glob(pattern)}
+    runs = [Run(p) for p in found if p.name != BACKUP]
+    return sorted(runs, key=lambda r: ((r.path / CONFIG).stat().st_mtime, str(r.path)), reverse=True)
+
+
+def named_run(text: str | os.PathLike) -> Path:
+    """A RUN_DIR as given, where ``latest`` is the newest run under ./runs (unless a folder of
+    that name exists here)."""
+    path = Path(text).expanduser()
+    if str(text) != LATEST or path.exists():
+        return path
+    runs = find_runs(DEFAULT_RUNS) if Path(DEFAULT_RUNS).is_dir() else []
+    if not runs:
+        raise ZooUsageError(f"`latest` stands for the newest run under {Path(DEFAULT_RUNS).resolve()}; there is none")
+    return runs[0].path
+
+
 def file_kind(name: str) -> str:
     """The format kind (zoo.formats) of a run directory's JSON file ``name``."""
     kinds = {CONFIG: formats.RUN_CONFIG, METRICS: formats.RUN_METRICS, FAILED: formats.RUN_FAILED}
@@ -162,6 +204,33 @@ class Run:
             {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
             for row in self._history_rows()
         ]
+
+    @property
+    def status(self) -> str:
+        """``running`` (a process is training it), ``finished``, ``failed`` (stopped at a
+        non-finite loss) or ``interrupted`` (resumable)."""
+        if training(self.path):
+            return "running"
+        if self.complete:
+            return "finished"
+        return "failed" if (self.path / FAILED).is_file() else "interrupted"
+
+    def summary(self) -> dict[str, Any]:
+        """One row of ``zoo runs``: what trained on what, how far, how well, when."""
+        record, history = self.record, self.history
+        metrics = self.metrics or {}
+        return {
+            "run": str(self.path),
+            "model": record["config"]["model"],
+            "dataset": record["dataset"]["name"],
+            "status": self.status,
+            "epochs": len(history),
+            "of_epochs": record["config"]["epochs"],
+            "val_accuracy": history[-1].get("val_accuracy") if history else None,
+            "test_accuracy": metrics.get("test_accuracy"),
+            "precision": (record.get("hardware") or {}).get("precision", record["config"]["precision"]),
+            "created": record.get("created"),
+        }
 
     def model_path(self) -> Path:
         """The trained model, which exists only once training finished."""

@@ -25,7 +25,7 @@ from ..version import DIST_NAME
 from .bench import bench
 from .models import check, info, list_models
 from .output import RUN_DIR_KEY
-from .runs import evaluate, export
+from .runs import evaluate, export, list_runs, predict
 from .train import train
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
@@ -146,5 +146,5 @@ def main() -> None:
     """A plugin model zoo for Keras 3: list, train, evaluate and export models."""
 
 
-for command in (list_models, info, check, train, bench, evaluate, export):
+for command in (list_models, info, check, train, bench, list_runs, evaluate, export, predict):
     main.add_command(command)

@@ -1,15 +1,19 @@
-"""``zoo evaluate`` and ``zoo export``: operations on a finished run."""
+"""``zoo runs``, ``zoo evaluate``, ``zoo export`` and ``zoo predict``: the runs there are, and
+operations on a finished one (``latest`` stands for the newest run under ./runs)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from .. import files
+from .. import runs as runs_lib
 from ..compute import backend as backend_lib
-from ..runs import Run
-from .output import RUN_DIR_KEY, check_finished_run, echo_export
+from ..errors import ZooError, ZooUsageError
+from ..runs import Run, named_run
+from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
 
 
 @click.command()
@@ -18,6 +22,7 @@ from .output import RUN_DIR_KEY, check_finished_run, echo_export
 @click.pass_context
 def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
     """Evaluate a finished run's model on a split of its dataset."""
+    run_dir = str(named_run(run_dir))
     ctx.meta[RUN_DIR_KEY] = run_dir
     check_finished_run(run_dir)
     backend_lib.import_tensorflow()
@@ -36,9 +41,72 @@ def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
 @click.pass_context
 def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
     """Export a run as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+    run_dir = str(named_run(run_dir))
     ctx.meta[RUN_DIR_KEY] = run_dir
     check_finished_run(run_dir)
     files.check_creatable(Path(export_base).resolve(), "export base")
     backend_lib.import_tensorflow()
 
     echo_export(Run.open(run_dir).export(export_base))
+
+
+@click.command("runs")
+@click.argument("folder", type=click.Path(), default=runs_lib.DEFAULT_RUNS, required=False)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of runs, for machines.")
+def list_runs(folder: str, as_json: bool) -> None:
+    """The run directories in FOLDER (default ./runs; a bench's --out too), newest first."""
+    rows = []
+    for run in runs_lib.find_runs(folder):
+        try:
+            rows.append(run.summary())
+        except ZooError as exc:  # a corrupted config.json: listed, not fatal
+            rows.append({"run": str(run.path), "status": "unreadable", "error": str(exc)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no run directories in {Path(folder).resolve()}", err=True)
+        return
+    shown = [_row(r) for r in rows]
+    table(shown, ("run", "model", "dataset", "status", "epochs", "val_acc", "test_acc", "precision", "created"))
+
+
+def _row(r: dict) -> dict[str, str]:
+    def accuracy(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-"
+
+    if r["status"] == "unreadable":
+        return {"run": r["run"], "model": "?", "dataset": "?", "status": "unreadable", "epochs": "-",
+                "val_acc": "-", "test_acc": "-", "precision": "-", "created": "-"}
+    return {"run": r["run"], "model": r["model"], "dataset": r["dataset"], "status": r["status"],
+            "epochs": f"{r['epochs']}/{r['of_epochs']}", "val_acc": accuracy(r["val_accuracy"]),
+            "test_acc": accuracy(r["test_accuracy"]), "precision": r["precision"],
+            "created": (r["created"] or "-")[:16].replace("T", " ")}
+
+
+@click.command()
+@click.argument("target", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one entry per image, for machines.")
+@click.pass_context
+def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
+    """The most likely classes of IMAGES (any format the folders accept, any size: resized as in
+    training) from TARGET: a run directory (or latest), an export version or an export base."""
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        raise ZooUsageError(f"no image file {missing[0]}")
+    if (Path(target) / "config.json").is_file() or target == runs_lib.LATEST:
+        ctx.meta[RUN_DIR_KEY] = str(named_run(target))
+        check_finished_run(ctx.meta[RUN_DIR_KEY])
+    backend_lib.import_tensorflow()
+    from .. import prediction as predict_lib
+
+    answer = predict_lib.open_target(target)
+    results = predict_lib.predict(answer, list(images), top=top)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        best = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in result["top"])
+        click.echo(f"{result['image']}: {best}")

@@ -1,0 +1,151 @@
+"""`zoo predict` and `zoo runs` through the installed script, as a user calls them after training."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ZOO = Path(sys.executable).with_name("zoo")
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def zoo_cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ZOO), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory) -> Path:
+    """A finished run in <here>/runs/ (so that `latest` finds it) and its export in <here>/exports."""
+    here = tmp_path_factory.mktemp("predict")
+    result = zoo_cli("train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "2",
+                 "--precision", "float32", "--export", "exports", cwd=here)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return here
+
+
+@pytest.fixture(scope="module")
+def images(trained) -> dict[str, Path]:
+    """A grayscale PNG and a colour JPEG, neither of the model's 8x8."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = {"png": trained / "a.png", "jpg": trained / "b.jpg", "txt": trained / "notes.txt"}
+    Image.fromarray(rng.integers(0, 256, (20, 14), dtype=np.uint8)).save(paths["png"])
+    Image.fromarray(rng.integers(0, 256, (11, 11, 3), dtype=np.uint8)).save(paths["jpg"], quality=95)
+    paths["txt"].write_text("not an image")
+    return paths
+
+
+def served(export: Path, paths: list[Path]) -> list[list[tuple[str, float]]]:
+    """What the export itself answers for the files, read and resized as in training."""
+    import tensorflow as tf
+
+    from zoo.data.images import resize_images
+    from zoo.data.imagefiles import decode
+
+    serve = tf.saved_model.load(str(export)).signatures["serving_default"]
+    batch = np.stack([resize_images(decode(p, 1), (8, 8)).numpy() for p in paths])
+    out = serve(image=tf.constant(batch))
+    names = [[n.decode()] for n in out["class_name"].numpy()]
+    return [[(name[0], float(row[int(i)]))] for name, row, i in zip(names, out["probabilities"].numpy(),
+                                                                     out["class_id"].numpy())]
+
+
+@pytest.mark.slow
+def test_predict_prints_the_class_the_export_gives(trained, images):
+    expected = served(trained / "exports" / "1", [images["png"], images["jpg"]])
+    for target in ("exports", "exports/1", "latest"):  # an export base, a version, the newest run
+        result = zoo_cli("predict", target, "a.png", "b.jpg", "--top", "1", cwd=trained)
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.strip().splitlines()
+        assert [line.split(": ")[0] for line in lines] == ["a.png", "b.jpg"]
+        for line, ((name, probability),) in zip(lines, expected):
+            shown_name, shown_probability = line.split(": ")[1].split(" ")
+            assert shown_name == name and float(shown_probability) == pytest.approx(probability, abs=1e-3)
+
+    as_json = zoo_cli("predict", "exports", "a.png", "--json", cwd=trained)
+    (entry,) = json.loads(as_json.stdout)
+    top = entry["top"]
+    assert entry["image"] == "a.png" and len(top) == 3  # the default --top
+    assert [t["probability"] for t in top] == sorted((t["probability"] for t in top), reverse=True)
+    assert top[0]["class_name"] == expected[0][0][0] and sum(t["probability"] for t in top) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, words", [
+    (["exports", "missing.png"], "no image file missing.png"),
+    (["exports", "notes.txt"], "notes.txt is not a readable image"),
+    ([".", "a.png"], "is neither a run directory (no config.json) nor an export"),
+    (["no/such/run", "a.png"], "is not a run directory (no such folder)"),
+])
+def test_predict_refuses_in_one_line(trained, images, args, words):
+    result = zoo_cli("predict", *args, cwd=trained)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_runs_shows_running_interrupted_failed_and_finished_runs(trained, tmp_path):
+    (finished,) = (trained / "runs").iterdir()
+    base = tmp_path / "many"
+    base.mkdir()
+    for name in ("finished", "interrupted", "failed", "running"):
+        shutil.copytree(finished, base / name)
+    for name in ("interrupted", "failed", "running"):  # killed after its first epoch
+        (base / name / "metrics.json").unlink()
+        (base / name / "model.keras").unlink()
+        history = (base / name / "history.csv").read_text().splitlines()
+        (base / name / "history.csv").write_text("\n".join(history[:2]) + "\n")
+    (base / "failed" / "failed.json").write_text(json.dumps({"reason": "loss is nan", "finished_epochs": 1}))
+    (base / "unreadable").mkdir()
+    (base / "unreadable" / "config.json").write_text("{not json")
+
+    with open(base / "running" / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what `zoo train` holds while it trains
+        listed = zoo_cli("runs", base, "--json")
+        table = zoo_cli("runs", base)
+    assert listed.returncode == 0, listed.stderr
+    rows = {Path(r["run"]).name: r for r in json.loads(listed.stdout)}
+    assert {name: r["status"] for name, r in rows.items()} == {
+        "finished": "finished", "interrupted": "interrupted", "failed": "failed", "running": "running",
+        "unreadable": "unreadable"}
+    metrics = json.loads((finished / "metrics.json").read_text())
+    assert rows["finished"]["test_accuracy"] == metrics["test_accuracy"] and rows["finished"]["epochs"] == 2
+    assert rows["interrupted"]["epochs"] == 1 and rows["interrupted"]["test_accuracy"] is None
+    assert {r["model"] for n, r in rows.items() if n != "unreadable"} == {"softmax"}
+    assert all(r["precision"] == "float32" and r["dataset"] == "zoo_tiny" for n, r in rows.items() if n != "unreadable")
+    header, *lines = table.stdout.strip().splitlines()
+    assert header.split() == ["RUN", "MODEL", "DATASET", "STATUS", "EPOCHS", "VAL_ACC", "TEST_ACC", "PRECISION",
+                              "CREATED"]
+    shown = {Path(line.split()[0]).name: line.split()[3] for line in lines}
+    assert shown == {name: r["status"] for name, r in rows.items()}
+    assert next(line for line in lines if "/running " in line).split()[4] == "1/2"
+
+    # latest: the newest run under ./runs, wherever a RUN_DIR is expected.
+    evaluated = zoo_cli("evaluate", "latest", cwd=trained)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads((finished / "eval-test.json").read_text())["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    nothing = zoo_cli("evaluate", "latest", cwd=tmp_path)
+    assert nothing.returncode == 2 and "Error: latest stands for the newest run under" in nothing.stderr
+
+
+@pytest.mark.slow
+def test_the_python_api_answers_as_the_commands_do(trained, images):
+    import zoo
+
+    script = zoo_cli("predict", "exports", "a.png", "--json", cwd=trained)
+    assert script.returncode == 0, script.stderr[-2000:]
+    (answer,) = zoo.predict(trained / "exports", [images["png"]], top=2)
+    assert answer["top"] == json.loads(script.stdout)[0]["top"][:2]
+    (row,) = zoo.list_runs(trained / "runs")
+    assert row["status"] == "finished" and row["model"] == "softmax" and row["epochs"] == row["of_epochs"] == 2

@@ -1,0 +1,108 @@
+"""``zoo predict``: the top classes of image files, from a finished run's model or an exported
+SavedModel. Each file is read as a folder's images are (any format Pillow reads, EXIF orientation
+applied, converted to the model's channels) and resized to the model's input as in training."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import evaluation, export
+from .data import imagefiles
+from .errors import ZooUsageError
+from .runs import CONFIG, Run, named_run
+
+BATCH = 256  # images per call: a few thousand files need no more memory than this many
+
+
+@dataclass(frozen=True)
+class Target:
+    """What answers: a run's model or an export, with the shape it takes and its class names."""
+
+    kind: str  # "run" or "export"
+    path: Path
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    probabilities: Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, C] -> float32 [N, classes]
+
+
+def open_target(text: str | os.PathLike) -> Target:
+    """A run directory (or ``latest``), an export version (``EXPORT_BASE/3``) or an export base
+    (its newest version)."""
+    path = Path(text).expanduser()
+    if (path / "saved_model.pb").is_file():
+        return _export(path.resolve())
+    if path.is_dir() and not (path / CONFIG).is_file():
+        versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir()), reverse=True)
+        if versions:
+            return _export((path / str(versions[0])).resolve())
+    if path.is_dir() and not (path / CONFIG).is_file():
+        raise ZooUsageError(
+            f"{path} is neither a run directory (no config.json) nor an export (no saved_model.pb, "
+            f"no numbered versions)"
+        )
+    run = Run.open(named_run(text))
+    run.model_path()  # a one-line error for a run that did not finish
+    model = evaluation.load_model(run)
+    info = run.dataset
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
+        from .data.images import to_model_input
+
+        return np.asarray(model(to_model_input(images), training=False), dtype=np.float32)
+
+    return Target("run", run.path, tuple(info["input_shape"]), tuple(info["class_names"]), probabilities)
+
+
+def _export(path: Path) -> Target:
+    import tensorflow as tf
+
+    metadata_file = path / "assets.extra" / "zoo.json"
+    try:
+        metadata = json.loads(metadata_file.read_text())
+        shape, names = tuple(metadata["input_shape"]), tuple(metadata["class_names"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ZooUsageError(f"{path} is not a zoo export (no readable assets.extra/zoo.json)") from None
+    serve = tf.saved_model.load(str(path)).signatures[export.SIGNATURE]
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
+        return serve(image=tf.constant(images))["probabilities"].numpy()
+
+    return Target("export", path, shape, names, probabilities)
+
+
+def read_images(paths: Sequence[str | os.PathLike], shape: tuple[int, int, int]) -> np.ndarray:
+    """uint8 [N, H, W, C]: each file decoded to C channels and resized to H x W as in training."""
+    from .data.images import resize_images
+
+    height, width, channels = shape
+    images = []
+    for path in paths:
+        image = imagefiles.decode(path, channels)  # a one-line error naming a file that is not an image
+        if image.shape[:2] != (height, width):
+            image = resize_images(image, (height, width)).numpy()
+        images.append(image)
+    return np.stack(images)
+
+
+def predict(target: Target, paths: Sequence[str | os.PathLike], top: int = 3) -> list[dict[str, Any]]:
+    """For each file, its ``top`` classes with their probabilities, most likely first."""
+    if top < 1:
+        raise ZooUsageError(f"`top` must be at least 1, received {top}")
+    results = []
+    for start in range(0, len(paths), BATCH):
+        chunk = paths[start:start + BATCH]
+        probabilities = target.probabilities(read_images(chunk, target.input_shape))
+        for path, row in zip(chunk, probabilities):
+            best = np.argsort(-row, kind="stable")[:top]
+            results.append({"image": str(path), "top": [
+                {"class_id": int(i), "class_name": target.class_names[i], "probability": float(row[i])}
+                for i in best
+            ]})
+    return results
