@@ -49,8 +49,8 @@ def served(export: Path, paths: list[Path]) -> list[list[tuple[str, float]]]:
     """What the export itself answers for the files, read and resized as in training."""
     import tensorflow as tf
 
-    from zoo.data.images import resize_images
     from zoo.data.imagefiles import decode
+    from zoo.data.images import resize_images
 
     serve = tf.saved_model.load(str(export)).signatures["serving_default"]
     batch = np.stack([resize_images(decode(p, 1), (8, 8)).numpy() for p in paths])
