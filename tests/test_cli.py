@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -111,7 +112,24 @@ def test_evaluate_and_export_a_finished_run(tiny_run, tmp_path):
     result = zoo_cli("evaluate", tiny_run)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"test: accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}"
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"test: accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}"
+    # Per class and the confusion matrix: rows are the test split's true classes, in full.
+    import tensorflow_datasets as tfds
+
+    evaluated = json.loads((tiny_run / "eval-test.json").read_text())
+    names, matrix = evaluated["confusion"]["labels"], np.array(evaluated["confusion"]["matrix"])
+    config = json.loads((tiny_run / "config.json").read_text())
+    labels = tfds.as_numpy(tfds.load(config["config"]["dataset"], split="test", data_dir=config["config"]["data_dir"],
+                                     as_supervised=True, batch_size=-1))[1]
+    assert names == config["dataset"]["class_names"]
+    assert matrix.sum(axis=1).tolist() == np.bincount(labels, minlength=len(names)).tolist()
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert evaluated["per_class_accuracy"] == {
+        n: pytest.approx(matrix[i, i] / matrix[i].sum()) for i, n in enumerate(names)}
+    assert lines[1] == "per class: " + ", ".join(f"{n} {matrix[i, i] / matrix[i].sum():.3f}" for i, n in enumerate(names))
+    assert lines[2] == "confusion (rows: true class, columns: predicted):" and len(lines) == 4 + len(names)
+    assert (tiny_run / "confusion-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     other = zoo_cli("evaluate", tiny_run, "--split", "train[:10%]")
     assert other.exit_code == 0 and other.stdout.startswith("train[:10%]: accuracy")
     for version in (1, 2):

@@ -272,8 +272,22 @@ def test_a_folder_without_a_test_split_says_so_and_reports_no_test_metrics(insta
     assert f"no test split in {class_folder}: no test metrics (validation accuracy" in trained.stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test_accuracy" not in metrics and "test_loss" not in metrics
-    refused = _zoo("evaluate", str(run))
-    assert refused.returncode == 2 and "has no split 'test'" in refused.stderr
+    # No test split: evaluate takes the held-out validation slice, and says so; so does
+    # --split validation (the folder has no validation/); an explicit test split is refused
+    # with the splits there are and the slice syntax.
+    for args in ((), ("--split", "validation")):
+        evaluated = _zoo("evaluate", str(run), *args)
+        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+        lines = evaluated.stdout.splitlines()
+        assert lines[0] == (f"no {'validation' if args else 'test'} split in {class_folder}: evaluated on the "
+                            f"held-out validation slice train[90%:]")
+        assert lines[1].startswith("train[90%:]: accuracy ")
+    result = json.loads((run / "eval-train-90.json").read_text())
+    counts = json.loads((run / "config.json").read_text())["dataset"]["num_validation"]
+    assert sum(map(sum, result["confusion"]["matrix"])) == counts and result["note"].startswith("no validation split")
+    refused = _zoo("evaluate", str(run), "--split", "test")
+    assert refused.returncode == 2, refused.stderr
+    assert f"has no split 'test' (it has: train; a slice of one works too, e.g. train[90%:]" in refused.stderr
 
     # Every image had one size (16x16, grayscale): the export still serves any size and colour,
     # since images sent to a server vary, and says so.

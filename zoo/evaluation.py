@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
 
 import registry
 
@@ -24,19 +25,91 @@ if TYPE_CHECKING:
     from .runs import Run
 
 
-def evaluate(run: Run, split: str = "test") -> dict[str, Any]:
-    """Evaluate a finished run's model on a split of its dataset; writes eval-<split>.json."""
-    config = run.config
+def evaluate(run: Run, split: str | None = None) -> dict[str, Any]:
+    """Evaluate a finished run's model on a split of its dataset: loss, accuracy, accuracy per class
+    and the confusion matrix; writes eval-<split>.json and confusion-<split>.png.
+
+    ``split`` None: the test split, or the run's held-out validation slice when the dataset has no
+    test split; ``validation`` on a dataset without a validation split is that slice too (the
+    result's ``note`` says so)."""
+    config, info = run.config, run.dataset
     with run.locked(exclusive=False):  # refused while the run is still training
+        split, note = _split(run, split)
         model = load_model(run)
         ds = pipeline.load_split(config.dataset, split, **config.dataset_options())
         loss, accuracy = test_metrics(plain_compiled(model), ds)
+        matrix = confusion_matrix(model, ds, info["num_classes"])
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
+        if note:
+            result["note"] = note
+        result.update(per_class(matrix, info["class_names"]))
         changed = changed_images(run)
         if changed:  # the images as they are now, and the run says which
             result["trained_on_fingerprint"], result["fingerprint"] = changed
-        run.write_json(f"eval-{files.safe_name(split)}.json", result)
+        name = files.safe_name(split)
+        run.write_json(f"eval-{name}.json", result)
+        plot_confusion(matrix, info["class_names"], run.file(f"confusion-{name}.png"), f"{info['name']} {split}")
     return result
+
+
+def _split(run: Run, split: str | None) -> tuple[str, str]:
+    """The split to evaluate, and a note when it is the held-out validation slice instead."""
+    info = run.dataset
+    held_out = info["validation_split"]
+    if split is None:
+        if info["test_split"]:
+            return info["test_split"], ""
+        return held_out, f"no test split in {info['name']}: evaluated on the held-out validation slice {held_out}"
+    if split == "validation" and split not in pipeline.split_names(run.config.dataset, **run.config.dataset_options()):
+        return held_out, f"no validation split in {info['name']}: evaluated on the held-out validation slice {held_out}"
+    return split, ""
+
+
+def confusion_matrix(model: keras.Model, ds, num_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] over the examples of ``ds`` (padding, of weight 0, left out)."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    for batch in ds:
+        images, labels = batch[0], np.asarray(batch[1])
+        predicted = np.argmax(np.asarray(model(images, training=False)), axis=-1)
+        if len(batch) > 2:  # weighted (padded) batches
+            keep = np.asarray(batch[2]) > 0
+            labels, predicted = labels[keep], predicted[keep]
+        np.add.at(matrix, (labels.astype(np.int64), predicted), 1)
+    return matrix
+
+
+def per_class(matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Accuracy per class (None for a class the split does not hold) and the confusion matrix."""
+    counts = matrix.sum(axis=1)
+    accuracy = {
+        name: (float(matrix[i, i] / counts[i]) if counts[i] else None) for i, name in enumerate(names)
+    }
+    return {"per_class_accuracy": accuracy, "confusion": {"labels": list(names), "matrix": matrix.tolist()}}
+
+
+def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str) -> None:
+    """The confusion matrix as an image: rows the true class, columns the predicted one."""
+    from matplotlib.figure import Figure  # no pyplot: no backend to choose, nothing global
+
+    size = min(12.0, 2.5 + 0.35 * len(names))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    if len(names) <= 30:
+        ticks = range(len(names))
+        ax.set_xticks(ticks, names, rotation=90)
+        ax.set_yticks(ticks, names)
+        if len(names) <= 15:
+            for (i, j), count in np.ndenumerate(matrix):
+                ax.text(j, i, str(count), ha="center", va="center",
+                        color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title}: confusion matrix")
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:

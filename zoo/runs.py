@@ -245,8 +245,10 @@ class Run:
 
         return evaluation.load_model(self)
 
-    def evaluate(self, split: str = "test") -> dict[str, Any]:
-        """Accuracy and loss on any split of the run's dataset; also written to eval-<split>.json."""
+    def evaluate(self, split: str | None = None) -> dict[str, Any]:
+        """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
+        dataset (default: test, or the held-out validation slice without one); also written to
+        eval-<split>.json and confusion-<split>.png."""
         from . import evaluation  # imports TensorFlow
 
         return evaluation.evaluate(self, split)

@@ -18,21 +18,45 @@ from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
 
 @click.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--split", default="test", show_default=True, help="A TFDS split, e.g. test or train[90%:].")
+@click.option("--split", help="A TFDS split or slice, e.g. test, validation or train[:1000]. [default: test, or "
+                              "the run's held-out validation slice for a dataset without one]")
 @click.pass_context
-def evaluate(ctx: click.Context, run_dir: str, split: str) -> None:
-    """Evaluate a finished run's model on a split of its dataset."""
+def evaluate(ctx: click.Context, run_dir: str, split: str | None) -> None:
+    """Evaluate a finished run's model on a split of its dataset: accuracy, loss, accuracy per class
+    and the confusion matrix (also in eval-SPLIT.json and confusion-SPLIT.png)."""
     run_dir = str(named_run(run_dir))
     ctx.meta[RUN_DIR_KEY] = run_dir
     check_finished_run(run_dir)
     backend_lib.import_tensorflow()
 
     result = Run.open(run_dir).evaluate(split)
-    click.echo(f"{split}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+    if "note" in result:
+        click.echo(result["note"])
+    click.echo(f"{result['split']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+    _echo_confusion(result)
     if "trained_on_fingerprint" in result:
         click.echo(f"note: the images changed since this run trained (fingerprint "
                    f"{result['trained_on_fingerprint']}, now {result['fingerprint']}): these "
                    f"figures are for the images as they are now")
+
+
+def _echo_confusion(result: dict) -> None:
+    """Accuracy per class, and the matrix itself for up to 12 classes (else its largest confusions)."""
+    names, matrix = result["confusion"]["labels"], result["confusion"]["matrix"]
+    shown = [f"{name} {acc:.3f}" for name, acc in result["per_class_accuracy"].items() if acc is not None]
+    click.echo("per class: " + ", ".join(shown))
+    if len(names) <= 12:
+        width = max(len(str(v)) for row in matrix for v in row) + 1
+        label = max(len(n) for n in names)
+        click.echo("confusion (rows: true class, columns: predicted):")
+        click.echo(" " * (label + 1) + "".join(n[:width - 1].rjust(width) for n in names))
+        for name, row in zip(names, matrix):
+            click.echo(name.rjust(label) + " " + "".join(str(v).rjust(width) for v in row))
+        return
+    pairs = sorted(((v, i, j) for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j and v),
+                   reverse=True)[:5]
+    if pairs:
+        click.echo("most confused: " + ", ".join(f"{names[i]} as {names[j]} ({v})" for v, i, j in pairs))
 
 
 @click.command()

@@ -188,11 +188,31 @@ def load_split(
     split_name = split.split("[", 1)[0]
     if not has_split(builder, split_name):
         available = ", ".join(sorted(builder.info.splits)) or "none"
-        raise ZooUsageError(f"dataset '{name}' has no split '{split_name}' (it has: {available})")
+        raise ZooUsageError(
+            f"dataset '{name}' has no split '{split_name}' (it has: {available}; a slice of one works "
+            f"too, e.g. train[90%:] or train[:1000])"
+        )
     try:  # one pass: nothing to cache, and a split of any size streams
         return streaming_pipeline(builder, split, batch_size=batch_size)
     except ValueError as exc:  # TFDS's own words on a malformed or empty slice
         raise ZooUsageError(f"bad split {split!r} of '{name}': {first_line(exc)}") from None
+
+
+def split_names(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    strict_files: bool = False,
+) -> list[str]:
+    """The splits a dataset has (prepared if needed), sorted."""
+    builder = prepared_builder(
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
+        strict_files=strict_files,
+    )
+    return sorted(builder.info.splits)
 
 
 def sample_images(
