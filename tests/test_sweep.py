@@ -533,12 +533,12 @@ def test_ray_refuses_a_model_registered_in_this_process_before_starting(tiny_dat
 
 @pytest.mark.slow
 @SWEEPS
-def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_data_dir, tmp_path, ray_env):
+def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(whole, tiny_data_dir, tmp_path, ray_env):
     out = tmp_path / "out"
-    args = ["softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--epochs", "2",
+    args = [*RESUMED_ARGS, "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--cpus-per-job", str(THREADS),
             "--out", str(out), "--ray"]
-    lost, _, broken = bench_jobs.sweep_jobs(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
-                                 options={"dataset": "zoo_tiny", "epochs": 2})
+    lost, _, broken = bench_jobs.sweep_jobs(["mlp"], seeds=[0, 1, 2], out=out, hparams={}, options=RESUMED)
+    assert lost.key == whole["job"]
     broken.run_dir.mkdir(parents=True)
     (broken.run_dir / "config.json").write_text("{")  # a run directory nobody can resume
     driver = start_bench(*args, env=ray_env)
@@ -549,29 +549,37 @@ def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_d
             assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[1][-3000:]
             time.sleep(0.02)
         worker = json.loads(job_file.read_text())["parent"]
+        trainer = training_pid(lost.run_dir, driver, deadline)
+        before = stopped_after_its_first_epoch(trainer, lost.run_dir, deadline)
         os.kill(worker, signal.SIGKILL)  # the worker is lost, with the training it started
         _, stderr = driver.communicate(timeout=600)
     finally:
         driver.kill()
+    assert gone(trainer)  # the training died with its worker
     assert driver.returncode == 1
     assert stderr.splitlines()[-1].startswith(
-        "Error: 1 of 3 job(s) failed, first softmax seed 2: softmax seed 2: training failed (Error: ")
+        "Error: 1 of 3 job(s) failed, first mlp seed 2: mlp seed 2: training failed (Error: ")
     assert "is corrupted or not a zoo config" in stderr.splitlines()[-1]
     recs = records(out)
     assert sorted((r["seed"], r["status"]) for r in recs) == [(0, "ok"), (1, "ok"), (2, "failed")]
     (retried,) = [r for r in recs if r["seed"] == 0]
     assert retried["where"]["pid"] != worker  # run again, in another worker
+    assert_resumed_exactly(lost.run_dir, before, retried, whole)  # from the lost one's backup
+    for r in recs:  # each task reserved --cpus-per-job CPUs, and its TensorFlow pools are that big
+        assert r["where"]["threads"] == THREADS and r["where"]["ray"]["resources"] == {"CPU": THREADS}
+        if r["status"] == "ok":
+            assert r["where"]["tf_threads"] == r["where"]["measure_tf_threads"] == [THREADS, THREADS]
     (failed,) = [r for r in recs if r["status"] == "failed"]
     assert failed["where"]["ray"]["node_ip"] == "127.0.0.1" and failed["run_dir"] == str(broken.run_dir)
     assert "is corrupted or not a zoo config" in Path(failed["log"]).read_text()
-    assert f"failed: #3 softmax seed 2 (log: {failed['log']})" in (out / "results.md").read_text()
+    assert f"failed: #3 mlp seed 2 (log: {failed['log']})" in (out / "results.md").read_text()
 
     # The broken run moved out of the way, the same command runs the failed job alone.
     broken.run_dir.rename(tmp_path / "broken")
     again = zoo_bench(*args, env=ray_env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 already recorded in" in again.stderr
-    assert sorted(accuracies(out)) == [("softmax", 0), ("softmax", 1), ("softmax", 2)]
+    assert sorted(accuracies(out)) == [("mlp", 0), ("mlp", 1), ("mlp", 2)]
     assert "failed:" not in (out / "results.md").read_text()
 
 
