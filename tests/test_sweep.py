@@ -237,6 +237,7 @@ def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
     assert result.returncode == 0, result.stderr[-3000:]
     for r in records(out):
         assert r["where"]["shard"] is None and r["where"]["ray"] is None and r["where"]["tf_threads"] == [0, 0]
+        assert r["where"]["measure_tf_threads"] == [0, 0]  # without --cpus-per-job: TensorFlow's default
     found = accuracies(out)
     assert sorted(found) == [("mlp", 0), ("mlp", 1), ("softmax", 0), ("softmax", 1)]
     return found
@@ -484,6 +485,7 @@ def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data
         where = r["where"]
         assert where["ray"]["node_ip"] == "127.0.0.1" and where["pid"] != os.getpid()
         assert where["threads"] == 1 and where["tf_threads"] == [1, 1]  # --cpus-per-job's default
+        assert where["measure_tf_threads"] == [1, 1] and where["ray"]["resources"] == {"CPU": 1}
         nodes.add(where["ray"]["node_id"])
     assert len(nodes) == 1
 
