@@ -237,6 +237,7 @@ def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
     assert result.returncode == 0, result.stderr[-3000:]
     for r in records(out):
         assert r["where"]["shard"] is None and r["where"]["ray"] is None and r["where"]["tf_threads"] == [0, 0]
+        assert r["where"]["measure_tf_threads"] == [0, 0]  # without --cpus-per-job: TensorFlow's default
     found = accuracies(out)
     assert sorted(found) == [("mlp", 0), ("mlp", 1), ("softmax", 0), ("softmax", 1)]
     return found
@@ -313,6 +314,140 @@ def test_a_shard_killed_midway_and_run_again_records_every_job_once(plain, mnist
     assert found == {k: v for k, v in plain.items() if k[1] == 0}
 
 
+# -- a job killed after an epoch, run again: it resumes, exactly ---------------------------------
+
+# mlp (dropout: its random generators' state is part of the backup) on zoo_tiny, two epochs; small
+# batches, so an epoch is a dozen steps rather than two.
+RESUMED = {"dataset": "zoo_tiny", "epochs": 2, "batch_size": 16, "precision": "float32"}
+RESUMED_ARGS = ["mlp", *(f"--{k.replace('_', '-')}={v}" for k, v in RESUMED.items())]
+# --cpus-per-job for these sweeps: neither default (TensorFlow's 0 without Ray, 1 on Ray) where the
+# machine has two cores, and never more than it has.
+THREADS = min(2, os.cpu_count() or 1)
+HISTORY_VALUES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+def history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def weights_digest(run_dir: Path) -> str:
+    from zoo.runs import Run
+    from zoo.training import runner
+
+    return runner.weights_digest(Run(run_dir).model())
+
+
+@pytest.fixture(scope="module")
+def whole(tiny_data_dir, tmp_path_factory) -> dict:
+    """mlp seed 0 of RESUMED trained without interruption as a sweep trains a job (in a child
+    process, --cpus-per-job THREADS): its record, history and weights digest."""
+    out = tmp_path_factory.mktemp("whole")
+    (job,) = bench_jobs.sweep_jobs(["mlp"], seeds=[0], out=out, hparams={},
+                                   options={**RESUMED, "data_dir": tiny_data_dir})
+    record = child.attempt(job, out, threads=THREADS)
+    assert record["status"] == "ok", record
+    assert record["where"]["tf_threads"] == [THREADS, THREADS]
+    return {**record, "history": history(job.run_dir), "digest": weights_digest(job.run_dir)}
+
+
+def training_pid(run_dir: Path, starter: subprocess.Popen, deadline: float) -> int:
+    """The process training ``run_dir``, once it holds the run's lock ("process 4711 on host")."""
+    lock = run_dir / ".lock"
+    while not (lock.is_file() and lock.read_text().strip()):
+        assert starter.poll() is None and time.monotonic() < deadline, starter.communicate()[1][-3000:]
+        time.sleep(0.02)
+    return int(lock.read_text().split()[1])
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie has: only its exit status is left)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def stopped_after_its_first_epoch(pid: int, run_dir: Path, deadline: float) -> list[dict[str, str]]:
+    """Leave the training process ``pid`` stopped (SIGSTOP) right after its first epoch's backup;
+    return history.csv as it is then.
+
+    An epoch of zoo_tiny takes tens of milliseconds, less than polling can be sure to catch under
+    load. So the process runs in slices of about 5 ms, stopped while the backup is looked for: it
+    is caught within a slice of writing the first backup, long before a second could follow."""
+    state = run_dir / "backup" / "state.json"
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.001)
+        if state.is_file():
+            break
+        assert time.monotonic() < deadline, f"no backup in {run_dir} in time"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+    assert json.loads(state.read_text())["epoch"] == 1, "stopped after its second epoch, not its first"
+    return history(run_dir)
+
+
+def assert_resumed_exactly(run_dir: Path, before: list[dict[str, str]], record: dict, whole: dict) -> None:
+    """The run killed with ``before`` as its history went on from its backup: epoch 0 not trained
+    again, and the result the uninterrupted job's, to the last bit of every weight."""
+    assert [r["epoch"] for r in before] == ["0"]  # killed after its first epoch, before the second
+    after = history(run_dir)
+    assert [r["epoch"] for r in after] == ["0", "1"]  # each epoch once
+    assert after[0] == before[0]  # the same row, timings and all: not trained again
+    log = (run_dir.parents[1] / "logs" / f"{run_dir.name}.log").read_text()  # the last training's
+    assert "Epoch 2/2" in log and "Epoch 1/2" not in log  # which started at the second epoch
+    assert [[r[k] for k in HISTORY_VALUES] for r in after] == [[r[k] for k in HISTORY_VALUES] for r in whole["history"]]
+    assert (record["test_accuracy"], record["test_loss"]) == (whole["test_accuracy"], whole["test_loss"])
+    assert weights_digest(run_dir) == whole["digest"]
+
+
+# A shard that registers zoo_tiny itself (as a dataset plugin would), so that it can prepare it in
+# a fresh data folder, as a shard's first run on a new node does.
+TINY_BENCH = "import sys, tinydata; from zoo.cli import main; sys.exit(main())"
+
+
+@pytest.mark.slow
+@SWEEPS
+def test_a_job_killed_after_an_epoch_resumes_exactly_when_its_shard_runs_again(whole, tmp_path):
+    out = tmp_path / "out"
+    args = [*RESUMED_ARGS, "--seeds", "1,2,0", "--shard", "1/2", "--cpus-per-job", str(THREADS),
+            "--data-dir", str(tmp_path / "tfds"), "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", TINY_BENCH, "bench", *args]
+    planned = bench_jobs.sweep_jobs(["mlp"], seeds=[1, 2, 0], out=out, hparams={}, options=RESUMED)
+    first, killed = bench_records.select(planned, out, bench_jobs.Shard(1, 2)).mine
+    assert (first.label, killed.label) == ("mlp seed 1", "mlp seed 0") and killed.key == whole["job"]
+    shard = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        trainer = training_pid(killed.run_dir, shard, deadline)  # the shard's second job
+        before = stopped_after_its_first_epoch(trainer, killed.run_dir, deadline)
+        os.kill(trainer, signal.SIGKILL)  # the job's training alone, as the OOM killer would
+        _, stderr = shard.communicate(timeout=300)
+    finally:
+        shard.kill()
+    assert shard.returncode == 1, stderr[-3000:]
+    assert stderr.splitlines()[-1].startswith(
+        "Error: 1 of 2 job(s) failed, first mlp seed 0: mlp seed 0: training failed (killed by SIGKILL); log: ")
+    (done,) = [r for r in records(out) if r["status"] == "ok"]
+    assert done["seed"] == 1
+    # --cpus-per-job: the training process's pools, and those of the shard that measured the
+    # export, which prepared the data first (TensorFlow refuses new pool sizes once started).
+    assert done["where"]["threads"] == THREADS and done["where"]["shard"] == "1/2"
+    assert done["where"]["tf_threads"] == done["where"]["measure_tf_threads"] == [THREADS, THREADS]
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 already recorded in" in again.stderr
+    assert sorted(accuracies(out)) == [("mlp", 0), ("mlp", 1)]  # each job recorded once
+    (resumed,) = [r for r in records(out) if r["status"] == "ok" and r["seed"] == 0]
+    assert_resumed_exactly(killed.run_dir, before, resumed, whole)
+    assert resumed["where"]["tf_threads"] == resumed["where"]["measure_tf_threads"] == [THREADS, THREADS]
+
+
 # -- Ray -----------------------------------------------------------------------------------------
 
 
@@ -350,6 +485,7 @@ def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data
         where = r["where"]
         assert where["ray"]["node_ip"] == "127.0.0.1" and where["pid"] != os.getpid()
         assert where["threads"] == 1 and where["tf_threads"] == [1, 1]  # --cpus-per-job's default
+        assert where["measure_tf_threads"] == [1, 1] and where["ray"]["resources"] == {"CPU": 1}
         nodes.add(where["ray"]["node_id"])
     assert len(nodes) == 1
 
@@ -406,12 +542,12 @@ def test_ray_refuses_a_model_registered_in_this_process_before_starting(tiny_dat
 
 @pytest.mark.slow
 @SWEEPS
-def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_data_dir, tmp_path, ray_env):
+def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(whole, tiny_data_dir, tmp_path, ray_env):
     out = tmp_path / "out"
-    args = ["softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--epochs", "2",
+    args = [*RESUMED_ARGS, "--data-dir", tiny_data_dir, "--seeds", "0,1,2", "--cpus-per-job", str(THREADS),
             "--out", str(out), "--ray"]
-    lost, _, broken = bench_jobs.sweep_jobs(["softmax"], seeds=[0, 1, 2], out=out, hparams={},
-                                 options={"dataset": "zoo_tiny", "epochs": 2})
+    lost, _, broken = bench_jobs.sweep_jobs(["mlp"], seeds=[0, 1, 2], out=out, hparams={}, options=RESUMED)
+    assert lost.key == whole["job"]
     broken.run_dir.mkdir(parents=True)
     (broken.run_dir / "config.json").write_text("{")  # a run directory nobody can resume
     driver = start_bench(*args, env=ray_env)
@@ -422,29 +558,37 @@ def test_ray_records_a_failed_job_retries_a_lost_one_and_a_rerun_finishes(tiny_d
             assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()[1][-3000:]
             time.sleep(0.02)
         worker = json.loads(job_file.read_text())["parent"]
+        trainer = training_pid(lost.run_dir, driver, deadline)
+        before = stopped_after_its_first_epoch(trainer, lost.run_dir, deadline)
         os.kill(worker, signal.SIGKILL)  # the worker is lost, with the training it started
         _, stderr = driver.communicate(timeout=600)
     finally:
         driver.kill()
+    assert gone(trainer)  # the training died with its worker
     assert driver.returncode == 1
     assert stderr.splitlines()[-1].startswith(
-        "Error: 1 of 3 job(s) failed, first softmax seed 2: softmax seed 2: training failed (Error: ")
+        "Error: 1 of 3 job(s) failed, first mlp seed 2: mlp seed 2: training failed (Error: ")
     assert "is corrupted or not a zoo config" in stderr.splitlines()[-1]
     recs = records(out)
     assert sorted((r["seed"], r["status"]) for r in recs) == [(0, "ok"), (1, "ok"), (2, "failed")]
     (retried,) = [r for r in recs if r["seed"] == 0]
     assert retried["where"]["pid"] != worker  # run again, in another worker
+    assert_resumed_exactly(lost.run_dir, before, retried, whole)  # from the lost one's backup
+    for r in recs:  # each task reserved --cpus-per-job CPUs, and its TensorFlow pools are that big
+        assert r["where"]["threads"] == THREADS and r["where"]["ray"]["resources"] == {"CPU": THREADS}
+        if r["status"] == "ok":
+            assert r["where"]["tf_threads"] == r["where"]["measure_tf_threads"] == [THREADS, THREADS]
     (failed,) = [r for r in recs if r["status"] == "failed"]
     assert failed["where"]["ray"]["node_ip"] == "127.0.0.1" and failed["run_dir"] == str(broken.run_dir)
     assert "is corrupted or not a zoo config" in Path(failed["log"]).read_text()
-    assert f"failed: #3 softmax seed 2 (log: {failed['log']})" in (out / "results.md").read_text()
+    assert f"failed: #3 mlp seed 2 (log: {failed['log']})" in (out / "results.md").read_text()
 
     # The broken run moved out of the way, the same command runs the failed job alone.
     broken.run_dir.rename(tmp_path / "broken")
     again = zoo_bench(*args, env=ray_env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 already recorded in" in again.stderr
-    assert sorted(accuracies(out)) == [("softmax", 0), ("softmax", 1), ("softmax", 2)]
+    assert sorted(accuracies(out)) == [("mlp", 0), ("mlp", 1), ("mlp", 2)]
     assert "failed:" not in (out / "results.md").read_text()
 
 

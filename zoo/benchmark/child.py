@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +85,7 @@ def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -
         child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
     record = measure(job.run_dir, export_base / str(latest_version(export_base)))
     where["tf_threads"] = child.get("tf_threads")  # as the training process's TensorFlow reports them
+    where["measure_tf_threads"] = tf_threads()  # this process's, which measured the export
     record.update(status="ok", job=job.key, peak_rss_mb=child.get("peak_rss_mb"), where=where)
     return record
 
@@ -111,6 +113,8 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
             raise
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code
+    if code < 0:  # the log's last line would be whatever the training printed last
+        raise ZooError(f"{job.label}: training failed (killed by {_signal_name(-code)}); log: {log_path}")
     if code != 0:
         lines = log_path.read_text(errors="replace").strip().splitlines()
         raise ZooError(f"{job.label}: training failed ({lines[-1] if lines else f'exit {code}'}); log: {log_path}")
@@ -118,6 +122,13 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
     # (this one's, which grows with every measurement) over into the child's.
     return {**peak, "peak_rss_mb": peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)}  # KiB
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _log_path(out: Path, job: Job) -> Path:
@@ -132,6 +143,12 @@ def limit_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass
+
+
+def tf_threads() -> list[int]:
+    """This process's TensorFlow intra- and inter-op pool sizes (0: TensorFlow's default)."""
+    return [tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads()]
 
 
 def run_job_file(path: str) -> int:
@@ -149,9 +166,7 @@ def run_job_file(path: str) -> int:
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    threads = [tf.config.threading.get_intra_op_parallelism_threads(),
-               tf.config.threading.get_inter_op_parallelism_threads()]  # 0: TensorFlow's default
-    formats.write(formats.BENCH_PEAK, peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": threads})
+    formats.write(formats.BENCH_PEAK, peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": tf_threads()})
     return 0
 
 
@@ -161,7 +176,6 @@ def _dies_with(parent: int | None) -> bool:
     if parent is None or not sys.platform.startswith("linux"):
         return True
     import ctypes
-    import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     return os.getppid() == parent

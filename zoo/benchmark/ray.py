@@ -160,6 +160,9 @@ def _task(job: dict[str, Any], out: str, threads: int, extra: dict[str, Any]) ->
 
     limit_threads(threads)
     context = ray.get_runtime_context()
-    here = {**where(None), **extra, "ray": {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}}
+    here = {**where(None), **extra, "ray": {
+        "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+        "resources": context.get_assigned_resources(),  # what Ray reserved for this task: {"CPU": 2.0}
+    }}
     return attempt(Job.from_dict(job), Path(out), threads=threads, where=here)
 

@@ -48,6 +48,10 @@ def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray
 
     check_gpus(ray, gpus_per_job)
     if ray is None:
+        if cpus_per_job:
+            # Before preparing: a dataset TFDS prepares here starts TensorFlow, which then refuses
+            # new pool sizes, and the jobs' measurements would run on every core.
+            limit_threads(cpus_per_job)
         prepare(jobs, out)
         yield run_here(jobs, out, threads=cpus_per_job, shard=shard)
         return
