@@ -86,7 +86,7 @@ def tiny_run(tiny_data_dir, tmp_path_factory) -> Path:
 
 
 def test_train_writes_the_run_directory(tiny_run):
-    assert {p.name for p in tiny_run.iterdir() if not p.name.startswith("eval-")} == {
+    assert {p.name for p in tiny_run.iterdir() if not p.name.startswith(("eval-", "confusion-"))} == {
         "config.json", "history.csv", "metrics.json", "model.keras", "curves.png", "tensorboard", ".lock"
     }
     config = json.loads((tiny_run / "config.json").read_text())

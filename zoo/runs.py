@@ -8,6 +8,7 @@ Run directory::
     metrics.json  test metrics, parameter count, training and validation time
     model.keras   the trained model
     curves.png    loss and accuracy, train vs validation
+    eval-SPLIT.json, confusion-SPLIT.png   what `zoo evaluate` measured on a split
     tensorboard/  TensorBoard logs
     backup/       the last finished epoch's state, for resuming (removed when the run completes)
     failed.json   why training stopped, if it did (a non-finite loss)
