@@ -192,6 +192,32 @@ def test_custom_layer_plugin_is_reloaded_by_evaluate_in_a_fresh_process(venv, ga
     assert f"accuracy {metrics['test_accuracy']:.4f}" in evaluate.stdout
 
 
+def test_a_run_whose_plugin_is_not_installed_names_what_to_install(gain_run, tiny_data_dir, tmp_path):
+    """The environment running the tests has no zoo-extra: where the plugin is not installed, a
+    model that needs its layers is one line naming the distribution and version; a run of plain
+    Keras layers whose plugin is gone still evaluates."""
+    here = Path(sys.executable).with_name("zoo")
+    result = _run([str(here), "evaluate", str(gain_run)])
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    version = json.loads((gain_run / "config.json").read_text())["model"]["version"]
+    assert line.startswith(f"Error: cannot load {gain_run / 'model.keras'}: model 'gainnet' needs the layers of its "
+                           f"plugin, zoo-extra {version}, which is not installed here: pip install \"zoo-extra=={version}\"")
+
+    plain = tmp_path / "plain"
+    trained = _run([str(here), "train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                    "--epochs", "1", "--run-dir", str(plain)])
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    config = json.loads((plain / "config.json").read_text())  # as if a plugin that is gone made it
+    config["config"]["model"] = "tinyconv"
+    config["model"].update(name="tinyconv", origin="entry point", distribution="zoo-tinyconv", version="0.1.0")
+    (plain / "config.json").write_text(json.dumps(config))
+    evaluated = _run([str(here), "evaluate", str(plain)])
+    assert evaluated.returncode == 0, evaluated.stderr
+    accuracy = json.loads((plain / "metrics.json").read_text())["test_accuracy"]
+    assert evaluated.stdout.startswith(f"test: accuracy {accuracy:.4f}")
+
+
 def test_custom_layer_plugin_exports(venv, gain_run, tmp_path):
     export = zoo(venv, "export", str(gain_run), str(tmp_path / "exports"))
     assert export.returncode == 0, export.stderr

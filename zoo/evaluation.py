@@ -18,7 +18,7 @@ from . import export as export_lib
 from . import files
 from .compute import devices
 from .data import folders, pipeline
-from .errors import ZooError
+from .errors import ZooError, first_line
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -147,19 +147,32 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
 
 def load_model(run: Run) -> keras.Model:
     """Load model.keras in safe mode under the run's dtype policy, after importing the plugin so
-    its custom layers exist."""
+    its custom layers exist. Without the plugin (uninstalled, or registered in the process that
+    trained it) a model of plain Keras layers still loads; one that needs the plugin's layers is
+    a one-line error naming the distribution and version to install."""
     path = run.model_path()
     try:
         registry.get(run.config.model)  # imports the plugin module: registers its custom layers
+        missing = None
     except registry.UnknownModelError:
-        if run.record["model"]["origin"] == "entry point":
-            raise
-        # Registered in the process that trained it: plain Keras layers load without it.
-    
+        missing = run.record["model"]
     try:
         return devices.load_model(path, run_precision(run))
     except Exception as exc:  # Keras raises many types for a damaged zip
+        if missing is not None:
+            raise ZooError(f"cannot load {path}: {_needs(missing)} ({type(exc).__name__}: {first_line(exc)})") from None
         raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _needs(model: dict[str, Any]) -> str:
+    """What to do when a model's own layers are not there: install its plugin, or register it."""
+    name = model.get("name", "?")
+    if model.get("origin") == "entry point" and model.get("distribution"):
+        version = f"=={model['version']}" if model.get("version") else ""
+        return (f"model '{name}' needs the layers of its plugin, {model['distribution']} {model.get('version', '')}, "
+                f"which is not installed here: pip install \"{model['distribution']}{version}\"").replace(" ,", ",")
+    return (f"model '{name}' was registered in the process that trained it and needs its layers: "
+            f"register it again (zoo.register) before loading")
 
 
 def run_precision(run: Run) -> str:
