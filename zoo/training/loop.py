@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from .. import evaluation, files
+from .. import evaluation, files, optimizers
 from ..compute import backend, devices, multihost
 from ..config import RunConfig, parse_size
 from ..data import pipeline
@@ -148,13 +148,7 @@ def _optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Opti
     lr: Any = config.learning_rate
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=config.epochs * steps_per_epoch)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    return keras.optimizers.RMSprop(lr)
+    return optimizers.make(config.optimizer, lr)
 
 
 NON_FINITE = "zoo: the training loss is not finite"
