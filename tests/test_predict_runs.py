@@ -135,6 +135,8 @@ def test_runs_shows_running_interrupted_failed_and_finished_runs(trained, tmp_pa
     evaluated = zoo_cli("evaluate", "latest", cwd=trained)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert json.loads((finished / "eval-test.json").read_text())["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    resumed = zoo_cli("train", "softmax", "--resume", "--run-dir", "latest", cwd=trained)
+    assert resumed.returncode == 2 and f"run {finished} is already complete" in resumed.stderr, resumed.stderr
     nothing = zoo_cli("evaluate", "latest", cwd=tmp_path)
     assert nothing.returncode == 2 and "Error: latest stands for the newest run under" in nothing.stderr
 

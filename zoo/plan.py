@@ -27,7 +27,7 @@ from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
 from .errors import ZooUsageError
-from .runs import CONFIG, Run
+from .runs import CONFIG, Run, named_run
 
 # The RunConfig fields a request gives as options (the model and its hyperparameters apart).
 OPTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("model", "hparams"))
@@ -67,6 +67,8 @@ def resolve(
     options = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
     options["data_dir"] = options.get("data_dir") or None
     options["manual_dir"] = options.get("manual_dir") or os.environ.get("ZOO_MANUAL_DIR") or None
+    if resume and run_dir is not None:
+        run_dir = named_run(run_dir)  # `latest`: the newest run under ./runs
     options["backend"] = _backend(options.get("backend"), run_dir if resume else None, cluster)
     RunConfig.from_recipe(model, {}, options)  # every option checked before anything loads
     if run_dir is None:

@@ -28,7 +28,7 @@ import registry
 from .. import files
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
-from ..runs import Run
+from ..runs import Run, named_run
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def settings_text(changed: Mapping[str, Any]) -> str:
 def plan_from_runs(run_dirs: list[str]) -> list[Job]:
     jobs = []
     for path in run_dirs:
-        run = Run.open(path)
+        run = Run.open(named_run(path))
         if not run.complete:
             raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
         jobs.append(Job(run.config, run.path, from_run=True))
