@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,38 @@ def test_import_zoo_loads_neither_tensorflow_nor_keras():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_dir_zoo_is_the_documented_api_and_its_submodules():
+    """No helper (os, Path, Any) in the public namespace; every public function is in the API reference."""
+    code = ("import types, zoo; public = [n for n in dir(zoo) if not n.startswith('_')]; print(*public); "
+            "print(*[n for n in public if isinstance(getattr(zoo, n), types.ModuleType)])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    public, modules = (line.split() for line in result.stdout.splitlines())
+    assert all(getattr(zoo, name).__name__ == f"zoo.{name}" for name in modules)  # zoo's own submodules only
+    assert sorted(set(public) - set(modules)) == sorted(zoo.__all__)
+    reference = (Path(__file__).parents[1] / "docs" / "api.md").read_text().split("::: registry")[0]
+    assert sorted(re.findall(r"^ {8}- (\w+)$", reference, re.MULTILINE)) == sorted(zoo.__all__)
+
+
+GLOG = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)  # TensorFlow's C++ lines: I0000 00:00:17... port.cc:153] ...
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param("zoo.train('softmax', dataset='zoo_tiny', data_dir=DATA, epochs=1, run_dir=OUT, verbose=0)",
+                 id="train"),
+    pytest.param("zoo.bench('softmax', seeds=[0], dataset='zoo_tiny', data_dir=DATA, epochs=1, out=OUT)",
+                 id="bench", marks=pytest.mark.slow),  # trains, exports and measures in a job: 20 s
+])
+def test_a_script_sees_no_tensorflow_log_lines(call, tiny_data_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_TF_LOGS")}
+    code = f"import zoo\nDATA, OUT = {tiny_data_dir!r}, {str(tmp_path / 'out')!r}\n{call}\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not GLOG.search(result.stderr), result.stderr[:2000]
+    assert "absl::InitializeLog" not in result.stderr
 
 
 def test_list_models_and_create_model():

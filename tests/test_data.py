@@ -172,3 +172,24 @@ def test_offline_without_files_fails_fast_naming_both_options(tmp_path, monkeypa
     message = str(err.value)
     assert "`manual_dir`" in message and "`data_dir`" in message and "ZOO_MANUAL_DIR" in message
     assert "t10k-images-idx3-ubyte.gz" in message
+
+
+def test_preparing_says_what_it_does_instead_of_tfds_downloading_unknown_size(tmp_path, capfd):
+    catalog.prepared_builder("zoo_tiny", data_dir=str(tmp_path))
+    out, err = capfd.readouterr()
+    assert "Downloading and preparing" not in out + err and "downloaded and prepared" not in out + err
+    where = tmp_path / "zoo_tiny" / "1.0.0"
+    assert f"preparing zoo_tiny into {where} ...\n" in err and f"prepared zoo_tiny in {where}\n" in err
+
+
+def test_the_announcement_names_the_local_files_and_passes_other_output_on(capfd):
+    from zoo.data import offline
+
+    with offline.announced("mnist", "/data/mnist/3.0.1", "/files/mnist"):
+        print("\x1b[1mDownloading and preparing dataset Unknown size (download: Unknown size) to /data...\x1b[0m")
+        print("a line of a dataset's own")
+        print("Dataset mnist downloaded and prepared to /data/mnist/3.0.1. Subsequent calls will reuse this data.")
+    out, err = capfd.readouterr()
+    assert out == "a line of a dataset's own\n"
+    assert err == ("preparing mnist from the files in /files/mnist into /data/mnist/3.0.1 ...\n"
+                   "prepared mnist in /data/mnist/3.0.1\n")

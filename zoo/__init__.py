@@ -13,14 +13,16 @@ Importing ``zoo`` loads neither TensorFlow nor Keras; the functions that need th
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import Any
+import typing as _typing
 
 from .errors import ZooError, ZooUsageError
 from .runs import Run
-from .version import DIST_NAME, __version__  # noqa: F401  (zoo.__version__)
+from .version import __version__  # noqa: F401  (zoo.__version__)
+
+if _typing.TYPE_CHECKING:  # names for annotations only: ``dir(zoo)`` is the API below (and submodules)
+    import os
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
 
 __all__ = [
     "Run",
@@ -167,8 +169,14 @@ def bench(
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     """
-    from .benchmark import jobs, records, sweep
+    import os
+    from pathlib import Path
+
     from .compute.backend import default as default_backend
+    from .compute.backend import import_tensorflow
+
+    import_tensorflow()  # quietly, before the plan and the dataset's name load it
+    from .benchmark import jobs, records, sweep
     from .data.catalog import dataset_name
 
     options = {
@@ -215,3 +223,6 @@ def predict(target: str | os.PathLike, images: Iterable[str | os.PathLike], *, t
     from . import prediction as predict_lib
 
     return predict_lib.predict(predict_lib.open_target(target), list(images), top=top)
+
+
+del annotations  # the __future__ import's name, no part of the API

@@ -200,7 +200,8 @@ class Run:
 
     @property
     def history(self) -> list[dict[str, float | int]]:
-        """One dict of numbers per finished epoch (history.csv)."""
+        """A list of rows, one dict of numbers per finished epoch (history.csv; its ``epoch`` counts
+        from 0, as Keras does, where the console and curves.png count from 1)."""
         return [
             {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
             for row in self._history_rows()

@@ -4,7 +4,6 @@ holds the records' lock, so the last rebuild always includes every record."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -62,6 +61,7 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": len(rs),
             "acc_mean": statistics.mean(acc) if acc else float("nan"),
             "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "acc_count": len(acc),
             **{k: statistics.mean(r[k] for r in rs) for k in _MEANS},
             "params": rs[0]["params"],
             "flops_per_example": rs[0]["flops_per_example"],
@@ -125,34 +125,85 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
         f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
     )
     made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
-    return header + "\n".join(lines) + f"\n\n{env_line}{made}\n" + (f"\n{_bullets(notes)}" if notes else "")
+    return (header + "\n".join(lines) + f"\n\n{LEGEND}\n{env_line}{made}\n"
+            + (f"\n{_bullets(notes)}" if notes else ""))
+
+
+LEGEND = """Columns: **#** rank, best test accuracy first. **model** the model and what differs from its \
+recipe. **precision, devices, input** how it computed and whether training read the data from memory \
+or streamed it. **dataset**, **epochs** as trained. **seeds** how many runs (one per seed) the row \
+averages; every figure is their mean. **test accuracy** on the test split, ± the standard deviation \
+over seeds (shown from two seeds on). **train s** seconds of training, evaluation excluded. \
+**train ex/s** training examples per second in steady state. **params** the model's parameters. \
+**MFLOPs/ex** millions of floating-point operations of one forward pass per example. \
+**SavedModel MB** the exported SavedModel's size on disk (10⁶ bytes). **p50 / p99 ms (batch 1)** the \
+export's latency for one image: median and 99th percentile, in milliseconds. **SavedModel ex/s (256)** \
+the export's throughput at batch 256, examples per second. **vs Keras predict** that throughput \
+divided by Keras `predict`'s on the same model and batches: 2.00x is twice as fast. **peak RSS MB** \
+the training process's peak resident memory (highest over seeds; n/a: measured from finished runs).
+"""
 
 
 def _accuracy(row: dict[str, Any]) -> str:
     if row["acc_mean"] != row["acc_mean"]:  # NaN: the dataset has no test split
         return "no test split"
+    if row["acc_count"] < 2:  # a deviation needs two values
+        return f"{row['acc_mean']:.4f}"
     return f"{row['acc_mean']:.4f} ± {row['acc_std']:.4f}"
 
 
+# Open-ended blocks (a count per class, the names of skipped files): results.jsonl only.
+_NOT_IN_CSV = ("dataset_source.files", "dataset_source.skipped")
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One record as flat CSV columns: a nested block's fields as dotted names (``hardware.precision``,
+    ``hparams.filters``), a list of plain values joined by commas (``16,32``) and no cell holding JSON;
+    the splits and the environment as ``split_*`` and ``env_*``."""
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "splits":
+            row.update({f"split_{k}": v for k, v in value.items()})
+        elif key == "env":
+            row.update({f"env_{k}": v for k, v in value.items()})
+        else:
+            _flatten(row, key, value)
+    return row
+
+
+def _flatten(row: dict[str, Any], key: str, value: Any) -> None:
+    if key in _NOT_IN_CSV:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(row, f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        if all(v is None or isinstance(v, (str, int, float, bool)) for v in value):
+            row[key] = ",".join(map(str, value))
+    else:
+        row[key] = value
+
+
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
-    flat = []
-    for r in records:
-        row = {k: v for k, v in r.items() if k not in ("env", "splits")}
-        for key in ("hparams", "hparams_set", "recipe_changed", "hardware", "input", "dataset_source", "where",
-                    "plan"):
-            row[key] = json.dumps(r.get(key, {}), sort_keys=True)
-        row.update({f"split_{k}": v for k, v in r["splits"].items()})
-        row.update({f"env_{k}": v for k, v in r["env"].items()})
-        flat.append(row)
+    flat = [csv_row(r) for r in records]
     files.write_csv(path, flat, dict.fromkeys(k for row in flat for k in row))
 
 
 def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows)
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def figure(rows: list[dict[str, Any]]) -> Any:
+    """results.png's figure: test accuracy against training time and against parameters."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     # Points carry their leaderboard number; the key below the plots gives the full labels,
     # which are too long (hyperparameters of a variant) to print next to a point.
@@ -167,17 +218,43 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
                         label=f"#{number}  {r['model']} ({r['epochs']} epochs)")
             ax.annotate(f"#{number}", (r[key], r["acc_mean"]), textcoords="offset points", xytext=(5, 5))
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap on short ranges
         ax.margins(x=0.15, y=0.08)
+        _log_ticks(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, which="both")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower left", frameon=False)
     fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
     fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _log_ticks(ax: Any) -> None:
+    """Three to seven labelled ticks on a log x axis, whatever its range, in plain numbers (0.5, 20,
+    7.85k, 1.2M): 1-2-5 steps or powers of ten over wide ranges, evenly spaced steps over a short
+    one (where a log axis would label one tick, or none)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+
+    low, high = ax.get_xlim()
+
+    def shown(locator: Any) -> int:
+        return sum(low <= t <= high for t in locator.tick_values(low, high))
+
+    candidates = (LogLocator(base=10, subs=(1.0, 2.0, 5.0)), LogLocator(base=10, subs=(1.0,)))
+    locator = next((c for c in candidates if 3 <= shown(c) <= 7), MaxNLocator(nbins=4, min_n_ticks=3))
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(low, high)
+
+
+def plain_number(value: float, _position: Any = None) -> str:
+    """A tick label: 0.5, 20, 7.85k, 1.2M."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.4g}{suffix}"
+    return f"{value:.4g}"
 
 
 def save(out: Path, record: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import time
@@ -133,17 +134,33 @@ def _execute(selection, shard, out_dir: Path, **executor: Any) -> list[dict[str,
     with sweep.executing(todo, out_dir, shard=shard, **executor) as results:
         _echo_selection(selection, shard, out_dir)  # once connected: an error stays one line
         start, terminal = time.monotonic(), sys.stderr.isatty()
-        with click.progressbar(length=len(todo), label=f"{len(todo)} benchmark job(s)", show_eta=True,
-                               show_pos=True, item_show_func=lambda j: j.label if j else "",
-                               file=sys.stderr) as bar:
+        # On a terminal a bar (its position counts the jobs); elsewhere (a log, CI) a line per job.
+        with click.progressbar(length=len(todo), label="benchmark", show_eta=True, show_pos=True,
+                               item_show_func=lambda j: j.label if j else "", file=sys.stderr,
+                               hidden=not terminal) as bar:
             for done, (job, record) in enumerate(sweep.execute(out_dir, results, selection, command), 1):
                 bar.update(1, job)
                 records.append(record)
-                if not terminal:  # a log or CI: Click draws no bar there, so a line per job instead
-                    eta = (time.monotonic() - start) / done * (len(todo) - done)
-                    click.echo(f"[{done}/{len(todo)}] {job.label}: {_outcome(record)}; ETA {eta / 60:.0f} min",
-                               err=True)
+                if not terminal:
+                    left = progress_left(time.monotonic() - start, done, len(todo))
+                    click.echo(f"[{done}/{len(todo)}] {job.label}: {_outcome(record)}; {left}", err=True)
     return records
+
+
+def progress_left(elapsed: float, done: int, total: int) -> str:
+    """The end of a progress line: ``ETA 3 min`` or ``ETA 40 s`` (the mean wall time of the jobs
+    finished so far times the jobs left), and ``done in 2 min`` after the last."""
+    if done >= total:
+        return f"done in {duration(elapsed)}"
+    return f"ETA {duration(elapsed / done * (total - done))}"
+
+
+def duration(seconds: float) -> str:
+    """``40 s``, ``3 min``, ``2 h 05 min``: rounded up, so a wait is never 0."""
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _outcome(record: dict[str, Any]) -> str:
@@ -163,6 +180,7 @@ def _echo_results(out_dir: Path) -> None:
 def _echo_selection(selection, shard, out_dir: Path) -> None:
     """What this process will run, on stderr: the plan, the shard, what --out has already."""
     if selection.fingerprint is None:
+        click.echo(f"{len(selection.todo)} finished run(s) to measure", err=True)
         return
     parts = [f"sweep {selection.fingerprint}: {len(selection.jobs)} job(s)"]
     if shard is not None:

@@ -52,12 +52,16 @@ def use(name: str | None) -> str:
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up log lines hidden.
+    """Import TensorFlow with its C++ log lines hidden (the commands, ``zoo.train``, ``zoo.bench``
+    and ``zoo.predict`` all import it here first).
 
     TensorFlow prints several lines to stderr while loading that no setting silences (not even
-    TF_CPP_MIN_LOG_LEVEL=3); they would bury one-line errors. ZOO_TF_LOGS=1 shows them.
+    TF_CPP_MIN_LOG_LEVEL=3); they would bury one-line errors. Later C++ messages (``E0000 ...
+    failed call to cuInit`` without a GPU) are hidden by TF_CPP_MIN_LOG_LEVEL=3, set for this
+    process and its children. ZOO_TF_LOGS=1, or a TF_CPP_MIN_LOG_LEVEL below 3 of one's own,
+    shows them all.
     """
-    if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS"):
+    if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS") or _own_log_level():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
     sys.stderr.flush()
@@ -70,6 +74,11 @@ def import_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _own_log_level() -> bool:
+    """Whether TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's C++ messages (0, 1 or 2)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3").strip() in ("0", "1", "2")
 
 
 def current() -> str:

@@ -19,6 +19,7 @@ from ..errors import ZooError, ZooUsageError, first_line
 from . import folders
 from .folder_builder import builder_for_folder
 from .offline import (
+    announced,
     check_preparable,
     no_absl_warnings,
     nothing_left_on_failure,
@@ -203,7 +204,7 @@ def prepared_builder(
         # The prepared-data bucket needs the network and would only be slower to fail.
         try_download_gcs=False,
     )
-    with nothing_left_on_failure(builder), quiet_unless_terminal():
+    with nothing_left_on_failure(builder), quiet_unless_terminal(), announced(name, builder.data_dir, manual_dir):
         try:
             builder.download_and_prepare(download_config=config)
         except Exception as exc:

@@ -1,16 +1,19 @@
 """Preparing a TFDS dataset without a network: the manual folder's files checked by name and size
 before TFDS starts, a quick reachability test instead of minutes of retries, TFDS's progress and
-warnings kept off a log, and nothing left behind by a failed preparation."""
+warnings kept off a log, a line on stderr saying what is prepared from where instead of TFDS's
+"Downloading ..." on stdout, and nothing left behind by a failed preparation."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,6 +54,32 @@ def quiet_unless_terminal() -> Iterator[None]:
         yield
     finally:
         tfds.display_progress_bar(True)
+
+
+# What TFDS prints to stdout around a preparation ("Downloading and preparing dataset Unknown
+# size ...", "Dataset ... downloaded and prepared to ..."): wrong for local files, and on stdout.
+_TFDS_ANNOUNCEMENTS = re.compile(r"(Downloading and preparing dataset |Dataset \S+ downloaded and prepared to )")
+
+
+@contextmanager
+def announced(name: str, data_dir: str, manual_dir: str | None) -> Iterator[None]:
+    """Say on stderr what preparing ``name`` does instead of TFDS's announcement, which is dropped
+    (any other line TFDS prints to stdout is passed on)."""
+    source = f" from the files in {manual_dir}" if manual_dir else ""
+    print(f"preparing {name}{source} into {data_dir} ...", file=sys.stderr, flush=True)
+    captured = io.StringIO()
+    try:
+        with redirect_stdout(captured):
+            yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True)
+                if not _TFDS_ANNOUNCEMENTS.match(_strip_ansi(line))]
+        sys.stdout.write("".join(kept))
+    print(f"prepared {name} in {data_dir}", file=sys.stderr, flush=True)
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # termcolor's bold on a terminal
 
 
 @contextmanager
