@@ -120,7 +120,9 @@ def test_old_runs_read_through_run_open(tmp_path):
 def test_old_run_evaluates_to_its_recorded_accuracy(tiny_data_dir, tmp_path):
     run = old("finished", tmp_path, tiny_data_dir)
     result = run_zoo("evaluate", run)
-    assert result.stdout.splitlines()[-1] == "test: accuracy 0.6667, loss 0.8131"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "test: accuracy 0.6667, loss 0.8131", result.stdout  # then per class and the matrix
+    assert lines[1].startswith("per class: ") and lines[2].startswith("confusion (rows: true class")
     written = json.loads((run / "eval-test.json").read_text())
     assert written["accuracy"] == pytest.approx(TEST_ACCURACY, abs=1e-7)
     assert written["loss"] == pytest.approx(TEST_LOSS, rel=1e-5)

@@ -32,10 +32,11 @@ def evaluate(run: Run, split: str | None = None) -> dict[str, Any]:
     ``split`` None: the test split, or the run's held-out validation slice when the dataset has no
     test split; ``validation`` on a dataset without a validation split is that slice too (the
     result's ``note`` says so)."""
-    config, info = run.config, run.dataset
+    config = run.config
     with run.locked(exclusive=False):  # refused while the run is still training
+        model = load_model(run)  # a run that cannot be loaded says so first
+        info = run.dataset
         split, note = _split(run, split)
-        model = load_model(run)
         ds = pipeline.load_split(config.dataset, split, **config.dataset_options())
         loss, accuracy = test_metrics(plain_compiled(model), ds)
         matrix = confusion_matrix(model, ds, info["num_classes"])
@@ -155,7 +156,7 @@ def load_model(run: Run) -> keras.Model:
         registry.get(run.config.model)  # imports the plugin module: registers its custom layers
         missing = None
     except registry.UnknownModelError:
-        missing = run.record["model"]
+        missing = run.record.get("model") or {"name": run.config.model}
     try:
         return devices.load_model(path, run_precision(run))
     except Exception as exc:  # Keras raises many types for a damaged zip
