@@ -17,7 +17,7 @@ import registry
 from . import export as export_lib
 from . import files
 from .compute import devices
-from .data import folders, pipeline
+from .data import catalog, folders, pipeline
 from .errors import ZooError, first_line
 from .version import __version__
 
@@ -61,9 +61,13 @@ def _split(run: Run, split: str | None) -> tuple[str, str]:
         if info["test_split"]:
             return info["test_split"], ""
         return held_out, f"no test split in {info['name']}: evaluated on the held-out validation slice {held_out}"
-    if split == "validation" and split not in pipeline.split_names(run.config.dataset, **run.config.dataset_options()):
+    if split == "validation" and split not in _splits_of(run):
         return held_out, f"no validation split in {info['name']}: evaluated on the held-out validation slice {held_out}"
     return split, ""
+
+
+def _splits_of(run: Run) -> list[str]:
+    return list(catalog.prepared_builder(run.config.dataset, **run.config.dataset_options()).info.splits)
 
 
 def confusion_matrix(model: keras.Model, ds, num_classes: int) -> np.ndarray:

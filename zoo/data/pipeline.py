@@ -198,23 +198,6 @@ def load_split(
         raise ZooUsageError(f"bad split {split!r} of '{name}': {first_line(exc)}") from None
 
 
-def split_names(
-    name: str,
-    *,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    strict_files: bool = False,
-) -> list[str]:
-    """The splits a dataset has (prepared if needed), sorted."""
-    builder = prepared_builder(
-        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
-        strict_files=strict_files,
-    )
-    return sorted(builder.info.splits)
-
-
 def sample_images(
     name: str,
     split: str,
