@@ -39,10 +39,9 @@ def open_target(text: str | os.PathLike) -> Target:
     if (path / "saved_model.pb").is_file():
         return _export(path.resolve())
     if path.is_dir() and not (path / CONFIG).is_file():
-        versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir()), reverse=True)
-        if versions:
-            return _export((path / str(versions[0])).resolve())
-    if path.is_dir() and not (path / CONFIG).is_file():
+        newest = export.latest_version(path)
+        if newest:
+            return _export((path / str(newest)).resolve())
         raise ZooUsageError(
             f"{path} is neither a run directory (no config.json) nor an export (no saved_model.pb, "
             f"no numbered versions)"

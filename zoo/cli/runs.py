@@ -92,7 +92,10 @@ def list_runs(folder: str, as_json: bool) -> None:
         click.echo(f"no run directories in {Path(folder).resolve()}", err=True)
         return
     shown = [_row(r) for r in rows]
-    table(shown, ("run", "model", "dataset", "status", "epochs", "val_acc", "test_acc", "precision", "created"))
+    table(shown, RUN_COLUMNS)
+
+
+RUN_COLUMNS = ("run", "model", "dataset", "status", "epochs", "val_acc", "test_acc", "precision", "created")
 
 
 def _row(r: dict) -> dict[str, str]:
@@ -100,8 +103,7 @@ def _row(r: dict) -> dict[str, str]:
         return f"{value:.4f}" if isinstance(value, float) else "-"
 
     if r["status"] == "unreadable":
-        return {"run": r["run"], "model": "?", "dataset": "?", "status": "unreadable", "epochs": "-",
-                "val_acc": "-", "test_acc": "-", "precision": "-", "created": "-"}
+        return {**dict.fromkeys(RUN_COLUMNS, "-"), "run": r["run"], "status": "unreadable"}
     return {"run": r["run"], "model": r["model"], "dataset": r["dataset"], "status": r["status"],
             "epochs": f"{r['epochs']}/{r['of_epochs']}", "val_acc": accuracy(r["val_accuracy"]),
             "test_acc": accuracy(r["test_accuracy"]), "precision": r["precision"],
