@@ -181,6 +181,8 @@ def _watch(c: Cluster, client) -> None:
                         f"({first_line(exc)}); {RESUME_HINT}")
 
 
+_READER_EXIT = 2.0  # seconds process 0 gives acknowledged readers to exit before it may
+
 RESUME_HINT = "stop every process, then run the same commands with --resume"
 
 
@@ -243,6 +245,10 @@ def share(key: str, value: Any | None = None, timeout: float = 86400.0, *, ackno
     with contextlib.suppress(Exception):  # a reader that is gone does not stop process 0
         for i in range(1, _active.num_processes if acknowledged else 1):
             client.blocking_key_value_get(f"zoo/read/{key}/{i}", int(acknowledged * 1000))
+    if acknowledged:
+        # A reader that has read it still has to print and exit; if process 0 exited first, the
+        # coordination service would go with it and JAX would abort the reader (SIGABRT).
+        time.sleep(_READER_EXIT)
     return value
 
 
