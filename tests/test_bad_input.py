@@ -12,11 +12,11 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import launch
 import pytest
 
 from zoo.config import RunConfig
@@ -168,8 +168,7 @@ def outcomes(places, mnist_data_dir, tmp_path_factory):
         if args[0] == "train":
             args += [] if "--run-dir" in args or "--resume" in args else ["--run-dir", own["run"]]
             args += [] if "--data-dir" in args else ["--data-dir", mnist_data_dir]
-        result = subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env,
-                                cwd=own["cwd"], timeout=300)
+        result = launch.run([str(ZOO), *args], env=env, cwd=own["cwd"], timeout=300)
         return args, own, result
 
     machine()  # once, before the threads

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import launch
 import pytest
 from click.testing import CliRunner
 
@@ -30,8 +31,7 @@ REQUIRED = {
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "zoo", "bench", *args], capture_output=True,
-                          text=True, env=env, timeout=900)
+    return launch.run([sys.executable, "-m", "zoo", "bench", *args], env=env, timeout=900)
 
 
 def records(out) -> list[dict]:

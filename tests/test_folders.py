@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import launch
 import numpy as np
 import pytest
 from imagefolders import CLASSES, write
@@ -218,7 +219,7 @@ def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
 
 def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    return launch.run([str(ZOO), *args], env=env, cwd=cwd, timeout=900)
 
 
 @pytest.mark.slow

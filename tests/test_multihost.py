@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import launch
 import numpy as np
 import pytest
 
@@ -43,8 +44,7 @@ def zoo_cmd(*args) -> list[str]:
 
 
 def run_zoo(*args, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(zoo_cmd(*args), capture_output=True, text=True, env={**ENV, **(env or {})},
-                          timeout=timeout)
+    return launch.run(zoo_cmd(*args), env={**ENV, **(env or {})}, timeout=timeout)
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import launch
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("plugin_venv")]
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    """``cmd`` with its output: a `zoo` command starts warm (tests/launch.py)."""
+    return launch.run(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +69,8 @@ def _copy(source: Path, target: Path) -> Path:
 
 
 def zoo(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    if env:
-        return subprocess.run([str(venv / "bin" / "zoo"), *args], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}, timeout=600)
-    return _run([str(venv / "bin" / "zoo"), *args])
+    return launch.run([str(venv / "bin" / "zoo"), *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                      timeout=600)
 
 
 def test_installed_plugin_is_listed_with_its_distribution(venv):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import launch
 import numpy as np
 import pytest
 
@@ -18,8 +19,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def zoo_cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ZOO), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd,
-                          timeout=600)
+    return launch.run([str(ZOO), *map(str, args)], env=ENV, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,14 @@ split, and only that split, scores near zero.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import launch
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,7 +41,7 @@ def _zoo(*args: str) -> subprocess.CompletedProcess:
     if not script.is_file():  # (conftest's `installed` is per test; the fixtures here are not)
         pytest.skip(f"no installed console script at {script}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+    return launch.run([str(script), *args], env=env, timeout=600)
 
 
 def _image(label: int, size: tuple[int, int], rng: np.random.Generator, channels: int = 3) -> np.ndarray:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import launch
 import numpy as np
 import pytest
 import tinydata
@@ -228,7 +229,7 @@ STREAM_RUN = ("--dataset", "zoo_stream", "--input", "auto", "--memory-budget", "
 
 def _zoo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([str(ZOO), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return launch.run([str(ZOO), *args], env=env, timeout=timeout)
 
 
 def _start(*args: str) -> subprocess.Popen:

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import launch
 import pytest
 from click.testing import CliRunner
 from test_bench import records
@@ -32,8 +33,8 @@ SWEEP = ["softmax", "mlp", "--seeds", "0,1", "--epochs", "1", "--precision", "fl
 
 
 def zoo_bench(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zoo", "bench", *args], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=timeout)
+    return launch.run([sys.executable, "-m", "zoo", "bench", *args],
+                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=timeout)
 
 
 def start_bench(*args: str, env: dict | None = None) -> subprocess.Popen:
