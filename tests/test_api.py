@@ -106,7 +106,7 @@ def test_train_a_registered_builder_and_read_its_run(tinynet, tiny_data_dir, tmp
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["model"]["origin"] == "registered in the process (zoo.register)"
     assert record["model"]["distribution"] is None and record["model"]["version"] is None
-    assert [r["epoch"] for r in run.history] == [0, 1] and isinstance(run.history[0]["loss"], float)
+    assert [r["epoch"] for r in run.history] == [1, 2] and isinstance(run.history[0]["loss"], float)
     assert run.metrics["test_accuracy"] > 0.6 and run.dataset["name"] == "zoo_tiny"
 
     again = zoo.Run.open(tmp_path / "run")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,7 @@ def tiny_run(tiny_data_dir, tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stdout and f"run directory: {run}" in result.stdout
     assert f"exported {run.parent / 'exports' / '1'} (version 1)" in result.stdout
+    (run.parent / "train.out").write_text(result.stdout)  # what the console showed
     return run
 
 
@@ -96,7 +98,9 @@ def test_train_writes_the_run_directory(tiny_run):
     assert config["dataset"]["validation_split"] == "train[90%:]" and config["versions"]["keras"]
     with (tiny_run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    console = re.findall(r"^Epoch (\d+)/2\b", (tiny_run.parent / "train.out").read_text(), re.MULTILINE)
+    assert [r["epoch"] for r in rows] == console == ["1", "2"]  # counted from 1, as the console counts
+    assert [r["epoch"] for r in zoo.Run.open(tiny_run).history] == [1, 2]
     assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                             "train_seconds", "val_seconds", "examples_per_second"}
     assert all(float(r["examples_per_second"]) > 0 for r in rows)
@@ -106,6 +110,20 @@ def test_train_writes_the_run_directory(tiny_run):
     assert metrics["hparams"]["units"] == [16, 16, 16]
     assert (tiny_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any((tiny_run / "tensorboard").rglob("*tfevents*"))
+
+
+def test_curves_count_epochs_as_history_csv_and_the_console(tiny_run, tmp_path, monkeypatch):
+    """curves.png's x axis is history.csv's epoch column, 1 and 2, not shifted once more."""
+    import matplotlib.figure
+
+    from zoo.training import runner
+
+    drawn, savefig = [], matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *args, **kwargs: (drawn.append(fig), savefig(fig, *args, **kwargs))[1])
+    runner.plot_curves(zoo.Run.open(tiny_run).history, tmp_path / "curves.png", title="mlp")
+    (figure,) = drawn
+    assert [list(line.get_xdata()) for ax in figure.axes for line in ax.lines] == [[1, 2]] * 4
 
 
 def test_evaluate_and_export_a_finished_run(tiny_run, tmp_path):

@@ -9,6 +9,7 @@ exports and resumes the fixtures.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from zoo.benchmark import records as bench_records
 from zoo.benchmark import reports
 from zoo.config import RunConfig
 from zoo.errors import ZooError
+from zoo.runs import file_kind
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "format-v0"
 V0_FILES = {  # every kind of file the fixtures hold, and one of them
@@ -46,8 +48,10 @@ def copy(kind: str, tmp_path: Path) -> Path:
     return tmp_path / kind
 
 
-def test_every_kind_is_at_version_1_with_one_migration_each():
-    assert formats.CURRENT == {kind: 1 for kind in formats.MIGRATIONS}
+def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_2():
+    """config.json's version 2 is its history.csv's epochs counted from 1."""
+    assert formats.CURRENT == {**{kind: 1 for kind in formats.MIGRATIONS}, formats.RUN_CONFIG: 2}
+    assert formats.HISTORY_FROM_1 == formats.CURRENT[formats.RUN_CONFIG]
     assert set(formats.MIGRATIONS) == {
         formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.BACKUP_STATE,
         formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT}
@@ -173,6 +177,58 @@ def test_backup_state_v0_from_before_seed_states():
     assert state == {"epoch": 2, "weights": "epoch-2.weights.h5", "seed_states": None}
 
 
+# -- history.csv: the version of its run's config.json --------------------------------------------
+
+def history_csv(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def config_json_of(tmp_path: Path, version: int) -> Path:
+    """A run directory whose config.json is of ``version``: a v0 one, migrated to it."""
+    record = config_v0(epochs=2)
+    for step in formats.MIGRATIONS[formats.RUN_CONFIG][:version]:
+        record = step(record)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"format_version": version, **record} if version else record))
+    return run_dir
+
+
+def test_history_csv_of_a_config_json_before_version_2_counts_epochs_from_0():
+    rows = [{"epoch": "0", "loss": "0.5"}, {"epoch": "1", "loss": ""}]
+    assert formats.read_history(rows, 0) == formats.read_history(rows, 1) == [
+        {"epoch": "1", "loss": "0.5"}, {"epoch": "2", "loss": ""}]
+    assert formats.read_history(rows, 2) == rows
+    assert rows == [{"epoch": "0", "loss": "0.5"}, {"epoch": "1", "loss": ""}]  # the caller's rows unchanged
+
+
+@pytest.mark.parametrize("version, epochs", [(0, [1, 2]), (1, [1, 2]), (2, [0, 1])])
+def test_run_history_reads_every_format_counted_from_1(tmp_path, version, epochs):
+    """What history.csv holds, as Run reads it by its config.json's version (a version 2 file
+    with an epoch 0 is no file the zoo writes: it shows no shift is made)."""
+    run_dir = config_json_of(tmp_path, version)
+    (run_dir / "history.csv").write_text("epoch,loss\n0,0.5\n1,0.25\n")
+    run = Run.open(run_dir)
+    assert [r["epoch"] for r in run.history] == epochs and run.summary()["epochs"] == 2
+    assert (run_dir / "history.csv").read_text() == "epoch,loss\n0,0.5\n1,0.25\n"  # reading changes no file
+
+
+def test_config_json_written_over_an_older_one_rewrites_history_csv_first(tmp_path):
+    """What a resume of an older run does (resume.record_resume): both files end in the current
+    format, history.csv counting from 1, once only."""
+    run_dir = config_json_of(tmp_path, 1)
+    (run_dir / "history.csv").write_text("epoch,loss\n0,0.5\n1,0.25\n")
+    run = Run.open(run_dir)
+    for _ in range(2):  # and again, as a second resume does: nothing older any more
+        run.write_json("config.json", run.record)
+        assert stamped(run_dir / "config.json", formats.RUN_CONFIG)
+        assert [(r["epoch"], r["loss"]) for r in history_csv(run_dir)] == [("1", "0.5"), ("2", "0.25")]
+        assert [r["epoch"] for r in run.history] == [1, 2]
+    run.write_json("metrics.json", {"a": 1})  # another file: history.csv is config.json's alone
+    assert [r["epoch"] for r in history_csv(run_dir)] == ["1", "2"]
+
+
 # -- newer versions are refused -----------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", sorted(formats.MIGRATIONS))
@@ -181,8 +237,8 @@ def test_a_newer_version_is_refused_in_one_line_naming_the_file(kind):
         formats.read(kind, {"format_version": formats.CURRENT[kind] + 1}, "/x/some.json")
     message = str(err.value)
     assert type(err.value) is ZooError and "\n" not in message
-    assert message.startswith("/x/some.json has format_version 2, newer than keras-zoo ")
-    assert message.endswith(f"({kind} format 1): upgrade keras-zoo to read it")
+    assert message.startswith(f"/x/some.json has format_version {formats.CURRENT[kind] + 1}, newer than keras-zoo ")
+    assert message.endswith(f"({kind} format {formats.CURRENT[kind]}): upgrade keras-zoo to read it")
 
 
 @pytest.mark.parametrize("found", ["1", -1, 1.0, True, None])
@@ -220,7 +276,7 @@ def test_zoo_evaluate_refuses_a_newer_run_in_one_line(tmp_path):
     proc = launch.run([sys.executable, "-m", "zoo", "evaluate", str(run)], env=env, timeout=300)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo "
-                           f"{zoo.__version__} reads (config.json format 1): upgrade keras-zoo to read it\n")
+                           f"{zoo.__version__} reads (config.json format 2): upgrade keras-zoo to read it\n")
     assert (run / "eval-test.json").read_bytes() == (FIXTURES / "finished" / "eval-test.json").read_bytes()
 
 
@@ -255,30 +311,33 @@ def test_zoo_bench_report_refuses_a_newer_record_in_one_line(tmp_path):
 
 # -- writers stamp the current version ----------------------------------------------------------
 
-def stamped(path: Path) -> bool:
+def stamped(path: Path, kind: str) -> bool:
     return list(json.loads(path.read_text()))[0] == "format_version" and \
-        json.loads(path.read_text())["format_version"] == 1
+        json.loads(path.read_text())["format_version"] == formats.CURRENT[kind]
 
 
 def test_run_write_json_stamps_each_run_file_by_its_kind(tmp_path):
     run = Run(tmp_path)
     for name in ("config.json", "metrics.json", "failed.json", "eval-train-90.json"):
         run.write_json(name, {"a": 1})
-        assert stamped(tmp_path / name) and run.read_json(name) == {"a": 1}
+        assert stamped(tmp_path / name, file_kind(name)) and run.read_json(name) == {"a": 1}
     with pytest.raises(ValueError, match="not a JSON file of a run directory"):
         run.write_json("notes.json", {})
 
 
 @pytest.mark.slow  # zoo.training loads TensorFlow
 def test_a_resume_writes_config_json_in_the_current_format(tmp_path):
-    """The v0 run's config.json, stamped and otherwise as it was: history.csv, which the resume
-    rewrites, has the version of its run's config.json."""
+    """The v0 run's config.json, stamped and otherwise as it was: history.csv, which has the
+    version of its run's config.json, is rewritten in the current format with it."""
     from zoo.training import resume
 
     run = Run.open(copy("interrupted", tmp_path))
     resume.record_resume(run, run.config, {}, 1)
-    assert stamped(run.path / "config.json")
+    assert stamped(run.path / "config.json", formats.RUN_CONFIG)
     assert run.record == v0("interrupted/config.json")
+    assert history_csv(run.path) == [{**history_csv(FIXTURES / "interrupted")[0], "epoch": "1"}]
+    resume.record_resume(run, run.config, {}, 1)  # a second resume: nothing older to rewrite
+    assert [r["epoch"] for r in history_csv(run.path)] == ["1"] and [r["epoch"] for r in run.history] == [1]
 
 
 @pytest.mark.slow
@@ -293,12 +352,13 @@ def test_every_writer_stamps_the_current_version(tiny_data_dir, tmp_path, monkey
     monkeypatch.setattr(callbacks.Backup, "remove", lambda self: None)  # keep the last backup
     run = zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, batch_size=32,
                     precision="float32", run_dir=tmp_path / "run", export=tmp_path / "exports", verbose=0)
-    for name in ("config.json", "metrics.json", "backup/state.json"):
-        assert stamped(run.path / name), name
+    for name, kind in (("config.json", formats.RUN_CONFIG), ("metrics.json", formats.RUN_METRICS),
+                       ("backup/state.json", formats.BACKUP_STATE)):
+        assert stamped(run.path / name, kind), name
     assert formats.FIELD not in run.record and formats.FIELD not in run.metrics
     run.evaluate("test")
-    assert stamped(run.path / "eval-test.json")
-    assert stamped(tmp_path / "exports" / "1" / "assets.extra" / "zoo.json")
+    assert stamped(run.path / "eval-test.json", formats.RUN_EVAL)
+    assert stamped(tmp_path / "exports" / "1" / "assets.extra" / "zoo.json", formats.EXPORT)
 
     out = tmp_path / "bench"
     result = CliRunner().invoke(main, ["bench", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
@@ -313,5 +373,6 @@ def test_every_writer_stamps_the_current_version(tiny_data_dir, tmp_path, monkey
     (plan,), jobs = list(out.glob("plans/*.json")), sorted(out.glob("jobs/*.json"))
     assert [p.name.endswith(".peak.json") for p in jobs] == [False, True]  # the job and its peak memory
     (job_run,) = out.glob("runs/*")
-    for path in (plan, *jobs, job_run / "config.json", job_run / "metrics.json"):
-        assert stamped(path), path
+    for path, kind in ((plan, formats.BENCH_PLAN), (jobs[0], formats.BENCH_JOB), (jobs[1], formats.BENCH_PEAK),
+                       (job_run / "config.json", formats.RUN_CONFIG), (job_run / "metrics.json", formats.RUN_METRICS)):
+        assert stamped(path, kind), path

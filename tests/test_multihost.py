@@ -277,7 +277,7 @@ def test_two_processes_train_mnist_as_one_does(mnist_data_dir, tmp_path):
     assert set(Path(tempfile.gettempdir()).glob("zoo-process-*")) == scratch_before
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert metrics["hardware"]["processes"] == 2 and metrics["hardware"]["backend"] == "jax"
-    assert [int(r["epoch"]) for r in history(tmp_path / "two")] == [0]
+    assert [int(r["epoch"]) for r in history(tmp_path / "two")] == [1]
 
     one = run_zoo("train", "mlp", "--backend", "jax", *common, "--run-dir", tmp_path / "one", timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -337,7 +337,7 @@ def test_a_killed_peer_stops_the_other_at_once_and_the_run_resumes(victim, tiny_
 
     processes.start(2, *args, "--resume")
     assert processes.wait(600) == [0, 0], processes.output(0)[-3000:] + processes.output(1)[-3000:]
-    assert [int(r["epoch"]) for r in history(run)] == list(range(8))
+    assert [int(r["epoch"]) for r in history(run)] == list(range(1, 9))
     assert f"Epoch {kept + 1}/8" in processes.output(1)  # process 1 too continued from the backup
     assert f"Epoch {kept}/8" not in processes.output(1)
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 8

@@ -23,7 +23,7 @@ import pytest
 
 import zoo
 import zoo.plan
-from zoo import Run
+from zoo import Run, formats
 from zoo.benchmark import records as bench_records
 from zoo.benchmark import reports
 
@@ -38,14 +38,15 @@ TEST_ACCURACY = 0.6666666865348816  # 40 of the 60 test images, as float32 repor
 TEST_LOSS = 0.8131207823753357
 VAL_ACCURACY = 0.65  # 13 of the 20 validation images (train[90%:]), after the last epoch
 PARAMS = 691
-HISTORY = [  # finished/history.csv without its timings
-    {"epoch": 0, "loss": 1.05861, "accuracy": 0.455556, "val_loss": 0.979679, "val_accuracy": 0.65,
+HISTORY = [  # finished/history.csv without its timings, read as the zoo reads it: epochs from 1
+    {"epoch": 1, "loss": 1.05861, "accuracy": 0.455556, "val_loss": 0.979679, "val_accuracy": 0.65,
      "learning_rate": 0.01},
-    {"epoch": 1, "loss": 0.919334, "accuracy": 0.533333, "val_loss": 0.865002, "val_accuracy": 0.65,
+    {"epoch": 2, "loss": 0.919334, "accuracy": 0.533333, "val_loss": 0.865002, "val_accuracy": 0.65,
      "learning_rate": 0.0075},
-    {"epoch": 2, "loss": 0.855112, "accuracy": 0.555556, "val_loss": 0.839963, "val_accuracy": 0.65,
+    {"epoch": 3, "loss": 0.855112, "accuracy": 0.555556, "val_loss": 0.839963, "val_accuracy": 0.65,
      "learning_rate": 0.0025},
 ]
+FILE_EPOCHS = ["0", "1", "2"]  # what finished/history.csv holds: format 0 counted epochs from 0
 LOSS_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 BENCH_JOB, BENCH_PLAN, BENCH_ACCURACY = "9e6e56078fbd1783", "ff8e04ed3a12", 1.0
 ZOO_JSON_KEYS = {"model", "precision", "dataset", "input_shape", "class_names", "run_dir", "zoo_version",
@@ -98,7 +99,9 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert (metrics["params"], metrics["epochs"], metrics["model"]) == (PARAMS, 3, "mlp")
     assert metrics["hardware"]["precision"] == "float32" and metrics["input"]["train"] == "memory"
     history = finished.history
-    assert [{k: r[k] for k in LOSS_COLUMNS} for r in history] == HISTORY
+    assert [{k: r[k] for k in LOSS_COLUMNS} for r in history] == HISTORY  # counted from 1, as the console
+    assert [r["epoch"] for r in rows(finished.path / "history.csv")] == FILE_EPOCHS  # reading changes no file
+    assert finished.summary()["epochs"] == 3
     assert all(r["train_seconds"] > 0 and r["examples_per_second"] > 0 for r in history)
     assert finished.read_json("eval-test.json") == {
         "split": "test", "loss": pytest.approx(TEST_LOSS, rel=1e-6), "accuracy": TEST_ACCURACY}
@@ -166,13 +169,18 @@ def test_old_interrupted_run_resumes_to_its_final_epoch(tiny_data_dir, tmp_path)
 
     run = old("interrupted", tmp_path, tiny_data_dir)
     before = rows(run / "history.csv")
+    assert [r["epoch"] for r in before] == FILE_EPOCHS[:1]
     config_before = json.loads((run / "config.json").read_text())
     result = run_zoo(*TRAIN, "--devices", "cpu", "--data-dir", tiny_data_dir, "--run-dir", run, "--resume")
     assert "test accuracy 0.6667, test loss 0.8131" in result.stdout
+    assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout  # went on from epoch 2
+    # history.csv and config.json both in the current format: the kept row counts from 1 as well.
+    assert json.loads((run / "config.json").read_text())["format_version"] == formats.CURRENT[formats.RUN_CONFIG]
     after = rows(run / "history.csv")
-    assert after[:1] == before  # epoch 1 kept as it was, timings too: not trained again
-    assert [r["epoch"] for r in after] == ["0", "1", "2"]
+    assert after[:1] == [{**before[0], "epoch": "1"}]  # epoch 1 kept as it was, timings too: not trained again
+    assert [r["epoch"] for r in after] == ["1", "2", "3"]
     resumed = Run.open(run)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]  # not shifted twice
     for got, want in zip(resumed.history, HISTORY):
         assert {k: got[k] for k in LOSS_COLUMNS} == pytest.approx(want, rel=1e-4)
     assert resumed.complete and not (run / "backup").exists()

@@ -86,7 +86,7 @@ def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_a_smaller_learning_rate_re
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("Error: loss became nan at epoch 2, batch ") and "try a smaller --learning-rate" in line
     assert "the weights after epoch 1 are kept" in line
-    assert [r["epoch"] for r in history(run)] == ["0"]
+    assert [r["epoch"] for r in history(run)] == ["1"]
     state = json.loads((run / "backup" / "state.json").read_text())
     assert state["epoch"] == 1
     with h5py.File(run / "backup" / state["weights"]) as f:
@@ -108,7 +108,7 @@ def test_non_finite_loss_in_epoch_2_keeps_epoch_1_and_a_smaller_learning_rate_re
     resumed = zoo(*args, "--learning-rate", "0.005", "--resume")
     assert resumed.exit_code == 0, resumed.output
     rows = history(run)
-    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"] and rows[0] == first_row
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and rows[0] == first_row
     assert [float(r["learning_rate"]) for r in rows] == [0.5, 0.005, 0.005, 0.005]
     record = json.loads((run / "config.json").read_text())
     assert record["config"]["learning_rate"] == 0.005
@@ -160,6 +160,6 @@ def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeyp
     resumed = zoo(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
     rows = history(run)
-    assert [r["epoch"] for r in rows] == ["0", "1", "2"]  # the stale rows were dropped, not kept twice
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # the stale rows were dropped, not kept twice
     assert rows[0] == whole[0]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3

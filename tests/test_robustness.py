@@ -101,7 +101,7 @@ def test_one_writer_per_run_directory(tiny_data_dir, tmp_path):
     assert winner.poll() is None, "the checks above must run while the winner is still training"
     _, stderr = winner.communicate(timeout=600)
     assert winner.returncode == 0, stderr[-2000:]
-    assert [int(r["epoch"]) for r in history(run)] == list(range(60))
+    assert [int(r["epoch"]) for r in history(run)] == list(range(1, 61))
     assert not exports.exists()
     assert run_zoo("evaluate", str(run)).returncode == 0  # the lock died with its holder
 
@@ -123,7 +123,7 @@ def test_sigint_stops_keeps_progress_and_prints_resume_command(tiny_data_dir, tm
     resumed = run_zoo(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = history(run)
-    assert [int(r["epoch"]) for r in after] == list(range(20))
+    assert [int(r["epoch"]) for r in after] == list(range(1, 21))
     assert after[:saved] == before  # the finished epochs were kept (their timings too), not retrained
 
 

@@ -391,11 +391,11 @@ def stopped_after_its_first_epoch(pid: int, run_dir: Path, deadline: float) -> l
 
 
 def assert_resumed_exactly(run_dir: Path, before: list[dict[str, str]], record: dict, whole: dict) -> None:
-    """The run killed with ``before`` as its history went on from its backup: epoch 0 not trained
+    """The run killed with ``before`` as its history went on from its backup: epoch 1 not trained
     again, and the result the uninterrupted job's, to the last bit of every weight."""
-    assert [r["epoch"] for r in before] == ["0"]  # killed after its first epoch, before the second
+    assert [r["epoch"] for r in before] == ["1"]  # killed after its first epoch, before the second
     after = history(run_dir)
-    assert [r["epoch"] for r in after] == ["0", "1"]  # each epoch once
+    assert [r["epoch"] for r in after] == ["1", "2"]  # each epoch once
     assert after[0] == before[0]  # the same row, timings and all: not trained again
     log = (run_dir.parents[1] / "logs" / f"{run_dir.name}.log").read_text()  # the last training's
     assert "Epoch 2/2" in log and "Epoch 1/2" not in log  # which started at the second epoch

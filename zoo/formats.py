@@ -17,8 +17,11 @@ it is version 0 (written before files carried one). Writers go through :func:`st
 ``history.csv`` carries no version of its own: it is the version of its run's ``config.json``.
 A CSV has no place for one (a column would repeat it on every row of a file people load into
 spreadsheets), and the one process that writes config.json writes history.csv: a new run writes
-config.json first; a resume rewrites history.csv whole (``Run.keep_history``) and stamps
-config.json again (``runner._record_resume``). Both are unchanged from version 0.
+config.json first; a resume stamps config.json again (``resume.record_resume``), and writing it
+over an older one rewrites history.csv whole in the current format first (``Run.write_json``).
+Version 2 of config.json is version 1's; what changed is its history.csv: ``epoch`` counts from
+1, as the console (``Epoch 1/3``) and curves.png do, where versions 0 and 1 counted from 0
+(Keras' epoch index). :func:`read_history` reads the rows of an older run's history.csv shifted.
 
 Version 1 (no field: version 0) is the shape the zoo wrote when versions were introduced; the
 v0 -> v1 migrations fill what the "runs from before X" fallbacks in the code used to assume.
@@ -136,9 +139,14 @@ def _backup_state_0(state: Payload) -> Payload:
     return state
 
 
+def _config_1(record: Payload) -> Payload:
+    """Version 2 is version 1: only the run's history.csv changed (:func:`read_history`)."""
+    return record
+
+
 # MIGRATIONS[kind][n] turns version n into n + 1; the current version is how many there are.
 MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
-    RUN_CONFIG: [_config_0],
+    RUN_CONFIG: [_config_0, _config_1],
     RUN_METRICS: [_metrics_0],
     RUN_EVAL: [_unchanged],
     RUN_FAILED: [_unchanged],
@@ -150,6 +158,17 @@ MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
     EXPORT: [_unchanged],
 }
 CURRENT: dict[str, int] = {kind: len(steps) for kind, steps in MIGRATIONS.items()}
+
+# The config.json version from which its run's history.csv counts epochs from 1 (before: from 0).
+HISTORY_FROM_1 = 2
+
+
+def read_history(rows: list[dict[str, str]], config_version: int) -> list[dict[str, str]]:
+    """The rows of a history.csv (as ``csv.DictReader`` reads them) of a run whose config.json is
+    of ``config_version``, in the current shape: epochs counted from 1."""
+    if config_version >= HISTORY_FROM_1:
+        return rows
+    return [{**row, "epoch": str(int(row["epoch"]) + 1)} for row in rows]
 
 
 def stamp(kind: str, payload: Mapping[str, Any]) -> Payload:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -201,7 +202,7 @@ class Run:
     @property
     def history(self) -> list[dict[str, float | int]]:
         """A list of rows, one dict of numbers per finished epoch (history.csv; its ``epoch`` counts
-        from 0, as Keras does, where the console and curves.png count from 1)."""
+        from 1, as the console and curves.png do, in runs of every format: zoo.formats)."""
         return [
             {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
             for row in self._history_rows()
@@ -274,7 +275,14 @@ class Run:
         return self.path / name
 
     def write_json(self, name: str, payload: Mapping[str, Any]) -> None:
-        """Write config.json, metrics.json, failed.json or an eval-<split>.json, with its format version."""
+        """Write config.json, metrics.json, failed.json or an eval-<split>.json, with its format version.
+
+        config.json's version is history.csv's too (zoo.formats): written over an older one (a
+        resume of a run of an earlier zoo), it rewrites history.csv in the current format first.
+        """
+        current = formats.CURRENT[formats.RUN_CONFIG]
+        if name == CONFIG and (self.path / HISTORY).exists() and self._format() < current:
+            self.keep_history(lambda row: True)
         formats.write(file_kind(name), self.path / name, payload)
 
     def read_json(self, name: str) -> dict[str, Any] | None:
@@ -299,11 +307,22 @@ class Run:
         files.write_csv(self.path / HISTORY, [r for r in self._history_rows() if keep(r)], HISTORY_FIELDS)
 
     def _history_rows(self) -> list[dict[str, str]]:
+        """history.csv's rows as text, in the current format (an older run's migrated)."""
         path = self.path / HISTORY
         if not path.exists():
             return []
         with path.open(newline="") as f:
-            return list(csv.DictReader(f))
+            rows = list(csv.DictReader(f))
+        return formats.read_history(rows, self._format())
+
+    def _format(self) -> int:
+        """The format version of config.json, and so of history.csv (zoo.formats); the current
+        one before config.json is written."""
+        path = self.path / CONFIG
+        if not path.is_file():
+            return formats.CURRENT[formats.RUN_CONFIG]
+        self.config  # noqa: B018  (a one-line error for a corrupted file)
+        return formats.version(formats.RUN_CONFIG, json.loads(path.read_text(encoding="utf-8")), path)
 
     # -- making one ---------------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ class HistoryLogger(keras.callbacks.Callback):
         train_end = self._train_end or end
         logs = logs or {}
         self.run.append_history({
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1, as the console's "Epoch 1/3" (Keras' index + 1)
             **{k: f"{float(logs[k]):.6g}" for k in HISTORY_FIELDS[1:5] if k in logs},
             "learning_rate": f"{self._learning_rate:.6g}",  # at the start of the epoch
             "train_seconds": f"{train_end - self._start:.3f}",

@@ -63,7 +63,8 @@ def fit(
     )
     initial_epoch = _restored(model, restore, config)
     # Rows of epochs after the restored one are stale (killed after the row, before the backup).
-    run.keep_history(lambda r: int(r["epoch"]) < initial_epoch)
+    # history.csv counts from 1: the rows of the `initial_epoch` epochs the backup holds stay.
+    run.keep_history(lambda r: int(r["epoch"]) <= initial_epoch)
     guard, backup = NanGuard(), Backup(run.file(BACKUP))
     callbacks = [
         guard,  # first: a broken epoch must never reach the history or the backup

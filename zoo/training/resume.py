@@ -71,7 +71,8 @@ def record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], ep
     """A resume that changes settings updates config.json and says what changed when and why.
 
     config.json is written again in any case, in the current format (zoo.formats): this zoo
-    writes the run from here on, history.csv included, whose format is config.json's.
+    writes the run from here on, history.csv included, whose format is config.json's (so
+    ``Run.write_json`` rewrites an older run's history.csv in the current format first).
     """
     record = run.record
     if changes:

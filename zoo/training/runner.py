@@ -192,7 +192,7 @@ def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> N
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    epochs = [int(r["epoch"]) + 1 for r in history]
+    epochs = [int(r["epoch"]) for r in history]  # counted from 1, as the console
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [r[metric] for r in history], marker="o", label="train")
