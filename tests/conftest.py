@@ -37,7 +37,20 @@ def _mnist_problem() -> str:
     return ""
 
 
+# The longest test files, longest first. They start first (on two xdist workers under --dist
+# loadfile a file is one unit of work): the short ones then fill in around them, and both workers
+# finish together instead of one starting the longest file when the other is nearly done.
+LONGEST_FILES = ("test_sweep.py", "test_multihost.py", "test_plugin_install.py", "test_applications.py",
+                 "test_robustness.py", "test_readme.py", "test_integration.py", "test_stream.py")
+
+
+def _first(item) -> int:
+    name = item.path.name
+    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_first)  # stable: each file's tests keep their order
     # In CI a missing or wrong MNIST folder must fail the run, not quietly skip every real-data test.
     if os.environ.get("CI", "").lower() != "true":
         return

@@ -1,7 +1,7 @@
 """Sweeps across processes and machines: the plan, shards, skipping, concurrent records, Ray.
 
-The trainings are real (MNIST through `zoo bench` in subprocesses, as a scheduler would start
-them); the Ray tests start a local cluster on 127.0.0.1 through the zoo, bounded in time, and
+The trainings are real (the tiny TFDS dataset through `zoo bench` in subprocesses, as a scheduler
+would start them); the Ray tests start a local cluster on 127.0.0.1 through the zoo, bounded in time, and
 check that no Ray process of theirs is left afterwards.
 """
 
@@ -29,7 +29,7 @@ from zoo.benchmark import records as bench_records
 from zoo.cli import main
 from zoo.errors import ZooUsageError
 
-SWEEP = ["softmax", "mlp", "--seeds", "0,1", "--epochs", "1", "--precision", "float32"]
+SWEEP = ["softmax", "mlp", "--seeds", "0,1", "--dataset", "zoo_tiny", "--epochs", "1", "--precision", "float32"]
 
 
 def zoo_bench(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -37,16 +37,26 @@ def zoo_bench(*args: str, env: dict | None = None, timeout: float = 900) -> subp
                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=timeout)
 
 
-def start_bench(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "zoo", "bench", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+# A shard that registers zoo_tiny itself (as a dataset plugin would), so that it can prepare it in
+# a fresh data folder, as a shard's first run on a new node does.
+TINY_BENCH = "import sys, tinydata; from zoo.cli import main; sys.exit(main())"
 
 
-def accuracies(out: Path) -> dict[tuple[str, int], float]:
-    """(model, seed) -> test accuracy of the successful records; each job recorded once."""
+def start_bench(*args: str, env: dict | None = None, tiny: bool = False) -> subprocess.Popen:
+    """`zoo bench ARGS` started; ``tiny``: in a process that registers zoo_tiny (TINY_BENCH)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    command = [sys.executable, "-m", "zoo"]
+    if tiny:
+        command = [sys.executable, "-c", TINY_BENCH]
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen([*command, "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def accuracies(out: Path) -> dict[tuple[str, int], tuple[float, float]]:
+    """(model, seed) -> test accuracy and loss of the successful records; each job recorded once."""
     ok = [r for r in records(out) if r["status"] == "ok"]
-    found = {(r["model"], r["seed"]): r["test_accuracy"] for r in ok}
+    found = {(r["model"], r["seed"]): (r["test_accuracy"], r["test_loss"]) for r in ok}
     assert len(found) == len(ok), f"a job is recorded twice: {[(r['model'], r['seed']) for r in ok]}"
     return found
 
@@ -165,7 +175,7 @@ def test_plan_prints_the_jobs_and_writes_nothing(tmp_path):
     result = CliRunner().invoke(main, ["bench", *SWEEP, "--shard", "2/2", "--plan", "--out", str(out)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    jobs = plan(out, precision="float32")
+    jobs = plan(out, dataset="zoo_tiny", precision="float32")
     assert lines[0] == f"sweep {bench_jobs.fingerprint([j.key for j in jobs])}: 4 job(s); shard 2/2: 2 of them; --out {out}"
     assert lines[1].split() == ["#", "MODEL", "SEED", "VARIANT", "STATUS", "RUN", "DIRECTORY"]
     assert [line.split() for line in lines[2:]] == [
@@ -219,22 +229,22 @@ def test_reports_rebuilt_by_concurrent_shards_hold_every_record(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
-# -- real sweeps on MNIST: plainly, as concurrent shards, killed and run again, on Ray --------------
+# -- real sweeps: plainly, as concurrent shards, killed and run again, on Ray ---------------------
 
 
-# One xdist worker runs the tests of the module fixture `plain` (4 MNIST trainings, made once) and
-# the tests that start a local Ray cluster of all this machine's CPUs (one cluster at a time).
+# One xdist worker runs the tests of the module fixture `plain` (4 trainings, made once) and the
+# tests that start a local Ray cluster of all this machine's CPUs (one cluster at a time).
 SWEEPS = pytest.mark.xdist_group("sweeps")
-# The first test to ask for `plain` pays for it: 127 s of setup and 165 s of its own alone on
-# 2 cores, about twice that beside another worker.
+# The first test to ask for `plain` pays for it too.
 PLAIN_LIMIT = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
-def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
-    """The 2-model x 2-seed sweep run plainly, one job after another: (model, seed) -> accuracy."""
+def plain(tiny_data_dir, tmp_path_factory) -> dict[tuple[str, int], tuple[float, float]]:
+    """The 2-model x 2-seed sweep run plainly, one job after another: (model, seed) -> accuracy
+    and loss."""
     out = tmp_path_factory.mktemp("plain")
-    result = zoo_bench(*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir)
+    result = zoo_bench(*SWEEP, "--out", str(out), "--data-dir", tiny_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     for r in records(out):
         assert r["where"]["shard"] is None and r["where"]["ray"] is None and r["where"]["tf_threads"] == [0, 0]
@@ -244,15 +254,15 @@ def plain(mnist_data_dir, tmp_path_factory) -> dict[tuple[str, int], float]:
     return found
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 @SWEEPS
 @PLAIN_LIMIT
 def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
     out = tmp_path / "out"
-    # A fresh data folder: the two shards start together and take turns to prepare MNIST.
+    # A fresh data folder: the two shards start together and take turns to prepare zoo_tiny
+    # (which they register themselves, as a dataset plugin would).
     args = [*SWEEP, "--out", str(out), "--data-dir", str(tmp_path / "tfds")]
-    shards = [start_bench(*args, "--shard", f"{i}/2") for i in (1, 2)]
+    shards = [start_bench(*args, "--shard", f"{i}/2", tiny=True) for i in (1, 2)]
     for proc in shards:
         _, stderr = proc.communicate(timeout=900)
         assert proc.returncode == 0, stderr[-3000:]
@@ -275,18 +285,18 @@ def test_concurrent_shards_into_one_out_equal_the_plain_sweep(plain, tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
-    assert "| softmax | float32, CPU, memory | mnist | 1 | 2 |" in report.stdout
+    assert "| softmax | float32, CPU, memory | zoo_tiny | 1 | 2 |" in report.stdout
     assert "sweep " not in (out / "results.md").read_text()  # complete: no missing or failed jobs
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 @SWEEPS
 @PLAIN_LIMIT
-def test_a_shard_killed_midway_and_run_again_records_every_job_once(plain, mnist_data_dir, tmp_path):
+def test_a_shard_killed_midway_and_run_again_records_every_job_once(plain, tiny_data_dir, tmp_path):
     out = tmp_path / "out"
-    args = [*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir, "--shard", "1/2"]
-    jobs = bench_records.select(plan(out, data_dir=mnist_data_dir, precision="float32"), out, bench_jobs.Shard(1, 2)).mine
+    args = [*SWEEP, "--out", str(out), "--data-dir", tiny_data_dir, "--shard", "1/2"]
+    planned = plan(out, dataset="zoo_tiny", data_dir=tiny_data_dir, precision="float32")
+    jobs = bench_records.select(planned, out, bench_jobs.Shard(1, 2)).mine
     assert [j.label for j in jobs] == ["softmax seed 0", "mlp seed 0"]
     second = jobs[1].run_dir
     shard = start_bench(*args)
@@ -404,11 +414,6 @@ def assert_resumed_exactly(run_dir: Path, before: list[dict[str, str]], record: 
     assert weights_digest(run_dir) == whole["digest"]
 
 
-# A shard that registers zoo_tiny itself (as a dataset plugin would), so that it can prepare it in
-# a fresh data folder, as a shard's first run on a new node does.
-TINY_BENCH = "import sys, tinydata; from zoo.cli import main; sys.exit(main())"
-
-
 @pytest.mark.slow
 @SWEEPS
 def test_a_job_killed_after_an_epoch_resumes_exactly_when_its_shard_runs_again(whole, tmp_path):
@@ -470,13 +475,12 @@ def ray_env():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 @SWEEPS
 @PLAIN_LIMIT
-def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, mnist_data_dir, tmp_path, ray_env):
+def test_a_sweep_on_a_local_ray_cluster_equals_the_plain_sweep(plain, tiny_data_dir, tmp_path, ray_env):
     out = tmp_path / "out"
-    result = zoo_bench(*SWEEP, "--out", str(out), "--data-dir", mnist_data_dir, "--ray", env=ray_env)
+    result = zoo_bench(*SWEEP, "--out", str(out), "--data-dir", tiny_data_dir, "--ray", env=ray_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert accuracies(out) == plain
     progress = [line.split(":")[0] for line in result.stderr.splitlines() if line.startswith("[")]
