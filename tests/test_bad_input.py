@@ -16,8 +16,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
 from zoo.config import RunConfig
 
@@ -168,7 +168,7 @@ def outcomes(places, mnist_data_dir, tmp_path_factory):
         if args[0] == "train":
             args += [] if "--run-dir" in args or "--resume" in args else ["--run-dir", own["run"]]
             args += [] if "--data-dir" in args else ["--data-dir", mnist_data_dir]
-        result = launch.run([str(ZOO), *args], env=env, cwd=own["cwd"], timeout=300)
+        result = warm.run([str(ZOO), *args], env=env, cwd=own["cwd"], timeout=300)
         return args, own, result
 
     machine()  # once, before the threads

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 from click.testing import CliRunner
 
 from zoo import formats
@@ -31,7 +31,7 @@ REQUIRED = {
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return launch.run([sys.executable, "-m", "zoo", "bench", *args], env=env, timeout=900)
+    return warm.run([sys.executable, "-m", "zoo", "bench", *args], env=env, timeout=900)
 
 
 def records(out) -> list[dict]:

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import numpy as np
 import pytest
+import warm
 from imagefolders import CLASSES, write
 
 from zoo.config import parse_image_size
@@ -219,7 +219,7 @@ def test_image_size_on_a_catalog_dataset_is_refused(tmp_path):
 
 def _zoo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return launch.run([str(ZOO), *args], env=env, cwd=cwd, timeout=900)
+    return warm.run([str(ZOO), *args], env=env, cwd=cwd, timeout=900)
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
 import zoo
 import zoo.plan
@@ -273,7 +273,7 @@ def test_zoo_evaluate_refuses_a_newer_run_in_one_line(tmp_path):
     run = copy("finished", tmp_path)
     newer(run / "config.json")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = launch.run([sys.executable, "-m", "zoo", "evaluate", str(run)], env=env, timeout=300)
+    proc = warm.run([sys.executable, "-m", "zoo", "evaluate", str(run)], env=env, timeout=300)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo "
                            f"{zoo.__version__} reads (config.json format 2): upgrade keras-zoo to read it\n")
@@ -288,7 +288,7 @@ def test_zoo_export_and_resume_refuse_a_newer_run_in_one_line(tmp_path, kind, co
     run = copy(kind, tmp_path)
     newer(run / "config.json")
     args = [a.format(run=run, tmp=tmp_path) for a in command]
-    proc = launch.run([sys.executable, "-m", "zoo", *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    proc = warm.run([sys.executable, "-m", "zoo", *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith(f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo ")
     assert not (tmp_path / "exports").exists() and not (run / "tensorboard").exists()

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import launch
 import numpy as np
 import pytest
+import warm
 
 import zoo
 from zoo.compute import multihost
@@ -44,7 +44,7 @@ def zoo_cmd(*args) -> list[str]:
 
 
 def run_zoo(*args, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
-    return launch.run(zoo_cmd(*args), env={**ENV, **(env or {})}, timeout=timeout)
+    return warm.run(zoo_cmd(*args), env={**ENV, **(env or {})}, timeout=timeout)
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
 import zoo
 import zoo.plan
@@ -69,7 +69,7 @@ def old(kind: str, tmp_path: Path, data_dir: str | None = None) -> Path:
 def run_zoo(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     env.pop("TFDS_DATA_DIR", None)
-    proc = launch.run([sys.executable, "-m", "zoo", *map(str, args)], env=env, timeout=timeout)
+    proc = warm.run([sys.executable, "-m", "zoo", *map(str, args)], env=env, timeout=timeout)
     assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
 

@@ -20,8 +20,8 @@ import time
 import zipfile
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugin_example"
@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("plugin_venv")]
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """``cmd`` with its output: a `zoo` command starts warm (tests/launch.py)."""
-    return launch.run(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600, **kwargs)
+    """``cmd`` with its output: a `zoo` command starts warm (tests/warm.py)."""
+    return warm.run(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def _copy(source: Path, target: Path) -> Path:
 
 
 def zoo(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return launch.run([str(venv / "bin" / "zoo"), *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    return warm.run([str(venv / "bin" / "zoo"), *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
                       timeout=600)
 
 

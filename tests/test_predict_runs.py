@@ -10,16 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import numpy as np
 import pytest
+import warm
 
 ZOO = Path(sys.executable).with_name("zoo")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def zoo_cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return launch.run([str(ZOO), *map(str, args)], env=ENV, cwd=cwd, timeout=600)
+    return warm.run([str(ZOO), *map(str, args)], env=ENV, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")

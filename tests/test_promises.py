@@ -25,9 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import numpy as np
 import pytest
+import warm
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def _zoo(*args: str) -> subprocess.CompletedProcess:
     if not script.is_file():  # (conftest's `installed` is per test; the fixtures here are not)
         pytest.skip(f"no installed console script at {script}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return launch.run([str(script), *args], env=env, timeout=600)
+    return warm.run([str(script), *args], env=env, timeout=600)
 
 
 def _image(label: int, size: tuple[int, int], rng: np.random.Generator, channels: int = 3) -> np.ndarray:

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ def zoo_cmd(*args: str) -> list[str]:
 
 def run_zoo(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return launch.run(zoo_cmd(*args), env=env, timeout=timeout)
+    return warm.run(zoo_cmd(*args), env=env, timeout=timeout)
 
 
 def _default_sigint() -> None:
@@ -172,7 +172,7 @@ def test_offline_unprepared_dataset_fails_fast_and_leaves_nothing(tmp_path, manu
     env = {k: v for k, v in os.environ.items() if k not in ("ZOO_MANUAL_DIR", "TFDS_DATA_DIR")}
     env["ZOO_OFFLINE"] = "1"
     start = time.monotonic()
-    result = launch.run(zoo_cmd(*args), env=env, timeout=120)
+    result = warm.run(zoo_cmd(*args), env=env, timeout=120)
     assert time.monotonic() - start < 30
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()[-1:]

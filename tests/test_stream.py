@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import launch
 import numpy as np
 import pytest
 import tinydata
+import warm
 from test_data import _image_ids as _ids  # the index each test image carries in two pixels
 
 from zoo.config import parse_size
@@ -229,7 +229,7 @@ STREAM_RUN = ("--dataset", "zoo_stream", "--input", "auto", "--memory-budget", "
 
 def _zoo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return launch.run([str(ZOO), *args], env=env, timeout=timeout)
+    return warm.run([str(ZOO), *args], env=env, timeout=timeout)
 
 
 def _start(*args: str) -> subprocess.Popen:

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 from click.testing import CliRunner
 from test_bench import records
 
@@ -33,7 +33,7 @@ SWEEP = ["softmax", "mlp", "--seeds", "0,1", "--dataset", "zoo_tiny", "--epochs"
 
 
 def zoo_bench(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return launch.run([sys.executable, "-m", "zoo", "bench", *args],
+    return warm.run([sys.executable, "-m", "zoo", "bench", *args],
                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=timeout)
 
 

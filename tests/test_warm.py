@@ -1,4 +1,4 @@
-"""The warm launcher (tests/launch.py): a command started warm ends as the same command started fresh."""
+"""The warm launcher (tests/warm.py): a command started warm ends as the same command started fresh."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ import sys
 import time
 from pathlib import Path
 
-import launch
 import pytest
+import warm
 
-ZOO = str(launch.ZOO)
+ZOO = str(warm.ZOO)
 PY_ZOO = [sys.executable, "-m", "zoo"]
 
 
 def both(argv, monkeypatch, **kwargs) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     """``argv`` started warm, then fresh (ZOO_TEST_FRESH=1)."""
-    started = dict(launch.STARTED)
-    warm = launch.run(argv, **kwargs)
-    assert launch.STARTED["warm"] == started["warm"] + 1, "not started warm"
+    started = dict(warm.STARTED)
+    hot = warm.run(argv, **kwargs)
+    assert warm.STARTED["warm"] == started["warm"] + 1, "not started warm"
     monkeypatch.setenv("ZOO_TEST_FRESH", "1")
-    fresh = launch.run(argv, **kwargs)
+    fresh = warm.run(argv, **kwargs)
     monkeypatch.delenv("ZOO_TEST_FRESH")
-    assert launch.STARTED["fresh"] == started["fresh"] + 1
-    return warm, fresh
+    assert warm.STARTED["fresh"] == started["fresh"] + 1
+    return hot, fresh
 
 
 @pytest.mark.parametrize("argv", [
@@ -34,8 +34,8 @@ def both(argv, monkeypatch, **kwargs) -> tuple[subprocess.CompletedProcess, subp
 ], ids=["info", "usage-error", "module"])
 def test_a_warm_command_ends_as_a_fresh_one(argv, tmp_path, monkeypatch):
     argv = [a.format(tmp=tmp_path) for a in argv]
-    warm, fresh = both(argv, monkeypatch, timeout=120)
-    assert (warm.returncode, warm.stdout, warm.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+    hot, fresh = both(argv, monkeypatch, timeout=120)
+    assert (hot.returncode, hot.stdout, hot.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
 
 
 @pytest.mark.parametrize("body, code", [
@@ -49,21 +49,21 @@ def test_a_warm_command_ends_as_a_fresh_one(argv, tmp_path, monkeypatch):
 def test_a_module_ends_as_the_interpreter_ends_it(body, code, tmp_path, monkeypatch):
     # python -m MODULE finds MODULE in its working folder.
     (tmp_path / "ending.py").write_text(body + "\n")
-    monkeypatch.setattr(launch, "WARM_MODULES", {*launch.WARM_MODULES, "ending"})
-    warm, fresh = both([sys.executable, "-m", "ending"], monkeypatch, cwd=tmp_path, timeout=60)
-    assert warm.returncode == fresh.returncode == code
-    assert warm.stdout.splitlines() == fresh.stdout.splitlines()
+    monkeypatch.setattr(warm, "WARM_MODULES", {*warm.WARM_MODULES, "ending"})
+    hot, fresh = both([sys.executable, "-m", "ending"], monkeypatch, cwd=tmp_path, timeout=60)
+    assert hot.returncode == fresh.returncode == code
+    assert hot.stdout.splitlines() == fresh.stdout.splitlines()
     # The same message; a traceback's frames above the module are the launcher's, not runpy's.
-    assert warm.stderr.splitlines()[-1:] == fresh.stderr.splitlines()[-1:]
-    assert warm.stderr.startswith("Traceback") == fresh.stderr.startswith("Traceback") == (body.startswith("raise"))
+    assert hot.stderr.splitlines()[-1:] == fresh.stderr.splitlines()[-1:]
+    assert hot.stderr.startswith("Traceback") == fresh.stderr.startswith("Traceback") == (body.startswith("raise"))
 
 
 def test_the_working_folder_environment_and_pythonpath_are_the_commands(tiny_data_dir, tmp_path):
     # A dataset that only a module on PYTHONPATH registers, a relative run directory.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     code = "import sys, tinydata; from zoo.cli import main; sys.exit(main())"
-    assert launch._program([sys.executable, "-c", code]) is None  # not the zoo: fresh
-    result = launch.run([ZOO, "train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "1",
+    assert warm._program([sys.executable, "-c", code]) is None  # not the zoo: fresh
+    result = warm.run([ZOO, "train", "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "1",
                          "--run-dir", "relative"], env={**env, "ZOO_MANUAL_DIR": ""}, cwd=tmp_path, timeout=300)
     # zoo_tiny is registered by tinydata, which the console script does not import: the prepared
     # folder is read by name; the run lands in the command's working folder.
@@ -74,7 +74,7 @@ def test_the_working_folder_environment_and_pythonpath_are_the_commands(tiny_dat
 def test_a_command_past_its_time_limit_is_killed(tiny_data_dir, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(subprocess.TimeoutExpired):
-        launch.run([ZOO, "train", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "500",
+        warm.run([ZOO, "train", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "500",
                     "--run-dir", str(run)], timeout=8)
     pid = int((run / ".lock").read_text().split()[1])  # "process 4711 on host"
     deadline = time.monotonic() + 10
@@ -85,12 +85,12 @@ def test_a_command_past_its_time_limit_is_killed(tiny_data_dir, tmp_path):
 
 def test_what_a_fresh_interpreter_shows_starts_fresh(monkeypatch):
     env = dict(os.environ)
-    assert launch._warm_env(env) and launch._warm_env({**env, "KERAS_BACKEND": "tensorflow"})
+    assert warm._warm_env(env) and warm._warm_env({**env, "KERAS_BACKEND": "tensorflow"})
     for key, value in (("KERAS_BACKEND", "jax"), ("TFDS_DATA_DIR", "/elsewhere"), ("TF_CPP_MIN_LOG_LEVEL", "0")):
-        assert not launch._warm_env({**env, key: value}), key
-    assert launch._asks_for_jax([ZOO, "train", "mlp", "--backend", "jax"])
-    assert launch._asks_for_jax([ZOO, "train", "mlp", "--backend=jax"])
-    assert launch._program([sys.executable, "-c", "import zoo"]) is None
-    assert launch._program(["/elsewhere/venv/bin/zoo", "list"]) is None
+        assert not warm._warm_env({**env, key: value}), key
+    assert warm._asks_for_jax([ZOO, "train", "mlp", "--backend", "jax"])
+    assert warm._asks_for_jax([ZOO, "train", "mlp", "--backend=jax"])
+    assert warm._program([sys.executable, "-c", "import zoo"]) is None
+    assert warm._program(["/elsewhere/venv/bin/zoo", "list"]) is None
     monkeypatch.setenv("ZOO_TEST_FRESH", "1")
-    assert launch._program([ZOO, "list"]) is None
+    assert warm._program([ZOO, "list"]) is None
