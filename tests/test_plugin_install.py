@@ -101,6 +101,15 @@ def test_installed_plugin_info_and_check(venv):
     assert check.stdout.count("PASS") >= 7
 
 
+def test_check_fits_an_installed_plugin_with_its_recipe(venv):
+    """A squeeze-and-excitation plugin whose recipe says 3e-3: `zoo check`'s short fit trains it
+    with that, until its loss drops, and passes it."""
+    check = zoo(venv, "check", "senet", "--precision", "float32")
+    assert check.returncode == 0, check.stdout + check.stderr
+    (line,) = [line for line in check.stdout.splitlines() if "short fit moves the loss" in line]
+    assert line.startswith("PASS") and line.endswith("(adam at 0.003, the recipe's)"), line
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST files not found in {MNIST}")
 def test_installed_plugin_trains_evaluates_and_exports(venv, tmp_path):
