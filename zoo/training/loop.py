@@ -62,8 +62,7 @@ def fit(
         jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
     )
     initial_epoch = _restored(model, restore, config)
-    # Rows of epochs after the restored one are stale (killed after the row, before the backup).
-    # history.csv counts from 1: the rows of the `initial_epoch` epochs the backup holds stay.
+    # Rows 1..initial_epoch (the backup's epochs) stay; later ones are stale (killed before the backup).
     run.keep_history(lambda r: int(r["epoch"]) <= initial_epoch)
     guard, backup = NanGuard(), Backup(run.file(BACKUP))
     callbacks = [
