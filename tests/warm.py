@@ -267,4 +267,6 @@ while os.getppid() == parent:
         finally:
             os._exit(0)
     conn.close()
+import shutil
+shutil.rmtree(os.path.dirname(address), ignore_errors=True)  # the parent is gone (xdist skips atexit)
 '''
