@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from plugin_extra import zoo_extra
 
 from zoo import check
 from zoo.check import run_checks
@@ -76,21 +77,8 @@ def test_short_fit_gives_a_model_that_cannot_learn_every_epoch_of_fit_batch_size
         check._short_fit(model, images, labels, {})
 
 
-def squeeze_excite(*, input_shape: tuple[int, ...], num_classes: int, width: int = 16) -> keras.Model:
-    """A small squeeze-and-excitation conv net: it learns, but slowly at Adam's 1e-3."""
-    x = inputs = keras.Input(shape=input_shape)
-    for _ in range(2):
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-        scale = keras.layers.GlobalAveragePooling2D()(x)
-        scale = keras.layers.Dense(width // 4, activation="relu")(scale)
-        scale = keras.layers.Dense(width, activation="sigmoid")(scale)
-        x = keras.layers.Multiply()([x, keras.layers.Reshape((1, 1, width))(scale)])
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
-
-
-squeeze_excite.recipe = {"learning_rate": 3e-3}
+# The squeeze-and-excitation plugin of tests/plugin_extra (recipe: 3e-3), imported as a module here.
+squeeze_excite = zoo_extra.senet
 
 
 @pytest.mark.slow  # up to 40 epochs of 4 steps of a conv net: 10 s
