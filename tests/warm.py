@@ -154,13 +154,15 @@ def _address(python: str) -> str:
             return zygote["address"]
         folder = tempfile.mkdtemp(prefix="zw", dir="/tmp")  # Unix socket paths: at most 107 bytes
         address = os.path.join(folder, "s")
-        proc = subprocess.Popen([python, "-c", ZYGOTE, address, str(os.getpid()), *PRELOAD], env=BASE_ENV,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = os.path.join(folder, "log")  # a file, not a pipe nobody reads: it cannot fill and block
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen([python, "-c", ZYGOTE, address, str(os.getpid()), *PRELOAD], env=BASE_ENV,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 300
         while not os.path.exists(address):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"the warm launcher's zygote did not start: {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"the warm launcher's zygote did not start: {Path(log).read_text()[-2000:]}")
             time.sleep(0.02)
         _zygotes[python] = {"proc": proc, "address": address}
         atexit.register(_stop, proc, folder)
