@@ -1,5 +1,5 @@
 """Plugin discovery for the zoo: builders registered in the entry-point group ``zoo.models``,
-and TFDS dataset builders in ``zoo.datasets``.
+TFDS dataset builders in ``zoo.datasets`` and trained presets in ``zoo.presets``.
 
 Listing reads installed metadata only; a plugin is imported when :func:`get` asks for it, so a
 broken or slow plugin costs nothing until it is used and never breaks the others.
@@ -16,11 +16,13 @@ from ._errors import (
     UnknownModelError,
 )
 from ._hparams import show as show_value
+from ._presets import PRESET_GROUP, PresetEntry, find_preset_entry, preset_entries
 
 __all__ = [
     "DATASET_GROUP",
     "GROUP",
     "LOCAL",
+    "PRESET_GROUP",
     "RECIPE_KEYS",
     "AmbiguousModelError",
     "Builder",
@@ -29,13 +31,16 @@ __all__ = [
     "HyperparameterError",
     "Hyperparameter",
     "PluginError",
+    "PresetEntry",
     "RegistryError",
     "UnknownModelError",
     "dataset_entries",
     "entries",
     "find",
     "find_dataset",
+    "find_preset_entry",
     "get",
+    "preset_entries",
     "register",
     "resolve",
     "selector",

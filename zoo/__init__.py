@@ -31,6 +31,7 @@ __all__ = [
     "bench",
     "create_model",
     "list_models",
+    "list_presets",
     "list_runs",
     "predict",
     "register",
@@ -46,14 +47,38 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [registry.selector(e, everything) for e in registry.find(pattern)]
 
 
-def create_model(name: str, *, input_shape: Iterable[int], num_classes: int, **hparams: Any):
-    """Build a registered model; hyperparameters are typed and checked as ``--hp`` values are."""
+def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_classes: int | None = None,
+                 weights: str | os.PathLike | None = None, **hparams: Any):
+    """Build a registered model; hyperparameters are typed and checked as ``--hp`` values are.
+
+    ``weights``: a preset (``"cnn.mnist"``, ``dist:name`` or a folder) of this model, verified and
+    loaded; its input shape, classes and hyperparameters are the defaults then."""
     import registry
 
+    if weights is not None:
+        from .presets import catalog, weights as preset_weights
+
+        preset = catalog.find(weights)
+        if registry.resolve(name).name != preset.model:
+            raise ZooUsageError(f"preset {preset.name} is a preset of model '{preset.model}', not '{name}'")
+        return preset_weights.build(preset, input_shape=input_shape, num_classes=num_classes, hparams=hparams)
+    if input_shape is None or num_classes is None:
+        raise ZooUsageError("create_model needs input_shape and num_classes (or weights=PRESET)")
     builder = registry.get(name)
     return builder.build(
         input_shape=tuple(input_shape), num_classes=num_classes, **builder.coerce_hparams(hparams)
     )
+
+
+def list_presets(pattern: str | None = None) -> list[dict[str, Any]]:
+    """The presets ``zoo list --presets`` shows: name, model, dataset, test accuracy, size,
+    license, where from; read from preset.json alone (nothing imported)."""
+    import fnmatch
+
+    from .presets import catalog
+
+    return [f.preset.summary() | {"shadowed_by": str(f.shadowed_by.path) if f.shadowed_by else None}
+            for f in catalog.everything() if not pattern or fnmatch.fnmatchcase(f.preset.name, pattern)]
 
 
 def register(fn: Callable[..., Any] | None = None, *, name: str | None = None):

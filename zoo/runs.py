@@ -262,6 +262,14 @@ class Run:
 
         return evaluation.export(self, export_base)
 
+    def publish(self, dest: str | os.PathLike, *, license: str, name: str | None = None,
+                dataset_terms: str | None = None):
+        """Publish the finished run as the preset ``dest/name`` (default name ``model.dataset``):
+        its model is reloaded and re-evaluated first; returns the :class:`zoo.presets.store.Preset`."""
+        from .presets import publish  # imports TensorFlow
+
+        return publish.publish(self, dest, license=license, name=name, dataset_terms=dataset_terms)
+
     # -- writing (by the one process that holds the lock) -----------------------------------------
 
     def locked(self, *, exclusive: bool):

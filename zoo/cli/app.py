@@ -25,6 +25,7 @@ from ..version import DIST_NAME
 from .bench import bench
 from .models import check, info, list_models
 from .output import RUN_DIR_KEY
+from .presets import publish, verify
 from .runs import evaluate, export, list_runs, predict
 from .train import train
 
@@ -146,5 +147,5 @@ def main() -> None:
     """A plugin model zoo for Keras 3: list, train, evaluate and export models."""
 
 
-for command in (list_models, info, check, train, bench, list_runs, evaluate, export, predict):
+for command in (list_models, info, check, train, bench, list_runs, evaluate, export, predict, publish, verify):
     main.add_command(command)

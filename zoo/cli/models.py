@@ -13,6 +13,7 @@ from ..config import BACKENDS, PRECISIONS
 from ..errors import ZooError
 from .options import hp_pairs
 from .output import table
+from .presets import list_presets, model_presets
 
 # Shapes used to report a model's size in `zoo info`.
 MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
@@ -25,13 +26,15 @@ MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
               help="Also import every plugin and validate it (slower: imports TensorFlow).")
 @click.option("--datasets", is_flag=True,
               help="List dataset plugins (entry-point group zoo.datasets) instead of models.")
-def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool) -> None:
+@click.option("--presets", is_flag=True,
+              help="List trained presets (ZOO_PRESETS_PATH's folders, entry-point group zoo.presets) instead of models.")
+def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool, presets: bool) -> None:
     """List registered models, optionally those matching a shell-style PATTERN (e.g. 'c*').
 
     Nothing is imported: a plugin's summary and obvious breakage are read from its source.
     """
-    if datasets:
-        _list_datasets(pattern, as_json)
+    if datasets or presets:
+        (_list_datasets if datasets else list_presets)(pattern, as_json)
         return
     everything = registry.entries()
     rows = []
@@ -121,6 +124,7 @@ def info(model: str) -> None:
     click.echo(f"\nrecommended recipe: {recipe}")
     model_obj = builder.build(input_shape=MNIST_SHAPE, num_classes=MNIST_CLASSES)
     click.echo(f"parameters for {MNIST_SHAPE} with {MNIST_CLASSES} classes: {model_obj.count_params():,}")
+    model_presets(entry.name)
 
 
 @click.command()

@@ -14,25 +14,30 @@ from ..compute import backend as backend_lib
 from ..errors import ZooError, ZooUsageError
 from ..runs import Run, named_run
 from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
+from .presets import open_target
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.option("--split", help="A TFDS split or slice, e.g. test, validation or train[:1000]. [default: test, or "
                               "the run's held-out validation slice for a dataset without one]")
 @click.pass_context
-def evaluate(ctx: click.Context, run_dir: str, split: str | None) -> None:
-    """Evaluate a finished run's model on a split of its dataset: accuracy, loss, accuracy per class
-    and the confusion matrix (also in eval-SPLIT.json and confusion-SPLIT.png)."""
-    run_dir = str(named_run(run_dir))
-    ctx.meta[RUN_DIR_KEY] = run_dir
-    check_finished_run(run_dir)
+def evaluate(ctx: click.Context, target: str, split: str | None) -> None:
+    """Evaluate a finished run's model, or a preset, on a split of its dataset: accuracy, loss,
+    accuracy per class and the confusion matrix (for a run also in eval-SPLIT.json and
+    confusion-SPLIT.png; a preset's folder is never written)."""
+    preset = open_target(ctx, target)
     backend_lib.import_tensorflow()
+    if preset is not None:
+        from ..presets import use
 
-    result = Run.open(run_dir).evaluate(split)
+        result = use.evaluate(preset, split)
+    else:
+        result = Run.open(ctx.meta[RUN_DIR_KEY]).evaluate(split)
     if "note" in result:
         click.echo(result["note"])
-    click.echo(f"{result['split']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")
+    click.echo(f"{result['split']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}"
+               + (f" (published: {result['published_accuracy']:.4f})" if "published_accuracy" in result else ""))
     _echo_confusion(result)
     if "trained_on_fingerprint" in result:
         click.echo(f"note: the images changed since this run trained (fingerprint "
@@ -60,18 +65,20 @@ def _echo_confusion(result: dict) -> None:
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.argument("export_base", type=click.Path())
 @click.pass_context
-def export(ctx: click.Context, run_dir: str, export_base: str) -> None:
-    """Export a run as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
-    run_dir = str(named_run(run_dir))
-    ctx.meta[RUN_DIR_KEY] = run_dir
-    check_finished_run(run_dir)
+def export(ctx: click.Context, target: str, export_base: str) -> None:
+    """Export a run or a preset as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+    preset = open_target(ctx, target)
     files.check_creatable(Path(export_base).resolve(), "export base")
     backend_lib.import_tensorflow()
+    if preset is not None:
+        from ..presets import use
 
-    echo_export(Run.open(run_dir).export(export_base))
+        echo_export(use.export(preset, export_base))
+    else:
+        echo_export(Run.open(ctx.meta[RUN_DIR_KEY]).export(export_base))
 
 
 @click.command("runs")
