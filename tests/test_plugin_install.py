@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugin_example"
 EXTRA = ROOT / "tests" / "plugin_extra"
 DATASETS = ROOT / "tests" / "dataset_plugin"
+PRESETS = ROOT / "tests" / "preset_plugin"
 MNIST = Path(os.environ.get("ZOO_MANUAL_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
 
 # One virtualenv (the module fixture `venv`) for every test here: one xdist worker builds and uses it.
@@ -198,6 +199,51 @@ def test_custom_layer_plugin_is_reloaded_by_evaluate_in_a_fresh_process(venv, ga
     evaluate = zoo(venv, "evaluate", str(gain_run))
     assert evaluate.returncode == 0, evaluate.stderr
     assert f"accuracy {metrics['test_accuracy']:.4f}" in evaluate.stdout
+
+
+def test_an_installed_package_ships_a_preset_that_is_listed_loaded_evaluated_and_exported(venv, tiny_data_dir, tmp_path):
+    """A package with no code, only a preset as package data (tests/preset_plugin), pip-installed:
+    `zoo list --presets` lists it without importing TensorFlow or the package (whose import
+    fails), and `zoo evaluate` and `zoo export` use it by name."""
+    import zoo as zoo_api
+
+    run = zoo_api.train("mlp", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=2, batch_size=32,
+                    hparams={"units": (16, 16, 16)}, run_dir=tmp_path / "run", verbose=0)
+    package = _copy(PRESETS, tmp_path / "zoo-tiny-presets")
+    preset = run.publish(package / "zoo_tiny_presets", license="CC-BY-4.0", name="mlp.tiny")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    assert _run([*pip, str(package)]).returncode == 0
+
+    listing = _run([str(venv / "bin" / "python"), "-P", "-c", (
+        "import json, sys\nfrom zoo.cli import main\ntry:\n    main(['list', '--presets', '--json'])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'zoo_tiny_presets'}))")])
+    assert listing.returncode == 0, listing.stderr
+    *rows, modules = listing.stdout.strip().splitlines()
+    assert modules == "[]"
+    row = {r["name"]: r for r in json.loads("\n".join(rows))}["mlp.tiny"]
+    assert row["origin"] == "zoo-tiny-presets 0.1.0" and row["license"] == "CC-BY-4.0" and row["model"] == "mlp"
+    assert "/site-packages/zoo_tiny_presets/mlp.tiny" in row["path"]  # the installed copy, not the source
+
+    env = {"TFDS_DATA_DIR": tiny_data_dir}
+    evaluate = zoo(venv, "evaluate", "mlp.tiny", env=env)
+    assert evaluate.returncode == 0, evaluate.stderr
+    published = preset.record["metrics"]["test_accuracy"]
+    assert evaluate.stdout.startswith(f"test: accuracy {published:.4f}, ") and f"(published: {published:.4f})" in evaluate.stdout
+    export = zoo(venv, "export", "mlp.tiny", str(tmp_path / "exports"), env=env)
+    assert export.returncode == 0, export.stderr
+    meta = json.loads((tmp_path / "exports" / "1" / "assets.extra" / "zoo.json").read_text())
+    assert meta["preset"] == "mlp.tiny" and meta["preset_digest"] == preset.digest and meta["license"] == "CC-BY-4.0"
+
+
+def test_the_built_in_presets_are_installed_with_the_package(venv):
+    result = zoo(venv, "list", "--presets", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    for name in ("softmax.mnist", "mlp.mnist", "cnn.mnist"):
+        assert rows[name]["origin"].startswith("keras-zoo ") and "/site-packages/zoo/models/presets/" in rows[name]["path"]
+    verify = zoo(venv, "verify", "cnn.mnist")
+    assert verify.returncode == 0 and verify.stdout.startswith("cnn.mnist: 2 files verified"), verify.stderr
 
 
 def test_a_run_whose_plugin_is_not_installed_names_what_to_install(gain_run, tiny_data_dir, tmp_path):

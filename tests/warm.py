@@ -156,8 +156,10 @@ def _address(python: str) -> str:
         address = os.path.join(folder, "s")
         log = os.path.join(folder, "log")  # a file, not a pipe nobody reads: it cannot fill and block
         with open(log, "w") as stderr:
+            # In its own folder: what it preloads comes from the environment, as for a console
+            # script, never from a source tree that happens to be the current directory.
             proc = subprocess.Popen([python, "-c", ZYGOTE, address, str(os.getpid()), *PRELOAD], env=BASE_ENV,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+                                    cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 300
         while not os.path.exists(address):
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -17,7 +17,7 @@ from pathlib import Path
 import registry
 
 from .. import formats
-from ..errors import ZooUsageError
+from ..errors import ZooError, ZooUsageError
 from .store import PRESET_JSON, Preset
 
 SEARCH_ENV = "ZOO_PRESETS_PATH"
@@ -80,10 +80,12 @@ def find(text: str | os.PathLike) -> Preset:
             return Preset(folder / text, name=text, origin=str(folder))
     try:
         entry = registry.find_preset_entry(text)
-    except registry.UnknownModelError as exc:
+        if entry is not None:
+            return Preset(entry.folder(), name=text, origin=f"{entry.dist} {entry.version}")
+    except (registry.UnknownModelError, registry.AmbiguousModelError) as exc:
         raise ZooUsageError(str(exc)) from None
-    if entry is not None:
-        return Preset(entry.folder(), name=text, origin=f"{entry.dist} {entry.version}")
+    except registry.PluginError as exc:  # a package whose preset folder is not there
+        raise ZooError(str(exc)) from None
     names = sorted({f.preset.name for f in everything()})
     close = difflib.get_close_matches(text, names, n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else " Run 'zoo list --presets' to see them."

@@ -99,9 +99,9 @@ class Preset:
         }
 
     def verify(self, *, rehash: bool = False) -> None:
-        """Check every file of the manifest: present, of its size, of its sha256. ``rehash``
-        reads every byte again; otherwise a file whose size and mtime are those of its last
-        check on this machine is not read again."""
+        """Check every file of the manifest: present, and of its sha256. ``rehash``
+        reads every byte again; otherwise a file unchanged since its last check on this machine
+        (:func:`sha256`) is not read again."""
         for name, expected in self.record["files"].items():
             path = self.path / name
             if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -112,7 +112,7 @@ class Preset:
             if found != expected["sha256"]:
                 raise ZooError(
                     f"preset {self.name}: {path} does not match its manifest "
-                    f"(sha256 {found[:16]}…, preset.json says {expected['sha256'][:16]}…): "
+                    f"(sha256 {found}, preset.json says {expected['sha256']}): "
                     f"the file changed since it was published; get the preset again"
                 )
 
@@ -132,10 +132,11 @@ def manifest(folder: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 def sha256(path: Path, *, cached: bool = True) -> str:
-    """The file's sha256; with ``cached``, taken from the last hash of the same file (path, size
-    and mtime) on this machine when there is one."""
+    """The file's sha256; with ``cached``, taken from the last hash of the same file on this
+    machine when there is one: same path, inode, size, mtime and ctime (a write, or an mtime put
+    back with ``touch``, changes the ctime, which no program can set)."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path.resolve()}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
     cache = _cache() if cached else {}
     if key in cache:
         return cache[key]

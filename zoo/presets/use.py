@@ -38,7 +38,10 @@ def input_contract(info: dict[str, Any]) -> dict[str, Any]:
 def config(preset: Preset) -> RunConfig:
     """The preset's recipe as a RunConfig, its dataset found where this machine keeps datasets."""
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in preset.record["recipe"].items() if k in names})
+    recipe = {k: v for k, v in preset.record["recipe"].items() if k in names}
+    # Where this machine keeps datasets, read now (TFDS itself reads TFDS_DATA_DIR once, at import).
+    return RunConfig(**recipe, data_dir=os.environ.get("TFDS_DATA_DIR") or None,
+                     manual_dir=os.environ.get("ZOO_MANUAL_DIR") or None)
 
 
 def model(preset: Preset):
