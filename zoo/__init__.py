@@ -30,10 +30,13 @@ __all__ = [
     "ZooUsageError",
     "bench",
     "create_model",
+    "evaluate_preset",
+    "export_preset",
     "list_models",
     "list_presets",
     "list_runs",
     "predict",
+    "preset",
     "register",
     "train",
 ]
@@ -248,6 +251,38 @@ def predict(target: str | os.PathLike, images: Iterable[str | os.PathLike], *, t
     from . import prediction as predict_lib
 
     return predict_lib.predict(predict_lib.open_target(target), list(images), top=top)
+
+
+def preset(name: str | os.PathLike):
+    """The preset ``name`` means (``"cnn.mnist"``, ``"dist:name"`` or a folder), with its
+    ``record`` (preset.json), ``digest`` and ``verify()``; read without TensorFlow."""
+    from .presets import catalog
+
+    return catalog.find(name)
+
+
+def evaluate_preset(name: str | os.PathLike, split: str | None = None) -> dict[str, Any]:
+    """``zoo evaluate PRESET``: loss, accuracy (beside the published one), accuracy per class and
+    the confusion matrix of a preset on its dataset; nothing is written."""
+    from .compute.backend import import_tensorflow
+
+    found = preset(name)
+    import_tensorflow()
+    from .presets import use
+
+    return use.evaluate(found, split)
+
+
+def export_preset(name: str | os.PathLike, export_base: str | os.PathLike):
+    """``zoo export PRESET EXPORT_BASE``: the next SavedModel version, verified; its zoo.json names
+    the preset, its digest and license."""
+    from .compute.backend import import_tensorflow
+
+    found = preset(name)
+    import_tensorflow()
+    from .presets import use
+
+    return use.export(found, export_base)
 
 
 del annotations  # the __future__ import's name, no part of the API
