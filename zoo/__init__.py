@@ -178,7 +178,7 @@ def bench(
     *,
     seeds: Iterable[int] = (0, 1, 2),
     out: str | os.PathLike = "bench",
-    dataset: str = "mnist",
+    dataset: str | None = None,
     hparams: Mapping[str, Any] | None = None,
     data_dir: str | None = None,
     manual_dir: str | None = None,
@@ -186,6 +186,7 @@ def bench(
     ray: str | None = None,
     cpus_per_job: int | None = None,
     gpus_per_job: float | None = None,
+    from_presets: Iterable[str | os.PathLike] = (),
     **recipe: Any,
 ) -> list[dict[str, Any]]:
     """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
@@ -196,6 +197,13 @@ def bench(
     file already records are skipped (and not returned). ``shard="I/N"``, ``ray`` (an address,
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
+    ``dataset`` defaults to mnist.
+
+    ``from_presets`` (names, ``dist:name``, folders or patterns, as ``zoo bench --from-presets``)
+    measures those presets as they are instead of training: on the test split of their own
+    dataset, or of ``dataset`` when given (with the preset's classes). Each record's ``preset``
+    names the preset, its digest and license; a preset ``out`` records is not measured again.
+    No ``models``, ``hparams``, ``recipe``, ``shard`` or ``ray`` with it.
     """
     import os
     from pathlib import Path
@@ -203,18 +211,36 @@ def bench(
     from .compute.backend import default as default_backend
     from .compute.backend import import_tensorflow
 
+    presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
+    patterns = [models] if isinstance(models, str) else list(models)
+    if presets and (patterns or hparams or any(v is not None for v in recipe.values())):
+        raise ZooUsageError("from_presets measures presets as they are; give no models, hparams or training options with it")
+    if presets and (shard is not None or ray is not None):
+        raise ZooUsageError("from_presets measures presets here; shard and ray are for training sweeps")
     import_tensorflow()  # quietly, before the plan and the dataset's name load it
     from .benchmark import jobs, records, sweep
+    from .benchmark.child import check_presets
     from .data.catalog import dataset_name
 
+    if presets:
+        manual_dir = manual_dir or os.environ.get("ZOO_MANUAL_DIR")
+        planned = jobs.plan_from_presets(presets, {
+            "dataset": dataset_name(dataset) if dataset is not None else None,
+            "data_dir": data_dir, "manual_dir": manual_dir})
+        check_presets(planned)
+        out = Path(out).resolve()
+        selection = records.select(planned, out)
+        with sweep.executing(selection.todo, out, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job) as results:
+            done = [record for _, record in sweep.execute(out, results, selection)]
+        sweep.raise_failures(done)
+        return done
     options = {
         "backend": default_backend(),  # each job trains in a process of its own, on this backend
-        "dataset": dataset_name(dataset),
+        "dataset": dataset_name(dataset or "mnist"),
         "data_dir": data_dir,
         "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),
         **{k: v for k, v in recipe.items() if v is not None},
     }
-    patterns = [models] if isinstance(models, str) else list(models)
     part = jobs.parse_shard(shard) if shard is not None else None
     out = Path(out).resolve()
     planned = jobs.sweep_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)

@@ -25,12 +25,37 @@ import registry
 from .. import files, formats, plan
 from ..config import RunConfig
 from ..data import catalog
-from ..errors import ZooError
+from ..errors import ZooError, ZooUsageError
 from ..export import latest_version
+from ..presets import use
+from ..presets.store import Preset
 from ..runs import CONFIG, Run
 from ..training import runner
 from .jobs import Job
-from .measure import environment, measure, peak_path, peak_rss_mb
+from .measure import environment, measure, measure_preset, peak_path, peak_rss_mb
+
+
+def check_presets(jobs: list[Job]) -> None:
+    """A one-line usage error unless the dataset each preset job is measured on has the preset's
+    classes (names, in order) and input shape: read from the dataset's metadata, before anything
+    is prepared or written."""
+    for job in jobs:
+        if not job.preset:
+            continue
+        preset = Preset(job.run_dir, name=job.preset)
+        features = catalog.describe(job.config.dataset, **job.config.dataset_options())
+        if list(features.class_names) != preset.class_names:
+            shown = ", ".join(features.class_names[:10]) + (" …" if len(features.class_names) > 10 else "")
+            raise ZooUsageError(
+                f"preset {preset.name} cannot be measured on {job.config.dataset}: its classes are not the "
+                f"preset's ({len(features.class_names)}: {shown}; the preset has {len(preset.class_names)}: "
+                f"{', '.join(preset.class_names[:10])}{' …' if len(preset.class_names) > 10 else ''})"
+            )
+        if tuple(features.input_shape) != tuple(preset.input_shape):
+            raise ZooUsageError(
+                f"preset {preset.name} takes images of shape {tuple(preset.input_shape)}, "
+                f"{job.config.dataset} has {tuple(features.input_shape)}"
+            )
 
 
 def prepare(jobs: list[Job], out: Path) -> None:
@@ -75,6 +100,14 @@ def attempt(job: Job, out: Path, *, threads: int | None = None,
 def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     export_base = out / "exports" / job.run_dir.name
+    if job.preset:  # measured as it is, in this process; the preset's folder is never written
+        preset = Preset(job.run_dir, name=job.preset)
+        export_base = out / "exports" / f"preset-{files.safe_name(preset.name)}-{preset.digest[7:15]}"
+        export_dir = use.export(preset, export_base).path
+        record = measure_preset(preset, job.config, export_dir)
+        where["measure_tf_threads"] = tf_threads()
+        record.update(status="ok", job=job.key, peak_rss_mb=None, where=where)
+        return record
     run, child = Run(job.run_dir), {}
     resume = (run.path / CONFIG).is_file()  # a killed job's run: continued, not restarted
     if job.from_run or run.complete:  # measured as it is
@@ -183,5 +216,5 @@ def _dies_with(parent: int | None) -> bool:
 
 def failed_record(job: Job, error: str, out: Path, where: Mapping[str, Any]) -> dict[str, Any]:
     return {"status": "failed", "job": job.key, "model": job.config.model, "seed": job.config.seed,
-            "variant": job.variant, "run_dir": str(job.run_dir), "error": error.splitlines()[0],
+            "variant": job.variant, **({"preset": {"name": job.preset}} if job.preset else {}), "run_dir": str(job.run_dir), "error": error.splitlines()[0],
             "log": str(_log_path(out, job)), "where": dict(where), "env": environment()}

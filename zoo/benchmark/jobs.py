@@ -14,6 +14,8 @@ shards like cards, so each shard gets a mix of models rather than a block of one
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -28,6 +30,8 @@ import registry
 from .. import files
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
+from ..presets import catalog
+from ..presets.store import Preset
 from ..runs import Run, named_run
 
 
@@ -39,15 +43,16 @@ class Job:
     index: int = 0  # the job's number in its plan, from 1 (0: --from-runs, no plan)
     key: str | None = None  # its identity (job_key); None for --from-runs
     variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
+    preset: str = ""  # --from-presets: the preset's name (its folder is run_dir); measured, never trained
 
     @property
     def label(self) -> str:
-        return f"{self.config.model} seed {self.config.seed}"
+        return f"preset {self.preset}" if self.preset else f"{self.config.model} seed {self.config.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, to hand to another process (a Ray worker)."""
         return {"config": self.config.to_dict(), "run_dir": str(self.run_dir), "from_run": self.from_run,
-                "index": self.index, "key": self.key, "variant": self.variant}
+                "index": self.index, "key": self.key, "variant": self.variant, "preset": self.preset}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -118,6 +123,49 @@ def plan_from_runs(run_dirs: list[str]) -> list[Job]:
         if not run.complete:
             raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
         jobs.append(Job(run.config, run.path, from_run=True))
+    return jobs
+
+
+def select_presets(names: Sequence[str]) -> list[Preset]:
+    """The presets ``names`` mean (names, ``dist:name``, folders, or shell patterns matched against
+    the names ``zoo list --presets`` shows), each once, its files verified: a missing or changed
+    file is a one-line error here, before anything is measured or written."""
+    found: dict[Path, Preset] = {}
+    for name in names:
+        if any(c in name for c in "*?[") and not catalog.looks_like_path(name):
+            matches = [f.preset for f in catalog.everything() if not f.shadowed_by
+                       and fnmatch.fnmatchcase(f.preset.name, name)]
+            if not matches:
+                raise ZooUsageError(f"no preset matches '{name}' (zoo list --presets shows them)")
+        else:
+            matches = [catalog.find(name)]
+        for preset in sorted(matches, key=lambda p: p.name):
+            found.setdefault(preset.path, preset)
+    for preset in found.values():
+        preset.verify()
+    return list(found.values())
+
+
+def plan_from_presets(names: Sequence[str], options: Mapping[str, Any]) -> list[Job]:
+    """A job per preset: measure it as it is (no training) on the test split of its own dataset,
+    or of ``options["dataset"]`` when given (the classes must be the preset's: checked where the
+    dataset is read, :func:`zoo.benchmark.child.check_presets`). ``options``: dataset, data_dir,
+    manual_dir. A job's key is the preset's digest and the dataset it is measured on, so the
+    same command again measures only what ``--out`` does not record yet."""
+    jobs = []
+    for preset in select_presets(names):
+        recipe = preset.record.get("recipe") or {}
+        fields = {k: v for k, v in recipe.items() if k in {f.name for f in dataclasses.fields(RunConfig)}}
+        dataset = options.get("dataset") or fields.get("dataset") or preset.record["dataset"]["name"]
+        if options.get("dataset"):  # another dataset: read as it is, not as the preset's folder was
+            fields.update(image_size=None, channels=None, strict_files=False)
+        fields.update(model=preset.model, dataset=dataset, data_dir=options.get("data_dir"),
+                      manual_dir=options.get("manual_dir"))
+        config = RunConfig(**fields)
+        identity = {"preset": preset.digest, "dataset": dataset,
+                    **{k: v for k, v in config.dataset_options().items() if k not in LOCATION}}
+        jobs.append(Job(config, preset.path, key="preset-" + _hash(files.jsonable(identity))[:16],
+                        preset=preset.name))
     return jobs
 
 

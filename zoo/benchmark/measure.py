@@ -15,11 +15,14 @@ import tensorflow as tf
 
 import registry
 
-from .. import evaluation
+from .. import evaluation, formats
 from ..compute import devices
-from ..config import DEFAULTS
-from ..data import pipeline
+from ..config import DEFAULTS, RunConfig
+from ..data import catalog, pipeline
 from ..data.images import to_model_input
+from ..errors import ZooError
+from ..presets import use
+from ..presets.store import Preset
 from ..runs import Run
 from ..training import runner
 from .reports import dataset_label
@@ -94,6 +97,70 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
         "run_dir": str(run_dir),
         "export_dir": str(export_dir),
+        "env": environment(),
+    }
+
+
+def measure_preset(preset: Preset, config: RunConfig, export_dir: Path) -> dict[str, Any]:
+    """One benchmark record for a preset and its exported SavedModel: the measurements of
+    :func:`measure` on the test split of ``config.dataset``, without training figures (None), and
+    ``preset``: its name, digest, license and where it was found."""
+    record = preset.record
+    own = record.get("dataset") or {}
+    options = config.dataset_options()
+    builder = catalog.prepared_builder(config.dataset, **options)
+    split = own.get("test_split") if config.dataset == (record.get("recipe") or {}).get("dataset") else "test"
+    if not split or not catalog.has_split(builder, split):
+        raise ZooError(f"preset {preset.name}: dataset {config.dataset} has no test split to measure it on")
+    features = catalog.features_of(builder)
+    model = use.model(preset)
+    loss, accuracy = evaluation.test_metrics(
+        evaluation.plain_compiled(model), pipeline.load_split(config.dataset, split, **options))
+    images = pipeline.sample_images(config.dataset, split, THROUGHPUT_BATCH, **options)
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    p50, p99 = _latency_ms(serve, images[:1])
+    saved_model_eps = _saved_model_throughput(serve, images)
+    keras_eps = _keras_predict_throughput(model, images)
+    trained = record.get("environment") or {}
+    published = (record.get("metrics") or {}).get("test_accuracy")
+    source = getattr(builder, "zoo_source", None)
+    return {
+        "model": preset.model,
+        "distribution": record["model"].get("distribution"),
+        "version": record["model"].get("version"),
+        "hparams": preset.hparams,
+        "hparams_set": dict((record.get("recipe") or {}).get("hparams") or {}),
+        "recipe_changed": {},
+        "dataset": dataset_label({"name": features.name, "source": source, "input_shape": features.input_shape}),
+        "dataset_version": str(builder.info.version),
+        "dataset_source": source,
+        "splits": {"train": None, "validation": None, "test": split},
+        "seed": config.seed,
+        # How the preset was trained (the precision it is measured in too): as a run's record says.
+        "hardware": trained.get("hardware") or dict(formats.LEGACY_HARDWARE, backend="tensorflow"),
+        "input": trained.get("input") or dict(formats.LEGACY_INPUT),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "params": int(model.count_params()),
+        "flops_per_example": forward_flops(model),
+        "train_seconds": None,  # not trained here
+        "val_seconds": None,
+        "train_examples_per_second": None,
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
+        "latency_ms_p50": round(p50, 3),
+        "latency_ms_p99": round(p99, 3),
+        "saved_model_examples_per_second": round(saved_model_eps, 1),
+        "keras_predict_examples_per_second": round(keras_eps, 1),
+        "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
+        "run_dir": None,
+        "export_dir": str(export_dir),
+        "preset": {
+            "name": preset.name, "digest": preset.digest, "license": record["license"],
+            "path": str(preset.path), "published_test_accuracy": published,
+            "published_dataset": own.get("name"),
+        },
         "env": environment(),
     }
 

@@ -54,15 +54,17 @@ class Selection:
     jobs: Sequence[Job]  # the whole plan
     mine: Sequence[Job]
     todo: Sequence[Job]
-    fingerprint: str | None  # None: --from-runs, no plan
+    fingerprint: str | None  # None: --from-runs or --from-presets, no plan
     states: dict[str, str]  # job key -> recorded or failed, as OUT has them
 
 
 def select(jobs: Sequence[Job], out: Path, shard: Shard | None = None) -> Selection:
-    """Shard ``shard`` of ``jobs``, less the jobs OUT has recorded (``--from-runs`` jobs never are)."""
+    """Shard ``shard`` of ``jobs``, less the jobs OUT has recorded (``--from-runs`` jobs never are;
+    a ``--from-presets`` job is, by its preset's digest and dataset)."""
     found = states(read_records(out))
     mine = [j for j in jobs if shard is None or shard.holds(j.index)]
-    plan = fingerprint([j.key for j in jobs]) if jobs and all(j.key for j in jobs) else None
+    # Only a training sweep's numbered jobs make a plan; measured runs and presets have no number.
+    plan = fingerprint([j.key for j in jobs]) if jobs and all(j.key and j.index for j in jobs) else None
     return Selection(jobs, mine, [j for j in mine if found.get(j.key) != RECORDED_STATE], plan, found)
 
 

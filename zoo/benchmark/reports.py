@@ -46,6 +46,8 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         changed = settings_text({**r["hparams_set"], **r["recipe_changed"]})
         label = f"{r['model']} {changed}" if changed else r["model"]
+        if r.get("preset"):  # measured as published, never averaged with trained runs (nor another digest)
+            label = preset_label(r["preset"], r["model"])
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
         setup = hardware_label(r["hardware"], r["input"])
@@ -62,12 +64,27 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "acc_mean": statistics.mean(acc) if acc else float("nan"),
             "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
             "acc_count": len(acc),
-            **{k: statistics.mean(r[k] for r in rs) for k in _MEANS},
+            **{k: _mean(r[k] for r in rs) for k in _MEANS},
             "params": rs[0]["params"],
             "flops_per_example": rs[0]["flops_per_example"],
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
         })
     return sorted(rows, key=lambda r: -r["acc_mean"])
+
+
+def preset_label(preset: dict[str, Any], model: str) -> str:
+    """A preset's leaderboard label: ``preset cnn.mnist (cnn, sha256:1a2b3c4d)``."""
+    return f"preset {preset['name']} ({model}, {preset['digest'][:15]})"
+
+
+def _mean(values: Any) -> float | None:
+    """The mean of the figures that exist (a preset has no training figures); None if none does."""
+    found = [v for v in values if v is not None]
+    return statistics.mean(found) if found else None
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 _MEANS = (
@@ -115,8 +132,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
         lines.append(
             f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
-            f"{_accuracy(r)} | {r['train_seconds']:.1f} | "
-            f"{r['train_examples_per_second']:,.0f} | {r['params']:,} | {flops} | "
+            f"{_accuracy(r)} | {_figure(r['train_seconds'], '.1f')} | "
+            f"{_figure(r['train_examples_per_second'], ',.0f')} | {r['params']:,} | {flops} | "
             f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
             f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
         )
@@ -140,7 +157,10 @@ over seeds (shown from two seeds on). **train s** seconds of training, evaluatio
 export's latency for one image: median and 99th percentile, in milliseconds. **SavedModel ex/s (256)** \
 the export's throughput at batch 256, examples per second. **vs Keras predict** that throughput \
 divided by Keras `predict`'s on the same model and batches: 2.00x is twice as fast. **peak RSS MB** \
-the training process's peak resident memory (highest over seeds; n/a: measured from finished runs).
+the training process's peak resident memory (highest over seeds; n/a: measured from finished runs). \
+A row **preset NAME (model, digest)** measures a published preset as it is (`--from-presets`): its \
+epochs are those it was trained with, its training figures n/a, and its record holds its name, digest \
+and license.
 """
 
 
@@ -214,16 +234,22 @@ def figure(rows: list[dict[str, Any]]) -> Any:
         (axes[1], "params", "parameters"),
     ):
         for number, r in enumerate(rows, 1):
+            if r[key] is None:  # a preset on the training-time plot: not trained here
+                continue
             ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3,
                         label=f"#{number}  {r['model']} ({r['epochs']} epochs)")
             ax.annotate(f"#{number}", (r[key], r["acc_mean"]), textcoords="offset points", xytext=(5, 5))
+        if all(r[key] is None for r in rows):  # presets only: nothing was trained
+            ax.text(0.5, 0.5, "presets: not trained here", ha="center", transform=ax.transAxes)
+            ax.set_xlabel(label)
+            continue
         ax.set_xscale("log")
         ax.margins(x=0.15, y=0.08)
         _log_ticks(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3, which="both")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower left", frameon=False)
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower left", frameon=False)  # every row has params
     fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
     fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
     return fig

@@ -68,8 +68,9 @@ def raise_failures(records: Sequence[dict[str, Any]]) -> None:
     if failed:
         first = failed[0]
         log = "" if first["log"] in first["error"] else f" (log: {first['log']})"
-        raise ZooError(f"{len(failed)} of {len(records)} job(s) failed, first {first['model']} seed "
-                       f"{first['seed']}: {first['error']}{log}; the same command again retries them")
+        what = f"preset {first['preset']['name']}" if first.get("preset") else f"{first['model']} seed {first['seed']}"
+        raise ZooError(f"{len(failed)} of {len(records)} job(s) failed, first {what}: "
+                       f"{first['error']}{log}; the same command again retries them")
 
 
 def run_here(jobs: Iterable[Job], out: Path, *, threads: int | None = None,

@@ -32,6 +32,10 @@ from .output import table
                    "already records are skipped.")
 @click.option("--from-runs", "from_runs", multiple=True, type=click.Path(),
               help="Measure this finished run instead of training; repeatable.")
+@click.option("--from-presets", "from_presets", multiple=True, metavar="PRESET",
+              help="Measure this preset (a name, dist:name, a folder, or a pattern such as '*.mnist' "
+                   "over zoo list --presets) as it is, on its dataset's test split or --dataset's "
+                   "(same classes); repeatable. --out records each preset once.")
 @click.option("--plan", "show_plan", is_flag=True,
               help="Print the sweep's numbered jobs (and which --out records) and run nothing.")
 @click.option("--shard", metavar="I/N",
@@ -52,7 +56,7 @@ from .output import table
 @run_options("hardware", "input", "data")
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
-          out: str, from_runs: tuple[str, ...], show_plan: bool, shard: str | None,
+          out: str, from_runs: tuple[str, ...], from_presets: tuple[str, ...], show_plan: bool, shard: str | None,
           ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
           report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
@@ -62,6 +66,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         return
     seed_list = _seeds(seeds)
     recipe = {k: v for k, v in recipe.items() if v is not None}
+    if from_presets:
+        _presets_only(ctx, models, hp, recipe, from_runs, show_plan, shard, ray)
     if from_runs and (models or hp or recipe):
         raise ZooUsageError(
             "--from-runs measures finished runs as they are; "
@@ -77,13 +83,20 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     hparams = hp_pairs(hp)
     from ..compute import backend
 
-    if not from_runs:  # each job trains in a process of its own, on this backend
+    if not (from_runs or from_presets):  # each job trains in a process of its own, on this backend
         recipe["backend"] = recipe.get("backend") or backend.default()
     backend_lib.import_tensorflow()
     from ..data.catalog import dataset_name
 
     out_dir = Path(out).resolve()
-    if from_runs:
+    if from_presets:
+        given = ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE
+        options = {"dataset": dataset_name(dataset) if given else None, "data_dir": data_dir, "manual_dir": manual_dir}
+        jobs = bench_jobs.plan_from_presets(list(from_presets), options)
+        from ..benchmark.child import check_presets
+
+        check_presets(jobs)
+    elif from_runs:
         jobs = bench_jobs.plan_from_runs(list(from_runs))
     else:
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
@@ -103,6 +116,19 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     from ..benchmark import sweep
 
     sweep.raise_failures(records)
+
+
+def _presets_only(ctx: click.Context, models, hp, recipe, from_runs, show_plan, shard, ray) -> None:
+    """Refuse --from-presets with what would train, or run elsewhere."""
+    if models or hp or recipe or ctx.get_parameter_source("seeds") is click.core.ParameterSource.COMMANDLINE:
+        raise ZooUsageError("--from-presets measures presets as they are; give no MODELS, --hp, --seeds or "
+                            "training options with it (--dataset picks the test split)")
+    if from_runs:
+        raise ZooUsageError("--from-presets and --from-runs: give one of them (bench the runs and the presets "
+                            "with the same --out, one command each, to see them on one leaderboard)")
+    if show_plan or shard or ray:
+        raise ZooUsageError("--from-presets measures presets here; --plan, --shard and --ray are for "
+                            "training sweeps")
 
 
 def _report_only(ctx: click.Context) -> None:
@@ -180,7 +206,10 @@ def _echo_results(out_dir: Path) -> None:
 def _echo_selection(selection, shard, out_dir: Path) -> None:
     """What this process will run, on stderr: the plan, the shard, what --out has already."""
     if selection.fingerprint is None:
-        click.echo(f"{len(selection.todo)} finished run(s) to measure", err=True)
+        presets = any(j.preset for j in selection.jobs)
+        skipped = len(selection.mine) - len(selection.todo)
+        click.echo(f"{len(selection.todo)} {'preset' if presets else 'finished run'}(s) to measure"
+                   + (f"; {skipped} already recorded in {out_dir}, skipped" if skipped else ""), err=True)
         return
     parts = [f"sweep {selection.fingerprint}: {len(selection.jobs)} job(s)"]
     if shard is not None:
