@@ -54,7 +54,7 @@ def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_2
     assert formats.HISTORY_FROM_1 == formats.CURRENT[formats.RUN_CONFIG]
     assert set(formats.MIGRATIONS) == {
         formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.BACKUP_STATE,
-        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT}
+        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT, formats.PRESET}
 
 
 def test_stamp_puts_the_version_first_and_read_takes_it_off():
