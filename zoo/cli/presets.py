@@ -12,7 +12,7 @@ import click
 
 from ..compute import backend as backend_lib
 from ..config import show_size
-from ..errors import ZooError
+from ..errors import ZooError, ZooUsageError
 from ..presets import catalog
 from ..presets.store import PRESET_JSON, Preset, check_license
 from ..runs import LATEST, Run, named_run
@@ -27,7 +27,13 @@ def preset_target(text: str) -> Preset | None:
         return catalog.at(path)
     if text == LATEST or os.sep in text or path.exists():
         return None
-    return catalog.find(text)
+    try:
+        return catalog.find(text)
+    except ZooUsageError as exc:
+        if not str(exc).startswith("unknown preset"):
+            raise
+        hint = str(exc).partition(f"'{text}'.")[2].strip()
+        raise ZooUsageError(f"{text} is neither a run directory (no such folder) nor a preset. {hint}") from None
 
 
 @click.command()
