@@ -17,11 +17,12 @@ way of starting, in this one process, the order alternating from seed to seed:
 - cnn.mnist: `init="cnn.mnist"`, every layer training;
 - cnn.mnist, freeze all: `init="cnn.mnist", freeze="all"` (only the new head trains).
 
-Reported: test accuracy on the folder's test split (mean and each seed), and how long each takes
+The folder is prepared (TFDS) once before the first run, untimed. Reported: test accuracy on
+the folder's test split (mean and each seed), and how long each takes
 to reach --target validation accuracy: the training seconds (history.csv's train_seconds, summed
 to the first epoch at or above the target) and that epoch; "not in N epochs" otherwise.
 
-    .venv/bin/python scripts/bench_finetune.py [--seeds 0 1 2] [--epochs 5] [--target 0.9]
+    .venv/bin/python scripts/bench_finetune.py [--seeds 0 1 2] [--epochs 5] [--target 0.95]
         [--folder /tmp/zoo-finetune-folder] [--manual-dir DIR]
 """
 
@@ -54,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--target", type=float, default=0.9, help="validation accuracy (default: %(default)s)")
+    parser.add_argument("--target", type=float, default=0.95, help="validation accuracy (default: %(default)s)")
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="digits to keep")
     parser.add_argument("--train-per-class", type=int, default=100)
     parser.add_argument("--test-per-class", type=int, default=200)
@@ -125,6 +126,9 @@ def run(args: argparse.Namespace) -> None:
     preset = catalog.find("cnn.mnist")
     work = Path(tempfile.mkdtemp(prefix="zoo-finetune-"))
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    from zoo.data import catalog as data_catalog
+
+    data_catalog.prepared_builder(str(args.folder), data_dir=str(work / "data"))  # not timed: once for all
     started = time.perf_counter()
     try:
         for n, seed in enumerate(args.seeds):
