@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
             for arm in arms:
                 begin = time.perf_counter()
                 r = zoo.train("cnn", dataset=str(args.folder), epochs=args.epochs, batch_size=args.batch_size,
-                              seed=seed, data_dir=str(work / "data"), run_dir=work / "runs" / f"{len(sum(results.values(), []))}",
+                              seed=seed, data_dir=str(work / "data"), run_dir=work / "runs" / f"{seed}-{list(ARMS).index(arm)}",
                               verbose=0, **ARMS[arm])
                 wall = time.perf_counter() - begin
                 results[arm].append({

@@ -7,16 +7,16 @@ import json
 import shutil
 from pathlib import Path
 
+import imagefolders
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import imagefolders
 import zoo
 from zoo.cli import main
 
 HP = {"filters": "4,8", "dense_units": 16}
-COMMON = dict(dataset="zoo_tiny", batch_size=32, learning_rate=0.01, schedule="constant", augment=False)
+COMMON = {"dataset": "zoo_tiny", "batch_size": 32, "learning_rate": 0.01, "schedule": "constant", "augment": False}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_a_frozen_run_resumes_exactly_in_its_phase(parent, tiny_data_dir, tmp_pa
     thawed, and ends with the weights of the run that was never stopped."""
     from zoo.training import callbacks
 
-    options = dict(init="cnn.tiny", freeze=2, epochs=3)
+    options = {"init": "cnn.tiny", "freeze": 2, "epochs": 3}
     whole = train(tiny_data_dir, tmp_path / "whole", **options)
     save = callbacks.Backup.on_epoch_end
 
