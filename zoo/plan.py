@@ -4,10 +4,11 @@ of a multi-process run hand to :func:`zoo.training.runner.train`, which never ch
 Resolving happens in two steps, both here. First, without Keras or TensorFlow (seconds, nothing
 written): the backend (before anything imports Keras), the cluster, the options as a RunConfig,
 the run directory (new and creatable, or an unfinished run to resume), the export base and the
-cache folder, and the model's registry entry (metadata only). Then the builder's module is
-imported (TensorFlow loads, quietly) and the recipe, typed hyperparameters and dataset name
-complete the RunConfig. What stays for execution is what needs the machine: devices and
-precision, and reading the dataset.
+cache folder, the model's registry entry (metadata only) and, to fine-tune (``init``), the preset:
+found, verified and of that model. Then the builder's module is
+imported (TensorFlow loads, quietly) and the recipe, typed hyperparameters (a preset's by default)
+and dataset name complete the RunConfig. What stays for execution is what needs the machine:
+devices and precision, and reading the dataset (whose images must then have a preset's shape).
 """
 
 from __future__ import annotations
