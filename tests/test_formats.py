@@ -48,13 +48,17 @@ def copy(kind: str, tmp_path: Path) -> Path:
     return tmp_path / kind
 
 
-def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_2():
-    """config.json's version 2 is its history.csv's epochs counted from 1."""
-    assert formats.CURRENT == {**{kind: 1 for kind in formats.MIGRATIONS}, formats.RUN_CONFIG: 2}
-    assert formats.HISTORY_FROM_1 == formats.CURRENT[formats.RUN_CONFIG]
+def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_3():
+    """config.json's version 2 is its history.csv's epochs counted from 1; version 3 adds
+    fine-tuning's init (older runs: null, nothing frozen)."""
+    assert formats.CURRENT == {**{kind: 1 for kind in formats.MIGRATIONS}, formats.RUN_CONFIG: 3}
+    assert formats.HISTORY_FROM_1 == 2
     assert set(formats.MIGRATIONS) == {
         formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.BACKUP_STATE,
-        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT, formats.PRESET}
+        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT,
+        formats.PRESET}
+    older = {"format_version": 2, "config": {"model": "mlp"}}
+    assert formats.read(formats.RUN_CONFIG, older, "x") == {"config": {"model": "mlp"}}  # no init: none
 
 
 def test_stamp_puts_the_version_first_and_read_takes_it_off():
@@ -276,7 +280,7 @@ def test_zoo_evaluate_refuses_a_newer_run_in_one_line(tmp_path):
     proc = warm.run([sys.executable, "-m", "zoo", "evaluate", str(run)], env=env, timeout=300)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"Error: {run / 'config.json'} has format_version 99, newer than keras-zoo "
-                           f"{zoo.__version__} reads (config.json format 2): upgrade keras-zoo to read it\n")
+                           f"{zoo.__version__} reads (config.json format 3): upgrade keras-zoo to read it\n")
     assert (run / "eval-test.json").read_bytes() == (FIXTURES / "finished" / "eval-test.json").read_bytes()
 
 

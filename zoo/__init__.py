@@ -111,6 +111,8 @@ def train(
     schedule: str | None = None,
     label_smoothing: float | None = None,
     augment: bool | None = None,
+    init: str | os.PathLike | None = None,
+    freeze: int | str | None = None,
     val_split: float = 0.1,
     seed: int = 0,
     deterministic: bool = True,
@@ -146,6 +148,11 @@ def train(
     ``channels`` resize and convert its images; files in it that are not images are skipped and
     counted, or refused with ``strict_files``). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
+
+    ``init`` starts from a preset's weights (``"cnn.mnist"``, ``dist:name`` or a preset folder) of
+    this model, whose hyperparameters are then the defaults; a new head when the dataset's class
+    names are not the preset's. ``freeze`` (N or ``"all"``) trains only the head for the first N
+    epochs, or throughout.
 
     ``backend`` is Keras' (tensorflow or jax; default ``$KERAS_BACKEND``, else tensorflow, and
     for a resume the run's own); it must be chosen before Keras is first imported in the

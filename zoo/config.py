@@ -54,6 +54,11 @@ class RunConfig:
     schedule: str = DEFAULTS["schedule"]
     label_smoothing: float = DEFAULTS["label_smoothing"]
     augment: bool = DEFAULTS["augment"]
+    # Fine-tuning: the preset whose weights the run starts from (a name, ``dist:name`` or a
+    # preset folder's absolute path), and how long all but its head stay frozen: a number of
+    # epochs, "all" (throughout) or None (never).
+    init: str | None = None
+    freeze: int | str | None = None
     seed: int = 0
     deterministic: bool = True
     # Where and how the run computes; a run records the resolved values (never "auto").
@@ -80,6 +85,8 @@ class RunConfig:
             raise ZooUsageError(problems[0])
         if self.image_size is not None:  # "64,64", [64, 64] (JSON) and (64, 64) alike
             object.__setattr__(self, "image_size", parse_image_size(self.image_size))
+        if self.freeze is not None:  # "2" (the command line) and 2 alike; "all"
+            object.__setattr__(self, "freeze", parse_freeze(self.freeze))
 
     @classmethod
     def from_recipe(
@@ -165,6 +172,18 @@ def _problems(c: RunConfig) -> list[str]:
             f"`image_size` must be HEIGHT,WIDTH (e.g. 64,64), each 1 to 16384; received {c.image_size!r}",
         ),
         (c.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {c.channels!r}"),
+        (
+            c.init is None or (isinstance(c.init, str) and c.init.strip() != ""),
+            f"`init` must be a preset (a name such as cnn.mnist, dist:name or a preset folder), received {c.init!r}",
+        ),
+        (
+            c.freeze is None or parse_freeze(c.freeze) is not None,
+            f"`freeze` must be a number of epochs (0 or more) or all, received {c.freeze!r}",
+        ),
+        (
+            c.freeze is None or c.init is not None,
+            "`freeze` needs `init`: it freezes the layers a preset gave (zoo train MODEL --init PRESET --freeze N)",
+        ),
     ]
     choices = {
         "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS,
@@ -243,6 +262,16 @@ def show_size(size: int) -> str:
         if size >= factor:
             return f"{size / factor:.3g} {unit}"
     return f"{size} bytes"
+
+
+def parse_freeze(value: Any) -> int | str | None:
+    """``"all"``, or a number of epochs from ``3`` or ``"3"``; None if unreadable."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        value = int(text) if text.isdigit() else None
+    return value if _int_in(value, 0, MAX_EPOCHS) else None
 
 
 def parse_image_size(value: Any) -> tuple[int, int] | None:

@@ -22,6 +22,11 @@ over an older one rewrites history.csv whole in the current format first (``Run.
 Version 2 of config.json is version 1's; what changed is its history.csv: ``epoch`` counts from
 1, as the console (``Epoch 1/3``) and curves.png do, where versions 0 and 1 counted from 0
 (Keras' epoch index). :func:`read_history` reads the rows of an older run's history.csv shifted.
+Version 3 of config.json adds fine-tuning: the top-level ``init`` (the preset the run started
+from, its digest, whether its head was new, ``freeze``; null for a run from random weights) and
+the config's ``init`` and ``freeze`` options. Older runs lack them, which reads as null (the
+RunConfig defaults; ``record.get("init")``), so the migration adds nothing; the version is there
+so that an older zoo refuses such a run rather than resume a frozen run with every layer training.
 
 Version 1 (no field: version 0) is the shape the zoo wrote when versions were introduced; the
 v0 -> v1 migrations fill what the "runs from before X" fallbacks in the code used to assume.
@@ -145,9 +150,15 @@ def _config_1(record: Payload) -> Payload:
     return record
 
 
+def _config_2(record: Payload) -> Payload:
+    """Version 3 is version 2 with optional keys: a run without ``init`` started from random
+    weights and froze nothing (RunConfig's defaults, ``record.get("init")``)."""
+    return record
+
+
 # MIGRATIONS[kind][n] turns version n into n + 1; the current version is how many there are.
 MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
-    RUN_CONFIG: [_config_0, _config_1],
+    RUN_CONFIG: [_config_0, _config_1, _config_2],
     RUN_METRICS: [_metrics_0],
     RUN_EVAL: [_unchanged],
     RUN_FAILED: [_unchanged],

@@ -4,10 +4,11 @@ of a multi-process run hand to :func:`zoo.training.runner.train`, which never ch
 Resolving happens in two steps, both here. First, without Keras or TensorFlow (seconds, nothing
 written): the backend (before anything imports Keras), the cluster, the options as a RunConfig,
 the run directory (new and creatable, or an unfinished run to resume), the export base and the
-cache folder, and the model's registry entry (metadata only). Then the builder's module is
-imported (TensorFlow loads, quietly) and the recipe, typed hyperparameters and dataset name
-complete the RunConfig. What stays for execution is what needs the machine: devices and
-precision, and reading the dataset.
+cache folder, the model's registry entry (metadata only) and, to fine-tune (``init``), the preset:
+found, verified and of that model. Then the builder's module is
+imported (TensorFlow loads, quietly) and the recipe, typed hyperparameters (a preset's by default)
+and dataset name complete the RunConfig. What stays for execution is what needs the machine:
+devices and precision, and reading the dataset (whose images must then have a preset's shape).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
 from .errors import ZooUsageError
+from .presets import catalog as presets
+from .presets.store import Preset
 from .runs import CONFIG, Run, named_run
 
 # The RunConfig fields a request gives as options (the model and its hyperparameters apart).
@@ -45,6 +48,7 @@ class TrainPlan:
     entry: registry.Entry
     builder: registry.Builder
     hparams: Mapping[str, Any]  # typed, as the builder receives them
+    init: Preset | None = None  # fine-tuning: the preset to start from, found and verified
 
     @property
     def writer(self) -> bool:
@@ -77,15 +81,20 @@ def resolve(
         run_dir = default_run_dir(model)
     directories = _directories(run_dir, resume, export_base, options.get("cache_dir"), cluster)
     entry = registry.resolve(model)  # metadata only: an unknown name fails in a second
+    preset = _preset(options.get("init"), entry, model, directories[0] if resume else None)
+    if preset is not None and presets.looks_like_path(options["init"]):
+        options["init"] = str(preset.path)  # as a dataset folder is: the same from any directory
     builder = _load(entry, model)
     from .data.catalog import (
         dataset_name,  # TFDS: a bare name is a folder only if no dataset has it
     )
 
-    options["hparams"] = builder.coerce_hparams(hparams or {})
+    # A preset's hyperparameters are the defaults; --hp changes them (its weights must still fit).
+    start = builder.coerce_hparams(preset.hparams) if preset is not None else {}
+    options["hparams"] = {**start, **builder.coerce_hparams(hparams or {})}
     options["dataset"] = dataset_name(options.get("dataset", "mnist"))
     config = RunConfig.from_recipe(model, builder.recipe, options)
-    return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams))
+    return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset)
 
 
 def resolve_config(
@@ -99,9 +108,10 @@ def resolve_config(
     backend = _backend(config.backend, None, None)
     directories = _directories(run_dir, resume, export_base, config.cache_dir, None)
     entry = registry.resolve(config.model)
+    preset = _preset(config.init, entry, config.model, directories[0] if resume else None)
     builder = _load(entry, config.model)
     config = dataclasses.replace(config, backend=backend)
-    return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams))
+    return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams), preset)
 
 
 def default_run_dir(model: str) -> str:
@@ -152,6 +162,28 @@ def _directories(
     if cache_dir is not None:
         files.check_creatable(Path(cache_dir).expanduser().resolve(), "cache folder")
     return path, resume, base
+
+
+def _preset(init: str | None, entry: registry.Entry, model: str, resumed: Path | None) -> Preset | None:
+    """``init``'s preset, found and verified, of ``model``; for a resume, the very preset the run
+    started from (its digest recorded). One-line errors, before anything loads or is written."""
+    if init is None:
+        return None
+    preset = presets.find(init)
+    preset.verify()
+    if entry.name != preset.model:
+        raise ZooUsageError(f"preset {preset.name} is a preset of model '{preset.model}', not '{model}'")
+    if resumed is not None:
+        try:
+            recorded = (formats.load(formats.RUN_CONFIG, resumed / CONFIG).get("init") or {}).get("digest")
+        except (OSError, ValueError, AttributeError):
+            recorded = None  # the run directory's own check says what is wrong with it
+        if recorded is not None and recorded != preset.digest:
+            raise ZooUsageError(
+                f"preset {preset.name} is not the one run {resumed} started from (digest {preset.digest[:19]}…, "
+                f"the run recorded {recorded[:19]}…): resume needs the same preset"
+            )
+    return preset
 
 
 def _load(entry: registry.Entry, shown_name: str) -> registry.Builder:

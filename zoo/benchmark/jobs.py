@@ -174,6 +174,9 @@ LOCATION = ("data_dir", "manual_dir", "cache_dir")
 # Nor do checks that refuse a dataset or pass it unchanged (strict_files refuses a folder's other
 # files, or trains on the same images): keys stay those of older zoos.
 CHECKS = ("strict_files",)
+# Settings newer than some records: left out while unset, so the keys of jobs that do not use
+# them stay those of older zoos (fine-tuning: a job from random weights, nothing frozen).
+NEWER = ("init", "freeze")
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ def parse_shard(text: str) -> Shard:
 
 def job_key(config: dict[str, Any], distribution: str | None, version: str | None) -> str:
     """What a job trains, as a hash: equal for the same training on any machine."""
-    identity = {k: v for k, v in files.jsonable(config).items() if k not in LOCATION + CHECKS}
+    identity = {k: v for k, v in files.jsonable(config).items()
+                if k not in LOCATION + CHECKS and not (k in NEWER and v is None)}
     identity["source"] = [distribution, version]  # a new plugin version is a new model
     return _hash(identity)[:16]
 

@@ -38,13 +38,23 @@ def _folder_path(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 # field: (group, flag or None for --field-name, click.option keywords). Groups: "source" (where
-# the data is), "run" (train only), "recipe", "hardware" (None means auto, and keeps `zoo bench
+# the data is), "init" (train only: fine-tuning a preset), "run" (train only), "recipe", "hardware" (None means auto, and keeps `zoo bench
 # --from-runs` able to tell that nothing was asked for), "input" and "data".
 TABLE: dict[str, tuple[str, str | None, dict[str, Any]]] = {
     "dataset": ("source", None, dict(
         default="mnist", show_default=True,
         help="A TFDS image-classification dataset, a dataset plugin (zoo list --datasets) or a "
              "folder of class folders of images.")),
+    "init": ("init", None, dict(
+        metavar="PRESET",
+        help="Start from a preset's weights (a name such as cnn.mnist, dist:name or a preset "
+             "folder; zoo list --presets). The model's hyperparameters default to the preset's. "
+             "With the preset's class names (and order), every weight loads; otherwise the head "
+             "(the layers nearest the outputs) starts fresh.")),
+    "freeze": ("init", None, dict(
+        metavar="N|all",
+        help="With --init: train only the head for the first N epochs, then every layer; all: "
+             "only the head throughout. [default: nothing frozen]")),
     "epochs": ("recipe", None, dict(type=int, help=RECIPE)),
     "batch_size": ("recipe", None, dict(type=int, help=RECIPE)),
     "learning_rate": ("recipe", None, dict(type=float, help=RECIPE)),

@@ -19,7 +19,7 @@ from .output import RUN_DIR_KEY, echo_export
 
 @click.command()
 @click.argument("model")
-@run_options("source", "recipe", "run")
+@run_options("source", "init", "recipe", "run")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="A builder hyperparameter; repeatable.")
 @click.option("--run-dir", type=click.Path(), help="Default: runs/MODEL-TIMESTAMP.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")

@@ -96,6 +96,25 @@ def head(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
+def check_input(preset: Preset, input_shape: Sequence[int], dataset: str, folder: bool) -> None:
+    """A one-line usage error unless ``dataset``'s images (``input_shape``) are of the preset's
+    shape: its weights were learnt on images of that size and channel count. Called as soon as
+    the dataset is described, before anything is built or written."""
+    theirs, mine = tuple(preset.input_shape), tuple(input_shape)
+    if theirs == mine:
+        return
+    hint = (f"prepare the folder's images at the preset's shape (--image-size {theirs[0]},{theirs[1]} "
+            f"--channels {theirs[2]})" if folder else "fine-tune it on a dataset of that shape")
+    raise ZooUsageError(
+        f"preset {preset.name} takes images of shape {_shape(theirs)}, the dataset {dataset} has "
+        f"{_shape(mine)}: {hint}"
+    )
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
 def start_from(preset: Preset, model: keras.Model, class_names: Sequence[str], precision: str) -> bool:
     """Fine-tuning: put the preset's weights into ``model`` (built for ``class_names``). When the
     classes are the preset's (names, in order), every weight is loaded; otherwise the head

@@ -49,6 +49,27 @@ class NanGuard(keras.callbacks.Callback):
             raise NonFinite(f"weights became non-finite in epoch {epoch + 1}")
 
 
+class Unfreeze(keras.callbacks.Callback):
+    """Fine-tuning's second phase: at the start of epoch ``epoch`` (counted from 0, as Keras
+    does: after ``epoch`` epochs) the frozen ``layers`` train again.
+
+    Inside the one ``fit``, so the data iterator, the optimizer and its schedule go on as they
+    were; the train step is traced anew to take the thawed variables (the optimizer was built on
+    every variable). Each backend's loop fetches the train function and the trainable state
+    again after ``on_epoch_begin``.
+    """
+
+    def __init__(self, layers: list, epoch: int) -> None:
+        super().__init__()
+        self.layers, self.epoch = layers, epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            for layer in self.layers:
+                layer.trainable = True
+            self.model.make_train_function(force=True)
+
+
 class EpochTensorBoard(keras.callbacks.TensorBoard):
     """TensorBoard's per-epoch summaries, without its per-batch hooks.
 
@@ -118,7 +139,8 @@ class Backup(keras.callbacks.Callback):
         state = self._state()
         if state is None:
             return 0
-        model.optimizer.build(model.trainable_variables)  # its variables must exist to load them
+        if not model.optimizer.built:  # its variables must exist to load them
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(self.folder / state["weights"])
         seeds, saved = seed_states(model), state["seed_states"]
         if saved is None:  # not recorded (zoo.formats): resumes, though not exactly

@@ -13,8 +13,9 @@ from ..compute import backend, devices, multihost
 from ..config import RunConfig, parse_size
 from ..data import pipeline
 from ..errors import ZooError
+from ..presets import weights as preset_weights
 from ..runs import BACKUP, FAILED, MODEL, TENSORBOARD, Run
-from .callbacks import Backup, EpochTensorBoard, HistoryLogger, NanGuard, NonFinite
+from .callbacks import Backup, EpochTensorBoard, HistoryLogger, NanGuard, NonFinite, Unfreeze
 
 
 def load_splits(
@@ -55,12 +56,18 @@ def fit(
     backup to continue from.
     """
     info = splits.info
+    variables = list(model.trainable_variables)  # before any layer is frozen: what the optimizer keeps
+    frozen = _frozen(model, config, restore.saved_epoch() if restore is not None else 0)
     model.compile(
         optimizer=_optimizer(config, splits.steps_per_epoch),
         loss=_loss(config.label_smoothing, info.num_classes),
         weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
         jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
     )
+    if frozen:
+        # Built on every variable, frozen or not: the same optimizer (state, step, schedule) trains
+        # on after the layers thaw, and a backup holds its state whichever phase it was saved in.
+        model.optimizer.build(variables)
     initial_epoch = _restored(model, restore, config)
     # Rows 1..initial_epoch (the backup's epochs) stay; later ones are stale (killed before the backup).
     run.keep_history(lambda r: int(r["epoch"]) <= initial_epoch)
@@ -73,6 +80,8 @@ def fit(
         backup,
         EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
     ]
+    if frozen and isinstance(config.freeze, int):
+        callbacks.insert(0, Unfreeze(frozen, config.freeze))
     try:
         try:
             model.fit(
@@ -91,6 +100,9 @@ def fit(
             raise guard.failed_step("nan" if "NaN" in exc.message else "inf") from None
     except NonFinite as exc:
         raise _stopped(run, exc) from None
+    finally:
+        for layer in frozen:  # frozen for training only: model.keras is an ordinary model
+            layer.trainable = True
 
     # model.keras carries a plain Keras loss (not the checked one), so Keras alone can load it
     # compiled; the optimizer and its state are kept.
@@ -99,6 +111,20 @@ def fit(
         model.save(tmp)
     backup.remove()
     return _measured(model, splits, run.history)
+
+
+def _frozen(model: keras.Model, config: RunConfig, start: int) -> list[keras.layers.Layer]:
+    """``freeze``: the layers with weights but the head (:func:`zoo.presets.weights.head`), made
+    untrainable when a run's epochs from ``start`` (0, or where a resume continues) begin in its
+    frozen phase; none otherwise. ``Unfreeze`` thaws them at epoch ``freeze``."""
+    freeze = config.freeze
+    if freeze is None or (freeze != "all" and start >= freeze):
+        return []
+    head = {id(layer) for layer in preset_weights.head(model)}
+    frozen = [layer for layer in model.layers if layer.weights and id(layer) not in head]
+    for layer in frozen:
+        layer.trainable = False
+    return frozen
 
 
 def _restored(model: keras.Model, restore: Backup | None, config: RunConfig) -> int:

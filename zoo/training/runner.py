@@ -26,6 +26,7 @@ from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError, ZooUsageError
 from ..plan import TrainPlan
+from ..presets import weights as preset_weights
 from ..runs import BACKUP, CONFIG, CURVES, METRICS, Run
 from ..version import __version__
 from .callbacks import Backup
@@ -55,12 +56,17 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
     run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
     features = catalog.describe(config.dataset, **config.dataset_options())
+    if plan.init is not None:  # the first moment the images' shape is known, before anything is built
+        preset_weights.check_input(plan.init, features.input_shape, config.dataset, catalog.is_folder(config.dataset))
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = plan.builder.build(
                 input_shape=features.input_shape, num_classes=features.num_classes, **plan.hparams
             )
         devices.float32_outputs(model)
+        # A resume loads them too: a run stopped before its first backup starts from them again.
+        new_head = (preset_weights.start_from(plan.init, model, features.class_names, placement.precision)
+                    if plan.init is not None else None)
         backup = None
         if plan.writer and not plan.resume:
             splits = _shared_start(cluster, lambda: load_splits(config, range(config.epochs), placement))
@@ -79,7 +85,7 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
             elif run.contents() and plan.writer:  # another process started a run here meanwhile
                 raise ZooUsageError(f"run directory {run.path} is not empty any more; choose another `run_dir`")
             else:
-                record = _config_record(config, plan, splits.info)
+                record = _config_record(config, plan, splits.info, new_head)
                 run.write_json(CONFIG, {
                     **record, "hardware": placement.record(config.jit_compile), "input": splits.input.record()
                 })
@@ -242,9 +248,10 @@ def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> N
 
 
 
-def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo) -> dict[str, Any]:
+def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo,
+                   new_head: bool | None) -> dict[str, Any]:
     """What config.json holds: enough to reproduce the run and to trace where its model came from."""
-    entry, builder, hparams = plan.entry, plan.builder, plan.hparams
+    entry, builder, hparams, preset = plan.entry, plan.builder, plan.hparams, plan.init
     return {
         "config": {**config.to_dict(), "hparams": hparams},
         "model": {
@@ -258,6 +265,12 @@ def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo
             "recipe": builder.recipe,  # as it was: a later version of the plugin may change it
         },
         "dataset": asdict(info),
+        # Fine-tuning: the preset the weights started from (its digest names its exact files), and
+        # whether the head was new (other classes than the preset's). A published preset of this
+        # run names it as its parent.
+        "init": None if preset is None else {
+            "preset": preset.name, "digest": preset.digest, "new_head": new_head, "freeze": config.freeze,
+        },
         "versions": versions(),
         "created": files.timestamp(),
     }
