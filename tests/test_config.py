@@ -175,7 +175,7 @@ def test_to_dict_has_every_field_and_a_plain_dict_of_hparams():
     assert d["model"] == "cnn" and d["epochs"] == 2 and d["manual_dir"] is None
     assert list(d) == [
         "model", "hparams", "dataset", "val_split", "epochs", "batch_size", "optimizer",
-        "learning_rate", "schedule", "label_smoothing", "augment", "seed", "deterministic",
+        "learning_rate", "schedule", "label_smoothing", "augment", "init", "freeze", "seed", "deterministic",
         "backend", "precision", "jit_compile", "devices", "input", "memory_budget", "cache_dir", "image_size",
         "channels", "strict_files", "data_dir", "manual_dir",
     ]
