@@ -72,6 +72,9 @@ def test_info_shows_hyperparameters_recipe_and_size():
     assert "filters      tuple[int, ...]  32,64" in out and "batch_norm   bool" in out
     assert "recommended recipe: epochs=15" in out
     assert "parameters for (28, 28, 1) with 10 classes: " in out
+    presets = out.split("presets (zoo evaluate NAME, zoo train MODEL --init NAME):\n", 1)[1].splitlines()
+    assert presets[0].split() == ["NAME", "DATASET", "TEST_ACC", "SIZE", "LICENSE", "FROM"]
+    assert presets[1].split()[:3] == ["cnn.mnist", "mnist", "0.9953"] and "Apache-2.0" in presets[1]
 
 
 @pytest.fixture(scope="module")

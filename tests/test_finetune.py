@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import zoo
 from zoo.cli import main
+from zoo.presets.store import seal
 
 HP = {"filters": "4,8", "dense_units": 16}
 COMMON = {"dataset": "zoo_tiny", "batch_size": 32, "learning_rate": 0.01, "schedule": "constant", "augment": False}
@@ -74,7 +75,7 @@ def renamed(parent: Path, tmp_path: Path, classes: list[str]) -> Path:
     copy = shutil.copytree(parent, tmp_path / f"cnn.{''.join(classes)}")
     record = json.loads((copy / "preset.json").read_text())
     record["classes"] = classes
-    (copy / "preset.json").write_text(json.dumps(record))
+    (copy / "preset.json").write_text(json.dumps(seal(record)))  # published so: sealed
     return copy
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import zoo
 from zoo.cli import main
 from zoo.presets import catalog
-from zoo.presets.store import PRESET_JSON, WEIGHTS, Preset
+from zoo.presets.store import PRESET_JSON, SEAL, WEIGHTS, Preset, seal
 
 HP = {"units": (16, 16, 16), "dropout": 0.0}
 
@@ -68,7 +68,8 @@ def test_publish_writes_weights_record_and_card(tiny):
 
         data = (preset.path / name).read_bytes()
         assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    assert preset.digest.startswith("sha256:") and len(preset.digest) == 71
+    assert preset.digest == f"sha256:{record[SEAL]}" and len(preset.digest) == 71
+    assert seal(record) == {k: v for k, v in record.items() if k != "format_version"}  # the seal covers the rest
     card = (preset.path / "README.md").read_text()
     assert card.startswith("# mlp.tiny") and "**License:** MIT" in card and "zoo evaluate mlp.tiny" in card
 
@@ -120,9 +121,15 @@ def test_bad_presets_are_one_line_errors(tiny, tmp_path):
     other_shape = copy_of(preset, tmp_path / "shape")
     record = json.loads((other_shape / PRESET_JSON).read_text())
     record["model"]["hparams"]["units"] = [8, 8, 8]
-    (other_shape / PRESET_JSON).write_text(json.dumps(record))
+    (other_shape / PRESET_JSON).write_text(json.dumps(seal(record)))  # as if published so
+    edited = copy_of(preset, tmp_path / "edited")
+    record = json.loads((edited / PRESET_JSON).read_text())
+    record["classes"] = ["a", "b", "c"]  # an edit, not a publish: the seal no longer matches
+    (edited / PRESET_JSON).write_text(json.dumps(record))
     cases = [
         (dict(name="mlp", weights=missing), f"preset mlp.tiny: {missing / WEIGHTS} is missing"),
+        (dict(name="mlp", weights=edited), f"preset mlp.tiny: {edited / PRESET_JSON} does not match its own "
+                                           f"checksum (record_sha256): it was edited since it was published"),
         (dict(name="mlp", weights=other_shape), "preset mlp.tiny: weight 0 ("),
         (dict(name="cnn", weights=preset.path), "preset mlp.tiny is a preset of model 'mlp', not 'cnn'"),
         (dict(name="mlp", weights=run.path), f"{run.path} is a run directory, not a preset: publish it first "

@@ -15,7 +15,7 @@ from ..data import pipeline
 from ..errors import ZooError, ZooUsageError
 from ..version import __version__
 from . import card, use, weights
-from .store import CARD, PRESET_JSON, WEIGHTS, Preset, check_license, manifest
+from .store import CARD, PRESET_JSON, WEIGHTS, Preset, check_license, manifest, seal
 
 if TYPE_CHECKING:
     from ..runs import Run
@@ -58,7 +58,7 @@ def publish(run: Run, dest: str | os.PathLike, *, license: str, name: str | None
             record = _record(run, name, license, dataset_terms, measured, weights.shapes(model))
             files.write_text(tmp / CARD, card.render(record))
             record["files"] = manifest(tmp, [WEIGHTS, CARD])
-            formats.write(formats.PRESET, tmp / PRESET_JSON, record)
+            formats.write(formats.PRESET, tmp / PRESET_JSON, seal(record))
             try:
                 os.rename(tmp, target)  # fails if a preset of that name appeared meanwhile
             except OSError:

@@ -10,8 +10,10 @@ Preset folder::
                        preset, and ``files``: the size and sha256 of every other file
     README.md          the model card, generated from preset.json
 
-A preset's **digest** is the sha256 of its manifest (``files``), so it names the exact bytes of
-every file; a fine-tuned preset records its parent's.
+preset.json seals itself: ``record_sha256`` is the sha256 of the rest of the record (canonical
+JSON), manifest included, so an edit of any field (classes, hyperparameters, a file's hash) is
+caught like a changed file. A preset's **digest** is ``sha256:`` and that seal: one name for the
+record and the exact bytes of every file; a fine-tuned preset records its parent's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .. import files, formats
 from ..errors import ZooError, ZooUsageError
 
 PRESET_JSON, WEIGHTS, CARD = "preset.json", "model.weights.h5", "README.md"
+SEAL = "record_sha256"
 CACHE_ENV = "ZOO_CACHE_HOME"  # where the verified-hash cache lives (default: ~/.cache/keras-zoo)
 _CHUNK = 1 << 20
 
@@ -77,7 +80,7 @@ class Preset:
 
     @property
     def digest(self) -> str:
-        return digest(self.record["files"])
+        return f"sha256:{self.record.get(SEAL)}"
 
     @property
     def size(self) -> int:
@@ -101,7 +104,12 @@ class Preset:
     def verify(self, *, rehash: bool = False) -> None:
         """Check every file of the manifest: present, and of its sha256. ``rehash``
         reads every byte again; otherwise a file unchanged since its last check on this machine
-        (:func:`sha256`) is not read again."""
+        (:func:`sha256`) is not read again. First, the record's own seal."""
+        if self.record.get(SEAL) != seal(self.record)[SEAL]:
+            raise ZooError(
+                f"preset {self.name}: {self.path / PRESET_JSON} does not match its own checksum ({SEAL}): "
+                f"it was edited since it was published; get the preset again"
+            )
         for name, expected in self.record["files"].items():
             path = self.path / name
             if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -117,10 +125,11 @@ class Preset:
                 )
 
 
-def digest(manifest: dict[str, Any]) -> str:
-    """``sha256:<hex>`` of a manifest: one name for the exact bytes of every file it lists."""
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+def seal(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``record_sha256``: the sha256 of the rest of it as canonical JSON."""
+    rest = {k: v for k, v in record.items() if k not in (SEAL, formats.FIELD)}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return {**rest, SEAL: hashlib.sha256(text.encode()).hexdigest()}
 
 
 def manifest(folder: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
