@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import registry
-from zoo import export
+from zoo.export import bundle as export
+from zoo.export import saved_model
 from zoo.errors import ZooError
 
 
@@ -33,7 +34,7 @@ def test_a_version_taken_meanwhile_is_skipped(model_and_images, tmp_path, monkey
 
 def test_a_saved_model_that_differs_is_not_published(model_and_images, tmp_path, monkeypatch):
     model, images = model_and_images
-    real_verify = export.verify
+    real_verify = saved_model.verify
 
     def verify_after_training_moved_on(path, model, images, tolerance, class_names=None):
         weights = model.get_weights()
@@ -44,7 +45,7 @@ def test_a_saved_model_that_differs_is_not_published(model_and_images, tmp_path,
         finally:
             model.set_weights(weights)
 
-    monkeypatch.setattr(export, "verify", verify_after_training_moved_on)
+    monkeypatch.setattr(saved_model, "verify", verify_after_training_moved_on)
     with pytest.raises(ZooError, match=r"exported model differs from the trained one \(max abs diff "):
         export.export_model(model, tmp_path, check_images=images)
     assert list(tmp_path.iterdir()) == []  # no version, no temporary

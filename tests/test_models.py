@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import registry
 from zoo.errors import ZooUsageError
-from zoo.export import export_model
+from zoo.export.bundle import export_model
 
 MODELS = [e.name for e in registry.entries() if not e.problem]
 SHAPES = [((28, 28, 1), 10), ((32, 32, 3), 100)]

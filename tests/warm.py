@@ -46,7 +46,7 @@ IMPORT_TIME = ("TF_", "KERAS_", "TFDS_", "XLA_", "JAX_", "CUDA_", "OMP_", "MKL_"
 # What the commands import (importing computes nothing; each command's own settings apply in its fork).
 PRELOAD = ("tensorflow", "keras", "tensorflow_datasets", "matplotlib.pyplot", "zoo.cli.app", "zoo.cli.bench",
            "zoo.cli.models", "zoo.cli.runs", "zoo.cli.train", "zoo.training.runner", "zoo.evaluation",
-           "zoo.export", "zoo.prediction", "zoo.check", "zoo.benchmark.child", "zoo.benchmark.reports",
+           "zoo.export.bundle", "zoo.prediction", "zoo.check", "zoo.benchmark.child", "zoo.benchmark.reports",
            "zoo.benchmark.sweep")
 
 # The modules `python -m MODULE` runs warm (not pip, venv or pytest: what they do is not the zoo's).

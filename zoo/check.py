@@ -27,7 +27,7 @@ from . import optimizers
 from .compute import backend, devices
 from .config import RunConfig
 from .data.images import to_model_input
-from .export import TOLERANCE, export_model
+from .export.bundle import TOLERANCE, export_model
 
 # (input_shape, num_classes): MNIST-like and CIFAR-100-like.
 SHAPES = (((28, 28, 1), 10), ((32, 32, 3), 100))

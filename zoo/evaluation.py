@@ -14,7 +14,8 @@ import numpy as np
 
 import registry
 
-from . import export as export_lib
+from .export import bundle as export_lib
+from .export.request import ExportRequest
 from . import files
 from .compute import devices
 from .data import catalog, folders, pipeline
@@ -117,8 +118,9 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str) -> No
         fig.savefig(tmp, dpi=100)
 
 
-def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
-    """Export a finished run as the next SavedModel version under ``export_base``."""
+def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
+    """Export a finished run as the next version under ``export_base``: a SavedModel and the
+    other formats ``request`` asks for."""
     config, info = run.config, run.dataset
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
@@ -146,7 +148,8 @@ def export(run: Run, export_base: str | os.PathLike) -> export_lib.ExportResult:
             # Trained on a folder's images: serve images of any size and colour, converted and
             # resized the same way (the images sent to a server vary).
             any_size=source.get("kind") == "folder" or bool(source.get("resized")),
-            class_names=info["class_names"],
+            class_names=info["class_names"], request=request,
+            data=export_lib.RunData(config, info, (run.metrics or {}).get("test_accuracy")),
         )
 
 

@@ -256,11 +256,18 @@ class Run:
 
         return evaluation.evaluate(self, split)
 
-    def export(self, export_base: str | os.PathLike):
-        """Export as the next SavedModel version under ``export_base`` (verified before it is published)."""
+    def export(self, export_base: str | os.PathLike, *, formats: str | list[str] | None = None,
+               quantize: str | None = None, max_accuracy_drop: float | None = None):
+        """Export as the next version under ``export_base``: a SavedModel, and beside it the other
+        ``formats`` (``onnx``, ``litert``), each verified in its own runtime before any is published;
+        ``quantize`` (``float16``, ``int8``) a LiteRT file, refused if it loses more than
+        ``max_accuracy_drop`` points of test accuracy."""
+        from .export.request import resolve
+
+        request = resolve(formats, quantize, max_accuracy_drop)  # before TensorFlow loads
         from . import evaluation  # imports TensorFlow
 
-        return evaluation.export(self, export_base)
+        return evaluation.export(self, export_base, request)
 
     def publish(self, dest: str | os.PathLike, *, license: str, name: str | None = None,
                 dataset_terms: str | None = None):

@@ -26,7 +26,7 @@ from .. import files, formats, plan
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError, ZooUsageError
-from ..export import latest_version
+from ..export.bundle import latest_version
 from ..presets import use
 from ..presets.store import Preset
 from ..runs import CONFIG, Run

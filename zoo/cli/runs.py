@@ -12,6 +12,7 @@ from .. import files
 from .. import runs as runs_lib
 from ..compute import backend as backend_lib
 from ..errors import ZooError, ZooUsageError
+from ..export.request import resolve as resolve_request
 from ..runs import Run, named_run
 from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
 from .presets import open_target
@@ -67,18 +68,29 @@ def _echo_confusion(result: dict) -> None:
 @click.command()
 @click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.argument("export_base", type=click.Path())
+@click.option("--format", "formats", default="saved_model", show_default=True, metavar="FORMAT[,FORMAT...]",
+              help="saved_model, onnx, litert: side by side in the version folder, each checked in its runtime.")
+@click.option("--quantize", type=click.Choice(["float16", "int8"]),
+              help="Quantize the LiteRT file (int8: calibrated on the run's training images).")
+@click.option("--max-accuracy-drop", type=float, metavar="POINTS",
+              help="Refuse a quantized file that loses more test accuracy than this. [default: 0.5]")
 @click.pass_context
-def export(ctx: click.Context, target: str, export_base: str) -> None:
-    """Export a run or a preset as EXPORT_BASE/<next version>/, a SavedModel for TF Serving."""
+def export(ctx: click.Context, target: str, export_base: str, formats: str, quantize: str | None,
+           max_accuracy_drop: float | None) -> None:
+    """Export a run or a preset as EXPORT_BASE/<next version>/: a SavedModel for TF Serving, and
+    the other formats asked for beside it."""
+    request = resolve_request(formats, quantize, max_accuracy_drop)  # before anything loads
     preset = open_target(ctx, target)
     files.check_creatable(Path(export_base).resolve(), "export base")
     backend_lib.import_tensorflow()
     if preset is not None:
         from ..presets import use
 
-        echo_export(use.export(preset, export_base))
+        echo_export(use.export(preset, export_base, request))
     else:
-        echo_export(Run.open(ctx.meta[RUN_DIR_KEY]).export(export_base))
+        from .. import evaluation
+
+        echo_export(evaluation.export(Run.open(ctx.meta[RUN_DIR_KEY]), export_base, request))
 
 
 @click.command("runs")

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from .. import evaluation
-from .. import export as export_lib
+from ..export import bundle as export_lib
+from ..export.request import ExportRequest
 from ..compute import devices
 from ..config import RunConfig
 from ..data import pipeline
@@ -75,7 +76,7 @@ def evaluate(preset: Preset, split: str | None = None) -> dict[str, Any]:
     return result
 
 
-def export(preset: Preset, export_base: str | os.PathLike) -> export_lib.ExportResult:
+def export(preset: Preset, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
     """Export the preset as the next SavedModel version under ``export_base``; its zoo.json names
     the preset, its digest and its license."""
     record, cfg = preset.record, config(preset)
@@ -90,5 +91,7 @@ def export(preset: Preset, export_base: str | os.PathLike) -> export_lib.ExportR
     }
     return export_lib.export_model(
         built, export_base, check_images=images, metadata=metadata, tolerance=export_lib.TOLERANCE[cfg.precision],
-        any_size=bool(record["input"].get("any_size")), class_names=preset.class_names,
+        any_size=bool(record["input"].get("any_size")), class_names=preset.class_names, request=request,
+        data=export_lib.RunData(cfg, {**record["dataset"], "class_names": preset.class_names,
+                                      "input_shape": list(shape)}, (record.get("metrics") or {}).get("test_accuracy")),
     )

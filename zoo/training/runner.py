@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import evaluation, files
-from .. import export as export_lib
+from ..export import bundle as export_lib
 from ..compute import backend, devices, multihost
 from ..config import RunConfig
 from ..data import catalog

@@ -1,4 +1,4 @@
-"""TF-Serving SavedModels: ``EXPORT_BASE/<version>/``, written aside, verified, then renamed in.
+"""The SavedModel of an export: TensorFlow ops around the model's own function, and its check.
 
 Signature ``serving_default``: ``image`` uint8 ``[None, H, W, C]`` (the [0, 1] scaling is baked in)
 -> ``probabilities`` float32 ``[None, num_classes]``, ``class_id`` int64 ``[None]`` and
@@ -11,92 +11,22 @@ signature, ``normalized``, is the model alone.
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files, formats
-from .data.images import resize_images, to_model_input
-from .errors import ZooError, ZooUsageError
+from ..data.images import resize_images, to_model_input
+from ..errors import ZooError
 
 SIGNATURE = "serving_default"
 NORMALIZED = "normalized"  # the model itself: float32 images in [0, 1]
-TMP_PREFIX = ".tmp-"
-# The largest difference between the reloaded SavedModel's probabilities and the trained model's
-# that is still round-off, by the precision the model computes in: float32 through the same graph
-# agrees to 1e-5; a 16-bit type keeps 11 (float16) or 8 (bfloat16) significant bits, and the
-# SavedModel's graph may fuse and order the ops differently than Keras' predict.
-TOLERANCE = {"float32": 1e-5, "mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    path: Path
-    version: int
-    max_abs_diff: float
-    examples_compared: int
-    tolerance: float
-    accepts: str = ""  # what the signature takes, in words (see :func:`accepted_input`)
-
-
-def export_model(
-    model: keras.Model,
-    export_base: str | os.PathLike,
-    *,
-    check_images: np.ndarray,
-    metadata: dict[str, Any] | None = None,
-    tolerance: float = TOLERANCE["float32"],
-    any_size: bool = False,
-    class_names: Sequence[str] | None = None,
-) -> ExportResult:
-    """Write, reload and compare a SavedModel, then publish it as the next integer version.
-
-    ``any_size``: the signature takes images of any height, width and channel count and converts
-    and resizes them to the model's input inside the graph, as a folder's images were for
-    training. ``class_names``: what ``class_name`` returns for each class id (default the ids).
-    """
-    base = _export_base(export_base)
-    _remove_stale_temporaries(base)
-    tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        names = [str(n) for n in class_names] if class_names is not None else None
-        _write(model, tmp, any_size, names)
-        if metadata is not None:
-            # assets.extra/ is where TF Serving expects files it should ignore.
-            (tmp / "assets.extra").mkdir()
-            record = formats.stamp(formats.EXPORT, {**metadata, "verified_tolerance": tolerance})
-            (tmp / "assets.extra" / "zoo.json").write_text(json.dumps(record, indent=2) + "\n")
-        diff = verify(tmp, model, check_images, tolerance, names)
-        version = _publish(tmp, base)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    accepts = accepted_input(model.input_shape[1:], any_size)
-    return ExportResult(base / str(version), version, diff, len(check_images), tolerance, accepts)
-
-
-def accepted_input(shape: Sequence[int], any_size: bool) -> str:
-    """What ``serving_default`` takes, in words, e.g. ``uint8 images [N, 28, 28, 1]``."""
-    height, width, channels = shape
-    if any_size:
-        colour = "grayscale" if channels == 1 else "RGB"
-        return (f"uint8 images [N, H, W, C] of any size and 1 to 4 channels (made {colour} and resized "
-                f"to {height}x{width} in the graph)")
-    return f"uint8 images [N, {height}, {width}, {channels}]"
-
-
-def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float = TOLERANCE["float32"],
+def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float,
            class_names: Sequence[str] | None = None) -> float:
     """Reload the SavedModel with TensorFlow alone and compare it with the in-memory model."""
     absl = logging.getLogger("absl")
@@ -129,7 +59,7 @@ def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
     return list(class_names) if class_names is not None else [str(i) for i in range(count)]
 
 
-def _write(model: keras.Model, path: Path, any_size: bool = False, class_names: Sequence[str] | None = None) -> None:
+def write(model: keras.Model, path: Path, any_size: bool = False, class_names: Sequence[str] | None = None) -> None:
     """The serving graph: TensorFlow ops around the model's own function.
 
     The model is added as an endpoint of its own (``normalized``: float32 images in [0, 1]), which
@@ -201,41 +131,3 @@ def _with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.cond(colour, lambda: image[..., :3], lambda: tf.repeat(image[..., :1], 3, axis=-1))
 
 
-def _export_base(export_base: str | os.PathLike) -> Path:
-    base = Path(export_base).expanduser().resolve()
-    if base.exists() and not base.is_dir():
-        raise ZooUsageError(f"export base {base} exists and is not a directory")
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ZooUsageError(f"cannot create export base {base}: {exc.strerror}") from None
-    return base
-
-
-def latest_version(base: Path) -> int:
-    """The highest published version under ``base`` (0 when there is none)."""
-    return max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) if base.is_dir() else 0
-
-
-def next_version(base: Path) -> int:
-    return 1 + latest_version(base)
-
-
-def _publish(tmp: Path, base: Path) -> int:
-    """Rename ``tmp`` to the next free version; a concurrent export simply takes the next one."""
-    while True:
-        version = next_version(base)
-        try:
-            os.rename(tmp, base / str(version))  # atomic; fails if the target has content
-            return version
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-
-
-def _remove_stale_temporaries(base: Path) -> None:
-    """Remove what a killed export left behind (its process is gone); never a live one's."""
-    for path in base.glob(f"{TMP_PREFIX}*"):
-        pid = path.name[len(TMP_PREFIX) :].split("-")[0]
-        if pid.isdigit() and not files.process_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
