@@ -27,6 +27,10 @@ def echo_export(result) -> None:
         f"(tolerance {result.tolerance:g})"
     )
     click.echo(f"serving_default takes {result.accepts}; returns probabilities, class_id, class_name")
+    for name, info in (result.formats or {}).items():  # each other format: its file and its check
+        click.echo(f"{name}: {result.path / info['file']} ({info['bytes']:,} bytes); {info['check']}")
+        if info.get("warning"):
+            click.echo(f"{name}: WARNING: {info['warning']}")
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:

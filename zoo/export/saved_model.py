@@ -68,35 +68,58 @@ def write(model: keras.Model, path: Path, any_size: bool = False, class_names: S
     model on any backend.
     """
     height, width, channels = model.input_shape[1:]
-    shape = [None, None, None, None] if any_size else [None, height, width, channels]
-    names = tf.constant(_names(class_names, model.output_shape[-1]))
     archive = keras.export.ExportArchive()
     archive.track(model)
+    model_fn = archive.add_endpoint(
+        NORMALIZED, inference(model), input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
+    )
+    serve = serving_function(model_fn, model.input_shape[1:], any_size,
+                             _names(class_names, model.output_shape[-1]))
+    archive.add_endpoint(SIGNATURE, serve)
+    archive.write_out(str(path), verbose=False)
+
+
+def inference(model: keras.Model):
+    """``model`` called in inference mode, always: after `fit`, a plain call can run a nested
+    model's BatchNormalization (a keras.applications backbone) with the batch's statistics."""
 
     def normalized(images):
-        # Inference mode, always: after `fit`, a plain call can run a nested model's
-        # BatchNormalization (a keras.applications backbone) with the batch's statistics.
         return model(images, training=False)
 
-    model_fn = archive.add_endpoint(
-        NORMALIZED, normalized, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
-    )
+    return normalized
+
+
+def serving_function(model_fn, input_shape: Sequence[int], any_size: bool,
+                     class_names: Sequence[str] | None, *, checked: bool = True) -> tf.types.experimental.GenericFunction:
+    """The export's contract around ``model_fn`` (float32 images in [0, 1] -> probabilities), as a
+    tf.function of one uint8 ``image`` ``[None, H, W, C]`` (``[None] * 4`` with ``any_size``: made
+    ``C`` channels and resized to ``H x W`` in the graph) returning ``probabilities`` float32 and
+    ``class_id`` int64, and ``class_name`` unless ``class_names`` is None.
+
+    ``checked``: refuse a batch of another shape at run time with an InvalidArgumentError naming
+    both (the SavedModel); a format whose runtime checks the declared shape itself leaves it out.
+    """
+    height, width, channels = input_shape
+    shape = [None, None, None, None] if any_size else [None, height, width, channels]
+    names = None if class_names is None else tf.constant(list(class_names))
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8, name="image")])
     def serve(image):
-        image = _checked(image, None if any_size else (height, width, channels))
+        if checked:
+            image = _checked(image, None if any_size else (height, width, channels))
         if any_size:
             image = resize_images(_with_channels(image, channels), (height, width))
         probabilities = model_fn(to_model_input(image))
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {
+        outputs = {
             "probabilities": tf.cast(probabilities, tf.float32),  # whatever the model computes in
             "class_id": class_id,
-            "class_name": tf.gather(names, class_id),
         }
+        if names is not None:
+            outputs["class_name"] = tf.gather(names, class_id)
+        return outputs
 
-    archive.add_endpoint(SIGNATURE, serve)
-    archive.write_out(str(path), verbose=False)
+    return serve
 
 
 def _checked(image: tf.Tensor, expected: tuple[int, int, int] | None) -> tf.Tensor:
