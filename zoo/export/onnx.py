@@ -36,7 +36,9 @@ IDENTITY = ("model", "dataset", "run_dir", "preset", "preset_digest", "precision
 # by the precision the model computes in. float32: ONNX Runtime's kernels (MLAS) sum and fuse in
 # another order than TensorFlow's (oneDNN/Eigen), a few float32 ulps per layer, 1e-4 after the
 # softmax is about 100x what the built-in models show and 100x below a change of class that
-# matters; 16-bit types as the SavedModel's check (11 or 8 significant bits).
+# matters. A mixed-precision model's file computes in float32 (see _float32): the difference is the
+# trained model's own 16-bit rounding, held to the SavedModel's tolerance for it (11 or 8
+# significant bits: 5e-3 for float16, 3e-2 for bfloat16).
 TOLERANCE = {"float32": 1e-4, "mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}
 
 
@@ -99,7 +101,7 @@ def _convert(model, shape: tuple[int, ...], any_size: bool):
 
     from .saved_model import inference, serving_function
 
-    serve = serving_function(inference(model), shape, any_size, None, checked=False)
+    serve = serving_function(inference(_float32(model)), shape, any_size, None, checked=False)
     spec = tf.TensorSpec([None, None, None, None] if any_size else [None, *shape], tf.uint8, name="image")
     quiet = logging.getLogger("tf2onnx")
     level, _ = quiet.level, quiet.setLevel(logging.CRITICAL)  # it logs each op it cannot convert
@@ -113,6 +115,36 @@ def _convert(model, shape: tuple[int, ...], any_size: bool):
     if unknown:
         raise _Unconvertible(f"no ONNX conversion for {', '.join(unknown)}")
     return proto
+
+
+def _float32(model):
+    """``model``, or for a mixed-precision model a copy computing in float32 with its weights
+    (float32 variables already): ONNX has no bfloat16 convolution and ONNX Runtime's CPU kernels
+    are float32, so the file computes in float32 and its check holds it to the run's precision's
+    tolerance, as the trained model's own 16-bit rounding is the larger difference."""
+    import keras
+
+    from ..compute.devices import dtype_policy
+
+    if model.dtype_policy.name == "float32":
+        return model
+    with dtype_policy("float32"):  # sub-layers a custom layer makes in build() take the global one
+        copy = model.__class__.from_config(_as_float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    if not isinstance(copy, keras.Model):
+        raise ZooError(f"--format onnx: cannot copy {model.name} to compute in float32")
+    return copy
+
+
+def _as_float32(config):
+    """A Keras config with every dtype policy float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {k: _as_float32(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_as_float32(v) for v in config]
+    return config
 
 
 def _nodes(graph):
@@ -191,7 +223,7 @@ def check(path: Path, model, images, *, any_size: bool, class_names, request, da
     if other:
         raise ZooError(f"--format onnx: class_id differs from Keras' on {other} of {len(images)} images")
     record = {
-        "file": FILE, "bytes": path.stat().st_size, "opset": OPSET, "onnxruntime": got["onnxruntime"],
+        "file": FILE, "bytes": path.stat().st_size, "opset": OPSET, "onnxruntime": got["onnxruntime"], "precision": policy,
         "tolerance": tolerance, "max_abs_diff": diff, "images_compared": len(images),
         "batch_sizes": [1, len(images)], "dynamic_dims": dynamic, "accepts": meta.get(ACCEPTS, ""),
         "check": (f"ONNX Runtime {got['onnxruntime']} (opset {OPSET}) on {len(images)} images: max abs diff "
