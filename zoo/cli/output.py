@@ -27,6 +27,25 @@ def echo_export(result) -> None:
         f"(tolerance {result.tolerance:g})"
     )
     click.echo(f"serving_default takes {result.accepts}; returns probabilities, class_id, class_name")
+    for name, checked in (result.formats or {}).items():
+        click.echo(f"{name}: {format_line(checked)}")
+
+
+def format_line(checked: dict[str, Any]) -> str:
+    """One format's file and check in a line: ``model.tflite 0.21 MB (int8); checked in its runtime
+    ...``. What a format's check returned (zoo.json's record of it) is all it reads."""
+    parts = [f"{checked['file']} {checked['bytes'] / 1e6:.2f} MB" + (f" ({checked['quantization']})" if checked.get("quantization") else "")]
+    if "tolerance" in checked:
+        parts.append(f"max abs diff {checked['max_abs_diff']:.3g} on {checked['examples_compared']} images "
+                     f"(tolerance {checked['tolerance']:g})")
+    accuracy = checked.get("accuracy")
+    if accuracy:
+        parts.append(f"test accuracy {100 * accuracy['quantized']:.2f}% quantized vs {100 * accuracy['float']:.2f}% "
+                     f"float on {accuracy['examples']} {accuracy['split']} images")
+    if "class_agreement" in checked and "tolerance" not in checked:
+        parts.append(f"same class as the float model on {100 * checked['class_agreement']:.1f}% of {checked['examples_compared']} images")
+    parts.extend(checked.get("notes") or [])
+    return "; ".join(parts)
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:
