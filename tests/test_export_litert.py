@@ -91,6 +91,15 @@ def alone(path: Path, images: np.ndarray, labels: np.ndarray, tmp_path: Path) ->
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def tensor_types(path: Path) -> set[str]:
+    """The element types of the file's tensors (FLOAT32, FLOAT16, INT8, ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = schema.Model.GetRootAs(path.read_bytes(), 0).Subgraphs(0)
+    return {names[graph.Tensors(i).Type()] for i in range(graph.TensorsLength())}
+
+
 def zoo_json(version: Path) -> dict:
     return json.loads((version / "assets.extra" / "zoo.json").read_text())
 
@@ -124,6 +133,8 @@ def test_float16_halves_the_file_and_records_its_accuracy(runs, tmp_path):
     float32 = run.export(tmp_path / "f32", formats="litert").formats["litert"]
     half = run.export(tmp_path / "f16", formats="litert", quantize="float16").formats["litert"]
     assert half["quantization"] == "float16" and half["bytes"] < 0.6 * float32["bytes"]
+    assert tensor_types(tmp_path / "f16" / "1" / "model.tflite") >= {"FLOAT16", "FLOAT32"}  # weights, compute
+    assert "FLOAT16" not in tensor_types(tmp_path / "f32" / "1" / "model.tflite")
     assert half["max_abs_diff"] <= half["tolerance"] == max(1e-2, TOLERANCE[run.config.precision])
     accuracy = half["accuracy"]
     assert accuracy["split"] == "test" and accuracy["examples"] == 60
@@ -137,7 +148,7 @@ def test_int8_is_calibrated_on_training_images_and_prints_both_accuracies(runs, 
     result = zoo_cli("export", run.path, tmp_path / "exports", "--format", "litert", "--quantize", "int8")
     assert result.exit_code == 0, result.output
     record = zoo_json(tmp_path / "exports" / "1")["litert"]
-    assert record["quantization"] == "int8"
+    assert record["quantization"] == "int8" and "INT8" in tensor_types(tmp_path / "exports" / "1" / "model.tflite")
     # zoo_tiny's training split is train[:90%] of 200 images: all 180 of them, fewer than 300.
     assert record["calibration"] == {"images": 180, "split": "train[:90%]", "dataset": "zoo_tiny"}
     accuracy = record["accuracy"]
