@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
 
 def zoo_export(base: Path, env: dict[str, str], *options: str) -> Path:
     argv = [str(Path(sys.executable).with_name("zoo")), "export", "cnn.mnist", str(base), *options]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[1:])} failed: {proc.stderr.strip()}")
     print(f"`zoo export cnn.mnist BASE {' '.join(options)}`:")
@@ -84,7 +84,7 @@ def zoo_export(base: Path, env: dict[str, str], *options: str) -> Path:
 def measure(kind: str, path: Path, data: Path, args: argparse.Namespace) -> dict:
     python = [sys.executable, "-I"] if kind == "litert" else [sys.executable]  # LiteRT: no TF to lean on
     proc = subprocess.run([*python, "-c", CHILD, kind, str(path), str(data), str(args.batch), str(args.calls)],
-                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"measuring {path} failed: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -106,7 +106,7 @@ def _convert(converter, request, data, shape) -> tuple[bytes, dict[str, Any] | N
         calibration = {"images": len(images), "split": split, "dataset": data.config.dataset}
     try:
         flat = converter.convert()
-    except Exception as exc:  # the converter's own error types vary by stage
+    except Exception as exc:  # noqa: BLE001 (the converter's own error types vary by stage)
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise ZooError(f"--format litert: TensorFlow's converter refused the model: {lines[-1] if lines else exc}") from None
     return flat, calibration
