@@ -262,9 +262,10 @@ class Run:
         ``formats`` (``onnx``, ``litert``), each verified in its own runtime before any is published;
         ``quantize`` (``float16``, ``int8``) a LiteRT file, refused if it loses more than
         ``max_accuracy_drop`` points of test accuracy."""
+        from .compute import backend
         from .export.request import resolve
 
-        request = resolve(formats, quantize, max_accuracy_drop)  # before TensorFlow loads
+        request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
         from . import evaluation  # imports TensorFlow
 
         return evaluation.export(self, export_base, request)

@@ -31,6 +31,8 @@ def echo_export(result) -> None:
         click.echo(f"{name}: {result.path / info['file']} ({info['bytes']:,} bytes); {info['check']}")
         if info.get("warning"):
             click.echo(f"{name}: WARNING: {info['warning']}")
+        for note in info.get("notes") or []:
+            click.echo(f"{name}: note: {note}")
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:

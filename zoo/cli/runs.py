@@ -79,7 +79,7 @@ def export(ctx: click.Context, target: str, export_base: str, formats: str, quan
            max_accuracy_drop: float | None) -> None:
     """Export a run or a preset as EXPORT_BASE/<next version>/: a SavedModel for TF Serving, and
     the other formats asked for beside it."""
-    request = resolve_request(formats, quantize, max_accuracy_drop)  # before anything loads
+    request = resolve_request(formats, quantize, max_accuracy_drop, backend_lib.default())  # before anything loads
     preset = open_target(ctx, target)
     files.check_creatable(Path(export_base).resolve(), "export base")
     backend_lib.import_tensorflow()

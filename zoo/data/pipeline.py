@@ -210,12 +210,30 @@ def sample_images(
     strict_files: bool = False,
 ) -> np.ndarray:
     """The first ``count`` raw uint8 images of a split, e.g. to check an exported model."""
+    return split_arrays(name, split, count, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
+                        channels=channels, strict_files=strict_files)[0]
+
+
+def split_arrays(
+    name: str,
+    split: str,
+    count: int | None = None,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    strict_files: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` (None: all) raw uint8 images of a split and their labels, in split order,
+    e.g. to calibrate a quantized export or measure its accuracy outside Keras."""
     builder = prepared_builder(
         name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
         strict_files=strict_files,
     )
-    images, _ = next(iter(read_split(builder, split).take(count).batch(count)))
-    return images.numpy()
+    ds = read_split(builder, split)
+    batches = list((ds if count is None else ds.take(count)).batch(1024).as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def pipeline(ds: tf.data.Dataset, *, batch_size: int) -> tf.data.Dataset:

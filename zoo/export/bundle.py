@@ -25,11 +25,7 @@ from .request import ExportRequest
 OTHER_FORMATS = {"onnx": onnx, "litert": litert}
 
 TMP_PREFIX = ".tmp-"
-# The largest difference between the reloaded SavedModel's probabilities and the trained model's
-# that is still round-off, by the precision the model computes in: float32 through the same graph
-# agrees to 1e-5; a 16-bit type keeps 11 (float16) or 8 (bfloat16) significant bits, and the
-# SavedModel's graph may fuse and order the ops differently than Keras' predict.
-TOLERANCE = {"float32": 1e-5, "mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}
+TOLERANCE = saved_model.TOLERANCE  # by precision; callers pass TOLERANCE[config.precision]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ZooError
 from ..version import __version__
-from . import runtime
+from . import runtime, saved_model
 from .request import FILES
 
 FILE = FILES["onnx"]
@@ -49,7 +49,7 @@ def write(model, folder: Path, *, any_size: bool, class_names, metadata: dict[st
     convert is written for fixed-size images instead, and says so in its metadata (``check``
     reports it, the command prints it and zoo.json records it)."""
     shape = tuple(model.input_shape[1:])
-    names = list(class_names) if class_names is not None else [str(i) for i in range(model.output_shape[-1])]
+    names = saved_model.names_or_ids(class_names, model.output_shape[-1])
     fixed_because = ""
     try:
         proto = _convert(model, shape, any_size)
@@ -99,9 +99,7 @@ def _convert(model, shape: tuple[int, ...], any_size: bool):
     import tensorflow as tf
     import tf2onnx
 
-    from .saved_model import inference, serving_function
-
-    serve = serving_function(inference(_float32(model)), shape, any_size, None, checked=False)
+    serve = saved_model.serving_function(saved_model.inference(_float32(model)), shape, any_size, None, checked=False)
     spec = tf.TensorSpec([None, None, None, None] if any_size else [None, *shape], tf.uint8, name="image")
     quiet = logging.getLogger("tf2onnx")
     level, _ = quiet.level, quiet.setLevel(logging.CRITICAL)  # it logs each op it cannot convert

@@ -44,6 +44,9 @@ def resolve(formats: str | tuple[str, ...] | list[str] | None = None, quantize: 
         missing = [m for m in EXTRAS.get(fmt, ()) if importlib.util.find_spec(m) is None]
         if missing:
             raise ZooUsageError(f"--format {fmt} needs {', '.join(missing)}: pip install 'keras-zoo[{fmt}]'")
+    if "litert" in chosen and backend != "tensorflow":
+        raise ZooUsageError(f"--format litert converts TensorFlow graphs, and Keras would run on {backend}: export with "
+                            f"KERAS_BACKEND=tensorflow (a model trained on JAX loads there)")
     if quantize is not None:
         able = [f for f in chosen if quantize in QUANTIZATIONS.get(f, ())]
         if not able:

@@ -23,6 +23,11 @@ from ..data.images import resize_images, to_model_input
 from ..errors import ZooError
 
 SIGNATURE = "serving_default"
+# The largest difference between the reloaded SavedModel's probabilities and the trained model's
+# that is still round-off, by the precision the model computes in: float32 through the same graph
+# agrees to 1e-5; a 16-bit type keeps 11 (float16) or 8 (bfloat16) significant bits, and the
+# SavedModel's graph may fuse and order the ops differently than Keras' predict.
+TOLERANCE = {"float32": 1e-5, "mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}
 NORMALIZED = "normalized"  # the model itself: float32 images in [0, 1]
 
 
@@ -48,14 +53,14 @@ def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float,
         outputs["class_id"].numpy(), np.argmax(probabilities, axis=-1)
     ):
         raise ZooError("exported class_id is not the argmax of the exported probabilities")
-    names = _names(class_names, probabilities.shape[-1])
+    names = names_or_ids(class_names, probabilities.shape[-1])
     served = [n.decode() for n in outputs["class_name"].numpy()]
     if served != [names[i] for i in outputs["class_id"].numpy()]:
         raise ZooError("exported class_name is not the name of the exported class_id")
     return diff
 
 
-def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
+def names_or_ids(class_names: Sequence[str] | None, count: int) -> list[str]:
     return list(class_names) if class_names is not None else [str(i) for i in range(count)]
 
 
@@ -74,7 +79,7 @@ def write(model: keras.Model, path: Path, any_size: bool = False, class_names: S
         NORMALIZED, inference(model), input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
     )
     serve = serving_function(model_fn, model.input_shape[1:], any_size,
-                             _names(class_names, model.output_shape[-1]))
+                             names_or_ids(class_names, model.output_shape[-1]))
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(str(path), verbose=False)
 
@@ -107,19 +112,30 @@ def serving_function(model_fn, input_shape: Sequence[int], any_size: bool,
     def serve(image):
         if checked:
             image = _checked(image, None if any_size else (height, width, channels))
-        if any_size:
-            image = resize_images(_with_channels(image, channels), (height, width))
-        probabilities = model_fn(to_model_input(image))
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        outputs = {
-            "probabilities": tf.cast(probabilities, tf.float32),  # whatever the model computes in
-            "class_id": class_id,
-        }
+        probabilities, class_id = predictions(model_fn, image, input_shape, any_size)
+        outputs = {"probabilities": probabilities, "class_id": class_id}
         if names is not None:
             outputs["class_name"] = tf.gather(names, class_id)
         return outputs
 
     return serve
+
+
+def image_spec(model: keras.Model, any_size: bool) -> tf.TensorSpec:
+    """The serving input: ``image`` uint8 [N, H, W, C] of the model's size, or of any size."""
+    shape = [None, None, None, None] if any_size else [None, *model.input_shape[1:]]
+    return tf.TensorSpec(shape, tf.uint8, name="image")
+
+
+def predictions(model_fn, image: tf.Tensor, input_shape: Sequence[int], any_size: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """What every format converted from TensorFlow computes: uint8 ``image`` (made the model's
+    channels and size first when ``any_size``) -> ``probabilities`` float32 (whatever the model
+    computes in) and ``class_id`` int64, their argmax. ``model_fn`` takes float32 images in [0, 1]."""
+    height, width, channels = input_shape
+    if any_size:
+        image = resize_images(_with_channels(image, channels), (height, width))
+    probabilities = tf.cast(model_fn(to_model_input(image)), tf.float32)
+    return probabilities, tf.argmax(probabilities, axis=-1, output_type=tf.int64)
 
 
 def _checked(image: tf.Tensor, expected: tuple[int, int, int] | None) -> tf.Tensor:
