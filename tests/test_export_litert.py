@@ -153,8 +153,8 @@ def test_int8_is_calibrated_on_training_images_and_prints_both_accuracies(runs, 
     assert record["calibration"] == {"images": 180, "split": "train[:90%]", "dataset": "zoo_tiny"}
     accuracy = record["accuracy"]
     assert accuracy["examples"] == 60 and 100 * (accuracy["float"] - accuracy["quantized"]) <= 0.5
-    (line,) = [line for line in result.output.splitlines() if line.startswith("litert: ")]
-    assert "model.tflite" in line and "(int8)" in line
+    (line,) = [line for line in result.output.splitlines() if line.startswith("litert: /")]  # its file and check
+    assert "model.tflite" in line and "LiteRT (int8)" in line
     assert f"test accuracy {100 * accuracy['quantized']:.2f}% quantized vs {100 * accuracy['float']:.2f}% float" in line
 
 
