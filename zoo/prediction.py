@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import evaluation, export
+from . import evaluation
+from .export import bundle, saved_model
 from .data import imagefiles
 from .errors import ZooUsageError
 from .runs import CONFIG, Run, named_run
@@ -39,7 +40,7 @@ def open_target(text: str | os.PathLike) -> Target:
     if (path / "saved_model.pb").is_file():
         return _export(path.resolve())
     if path.is_dir() and not (path / CONFIG).is_file():
-        newest = export.latest_version(path)
+        newest = bundle.latest_version(path)
         if newest:
             return _export((path / str(newest)).resolve())
         raise ZooUsageError(
@@ -68,7 +69,7 @@ def _export(path: Path) -> Target:
         shape, names = tuple(metadata["input_shape"]), tuple(metadata["class_names"])
     except (OSError, ValueError, KeyError, TypeError):
         raise ZooUsageError(f"{path} is not a zoo export (no readable assets.extra/zoo.json)") from None
-    serve = tf.saved_model.load(str(path)).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(str(path)).signatures[saved_model.SIGNATURE]
 
     def probabilities(images: np.ndarray) -> np.ndarray:
         return serve(image=tf.constant(images))["probabilities"].numpy()
