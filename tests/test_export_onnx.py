@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import registry
 import zoo
 from zoo.cli import main
 from zoo.errors import ZooError
@@ -68,7 +69,8 @@ def runs(tiny_data_dir, tmp_path_factory):
                                   precision=precision, **TINY)
         return made[key]
 
-    return get
+    yield get
+    registry._discovery._LOCAL.pop("gainnet", None)  # registered for this module's tests only
 
 
 def served_accuracy(path: Path, images: np.ndarray, labels: np.ndarray, tmp_path: Path) -> tuple[int, dict]:
