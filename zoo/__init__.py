@@ -75,13 +75,11 @@ def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_cla
 
 def list_presets(pattern: str | None = None) -> list[dict[str, Any]]:
     """The presets ``zoo list --presets`` shows: name, model, dataset, test accuracy, size,
-    license, where from; read from preset.json alone (nothing imported)."""
-    import fnmatch
-
+    license, where from (``shadowed_by``: the preset of that name that wins; ``error``: why a
+    preset.json cannot be read); read from preset.json alone (nothing imported)."""
     from .presets import catalog
 
-    return [f.preset.summary() | {"shadowed_by": str(f.shadowed_by.path) if f.shadowed_by else None}
-            for f in catalog.everything() if not pattern or fnmatch.fnmatchcase(f.preset.name, pattern)]
+    return catalog.listing(pattern)
 
 
 def register(fn: Callable[..., Any] | None = None, *, name: str | None = None):

@@ -61,10 +61,6 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         **run.config.dataset_options(),
     )
     model = evaluation.load_model(run)
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    p50, p99 = _latency_ms(serve, images[:1])
-    saved_model_eps = _saved_model_throughput(serve, images)
-    keras_eps = _keras_predict_throughput(model, images)
     return {
         "model": config["model"],
         "distribution": record_json["model"]["distribution"],
@@ -89,15 +85,26 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "train_examples_per_second": round(statistics.mean(steady), 1),
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
+        **_serving(model, export_dir, images),
+        "run_dir": str(run_dir),
+        "export_dir": str(export_dir),
+        "env": environment(),
+    }
+
+
+def _serving(model, export_dir: Path, images) -> dict[str, Any]:
+    """The exported SavedModel's size, latency and throughput, beside Keras' predict, on ``images``."""
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    p50, p99 = _latency_ms(serve, images[:1])
+    saved_model_eps = _saved_model_throughput(serve, images)
+    keras_eps = _keras_predict_throughput(model, images)
+    return {
         "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
         "latency_ms_p50": round(p50, 3),
         "latency_ms_p99": round(p99, 3),
         "saved_model_examples_per_second": round(saved_model_eps, 1),
         "keras_predict_examples_per_second": round(keras_eps, 1),
         "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
-        "run_dir": str(run_dir),
-        "export_dir": str(export_dir),
-        "env": environment(),
     }
 
 
@@ -117,10 +124,6 @@ def measure_preset(preset: Preset, config: RunConfig, export_dir: Path) -> dict[
     loss, accuracy = evaluation.test_metrics(
         evaluation.plain_compiled(model), pipeline.load_split(config.dataset, split, **options))
     images = pipeline.sample_images(config.dataset, split, THROUGHPUT_BATCH, **options)
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    p50, p99 = _latency_ms(serve, images[:1])
-    saved_model_eps = _saved_model_throughput(serve, images)
-    keras_eps = _keras_predict_throughput(model, images)
     trained = record.get("environment") or {}
     published = (record.get("metrics") or {}).get("test_accuracy")
     source = getattr(builder, "zoo_source", None)
@@ -148,12 +151,7 @@ def measure_preset(preset: Preset, config: RunConfig, export_dir: Path) -> dict[
         "train_examples_per_second": None,
         "test_accuracy": accuracy,
         "test_loss": loss,
-        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
-        "latency_ms_p50": round(p50, 3),
-        "latency_ms_p99": round(p99, 3),
-        "saved_model_examples_per_second": round(saved_model_eps, 1),
-        "keras_predict_examples_per_second": round(keras_eps, 1),
-        "saved_model_vs_keras": round(saved_model_eps / keras_eps, 3),
+        **_serving(model, export_dir, images),
         "run_dir": None,
         "export_dir": str(export_dir),
         "preset": {

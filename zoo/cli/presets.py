@@ -3,7 +3,6 @@ directory is named (evaluate, export) a preset may be named instead."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 from pathlib import Path
@@ -74,7 +73,7 @@ def verify(preset: str) -> None:
 
 def list_presets(pattern: str | None, as_json: bool) -> None:
     """Every preset that can be found, read from preset.json alone (nothing imported)."""
-    rows = _rows(pattern)
+    rows = catalog.listing(pattern)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -84,24 +83,9 @@ def list_presets(pattern: str | None, as_json: bool) -> None:
     table([_row(r) for r in rows], ("name", "model", "dataset", "test_acc", "size", "license", "from"))
 
 
-def _rows(pattern: str | None) -> list[dict]:
-    rows = []
-    for found in catalog.everything():
-        p = found.preset
-        if pattern and not fnmatch.fnmatchcase(p.name, pattern):
-            continue
-        try:
-            row = p.summary()
-        except ZooError as exc:
-            row = {"name": p.name, "origin": p.origin, "path": str(p.path), "error": str(exc)}
-        row["shadowed_by"] = str(found.shadowed_by.path) if found.shadowed_by else None
-        rows.append(row)
-    return rows
-
-
 def model_presets(model: str) -> None:
     """``zoo info``'s presets of ``model``: name, dataset, metrics, license."""
-    rows = [_row(r) for r in _rows(None) if r.get("model") == model and not r["shadowed_by"]]
+    rows = [_row(r) for r in catalog.listing() if r.get("model") == model and not r["shadowed_by"]]
     click.echo("\npresets (zoo evaluate NAME, zoo train MODEL --init NAME):")
     if rows:
         table(rows, ("name", "dataset", "test_acc", "size", "license", "from"), indent="  ")

@@ -10,6 +10,7 @@ are *shadowed*, which ``zoo list --presets`` shows.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,23 @@ def everything() -> list[Found]:
         winner = winners.setdefault(preset.name, preset)
         result.append(Found(preset, None if winner is preset else winner))
     return result
+
+
+def listing(pattern: str | None = None) -> list[dict]:
+    """``zoo list --presets``'s rows (Preset.summary and ``shadowed_by``), names matching the
+    shell-style ``pattern``; a preset whose preset.json cannot be read is a row with ``error``."""
+    rows = []
+    for found in everything():
+        p = found.preset
+        if pattern and not fnmatch.fnmatchcase(p.name, pattern):
+            continue
+        try:
+            row = p.summary()
+        except ZooError as exc:
+            row = {"name": p.name, "origin": p.origin, "path": str(p.path), "error": str(exc)}
+        row["shadowed_by"] = str(found.shadowed_by.path) if found.shadowed_by else None
+        rows.append(row)
+    return rows
 
 
 def looks_like_path(text: str) -> bool:

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 
 from .. import evaluation
-from ..export import bundle as export_lib
-from ..export.request import ExportRequest
 from ..compute import devices
 from ..config import RunConfig
 from ..data import pipeline
 from ..errors import ZooUsageError
+from ..export import bundle as export_lib
+from ..export.request import ExportRequest
 from ..version import __version__
 from . import weights
 from .store import Preset
