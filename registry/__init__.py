@@ -15,6 +15,7 @@ from ._errors import (
     RegistryError,
     UnknownModelError,
 )
+from ._hparams import from_text as parse_value
 from ._hparams import show as show_value
 from ._presets import PRESET_GROUP, PresetEntry, find_preset_entry, preset_entries
 
@@ -38,6 +39,7 @@ __all__ = [
     "entries",
     "find",
     "find_dataset",
+    "parse_value",
     "find_preset_entry",
     "get",
     "preset_entries",

@@ -39,6 +39,7 @@ __all__ = [
     "preset",
     "register",
     "train",
+    "tune",
 ]
 
 
@@ -124,6 +125,7 @@ def train(
     channels: int | None = None,
     strict_files: bool = False,
     hparams: Mapping[str, Any] | None = None,
+    recipe: str | os.PathLike | None = None,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     export: str | os.PathLike | None = None,
@@ -147,6 +149,9 @@ def train(
     counted, or refused with ``strict_files``). ``manual_dir`` defaults to ``$ZOO_MANUAL_DIR``. Returns
     the finished :class:`Run`; its ``exported`` attribute is the export's result (or None).
 
+    ``recipe`` is a recipe file (``zoo tune`` writes one for the best trial): its settings and
+    hyperparameters apply where the arguments leave them at None.
+
     ``init`` starts from a preset's weights (``"cnn.mnist"``, ``dist:name`` or a preset folder) of
     this model, whose hyperparameters are then the defaults; a new head when the dataset's class
     names are not the preset's. ``freeze`` (N or ``"all"``) trains only the head for the first N
@@ -169,7 +174,7 @@ def train(
     name = model if isinstance(model, str) else registry.register(model).name
     request = plan.resolve(
         name, options={key: given[key] for key in plan.OPTIONS}, hparams=hparams, run_dir=run_dir,
-        resume=resume, export_base=export, cluster=cluster,
+        resume=resume, export_base=export, cluster=cluster, recipe=recipe,
     )
     from .training import runner  # after the plan chose the backend: it imports Keras
 
@@ -255,6 +260,45 @@ def bench(
         done = [record for _, record in sweep.execute(out, results, selection)]
     sweep.raise_failures(done)
     return done
+
+
+def tune(
+    model: str,
+    *,
+    trials: int,
+    out: str | os.PathLike = "tune",
+    space: Mapping[str, str] | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    pruner: str = "median",
+    shard: str | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Tune ``model`` on Optuna as ``zoo tune`` does and return the study's summary.
+
+    ``trials`` finished trials are the budget, shared by every worker of the study (run this in
+    several processes or machines with the same ``out``/``storage``). ``space`` maps a recipe
+    field or hyperparameter to ``log(a,b)``, ``uniform(a,b)``, ``int(a,b)`` or ``choice(...)``,
+    over the model's default space. ``options`` are :func:`train`'s (dataset, epochs, seed, ...),
+    fixed for every trial. The objective is the last epoch's validation accuracy; only the best
+    trial is measured on the test split. Returns ``{"trials": rows, "running": n, "best": ...,
+    "recipe": path, "plots": [...]}``; ``recipe`` is a file for ``train(recipe=...)``.
+    """
+    from . import plan
+    from .tuning.request import resolve
+
+    unknown = sorted(set(options) - set(plan.OPTIONS))
+    if unknown:
+        raise ZooUsageError(f"tune() got an unknown option {unknown[0]!r}")
+    request = resolve(model, trials=trials, out=out, options=options, space=space, storage=storage,
+                      study=study, pruner=pruner, shard=shard)
+    from .tuning import report, run
+
+    summary = report.finish(request, run.work(request, print if verbose else lambda line: None))
+    return {"trials": summary.rows, "running": summary.running, "best": summary.best,
+            "recipe": str(summary.recipe) if summary.recipe else None, "plots": [str(p) for p in summary.plots],
+            "counts": summary.counts}
 
 
 def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ BENCH_JOB = "jobs/<run>.json"  # a sweep's job, handed to the process that train
 BENCH_PEAK = "jobs/<run>.peak.json"  # that process's peak memory, handed back
 EXPORT = "assets.extra/zoo.json"  # an export's metadata (for people and serving tools)
 PRESET = "preset.json"  # a published preset's record (zoo.presets)
+RECIPE = "recipe file"  # training settings and hyperparameters for a model (zoo.recipes)
 
 # What a run computed with before precision and devices were settings (float32 on one CPU, by
 # TensorFlow, one process), and how its data came before the input path was one (in memory).
@@ -169,6 +170,7 @@ MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
     BENCH_PEAK: [_unchanged],
     EXPORT: [_unchanged],
     PRESET: [_unchanged],
+    RECIPE: [_unchanged],
 }
 CURRENT: dict[str, int] = {kind: len(steps) for kind, steps in MIGRATIONS.items()}
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import registry
 
-from . import files, formats
+from . import files, formats, recipes
 from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
 from .errors import ZooUsageError
 from .presets import catalog as presets
 from .presets.store import Preset
+from .recipes import Recipe
 from .runs import CONFIG, Run, named_run
 
 # The RunConfig fields a request gives as options (the model and its hyperparameters apart).
@@ -49,6 +50,8 @@ class TrainPlan:
     builder: registry.Builder
     hparams: Mapping[str, Any]  # typed, as the builder receives them
     init: Preset | None = None  # fine-tuning: the preset to start from, found and verified
+    test: bool = True  # measure the test split at the end (a tuning trial never does)
+    recipe: Recipe | None = None  # the recipe file whose values filled in the options
 
     @property
     def writer(self) -> bool:
@@ -65,9 +68,15 @@ def resolve(
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
     cluster: multihost.Cluster | None = None,
+    recipe: str | os.PathLike | Recipe | None = None,
+    test: bool = True,
 ) -> TrainPlan:
     """Resolve ``zoo train MODEL`` with ``options`` (RunConfig fields; None: the recipe's) and
-    ``hparams`` (``--hp`` text or Python values alike)."""
+    ``hparams`` (``--hp`` text or Python values alike). A ``recipe`` file fills in the options
+    and hyperparameters not given; ``test`` False: a run judged on validation alone."""
+    if recipe is not None:
+        recipe = recipe if isinstance(recipe, Recipe) else recipes.read(recipe, model)
+        options, hparams = recipes.apply(recipe, options, hparams or {})
     options = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
     options["data_dir"] = options.get("data_dir") or None
     options["manual_dir"] = options.get("manual_dir") or os.environ.get("ZOO_MANUAL_DIR") or None
@@ -94,7 +103,8 @@ def resolve(
     options["hparams"] = {**start, **builder.coerce_hparams(hparams or {})}
     options["dataset"] = dataset_name(options.get("dataset", "mnist"))
     config = RunConfig.from_recipe(model, builder.recipe, options)
-    return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset)
+    return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset,
+                     test, recipe)
 
 
 def resolve_config(

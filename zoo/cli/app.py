@@ -28,6 +28,7 @@ from .output import RUN_DIR_KEY
 from .presets import publish, verify
 from .runs import evaluate, export, list_runs, predict
 from .train import train
+from .tune import tune
 
 # Errors that mean "the request is wrong" (exit 2) rather than "something failed" (exit 1).
 _USAGE_ERRORS = (
@@ -147,5 +148,5 @@ def main() -> None:
     """A plugin model zoo for Keras 3: list, train, evaluate and export models."""
 
 
-for command in (list_models, info, check, train, bench, list_runs, evaluate, export, predict, publish, verify):
+for command in (list_models, info, check, train, tune, bench, list_runs, evaluate, export, predict, publish, verify):
     main.add_command(command)

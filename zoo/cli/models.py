@@ -10,7 +10,8 @@ import registry
 
 from ..compute import backend as backend_lib
 from ..config import BACKENDS, PRECISIONS
-from ..errors import ZooError
+from ..errors import ZooError, ZooUsageError
+from ..tuning import space as tuning_space
 from .options import hp_pairs
 from .output import table
 from .presets import list_presets, model_presets
@@ -122,6 +123,11 @@ def info(model: str) -> None:
         click.echo("  none")
     recipe = ", ".join(f"{k}={v}" for k, v in builder.recipe.items()) or "none (zoo defaults)"
     click.echo(f"\nrecommended recipe: {recipe}")
+    try:
+        searched = " ".join(f"{k}={v}" for k, v in tuning_space.default_space(builder).items())
+    except ZooUsageError as exc:  # a builder's own search_space that is not text
+        searched = f"(unusable: {exc})"
+    click.echo(f"search space (zoo tune): {searched}")
     model_obj = builder.build(input_shape=MNIST_SHAPE, num_classes=MNIST_CLASSES)
     click.echo(f"parameters for {MNIST_SHAPE} with {MNIST_CLASSES} classes: {model_obj.count_params():,}")
     model_presets(entry.name)

@@ -21,6 +21,9 @@ from .output import RUN_DIR_KEY, echo_export
 @click.argument("model")
 @run_options("source", "init", "recipe", "run")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE", help="A builder hyperparameter; repeatable.")
+@click.option("--recipe", "recipe_file", type=click.Path(), metavar="FILE",
+              help="A recipe file (zoo tune writes the best trial's): its settings and hyperparameters "
+                   "where no option gives them.")
 @click.option("--run-dir", type=click.Path(), help="Default: runs/MODEL-TIMESTAMP.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
 @click.option("--export", "export_base", type=click.Path(), help="Also export a SavedModel under this folder.")
@@ -40,7 +43,7 @@ from .output import RUN_DIR_KEY, echo_export
               help="Start this many processes on this machine (127.0.0.1, a free port), to try "
                    "the multi-process path without a cluster; their lines are prefixed [I].")
 @click.pass_context
-def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | None, resume: bool,
+def train(ctx: click.Context, model: str, hp: tuple[str, ...], recipe_file: str | None, run_dir: str | None, resume: bool,
           export_base: str | None, coordinator: str | None, num_processes: int | None,
           process_id: int | None, peer_timeout: float | None, local_processes: int | None,
           **options: Any) -> None:
@@ -51,7 +54,7 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], run_dir: str | No
         _local_processes(local_processes, coordinator, num_processes, process_id, options["backend"])
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
     request = plan.resolve(model, options=options, hparams=hp_pairs(hp), run_dir=run_dir, resume=resume,
-                           export_base=export_base, cluster=cluster)
+                           export_base=export_base, cluster=cluster, recipe=recipe_file)
     if request.writer:
         ctx.meta[RUN_DIR_KEY] = str(request.run_dir)
     from ..training import runner  # after the plan chose the backend: it imports Keras

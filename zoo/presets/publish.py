@@ -120,6 +120,8 @@ def _record(run: Run, name: str, license: str, dataset_terms: str | None, measur
         "metrics": metrics,
         "dataset": dataset,
         "recipe": recipe,
+        # The recipe file the run followed (without the machine's path): a tuned recipe's study.
+        "recipe_file": {k: v for k, v in (record.get("recipe_file") or {}).items() if k != "path"} or None,
         "environment": {"versions": record.get("versions"), "hardware": record.get("hardware"),
                         "input": record.get("input")},
         "license": license,

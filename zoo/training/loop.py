@@ -3,6 +3,7 @@ checked loss, compile and fit with the callbacks, and each split loaded for the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -48,6 +49,8 @@ def fit(
     *,
     restore: Backup | None = None,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    test: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` into a run directory whose lock the caller holds; return what it measured.
 
@@ -79,6 +82,7 @@ def fit(
         HistoryLogger(run, info.num_train),
         backup,
         EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
+        *callbacks,
     ]
     if frozen and isinstance(config.freeze, int):
         callbacks.insert(0, Unfreeze(frozen, config.freeze))
@@ -110,7 +114,7 @@ def fit(
     with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
-    return _measured(model, splits, run.history)
+    return _measured(model, splits, run.history, test)
 
 
 def _frozen(model: keras.Model, config: RunConfig, start: int) -> list[keras.layers.Layer]:
@@ -151,8 +155,9 @@ def _stopped(run: Run, exc: NonFinite) -> ZooError:
     return ZooError(f"{exc}; training stopped, {kept} (try a smaller `learning_rate`)")
 
 
-def _measured(model: keras.Model, splits: pipeline.Splits, history: list[dict]) -> dict[str, Any]:
-    """metrics.json's figures of a finished run: size, time, and the test split's loss and accuracy."""
+def _measured(model: keras.Model, splits: pipeline.Splits, history: list[dict], test: bool) -> dict[str, Any]:
+    """metrics.json's figures of a finished run: size, time, and (``test``) the test split's loss
+    and accuracy; a tuning trial's run is judged on validation alone and never touches test."""
     metrics = {
         "dataset": splits.info.name,
         "params": int(model.count_params()),
@@ -161,7 +166,7 @@ def _measured(model: keras.Model, splits: pipeline.Splits, history: list[dict]) 
         "train_seconds": round(sum(r.get("train_seconds", 0.0) for r in history), 3),
         "val_seconds": round(sum(r.get("val_seconds", 0.0) for r in history), 3),
     }
-    if splits.test is not None:
+    if test and splits.test is not None:
         loss, accuracy = evaluation.test_metrics(model, splits.test)
         metrics.update(test_loss=float(loss), test_accuracy=float(accuracy))
     return metrics

@@ -10,6 +10,7 @@ import hashlib
 import platform
 import shutil
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,13 +41,14 @@ class TrainResult:
     export: export_lib.ExportResult | None
 
 
-def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
+def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Execute a resolved plan (:mod:`zoo.plan`): train, evaluate on test, optionally export.
 
     The run directory is locked for the whole run. With a cluster, this process is one of several
     training together (JAX backend): process 0 alone writes the run directory and the export and
     decides where a resumed run continues; the others keep their copies of the same files in a
-    temporary folder, removed at exit.
+    temporary folder, removed at exit. ``callbacks`` run after the zoo's own, every epoch (a
+    tuning trial's pruner, which may raise to stop the run where it is).
     """
     config, cluster = plan.config, plan.cluster
     if cluster is not None:
@@ -92,7 +94,7 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto") -> TrainResult:
             if cluster is not None and splits.epochs.start > 0:  # every process restores process 0's backup
                 multihost.share_folder(run.file(BACKUP))
                 backup = Backup(run.file(BACKUP))
-            results = _fit_together(model, splits, config, run, backup, cluster, verbose)
+            results = _fit_together(model, splits, config, run, backup, cluster, verbose, callbacks, plan.test)
             # XLA as Keras resolved it for this model.
             _finish(run, config, {
                 **results, "hardware": placement.record(model.jit_compile), "input": splits.input.record()
@@ -109,10 +111,10 @@ def _scratch_run(cluster: multihost.Cluster) -> Run:
     return Run(Path(scratch) / "run")
 
 
-def _fit_together(model, splits, config, run, backup, cluster, verbose) -> dict[str, Any]:
+def _fit_together(model, splits, config, run, backup, cluster, verbose, callbacks, test) -> dict[str, Any]:
     """``fit``, with a lost peer explained; several processes agree on the weights at the end."""
     try:
-        results = fit(model, splits, config, run, restore=backup, verbose=verbose)
+        results = fit(model, splits, config, run, restore=backup, verbose=verbose, callbacks=callbacks, test=test)
     except Exception as exc:
         explained = multihost.explained(exc)
         if explained is None:
@@ -153,8 +155,6 @@ def _shared_start(cluster: multihost.Cluster | None, decide):
     return splits
 
 
-
-
 def _finish(run: Run, config: RunConfig, results: dict[str, Any]) -> None:
     """metrics.json, which marks the run complete, then the curves."""
     source = run.record["model"]
@@ -178,20 +178,6 @@ def _process_state(config: RunConfig):
         yield
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> None:
     import matplotlib
 
@@ -212,40 +198,6 @@ def plot_curves(history: list[dict[str, float]], path: Path, *, title: str) -> N
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo,
@@ -271,6 +223,8 @@ def _config_record(config: RunConfig, plan: TrainPlan, info: catalog.DatasetInfo
         "init": None if preset is None else {
             "preset": preset.name, "digest": preset.digest, "new_head": new_head, "freeze": config.freeze,
         },
+        # The recipe file that filled in the options (a study's best trial: its provenance).
+        "recipe_file": None if plan.recipe is None else plan.recipe.record(),
         "versions": versions(),
         "created": files.timestamp(),
     }

@@ -1,0 +1,292 @@
+"""zoo tune (#28): studies on Optuna. Bad spaces, budgets and storages are one line before anything
+trains; a study on zoo_tiny judges trials on validation only, measures the best alone on test and
+writes a recipe that re-trains to the same validation accuracy; the same command gives the same
+trials; a study of another model under the same name is refused; the pruner stops a trial between
+epochs. On the real MNIST, in processes of their own: a worker killed mid-trial and re-run ends
+with exactly the budget of finished trials, and two workers share one budget through a journal
+file and through a PostgreSQL server started here."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import zoo
+from zoo.cli import main
+
+optuna = pytest.importorskip("optuna")
+
+TINY = {"dataset": "zoo_tiny", "epochs": 2, "batch_size": 16, "precision": "float32"}
+SMALL_SPACE = {"units": "choice((8,8,8),(16,16,16))", "learning_rate": "log(1e-3,1e-2)", "dropout": "uniform(0.0,0.3)"}
+
+
+def zoo_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: "), line
+    return line
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--trials", "0"], "--trials must be 1 or more"),
+    (["--trials", "2", "--space", "widths=choice(1,2)"], "'widths' is neither a recipe field nor a hyperparameter of 'mlp'"),
+    (["--trials", "2", "--space", "learning_rate=between(1,2)"], "write log(a,b), uniform(a,b), int(a,b) or choice"),
+    (["--trials", "2", "--space", "learning_rate=log(0,1e-2)"], "a log range must be above 0"),
+    (["--trials", "2", "--space", "learning_rate=uniform(1e-2,1e-3)"], "give two ends, the lower first"),
+    (["--trials", "2", "--space", "batch_size=uniform(16,64)"], "batch_size is int, not a float"),
+    (["--trials", "2", "--space", "units=choice((8,x,8))"], "every value must be tuple[int, ...]"),
+    (["--trials", "2", "--space", "units=choice((8,8),(16,16))"], "rejects units=8,8: ValueError: mlp has three hidden layers"),
+    (["--trials", "2", "--space", "dropout=uniform(0.0,1.5)"], "dropout=1.5 is refused: model 'mlp' rejects dropout=1.5"),
+    (["--trials", "2", "--space", "label_smoothing=uniform(0.0,1.0)"], "label_smoothing=1.0 is refused"),
+    (["--trials", "2", "--space", "optimizer=choice(adam,lion)"], "optimizer=lion is refused"),
+    (["--trials", "2", "--space", "learning_rate=log(1e-4,1e-2)", "--learning-rate", "0.01"], "search it or fix it"),
+    (["--trials", "2", "--pruner", "always"], "Invalid value for '--pruner'"),
+    (["--trials", "2", "--shard", "3/2"], "--shard expects I/N"),
+    (["--trials", "2", "--storage", "postgresql://zoo@127.0.0.1:1/zoo"], "cannot use the storage 127.0.0.1:1/zoo"),
+])
+def test_bad_tuning_requests_are_one_line_and_write_nothing(args, says, tiny_data_dir, tmp_path):
+    out = tmp_path / "study"
+    result = zoo_cli("tune", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--out", out, *args)
+    line = result.stderr.strip().splitlines()[-1] if "Invalid value" in says else one_line_error(result)
+    assert result.exit_code != 0 and says in line, line
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def study(tiny_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune") / "mlp"
+    summary = zoo.tune("mlp", trials=4, out=out, space=SMALL_SPACE, data_dir=tiny_data_dir, verbose=False, **TINY)
+    return out, summary
+
+
+def test_a_study_judges_on_validation_and_measures_only_the_best_on_test(study):
+    out, summary = study
+    assert summary["counts"]["complete"] + summary["counts"]["pruned"] + summary["counts"]["failed"] == 4
+    best = summary["best"]
+    values = {r["trial"]: r["val_accuracy"] for r in summary["trials"] if r["state"] == "complete"}
+    assert best["val_accuracy"] == max(values.values())
+    trials = sorted((out / "trials").iterdir())
+    assert [t.name for t in trials] == ["0000", "0001", "0002", "0003"]
+    for run in trials:  # every trial a run directory with its provenance; test untouched but the best's
+        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+        assert "test_accuracy" not in metrics
+        assert (run / "eval-test.json").exists() == (run.name == f"{best['trial']:04d}")
+        assert json.loads((run / "config.json").read_text())["config"]["model"] == "mlp"
+    tested = json.loads((Path(best["run"]) / "eval-test.json").read_text())
+    assert best["test"]["accuracy"] == tested["accuracy"]
+    assert {Path(p).name for p in summary["plots"]} == {"optimization-history.png", "param-importances.png"}
+    table = (out / "trials.md").read_text()
+    assert [line.split(" | ")[0] for line in table.splitlines() if line[:3] in {f"| {i}" for i in range(10)}] == \
+        ["| 0", "| 1", "| 2", "| 3"]  # one row per trial
+
+
+def test_the_best_recipe_retrains_to_the_same_validation_accuracy(study, tiny_data_dir, tmp_path):
+    out, summary = study
+    recipe = json.loads(Path(summary["recipe"]).read_text())
+    assert recipe["model"] == "mlp" and recipe["tuning"]["best_trial"] == summary["best"]["trial"]
+    assert recipe["tuning"]["test"]["accuracy"] == summary["best"]["test"]["accuracy"]
+    run = zoo.train("mlp", recipe=summary["recipe"], data_dir=tiny_data_dir, dataset="zoo_tiny",
+                    precision="float32", run_dir=tmp_path / "again", verbose=0)
+    assert run.history[-1]["val_accuracy"] == summary["best"]["val_accuracy"]  # bit-identical on the CPU
+    assert run.record["recipe_file"]["tuning"]["study"] == "mlp-zoo_tiny"
+    tuned = Path(summary["best"]["run"]) / "history.csv"
+    assert (tmp_path / "again" / "history.csv").read_text().split("\n")[1].split(",")[:5] == \
+        tuned.read_text().split("\n")[1].split(",")[:5]
+
+
+def test_the_same_command_samples_the_same_trials_and_rerunning_continues(study, tiny_data_dir, tmp_path):
+    out, summary = study
+    again = zoo.tune("mlp", trials=2, out=tmp_path / "again", space=SMALL_SPACE, data_dir=tiny_data_dir,
+                     verbose=False, **TINY)
+    assert [r["params"] for r in again["trials"]] == [r["params"] for r in summary["trials"][:2]]
+    more = zoo.tune("mlp", trials=3, out=tmp_path / "again", space=SMALL_SPACE, data_dir=tiny_data_dir,
+                    verbose=False, **TINY)  # the same study, continued to a budget of 3
+    assert [r["trial"] for r in more["trials"]] == [0, 1, 2]
+    assert more["trials"][:2] == again["trials"]
+    assert more["trials"][2]["params"] not in [r["params"] for r in again["trials"]]  # sampled anew
+
+
+def test_a_study_of_another_model_or_space_under_the_same_name_is_refused(study, tiny_data_dir):
+    out, _ = study
+    result = zoo_cli("tune", "softmax", "--study", "mlp-zoo_tiny", "--out", out, "--trials", "1",
+                     "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "2")
+    assert "study 'mlp-zoo_tiny' already tunes mlp on zoo_tiny with another model" in one_line_error(result)
+    result = zoo_cli("tune", "mlp", "--out", out, "--trials", "5", "--dataset", "zoo_tiny", "--data-dir",
+                     tiny_data_dir, "--epochs", "3", "--batch-size", "16", "--precision", "float32",
+                     *[f"--space={k}={v}" for k, v in SMALL_SPACE.items()])
+    assert "with another fixed" in one_line_error(result)
+
+
+def test_the_pruner_stops_a_trial_between_epochs_and_never_after_the_last():
+    from zoo.tuning.run import Pruning
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.9))
+    trial = study.ask()
+    callback = Pruning(trial, epochs=3)
+    callback.on_epoch_end(0, {"val_accuracy": 0.95})  # above the threshold: goes on
+    with pytest.raises(optuna.TrialPruned, match="after epoch 2"):
+        callback.on_epoch_end(1, {"val_accuracy": 0.5})
+    last = Pruning(study.ask(), epochs=3)
+    last.on_epoch_end(2, {"val_accuracy": 0.5})  # the last epoch: nothing left to save
+    assert last.trial.storage.get_trial(last.trial._trial_id).intermediate_values == {3: 0.5}
+
+
+def test_the_default_space_follows_the_builders_recipe_and_types():
+    import registry
+    from zoo.tuning import space
+
+    texts = space.default_space(registry.get("cnn"))
+    assert texts["learning_rate"].startswith("log(") and texts["optimizer"] == "choice(adam,adamw,sgd,rmsprop)"
+    builder = registry.get("mlp")
+    assert space.default_space(builder)["units"] == "choice((256,256,256),(512,512,512),(1024,1024,1024))"
+    dims = {d.key: d for d in space.resolve(builder, {"units": "choice((8,8,8))"})}
+    assert dims["units"].values == ((8, 8, 8),) and dims["dropout"].values == (0.0, 0.5)
+
+
+# --- the real MNIST, workers in processes of their own -------------------------------------------
+
+FAST = ["--epochs", "1", "--batch-size", "256", "--space", "units=choice((32,32,32),(64,64,64))",
+        "--space", "dropout=uniform(0.0,0.3)", "--space", "learning_rate=log(1e-3,1e-2)", "--precision", "float32"]
+
+
+def tune_argv(out: Path, data_dir: str, *more: str) -> list[str]:
+    return [sys.executable, "-m", "zoo", "tune", "mlp", "--trials", "6", "--out", str(out), "--data-dir", data_dir,
+            *FAST, *more]
+
+
+def trials_of(out: Path, storage: str | None = None) -> list:
+    store = storage or optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name="mlp-mnist", storage=store).get_trials(deepcopy=False)
+
+
+def finished(trials) -> list:
+    return [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def two_workers(out: Path, data_dir: str, *storage: str) -> list[subprocess.CompletedProcess]:
+    procs = [subprocess.Popen(tune_argv(out, data_dir, "--shard", f"{i}/2", *storage), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env()) for i in (1, 2)]
+    try:
+        return [subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def check_shared_budget(results, trials) -> None:
+    for result in results:
+        assert result.returncode == 0, result.stderr[-2000:]
+    done = finished(trials)
+    assert len(done) == 6  # between them, not 6 each and not one more
+    pids = {r.args[r.args.index("--shard") + 1]: None for r in results}
+    workers = {t.user_attrs["worker"]["pid"] for t in done}
+    assert len(workers) >= len(pids), "every worker ran trials"
+    assert len({t.user_attrs["run"] for t in done}) == 6
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == len(done), "no settings run twice"
+    assert sum("best: trial" in r.stdout for r in results) >= 1
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_then_two_workers_finish_exactly_the_budget(mnist_data_dir, tmp_path):
+    """Killed after two finished trials, the study is re-run by two workers on its journal file:
+    the lost trial is failed and retried with its settings, and they end with exactly 6."""
+    out = tmp_path / "study"
+    worker = subprocess.Popen(tune_argv(out, mnist_data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # two finished, the third running
+            trials = trials_of(out) if (out / "study.journal").exists() else []
+            if len(finished(trials)) >= 2 and any(t.state.name == "RUNNING" for t in trials):
+                break
+            assert worker.poll() is None, worker.communicate()[1].decode()[-2000:]
+            time.sleep(0.2)
+        else:
+            pytest.fail("the worker never finished two trials")
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait()
+    killed = next(t.number for t in trials_of(out) if t.state.name == "RUNNING")
+    results = two_workers(out, mnist_data_dir)
+    check_shared_budget(results, trials_of(out))
+    assert sum(f"trial {killed}: its worker is gone; marked failed and queued again" in r.stdout for r in results) == 1
+    trials = trials_of(out)
+    lost = next(t for t in trials if t.number == killed)
+    assert lost.state.name == "FAIL"
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retried) == 1 and retried[0].params == lost.params and retried[0].state.name == "COMPLETE"
+    assert (out / "best-recipe.json").is_file()
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[::-1]), None)
+    return Path(found).resolve().parent if found else None  # the real folder: pg_isready, createdb beside it
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server on 127.0.0.1, a free port, stopped (by its process id) at the end."""
+    pytest.importorskip("psycopg")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb); README's test command installs them")
+    folder = Path(tempfile.mkdtemp(prefix="zoo-pg-"))
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "zoo", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120)
+    server = subprocess.Popen([*as_user, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline and server.poll() is None, "PostgreSQL did not start"
+            time.sleep(0.3)
+        subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "zoo", "tune"],
+                       check=True, capture_output=True, timeout=60)
+        yield f"postgresql://zoo@127.0.0.1:{port}/tune"
+    finally:
+        pid_file = data / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else server.pid
+        os.kill(pid, signal.SIGTERM)  # smart shutdown of the postmaster, which stops its children
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_budget_through_postgresql(postgres, mnist_data_dir, tmp_path):
+    out = tmp_path / "study"
+    results = two_workers(out, mnist_data_dir, "--storage", postgres)
+    check_shared_budget(results, trials_of(out, postgres))
+    assert not (out / "study.journal").exists()

@@ -1,0 +1,77 @@
+"""``zoo tune``: a study on Optuna, resolved once (zoo.tuning.request), run as one of its workers
+(zoo.tuning.run), and reported (zoo.tuning.report)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import ZooUsageError
+from .options import run_options
+
+
+def _space_pairs(items: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ZooUsageError(f"--space expects KEY=RANGE such as learning_rate=log(1e-4,1e-2), received {item!r}")
+        if key.strip() in pairs:
+            raise ZooUsageError(f"--space {key.strip()} is given twice")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+@click.command()
+@click.argument("model")
+@click.option("--trials", type=int, required=True,
+              help="The study's budget of finished trials (complete, pruned or failed on their own), "
+                   "shared by every worker of the study.")
+@click.option("--out", type=click.Path(), default="tune", show_default=True,
+              help="Folder of the trials' run directories, the journal, the table, the plots and best-recipe.json.")
+@click.option("--space", "space", multiple=True, metavar="KEY=RANGE",
+              help="Search a recipe field or hyperparameter over log(a,b), uniform(a,b), int(a,b) or "
+                   "choice(a,b,...) (tuples as (8,16)); repeatable, over the model's default space "
+                   "(zoo info MODEL shows it).")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default="median", show_default=True,
+              help="Stops trials whose validation accuracy falls behind, epoch by epoch.")
+@click.option("--storage", metavar="URL",
+              help="Optuna storage: a database URL (postgresql://..., sqlite:///...) or a journal file "
+                   "shared by the workers. [default: the journal file OUT/study.journal]")
+@click.option("--study", "study_name", metavar="NAME", help="[default: MODEL-DATASET]")
+@click.option("--shard", metavar="I/N",
+              help="This process is worker I of N (a task of an array job): every worker runs trials "
+                   "of the same study until its budget is met.")
+@run_options("source", "recipe", "run", "data", "hardware", "input")
+def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str, storage: str | None,
+         study_name: str | None, shard: str | None, **options: Any) -> None:
+    """Tune MODEL on Optuna: trials judged on validation accuracy, the best measured on test.
+
+    Each trial is a run directory under OUT/trials. Re-running the command continues the study;
+    several workers (--shard, or the same --storage from several machines) share its budget. The
+    best trial's settings are written to OUT/best-recipe.json for zoo train --recipe.
+    """
+    from ..tuning.request import resolve
+
+    request = resolve(model, trials=trials, out=out, options=options, space=_space_pairs(space),
+                      storage=storage, study=study_name, pruner=pruner, shard=shard)
+    from ..tuning import report, run
+
+    click.echo(f"study {request.study} ({request.where}): {request.builder.name} on {request.dataset}, "
+               f"{request.trials} trials of {request.epochs} epoch(s); searching "
+               + ", ".join(f"{d.key}={d.text}" for d in request.space))
+    summary = report.finish(request, run.work(request, click.echo))
+    click.echo(report.markdown(request, summary.rows).split("\n", 4)[4].rstrip())
+    if summary.running:
+        click.echo(f"{summary.running} trials still running in other workers; the last to finish measures "
+                   "the best trial on test")
+        return
+    best, counts = summary.best, summary.counts
+    click.echo(f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed")
+    click.echo(f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}; "
+               f"{best['test']['split']} accuracy {best['test']['accuracy']:.4f} (the only trial measured on test)")
+    click.echo(f"recipe: {summary.recipe} (zoo train {request.builder.name} --recipe {summary.recipe})")
+    for path in summary.plots:
+        click.echo(f"plot: {path}")
+    click.echo(f"run directory: {best['run']}")

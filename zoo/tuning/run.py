@@ -1,0 +1,91 @@
+"""Executing a resolved tuning request: this process is one worker of the study. It runs trials
+until the study's budget is met (by it and any other workers), each a zoo run directory trained
+on the train split and judged on validation alone, reported to Optuna every epoch so its pruner
+can stop a poor one. The test split is never touched here (:mod:`zoo.tuning.report` measures
+the best trial on it once the study is done)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import keras
+import optuna
+from optuna.trial import TrialState
+
+import registry
+
+from .. import plan
+from ..errors import ZooError
+from ..training import runner
+from . import space as space_lib
+from . import study as study_lib
+from .request import TuneRequest
+
+TRIALS = "trials"  # the folder of the trials' run directories, in --out
+
+
+class Pruning(keras.callbacks.Callback):
+    """Reports each epoch's validation accuracy to the trial; stops the run where its pruner says."""
+
+    def __init__(self, trial: optuna.Trial, epochs: int) -> None:
+        super().__init__()
+        self.trial, self.epochs = trial, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is None:
+            return
+        self.trial.report(float(value), epoch + 1)  # steps count epochs from 1, as history.csv does
+        if epoch + 1 < self.epochs and self.trial.should_prune():  # stopping after the last saves nothing
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (validation accuracy {value:.4f})")
+
+
+def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:
+    """Run trials until the study has its budget of finished trials; return the study."""
+    store = study_lib.storage(request.storage, request.out)
+    study = study_lib.open_study(request.study, store, request.identity(), seed=request.seed, worker=request.worker_index,
+                                 pruner=request.pruner, epochs=request.epochs)
+    while True:
+        for number in study_lib.fail_lost(study):
+            say(f"trial {number}: its worker is gone; marked failed and queued again")
+        if len(study_lib.finished(study)) >= request.trials:
+            return study
+        trial = study.ask()
+        if study_lib.past_budget(study, trial.number, request.trials):  # others run the rest
+            trial.set_user_attr(study_lib.SURPLUS, True)
+            study.tell(trial, state=TrialState.FAIL)
+            return study
+        _run_trial(request, study, trial, say)
+
+
+def _run_trial(request: TuneRequest, study: optuna.Study, trial: optuna.Trial, say: Callable[[str], None]) -> None:
+    values = {dim.key: dim.suggest(trial) for dim in request.space}
+    options, hparams = space_lib.split(values, request.builder)
+    run_dir = request.out / TRIALS / f"{trial.number:04d}"
+    trial.set_user_attr("run", str(run_dir.relative_to(request.out)))
+    shown = " ".join(f"{k}={registry.show_value(v)}" for k, v in values.items())
+    start = time.monotonic()
+    with study_lib.Heartbeat(study, trial):
+        try:
+            planned = plan.resolve(request.model, options={**request.options, **options}, hparams=hparams,
+                                   run_dir=run_dir, test=False)
+            result = runner.train(planned, verbose=0, callbacks=[Pruning(trial, request.epochs)])
+        except optuna.TrialPruned as exc:
+            study.tell(trial, state=TrialState.PRUNED)
+            say(f"trial {trial.number}: {exc} [{time.monotonic() - start:.0f} s] {shown}")
+            return
+        except ZooError as exc:  # the trial's own failure (a diverged loss): it used its budget
+            trial.set_user_attr(study_lib.ERROR, str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            say(f"trial {trial.number}: failed: {exc} {shown}")
+            return
+        except BaseException:  # interrupted or broken: not the trial's fault; run it again later
+            study.tell(trial, state=TrialState.FAIL)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=study_lib.MAX_RETRY)(study, study._storage.get_trial(trial._trial_id))
+            raise
+        finally:
+            keras.backend.clear_session()  # the next trial builds its model afresh
+    value = result.run.history[-1]["val_accuracy"]
+    study.tell(trial, value)
+    say(f"trial {trial.number}: validation accuracy {value:.4f} [{time.monotonic() - start:.0f} s] {shown}")
