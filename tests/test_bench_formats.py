@@ -13,8 +13,8 @@ import warm
 from click.testing import CliRunner
 
 import zoo
-from zoo.benchmark import reports
 from zoo.benchmark import records as bench_records
+from zoo.benchmark import reports
 from zoo.cli import main
 
 TINY_CNN = ("cnn", "--hp", "filters=4,8", "--hp", "dense_units=16", "--dataset", "zoo_tiny", "--epochs", "3",

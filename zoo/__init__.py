@@ -59,7 +59,8 @@ def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_cla
     import registry
 
     if weights is not None:
-        from .presets import catalog, weights as preset_weights
+        from .presets import catalog
+        from .presets import weights as preset_weights
 
         preset = catalog.find(weights)
         if registry.resolve(name).name != preset.model:

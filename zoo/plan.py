@@ -28,7 +28,7 @@ from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
 from .errors import ZooUsageError
-from .export.request import ExportRequest
+from .export.request import SAVED_MODEL_ONLY, ExportRequest
 from .presets import catalog as presets
 from .presets.store import Preset
 from .runs import CONFIG, Run, named_run
@@ -50,7 +50,7 @@ class TrainPlan:
     builder: registry.Builder
     hparams: Mapping[str, Any]  # typed, as the builder receives them
     init: Preset | None = None  # fine-tuning: the preset to start from, found and verified
-    export_request: ExportRequest = ExportRequest()  # the formats written under export_base
+    export_request: ExportRequest = SAVED_MODEL_ONLY  # the formats written under export_base
 
     @property
     def writer(self) -> bool:
@@ -105,7 +105,7 @@ def resolve_config(
     *,
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
-    export_request: ExportRequest = ExportRequest(),
+    export_request: ExportRequest = SAVED_MODEL_ONLY,
 ) -> TrainPlan:
     """Resolve a job that is already a RunConfig (a bench job, a Ray task): checked the same way;
     ``export_request`` is resolved already (:func:`zoo.export.request.resolve`)."""

@@ -30,7 +30,7 @@ import registry
 from .. import files
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
-from ..export.request import ExportRequest
+from ..export.request import SAVED_MODEL_ONLY, ExportRequest
 from ..presets import catalog
 from ..presets.store import Preset
 from ..runs import Run, named_run
@@ -45,7 +45,7 @@ class Job:
     key: str | None = None  # its identity (job_key); None for --from-runs
     variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
     preset: str = ""  # --from-presets: the preset's name (its folder is run_dir); measured, never trained
-    export: ExportRequest = ExportRequest()  # the formats to export and measure, resolved
+    export: ExportRequest = SAVED_MODEL_ONLY  # the formats to export and measure, resolved
 
     @property
     def label(self) -> str:
@@ -70,14 +70,14 @@ def export_dict(request: ExportRequest) -> dict[str, Any]:
 
 def export_request(d: Mapping[str, Any] | None) -> ExportRequest:
     """:func:`export_dict`'s data back as the (already resolved) ExportRequest."""
-    return ExportRequest(**{**d, "formats": tuple(d["formats"])}) if d else ExportRequest()
+    return ExportRequest(**{**d, "formats": tuple(d["formats"])}) if d else SAVED_MODEL_ONLY
 
 
 def with_export(key: str, request: ExportRequest) -> str:
     """A job's key for what it trains (``key``) and the formats it measures: ``key`` itself for
     the SavedModel alone, so the keys of jobs that ask for nothing more stay those of older zoos;
     another key for more formats, so --out measures the same run again for them."""
-    return key if request == ExportRequest() else _hash([key, export_dict(request)])[:16]
+    return key if request == SAVED_MODEL_ONLY else _hash([key, export_dict(request)])[:16]
 
 
 def select_models(patterns: list[str]) -> list[str]:
@@ -107,7 +107,7 @@ def sweep_jobs(
     out: str | os.PathLike,
     hparams: Mapping[str, Any],
     options: Mapping[str, Any],
-    export: ExportRequest = ExportRequest(),
+    export: ExportRequest = SAVED_MODEL_ONLY,
 ) -> list[Job]:
     """One job per model and seed, each a validated RunConfig, numbered from 1.
 
@@ -140,7 +140,7 @@ def settings_text(changed: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={registry.show_value(v)}" for k, v in changed.items())
 
 
-def plan_from_runs(run_dirs: list[str], export: ExportRequest = ExportRequest()) -> list[Job]:
+def plan_from_runs(run_dirs: list[str], export: ExportRequest = SAVED_MODEL_ONLY) -> list[Job]:
     jobs = []
     for path in run_dirs:
         run = Run.open(named_run(path))
@@ -171,7 +171,7 @@ def select_presets(names: Sequence[str]) -> list[Preset]:
 
 
 def plan_from_presets(names: Sequence[str], options: Mapping[str, Any],
-                      export: ExportRequest = ExportRequest()) -> list[Job]:
+                      export: ExportRequest = SAVED_MODEL_ONLY) -> list[Job]:
     """A job per preset: measure it as it is (no training) on the test split of its own dataset,
     or of ``options["dataset"]`` when given (the classes must be the preset's: checked where the
     dataset is read, :func:`zoo.benchmark.child.check_presets`). ``options``: dataset, data_dir,

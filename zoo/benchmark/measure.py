@@ -23,7 +23,7 @@ from ..data import catalog, pipeline
 from ..data.images import to_model_input
 from ..errors import ZooError
 from ..export import serving
-from ..export.request import FILES, ExportRequest
+from ..export.request import FILES, SAVED_MODEL_ONLY, ExportRequest
 from ..presets import use
 from ..presets.store import Preset
 from ..runs import Run
@@ -48,7 +48,7 @@ def peak_rss_mb() -> float | None:
     return None
 
 
-def measure(run_dir: Path, export_dir: Path, request: ExportRequest = ExportRequest(),
+def measure(run_dir: Path, export_dir: Path, request: ExportRequest = SAVED_MODEL_ONLY,
             threads: int | None = None) -> dict[str, Any]:
     """One benchmark record for a finished run and its export (the formats ``request`` asked for;
     ``threads`` for each format's runtime, default every core)."""
@@ -127,7 +127,7 @@ def _formats(export_dir: Path, request: ExportRequest, images: np.ndarray, datas
     return serving.measure_export(export_dir, request.formats, images, test, threads=threads, quantize=request.quantize)
 
 
-def measure_preset(preset: Preset, config: RunConfig, export_dir: Path, request: ExportRequest = ExportRequest(),
+def measure_preset(preset: Preset, config: RunConfig, export_dir: Path, request: ExportRequest = SAVED_MODEL_ONLY,
                    threads: int | None = None) -> dict[str, Any]:
     """One benchmark record for a preset and its exported SavedModel: the measurements of
     :func:`measure` on the test split of ``config.dataset``, without training figures (None), and
