@@ -46,7 +46,7 @@ def zoo_export(base: Path, env: dict[str, str], *options: str) -> Path:
     print(f"`zoo export cnn.mnist BASE {' '.join(options)}`:")
     for line in proc.stdout.splitlines():
         if line.startswith(("onnx: ", "litert: ")):
-            print(f"    {line}")
+            print(f"    {line.replace(str(base), 'BASE')}")
     print()
     return max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
