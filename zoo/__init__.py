@@ -60,7 +60,8 @@ def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_cla
     import registry
 
     if weights is not None:
-        from .presets import catalog, weights as preset_weights
+        from .presets import catalog
+        from .presets import weights as preset_weights
 
         preset = catalog.find(weights)
         if registry.resolve(name).name != preset.model:
@@ -197,6 +198,9 @@ def bench(
     cpus_per_job: int | None = None,
     gpus_per_job: float | None = None,
     from_presets: Iterable[str | os.PathLike] = (),
+    formats: str | Iterable[str] | None = None,
+    quantize: str | None = None,
+    max_accuracy_drop: float | None = None,
     **recipe: Any,
 ) -> list[dict[str, Any]]:
     """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
@@ -209,6 +213,9 @@ def bench(
     ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
     ``dataset`` defaults to mnist.
 
+    ``formats`` (default the SavedModel alone), ``quantize`` and ``max_accuracy_drop`` are
+    :meth:`Run.export`'s; a record's ``formats`` holds each other format measured in its runtime.
+
     ``from_presets`` (names, ``dist:name``, folders or patterns, as ``zoo bench --from-presets``)
     measures those presets as they are instead of training: on the test split of their own
     dataset, or of ``dataset`` when given (with the preset's classes). Each record's ``preset``
@@ -220,46 +227,63 @@ def bench(
 
     from .compute.backend import default as default_backend
     from .compute.backend import import_tensorflow
+    from .export.request import resolve
 
     presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
     patterns = [models] if isinstance(models, str) else list(models)
-    if presets and (patterns or hparams or any(v is not None for v in recipe.values())):
-        raise ZooUsageError("from_presets measures presets as they are; give no models, hparams or training options with it")
-    if presets and (shard is not None or ray is not None):
-        raise ZooUsageError("from_presets measures presets here; shard and ray are for training sweeps")
+    _bench_alone(presets, bool(patterns or hparams or any(v is not None for v in recipe.values())), shard, ray)
+    backend = recipe.get("backend") or default_backend()
+    formats = formats if formats is None or isinstance(formats, str) else list(formats)
+    request = resolve(formats, quantize, max_accuracy_drop, backend)  # before anything loads or trains
     import_tensorflow()  # quietly, before the plan and the dataset's name load it
-    from .benchmark import jobs, records, sweep
-    from .benchmark.child import check_presets
-    from .data.catalog import dataset_name
+    out, manual_dir = Path(out).resolve(), manual_dir or os.environ.get("ZOO_MANUAL_DIR")
+    where = {"dataset": dataset, "data_dir": data_dir, "manual_dir": manual_dir}
+    planned = (_preset_jobs(presets, where, request) if presets else
+               _sweep_jobs(patterns, seeds, out, hparams, {"backend": backend, **where, **recipe}, request))
+    return _run_jobs(planned, out, shard, ray=ray, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
 
-    if presets:
-        manual_dir = manual_dir or os.environ.get("ZOO_MANUAL_DIR")
-        planned = jobs.plan_from_presets(presets, {
-            "dataset": dataset_name(dataset) if dataset is not None else None,
-            "data_dir": data_dir, "manual_dir": manual_dir})
-        check_presets(planned)
-        out = Path(out).resolve()
-        selection = records.select(planned, out)
-        with sweep.executing(selection.todo, out, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job) as results:
-            done = [record for _, record in sweep.execute(out, results, selection)]
-        sweep.raise_failures(done)
-        return done
-    options = {
-        "backend": default_backend(),  # each job trains in a process of its own, on this backend
-        "dataset": dataset_name(dataset or "mnist"),
-        "data_dir": data_dir,
-        "manual_dir": manual_dir or os.environ.get("ZOO_MANUAL_DIR"),
-        **{k: v for k, v in recipe.items() if v is not None},
-    }
+
+def _run_jobs(planned: list, out, shard: str | None, **executor: Any) -> list[dict[str, Any]]:
+    """Run :func:`bench`'s jobs that ``out`` does not record yet (of shard ``shard``); their records."""
+    from .benchmark import jobs, records, sweep
+
     part = jobs.parse_shard(shard) if shard is not None else None
-    out = Path(out).resolve()
-    planned = jobs.sweep_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options)
     selection = records.select(planned, out, part)
-    with sweep.executing(selection.todo, out, shard=part, ray=ray, cpus_per_job=cpus_per_job,
-                         gpus_per_job=gpus_per_job) as results:
+    with sweep.executing(selection.todo, out, shard=part, **executor) as results:
         done = [record for _, record in sweep.execute(out, results, selection)]
     sweep.raise_failures(done)
     return done
+
+
+def _bench_alone(presets: list[str], trains: bool, shard: str | None, ray: str | None) -> None:
+    """Refuse :func:`bench`'s ``from_presets`` with what would train, or run elsewhere."""
+    if presets and trains:
+        raise ZooUsageError("from_presets measures presets as they are; give no models, hparams or training options with it")
+    if presets and (shard is not None or ray is not None):
+        raise ZooUsageError("from_presets measures presets here; shard and ray are for training sweeps")
+
+
+def _preset_jobs(presets: list[str], where: Mapping[str, Any], request) -> list:
+    """:func:`bench`'s jobs for ``from_presets``, each preset checked against its dataset."""
+    from .benchmark import jobs
+    from .benchmark.child import check_presets
+    from .data.catalog import dataset_name
+
+    dataset = where["dataset"]
+    planned = jobs.plan_from_presets(presets, {**where, "dataset": dataset_name(dataset) if dataset else None}, request)
+    check_presets(planned)
+    return planned
+
+
+def _sweep_jobs(patterns: list[str], seeds: Iterable[int], out, hparams, options: Mapping[str, Any], request) -> list:
+    """:func:`bench`'s training jobs: ``options`` are RunConfig fields (None: the recipe's)."""
+    from .benchmark import jobs
+    from .data.catalog import dataset_name
+
+    options = {**{k: v for k, v in options.items() if v is not None}, "data_dir": options["data_dir"],
+               "manual_dir": options["manual_dir"], "dataset": dataset_name(options["dataset"] or "mnist")}
+    return jobs.sweep_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options,
+                           export=request)
 
 
 def tune(

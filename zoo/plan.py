@@ -28,6 +28,7 @@ from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
 from .errors import ZooUsageError
+from .export.request import SAVED_MODEL_ONLY, ExportRequest
 from .presets import catalog as presets
 from .presets.store import Preset
 from .recipes import Recipe
@@ -52,6 +53,7 @@ class TrainPlan:
     init: Preset | None = None  # fine-tuning: the preset to start from, found and verified
     test: bool = True  # measure the test split at the end (a tuning trial never does)
     recipe: Recipe | None = None  # the recipe file whose values filled in the options
+    export_request: ExportRequest = SAVED_MODEL_ONLY  # the formats written under export_base
 
     @property
     def writer(self) -> bool:
@@ -113,15 +115,18 @@ def resolve_config(
     *,
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
+    export_request: ExportRequest = SAVED_MODEL_ONLY,
 ) -> TrainPlan:
-    """Resolve a job that is already a RunConfig (a bench job, a Ray task): checked the same way."""
+    """Resolve a job that is already a RunConfig (a bench job, a Ray task): checked the same way;
+    ``export_request`` is resolved already (:func:`zoo.export.request.resolve`)."""
     backend = _backend(config.backend, None, None)
     directories = _directories(run_dir, resume, export_base, config.cache_dir, None)
     entry = registry.resolve(config.model)
     preset = _preset(config.init, entry, config.model, directories[0] if resume else None)
     builder = _load(entry, config.model)
     config = dataclasses.replace(config, backend=backend)
-    return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams), preset)
+    return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams), preset,
+                     export_request=export_request)
 
 
 def default_run_dir(model: str) -> str:

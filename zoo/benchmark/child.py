@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import registry
 
-from .. import files, formats, plan
+from .. import evaluation, files, formats, plan
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError, ZooUsageError
@@ -31,7 +31,7 @@ from ..presets import use
 from ..presets.store import Preset
 from ..runs import CONFIG, Run
 from ..training import runner
-from .jobs import Job
+from .jobs import Job, export_dict, export_request
 from .measure import environment, measure, measure_preset, peak_path, peak_rss_mb
 
 
@@ -103,20 +103,21 @@ def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -
     if job.preset:  # measured as it is, in this process; the preset's folder is never written
         preset = Preset(job.run_dir, name=job.preset)
         export_base = out / "exports" / f"preset-{files.safe_name(preset.name)}-{preset.digest[7:15]}"
-        export_dir = use.export(preset, export_base).path
-        record = measure_preset(preset, job.config, export_dir)
+        export_dir = use.export(preset, export_base, job.export).path
+        record = measure_preset(preset, job.config, export_dir, job.export, threads)
         where["measure_tf_threads"] = tf_threads()
         record.update(status="ok", job=job.key, peak_rss_mb=None, where=where)
         return record
     run, child = Run(job.run_dir), {}
     resume = (run.path / CONFIG).is_file()  # a killed job's run: continued, not restarted
     if job.from_run or run.complete:  # measured as it is
-        Run.open(job.run_dir).export(export_base)
+        evaluation.export(Run.open(job.run_dir), export_base, job.export)
     elif registry.resolve(job.config.model).local:
-        runner.train(plan.resolve_config(job.config, job.run_dir, resume=resume, export_base=export_base), verbose=0)
+        runner.train(plan.resolve_config(job.config, job.run_dir, resume=resume, export_base=export_base,
+                                         export_request=job.export), verbose=0)
     else:
         child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
-    record = measure(job.run_dir, export_base / str(latest_version(export_base)))
+    record = measure(job.run_dir, export_base / str(latest_version(export_base)), job.export, threads)
     where["tf_threads"] = child.get("tf_threads")  # as the training process's TensorFlow reports them
     where["measure_tf_threads"] = tf_threads()  # this process's, which measured the export
     record.update(status="ok", job=job.key, peak_rss_mb=child.get("peak_rss_mb"), where=where)
@@ -131,7 +132,7 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     job_path = out / "jobs" / f"{job.run_dir.name}.json"
     formats.write(formats.BENCH_JOB, job_path, {
         "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base),
-        "resume": resume, "threads": threads, "parent": os.getpid(),
+        "resume": resume, "threads": threads, "parent": os.getpid(), "export": export_dict(job.export),
     })
     log_path = _log_path(out, job)
     cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
@@ -194,7 +195,7 @@ def run_job_file(path: str) -> int:
     try:
         config = RunConfig(**job["config"])
         request = plan.resolve_config(config, job["run_dir"], resume=job.get("resume", False),
-                                      export_base=job["export_base"])
+                                      export_base=job["export_base"], export_request=export_request(job.get("export")))
         runner.train(request, verbose=2)
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)

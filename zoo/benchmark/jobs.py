@@ -30,6 +30,7 @@ import registry
 from .. import files
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
+from ..export.request import SAVED_MODEL_ONLY, ExportRequest
 from ..presets import catalog
 from ..presets.store import Preset
 from ..runs import Run, named_run
@@ -44,6 +45,7 @@ class Job:
     key: str | None = None  # its identity (job_key); None for --from-runs
     variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
     preset: str = ""  # --from-presets: the preset's name (its folder is run_dir); measured, never trained
+    export: ExportRequest = SAVED_MODEL_ONLY  # the formats to export and measure, resolved
 
     @property
     def label(self) -> str:
@@ -52,11 +54,30 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, to hand to another process (a Ray worker)."""
         return {"config": self.config.to_dict(), "run_dir": str(self.run_dir), "from_run": self.from_run,
-                "index": self.index, "key": self.key, "variant": self.variant, "preset": self.preset}
+                "index": self.index, "key": self.key, "variant": self.variant, "preset": self.preset,
+                "export": export_dict(self.export)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
-        return cls(**{**d, "config": RunConfig(**d["config"]), "run_dir": Path(d["run_dir"])})
+        return cls(**{**d, "config": RunConfig(**d["config"]), "run_dir": Path(d["run_dir"]),
+                      "export": export_request(d.get("export"))})
+
+
+def export_dict(request: ExportRequest) -> dict[str, Any]:
+    """An ExportRequest as plain data (a job file, a Ray task)."""
+    return {**dataclasses.asdict(request), "formats": list(request.formats)}
+
+
+def export_request(d: Mapping[str, Any] | None) -> ExportRequest:
+    """:func:`export_dict`'s data back as the (already resolved) ExportRequest."""
+    return ExportRequest(**{**d, "formats": tuple(d["formats"])}) if d else SAVED_MODEL_ONLY
+
+
+def with_export(key: str, request: ExportRequest) -> str:
+    """A job's key for what it trains (``key``) and the formats it measures: ``key`` itself for
+    the SavedModel alone, so the keys of jobs that ask for nothing more stay those of older zoos;
+    another key for more formats, so --out measures the same run again for them."""
+    return key if request == SAVED_MODEL_ONLY else _hash([key, export_dict(request)])[:16]
 
 
 def select_models(patterns: list[str]) -> list[str]:
@@ -86,12 +107,14 @@ def sweep_jobs(
     out: str | os.PathLike,
     hparams: Mapping[str, Any],
     options: Mapping[str, Any],
+    export: ExportRequest = SAVED_MODEL_ONLY,
 ) -> list[Job]:
     """One job per model and seed, each a validated RunConfig, numbered from 1.
 
     ``hparams`` apply to every model, typed by each model's own signature (``--hp`` text or
     Python values); ``options`` are RunConfig fields. What one model does not accept fails here,
-    before hours of training. The same arguments give the same plan on every machine.
+    before hours of training. The same arguments give the same plan on every machine. ``export``:
+    the formats each job exports and measures (a run trained once serves every request).
     """
     out = Path(out).resolve()
     if options.get("cache_dir"):  # every job would fail on it, after --out was written
@@ -107,7 +130,8 @@ def sweep_jobs(
             changed = {**config.hparams, **{k: as_dict[k] for k, default in DEFAULTS.items()
                                             if as_dict[k] != builder.recipe.get(k, default)}}
             run_dir = out / "runs" / f"{files.safe_name(name)}-seed{seed}-{key[:8]}"
-            jobs.append(Job(config, run_dir, index=len(jobs) + 1, key=key, variant=settings_text(changed)))
+            jobs.append(Job(config, run_dir, index=len(jobs) + 1, key=with_export(key, export),
+                            variant=settings_text(changed), export=export))
     return jobs
 
 
@@ -116,13 +140,13 @@ def settings_text(changed: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={registry.show_value(v)}" for k, v in changed.items())
 
 
-def plan_from_runs(run_dirs: list[str]) -> list[Job]:
+def plan_from_runs(run_dirs: list[str], export: ExportRequest = SAVED_MODEL_ONLY) -> list[Job]:
     jobs = []
     for path in run_dirs:
         run = Run.open(named_run(path))
         if not run.complete:
             raise ZooUsageError(f"{run.path} is not a finished run (no metrics.json)")
-        jobs.append(Job(run.config, run.path, from_run=True))
+        jobs.append(Job(run.config, run.path, from_run=True, export=export))
     return jobs
 
 
@@ -146,12 +170,13 @@ def select_presets(names: Sequence[str]) -> list[Preset]:
     return list(found.values())
 
 
-def plan_from_presets(names: Sequence[str], options: Mapping[str, Any]) -> list[Job]:
+def plan_from_presets(names: Sequence[str], options: Mapping[str, Any],
+                      export: ExportRequest = SAVED_MODEL_ONLY) -> list[Job]:
     """A job per preset: measure it as it is (no training) on the test split of its own dataset,
     or of ``options["dataset"]`` when given (the classes must be the preset's: checked where the
     dataset is read, :func:`zoo.benchmark.child.check_presets`). ``options``: dataset, data_dir,
-    manual_dir. A job's key is the preset's digest and the dataset it is measured on, so the
-    same command again measures only what ``--out`` does not record yet."""
+    manual_dir. A job's key is the preset's digest, the dataset it is measured on and the formats
+    (``export``), so the same command again measures only what ``--out`` does not record yet."""
     jobs = []
     for preset in select_presets(names):
         recipe = preset.record.get("recipe") or {}
@@ -164,8 +189,8 @@ def plan_from_presets(names: Sequence[str], options: Mapping[str, Any]) -> list[
         config = RunConfig(**fields)
         identity = {"preset": preset.digest, "dataset": dataset,
                     **{k: v for k, v in config.dataset_options().items() if k not in LOCATION}}
-        jobs.append(Job(config, preset.path, key="preset-" + _hash(files.jsonable(identity))[:16],
-                        preset=preset.name))
+        key = "preset-" + with_export(_hash(files.jsonable(identity))[:16], export)
+        jobs.append(Job(config, preset.path, key=key, preset=preset.name, export=export))
     return jobs
 
 

@@ -1,5 +1,6 @@
-"""One benchmark record for a finished run and its exported SavedModel: accuracy, throughput,
-latency, size, FLOPs, peak memory, and the environment it ran in."""
+"""One benchmark record for a finished run and its export: accuracy, throughput, latency, size,
+FLOPs, peak memory, and the environment it ran in; the SavedModel measured here, every other
+format of the export in its own runtime (``formats``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from ..config import DEFAULTS, RunConfig
 from ..data import catalog, pipeline
 from ..data.images import to_model_input
 from ..errors import ZooError
+from ..export import serving
+from ..export.request import FILES, SAVED_MODEL_ONLY, ExportRequest
 from ..presets import use
 from ..presets.store import Preset
 from ..runs import Run
@@ -45,8 +48,10 @@ def peak_rss_mb() -> float | None:
     return None
 
 
-def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
-    """One benchmark record for a finished run and its exported SavedModel."""
+def measure(run_dir: Path, export_dir: Path, request: ExportRequest = SAVED_MODEL_ONLY,
+            threads: int | None = None) -> dict[str, Any]:
+    """One benchmark record for a finished run and its export (the formats ``request`` asked for;
+    ``threads`` for each format's runtime, default every core)."""
     run = Run.open(run_dir)
     record_json, metrics, history = run.record, run.metrics, run.history
     config, info = record_json["config"], record_json["dataset"]
@@ -86,6 +91,8 @@ def measure(run_dir: Path, export_dir: Path) -> dict[str, Any]:
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
         **_serving(model, export_dir, images),
+        "formats": _formats(export_dir, request, images, config["dataset"], info["test_split"],
+                            run.config.dataset_options(), threads),
         "run_dir": str(run_dir),
         "export_dir": str(export_dir),
         "env": environment(),
@@ -99,7 +106,9 @@ def _serving(model, export_dir: Path, images) -> dict[str, Any]:
     saved_model_eps = _saved_model_throughput(serve, images)
     keras_eps = _keras_predict_throughput(model, images)
     return {
-        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file()),
+        # The version folder less the other formats' files beside the SavedModel.
+        "saved_model_bytes": sum(p.stat().st_size for p in export_dir.rglob("*")
+                                 if p.is_file() and p.relative_to(export_dir).as_posix() not in FILES.values()),
         "latency_ms_p50": round(p50, 3),
         "latency_ms_p99": round(p99, 3),
         "saved_model_examples_per_second": round(saved_model_eps, 1),
@@ -108,7 +117,18 @@ def _serving(model, export_dir: Path, images) -> dict[str, Any]:
     }
 
 
-def measure_preset(preset: Preset, config: RunConfig, export_dir: Path) -> dict[str, Any]:
+def _formats(export_dir: Path, request: ExportRequest, images: np.ndarray, dataset: str, split: str | None,
+             options: dict[str, Any], threads: int | None) -> dict[str, dict[str, Any]]:
+    """Each format of the export but the SavedModel in its own runtime, its accuracy on ``split``
+    (None: no test split, no accuracy): :func:`zoo.export.serving.measure_export`."""
+    if len(request.formats) < 2:
+        return {}
+    test = pipeline.split_arrays(dataset, split, **options) if split else None
+    return serving.measure_export(export_dir, request.formats, images, test, threads=threads, quantize=request.quantize)
+
+
+def measure_preset(preset: Preset, config: RunConfig, export_dir: Path, request: ExportRequest = SAVED_MODEL_ONLY,
+                   threads: int | None = None) -> dict[str, Any]:
     """One benchmark record for a preset and its exported SavedModel: the measurements of
     :func:`measure` on the test split of ``config.dataset``, without training figures (None), and
     ``preset``: its name, digest, license and where it was found."""
@@ -152,6 +172,7 @@ def measure_preset(preset: Preset, config: RunConfig, export_dir: Path) -> dict[
         "test_accuracy": accuracy,
         "test_loss": loss,
         **_serving(model, export_dir, images),
+        "formats": _formats(export_dir, request, images, config.dataset, split, options, threads),
         "run_dir": None,
         "export_dir": str(export_dir),
         "preset": {

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import files, formats
+from ..export.request import FORMATS
 from .jobs import settings_text
 from .records import LOCK, RESULTS, read_records, status, succeeded
 
@@ -68,8 +69,38 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "params": rs[0]["params"],
             "flops_per_example": rs[0]["flops_per_example"],
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
+            "formats": format_means(rs),
         })
     return sorted(rows, key=lambda r: -r["acc_mean"])
+
+
+# A format's figures in a record's ``formats`` (zoo.export.serving), averaged over a row's seeds.
+FORMAT_FIGURES = ("bytes", "latency_ms", "throughput", "test_accuracy")
+FORMAT_NAMES = {"saved_model": "SavedModel", "onnx": "ONNX", "litert": "LiteRT"}
+
+
+def format_label(name: str, figures: dict[str, Any]) -> str:
+    """A column group's name: ``ONNX``, ``LiteRT int8``."""
+    quantization = figures.get("quantization")
+    return FORMAT_NAMES.get(name, name) + (f" {quantization}" if quantization else "")
+
+
+def format_means(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each format measured in its own runtime (a float and a quantized file apart), its figures'
+    means over the records that have it; records older than ``formats`` have none."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        for name, figures in (r.get("formats") or {}).items():
+            found[format_label(name, figures)].append(figures)
+    return {label: {k: _mean(f.get(k) for f in found[label]) for k in FORMAT_FIGURES}
+            for label in sorted(found, key=_group_order)}
+
+
+def _group_order(label: str) -> tuple[int, str]:
+    """FORMATS' order, then a format's float file before its quantized ones."""
+    order = [FORMAT_NAMES.get(n, n) for n in FORMATS]
+    name = label.split()[0]
+    return (order.index(name) if name in order else len(order), label)
 
 
 def preset_label(preset: dict[str, Any], model: str) -> str:
@@ -120,11 +151,13 @@ def _bullets(notes: Sequence[str]) -> str:
 
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
              notes: Sequence[str] = ()) -> str:
+    groups = format_groups(rows)
     header = (
         "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
         "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
-        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |"
+        + "".join(f" {g} MB | {g} ms (batch 1) | {g} ex/s (256) | {g} test accuracy |" for g in groups)
+        + "\n|" + "---|" * (16 + 4 * len(groups)) + "\n"
     )
     lines = []
     for i, r in enumerate(rows, 1):
@@ -136,13 +169,15 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str
             f"{_figure(r['train_examples_per_second'], ',.0f')} | {r['params']:,} | {flops} | "
             f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
             f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
+            + "".join(_format_cells((r.get("formats") or {}).get(g)) for g in groups)
         )
     env_line = (
         f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
         f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
     )
     made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
-    return (header + "\n".join(lines) + f"\n\n{LEGEND}\n{env_line}{made}\n"
+    legend = LEGEND + (FORMATS_LEGEND if groups else "")
+    return (header + "\n".join(lines) + f"\n\n{legend}\n{env_line}{made}\n"
             + (f"\n{_bullets(notes)}" if notes else ""))
 
 
@@ -162,6 +197,28 @@ A row **preset NAME (model, digest)** measures a published preset as it is (`--f
 epochs are those it was trained with, its training figures n/a, and its record holds its name, digest \
 and license.
 """
+
+
+FORMATS_LEGEND = """Each further column group is a format the export holds beside the SavedModel \
+(`--format`; a quantized one named with its `--quantize`), measured in its own runtime in a fresh process \
+(ONNX Runtime, LiteRT's interpreter): **MB** its file's size (10⁶ bytes), **ms (batch 1)** the median \
+latency for one image, **ex/s (256)** its throughput at the SavedModel's batch, **test accuracy** on the \
+test split as that runtime classifies it (n/a: not measured for that row).
+"""
+
+
+def format_groups(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The formats measured for any row (their column groups), in FORMATS' order."""
+    return sorted({label for r in rows for label in (r.get("formats") or {})}, key=_group_order)
+
+
+def _format_cells(figures: dict[str, Any] | None) -> str:
+    """One row's column group of a format: MB, latency, throughput, test accuracy."""
+    figures = figures or {}
+    size = None if figures.get("bytes") is None else figures["bytes"] / 1e6
+    accuracy = figures.get("test_accuracy")
+    return (f" {_figure(size, '.2f')} | {_figure(figures.get('latency_ms'), '.2f')} | "
+            f"{_figure(figures.get('throughput'), ',.0f')} | {_figure(accuracy, '.4f')} |")
 
 
 def _accuracy(row: dict[str, Any]) -> str:

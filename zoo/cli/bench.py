@@ -17,7 +17,8 @@ from ..benchmark import reports
 from ..compute import backend as backend_lib
 from ..config import MAX_SEED
 from ..errors import ZooUsageError
-from .options import hp_pairs, run_options
+from ..export.request import resolve as resolve_request
+from .options import export_options, hp_pairs, run_options
 from .output import table
 
 
@@ -53,12 +54,15 @@ from .output import table
 @click.option("--report", type=click.Path(file_okay=False),
               help="Rebuild results.csv, results.md and results.png of this folder from all its "
                    "records (of every shard), print results.md and run nothing.")
+@export_options("exported side by side, each measured in its own runtime (size, latency, throughput, "
+                "test accuracy).")
 @run_options("hardware", "input", "data")
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
           out: str, from_runs: tuple[str, ...], from_presets: tuple[str, ...], show_plan: bool, shard: str | None,
           ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
-          report: str | None, data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
+          report: str | None, formats: str, quantize: str | None, max_accuracy_drop: float | None,
+          data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
     if report is not None:
         _report_only(ctx)
@@ -81,26 +85,22 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         bench_jobs.check_address(ray)  # before TensorFlow loads
     bench_jobs.check_gpus(ray, gpus_per_job)
     hparams = hp_pairs(hp)
-    from ..compute import backend
-
     if not (from_runs or from_presets):  # each job trains in a process of its own, on this backend
-        recipe["backend"] = recipe.get("backend") or backend.default()
+        recipe["backend"] = recipe.get("backend") or backend_lib.default()
+    # Once, before TensorFlow loads: every job exports and measures these formats.
+    request = resolve_request(formats, quantize, max_accuracy_drop, recipe.get("backend") or backend_lib.default())
     backend_lib.import_tensorflow()
-    from ..data.catalog import dataset_name
-
     out_dir = Path(out).resolve()
     if from_presets:
-        given = ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE
-        options = {"dataset": dataset_name(dataset) if given else None, "data_dir": data_dir, "manual_dir": manual_dir}
-        jobs = bench_jobs.plan_from_presets(list(from_presets), options)
-        from ..benchmark.child import check_presets
-
-        check_presets(jobs)
+        jobs = _preset_jobs(ctx, from_presets, dataset, data_dir, manual_dir, request)
     elif from_runs:
-        jobs = bench_jobs.plan_from_runs(list(from_runs))
+        jobs = bench_jobs.plan_from_runs(list(from_runs), request)
     else:
+        from ..data.catalog import dataset_name
+
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
-        jobs = bench_jobs.sweep_jobs(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options)
+        jobs = bench_jobs.sweep_jobs(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options,
+                                     export=request)
     selection = bench_records.select(jobs, out_dir, selected_shard)
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
@@ -116,6 +116,18 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     from ..benchmark import sweep
 
     sweep.raise_failures(records)
+
+
+def _preset_jobs(ctx: click.Context, from_presets, dataset: str, data_dir, manual_dir, request) -> list:
+    """--from-presets' jobs, each preset checked against the dataset it is measured on."""
+    from ..benchmark.child import check_presets
+    from ..data.catalog import dataset_name
+
+    given = ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE
+    options = {"dataset": dataset_name(dataset) if given else None, "data_dir": data_dir, "manual_dir": manual_dir}
+    jobs = bench_jobs.plan_from_presets(list(from_presets), options, request)
+    check_presets(jobs)
+    return jobs
 
 
 def _presets_only(ctx: click.Context, models, hp, recipe, from_runs, show_plan, shard, ray) -> None:

@@ -23,6 +23,7 @@ from ..config import (
     SCHEDULES,
 )
 from ..errors import ZooError, ZooUsageError
+from ..export.request import FORMATS, QUANTIZATIONS
 from ..plan import OPTIONS
 
 RECIPE = "Default: the model's recipe."
@@ -133,6 +134,27 @@ def run_options(*groups: str):
     options = [
         click.option(flag or f"--{field.replace('_', '-')}", field, **spec)
         for field, (group, flag, spec) in TABLE.items() if group in groups
+    ]
+
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def export_options(what: str):
+    """``--format``, ``--quantize`` and ``--max-accuracy-drop`` of ``zoo export`` and ``zoo bench``
+    (``what``: what the command does with the formats, for the help), resolved by the command with
+    :func:`zoo.export.request.resolve`."""
+    options = [
+        click.option("--format", "formats", default="saved_model", show_default=True, metavar="FORMAT[,FORMAT...]",
+                     help=f"{', '.join(FORMATS)}: {what}"),
+        click.option("--quantize", type=click.Choice(sorted({q for qs in QUANTIZATIONS.values() for q in qs})),
+                     help="Quantize the LiteRT file (int8: calibrated on the run's training images)."),
+        click.option("--max-accuracy-drop", type=float, metavar="POINTS",
+                     help="Refuse a quantized file that loses more test accuracy than this. [default: 0.5]"),
     ]
 
     def apply(fn):

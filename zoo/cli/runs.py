@@ -14,6 +14,7 @@ from ..compute import backend as backend_lib
 from ..errors import ZooError, ZooUsageError
 from ..export.request import resolve as resolve_request
 from ..runs import Run, named_run
+from .options import export_options
 from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
 from .presets import open_target
 
@@ -68,12 +69,7 @@ def _echo_confusion(result: dict) -> None:
 @click.command()
 @click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.argument("export_base", type=click.Path())
-@click.option("--format", "formats", default="saved_model", show_default=True, metavar="FORMAT[,FORMAT...]",
-              help="saved_model, onnx, litert: side by side in the version folder, each checked in its runtime.")
-@click.option("--quantize", type=click.Choice(["float16", "int8"]),
-              help="Quantize the LiteRT file (int8: calibrated on the run's training images).")
-@click.option("--max-accuracy-drop", type=float, metavar="POINTS",
-              help="Refuse a quantized file that loses more test accuracy than this. [default: 0.5]")
+@export_options("side by side in the version folder, each checked in its runtime.")
 @click.pass_context
 def export(ctx: click.Context, target: str, export_base: str, formats: str, quantize: str | None,
            max_accuracy_drop: float | None) -> None:

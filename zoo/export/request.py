@@ -27,6 +27,9 @@ class ExportRequest:
     max_accuracy_drop: float = MAX_ACCURACY_DROP
 
 
+SAVED_MODEL_ONLY = ExportRequest()  # what an export is without --format or --quantize
+
+
 def resolve(formats: str | tuple[str, ...] | list[str] | None = None, quantize: str | None = None,
             max_accuracy_drop: float | None = None, backend: str = "tensorflow") -> ExportRequest:
     """``saved_model,onnx`` (or a sequence) -> an ExportRequest, or a one-line usage error that says

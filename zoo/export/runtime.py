@@ -42,10 +42,12 @@ def _plugin_modules() -> list[str]:
     return sorted({e.value.split(":")[0].split(".")[0] for e in registry.entries() if not e.local})
 
 
-def run(what: str, code: str, inputs: dict[str, np.ndarray], args: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+def run(what: str, code: str, inputs: dict[str, np.ndarray], args: dict[str, Any], timeout: float = 900,
+        allow: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter (``-I``: no PYTHONPATH, no user site) with the zoo,
-    Keras, TensorFlow, JAX and plugins blocked; return what it passed to ``done``."""
-    blocked = tuple(dict.fromkeys((*BLOCKED, *_plugin_modules())))
+    Keras, TensorFlow, JAX and plugins blocked (but the modules ``allow`` names, for a runtime
+    that is one of them); return what it passed to ``done``."""
+    blocked = tuple(m for m in dict.fromkeys((*BLOCKED, *_plugin_modules())) if m not in allow)
     with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
         np.savez(Path(folder) / "inputs.npz", **inputs)
         (Path(folder) / "args.json").write_text(json.dumps(args))

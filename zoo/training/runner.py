@@ -101,7 +101,7 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence[k
             })
     multihost.finish()  # all processes together; process 0 alone goes on to export
     export = plan.export_base is not None and plan.writer
-    return TrainResult(run, evaluation.export(run, plan.export_base) if export else None)
+    return TrainResult(run, evaluation.export(run, plan.export_base, plan.export_request) if export else None)
 
 
 def _scratch_run(cluster: multihost.Cluster) -> Run:
