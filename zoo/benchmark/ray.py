@@ -39,10 +39,6 @@ RETRIES = 3  # for tasks lost with their worker or node
 CONNECT_SECONDS = 5
 
 
-
-
-
-
 def check_jobs(jobs: Sequence[Any]) -> None:
     """Refuse a model registered in this process only: no Ray worker can import it."""
     local = sorted({j.config.model for j in jobs if registry.resolve(j.config.model).local})
@@ -151,6 +147,41 @@ class RayCluster:
         finally:
             for ref in pending:  # interrupted: nothing of this sweep keeps running on the cluster
                 self.ray.cancel(ref, force=True)
+
+
+    def tune(self, arguments: dict[str, Any], workers: int | None) -> list[dict[str, Any]]:
+        """``workers`` workers of one study (zoo tune; None: as many as the cluster's CPUs hold,
+        at most one per trial), each a task that resolves the study itself and runs trials until
+        the budget is met; a lost task is run again and continues it (its trial is failed and
+        retried by the study). Returns each worker's summary."""
+        if workers is None:
+            workers = max(1, min(int(self.ray.cluster_resources().get("CPU", 1) // self.cpus), arguments["trials"]))
+        task = self.ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=RETRIES,
+                               retry_exceptions=False)(_tune_task)
+        refs = [task.remote({**arguments, "shard": f"{i}/{workers}"}, self.cpus) for i in range(1, workers + 1)]
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as exc:  # a worker's own error, such as a bad storage
+            cause = exc.as_instanceof_cause()
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+            raise ZooError(f"a tuning worker on Ray failed: {first}") from None
+        finally:
+            for ref in refs:
+                self.ray.cancel(ref, force=True)
+
+
+def _tune_task(arguments: dict[str, Any], threads: int) -> dict[str, Any]:
+    """One worker of a study in a Ray worker: TensorFlow limited to its CPUs, then trials."""
+    import ray
+
+    from ..tuning import report, run
+    from ..tuning.request import resolve
+
+    limit_threads(threads)
+    request = resolve(arguments.pop("model"), **arguments)
+    summary = report.finish(request, run.work(request, lambda line: None))
+    return {"node_ip": ray.util.get_node_ip_address(), "shard": request.worker, "running": summary.running,
+            "best": summary.best, "recipe": str(summary.recipe) if summary.recipe else None}
 
 
 def _task(job: dict[str, Any], out: str, threads: int, extra: dict[str, Any]) -> dict[str, Any]:

@@ -43,9 +43,18 @@ def _space_pairs(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--shard", metavar="I/N",
               help="This process is worker I of N (a task of an array job): every worker runs trials "
                    "of the same study until its budget is met.")
+@click.option("--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
+              help="Run the study's workers as Ray tasks on the cluster at ADDRESS (HOST:PORT or auto), "
+                   "or on one started on this machine; OUT (or --storage) must be shared by its nodes. "
+                   'Needs pip install "keras-zoo[ray]".')
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Ray workers. [default: the cluster's CPUs / --cpus-per-job, at most --trials]")
+@click.option("--cpus-per-job", type=click.IntRange(min=1),
+              help="CPUs a Ray worker reserves, and its TensorFlow threads. [default: 1]")
 @run_options("source", "recipe", "run", "data", "hardware", "input")
 def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str, storage: str | None,
-         study_name: str | None, shard: str | None, **options: Any) -> None:
+         study_name: str | None, shard: str | None, ray: str | None, workers: int | None,
+         cpus_per_job: int | None, **options: Any) -> None:
     """Tune MODEL on Optuna: trials judged on validation accuracy, the best measured on test.
 
     Each trial is a run directory under OUT/trials. Re-running the command continues the study;
@@ -54,14 +63,31 @@ def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str,
     """
     from ..tuning.request import resolve
 
-    request = resolve(model, trials=trials, out=out, options=options, space=_space_pairs(space),
-                      storage=storage, study=study_name, pruner=pruner, shard=shard)
+    if ray is not None and shard is not None:
+        raise ZooUsageError("--ray starts the study's workers itself; give --shard to workers you start yourself")
+    if ray is None and (workers is not None or cpus_per_job is not None):
+        raise ZooUsageError("--workers and --cpus-per-job are for --ray")
+    if ray is not None:
+        from ..benchmark.jobs import check_address
+
+        check_address(ray)  # before TensorFlow loads
+    arguments = dict(trials=trials, out=out, options=options, space=_space_pairs(space), storage=storage,
+                     study=study_name, pruner=pruner)
+    request = resolve(model, **arguments, shard=shard)
     from ..tuning import report, run
 
     click.echo(f"study {request.study} ({request.where}): {request.builder.name} on {request.dataset}, "
                f"{request.trials} trials of {request.epochs} epoch(s); searching "
                + ", ".join(f"{d.key}={d.text}" for d in request.space))
-    summary = report.finish(request, run.work(request, click.echo))
+    if ray is not None:
+        from ..benchmark.ray import RayCluster
+
+        with RayCluster(ray, cpus_per_job=cpus_per_job or 1) as cluster:
+            done = cluster.tune({"model": model, **arguments, "out": str(request.out)}, workers)
+        click.echo(f"{len(done)} workers on Ray ({cluster.shown}) finished")
+        summary = report.finish(request, run.study_of(request))
+    else:
+        summary = report.finish(request, run.work(request, click.echo))
     click.echo(report.markdown(request, summary.rows).split("\n", 4)[4].rstrip())
     if summary.running:
         click.echo(f"{summary.running} trials still running in other workers; the last to finish measures "

@@ -41,11 +41,16 @@ class Pruning(keras.callbacks.Callback):
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (validation accuracy {value:.4f})")
 
 
+def study_of(request: TuneRequest) -> optuna.Study:
+    """The request's study, created or continued (its identity checked)."""
+    store = study_lib.storage(request.storage, request.out)
+    return study_lib.open_study(request.study, store, request.identity(), seed=request.seed,
+                                worker=request.worker_index, pruner=request.pruner, epochs=request.epochs)
+
+
 def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:
     """Run trials until the study has its budget of finished trials; return the study."""
-    store = study_lib.storage(request.storage, request.out)
-    study = study_lib.open_study(request.study, store, request.identity(), seed=request.seed, worker=request.worker_index,
-                                 pruner=request.pruner, epochs=request.epochs)
+    study = study_of(request)
     while True:
         for number in study_lib.fail_lost(study):
             say(f"trial {number}: its worker is gone; marked failed and queued again")
