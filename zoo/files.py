@@ -104,6 +104,33 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Iterable[st
         writer.writerows(rows)
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def sync_tree(path: Path) -> None:
+    """Flush every file and folder under ``path`` (and ``path``) to disk: renamed into place
+    afterwards, a folder cannot come back from a power cut with its files empty or cut short."""
+    for folder, _, names in os.walk(path, topdown=False):
+        for name in names:
+            _fsync(Path(folder) / name)
+        sync_folder(Path(folder))
+
+
+def sync_folder(path: Path) -> None:
+    """Flush the folder ``path`` itself: its entries, such as a name just renamed into it."""
+    _fsync(path, os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def jsonable(payload: Any) -> Any:
     """``payload`` as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps(payload, default=_jsonable))
