@@ -1,8 +1,8 @@
 """An exported file served as a server would: in its own runtime, in a fresh interpreter (``-I``,
 no PYTHONPATH) where the zoo, Keras and every plugin cannot be imported, and TensorFlow neither
 except for the SavedModel. ``serve`` returns how many of the images it classified right, the
-outputs' dtypes and the class names the file carries. One process serves many exports (a fresh
-TensorFlow takes seconds to import)."""
+classes it gave, the outputs' dtypes and the class names the file carries. One process serves
+many exports (a fresh TensorFlow takes seconds to import)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ names = json.loads(model.Buffers(entries["zoo"]).DataAsNumpy().tobytes())["class
 }
 
 RESULT = """
-    results.append({"correct": int((class_id == labels).sum()), "class_names": names,
+    results.append({"correct": int((class_id == labels).sum()), "class_id": class_id.tolist(), "class_names": names,
                     "dtypes": [str(probabilities.dtype), str(class_id.dtype)],
                     "heavy": sorted(m for m in ("tensorflow", "keras", "zoo") if sys.modules.get(m))})
 print(json.dumps(results))
