@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -119,8 +120,13 @@ def sync_tree(path: Path) -> None:
 
 
 def sync_folder(path: Path) -> None:
-    """Flush the folder ``path`` itself: its entries, such as a name just renamed into it."""
-    _fsync(path, os.O_DIRECTORY)
+    """Flush the folder ``path`` itself: its entries, such as a name just renamed into it (where
+    the file system can: some refuse fsync on a folder, EINVAL, and keep its entries their way)."""
+    try:
+        _fsync(path, os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
 
 
 def _fsync(path: Path, flags: int = 0) -> None:

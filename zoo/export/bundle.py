@@ -138,11 +138,12 @@ def _publish(tmp: Path, base: Path) -> int:
         version = next_version(base)
         try:
             os.rename(tmp, base / str(version))  # atomic; fails if the target has content
-            files.sync_folder(base)
-            return version
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
+            continue
+        files.sync_folder(base)  # published already: an error here must not say otherwise
+        return version
 
 
 def _remove_stale_temporaries(base: Path) -> None:
