@@ -171,6 +171,39 @@ def tiny_data_dir(tmp_path_factory) -> str:
     return _made_once(tmp_path_factory, "tiny_tfds", make)
 
 
+# The finished zoo_tiny runs the export tests share (tiny_runs): model, hyperparameters, precision.
+# softmax computes in float32, the others in the precision `auto` picks on this machine, so the
+# formats' checks meet both kinds of tolerance.
+TINY_RUNS = {
+    "softmax": ("softmax", {}, "float32"),
+    "cnn": ("cnn", {}, "auto"),
+    "cnn-batchnorm": ("cnn", {"filters": (4, 8), "dense_units": 16, "batch_norm": True}, "auto"),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_data_dir, tmp_path_factory):
+    """``get(key)``: the finished zoo_tiny run ``TINY_RUNS[key]``, trained once per test run (by
+    the first xdist worker to ask, as _made_once does) and only read afterwards: exporting a run
+    takes its shared lock and writes nothing into it."""
+    import zoo
+
+    made = {}
+
+    def get(key: str) -> zoo.Run:
+        if key not in made:
+            name, hparams, precision = TINY_RUNS[key]
+
+            def train(folder: Path) -> None:
+                zoo.train(name, dataset="zoo_tiny", data_dir=tiny_data_dir, hparams=hparams, precision=precision,
+                          epochs=3, batch_size=32, run_dir=folder / "run", verbose=0)
+
+            made[key] = zoo.Run.open(Path(_made_once(tmp_path_factory, f"run-{key}", train)) / "run")
+        return made[key]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def stream_data_dir(tmp_path_factory) -> str:
     """A data_dir with zoo_stream prepared in several shards. Processes that cannot import

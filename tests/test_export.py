@@ -3,13 +3,15 @@ the model. Neither may leave a numbered folder or a temporary behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import registry
+from zoo.errors import ZooError
 from zoo.export import bundle as export
 from zoo.export import saved_model
-from zoo.errors import ZooError
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,29 @@ def test_a_fixed_size_export_refuses_other_shapes_naming_both_and_names_classes(
         message = f"image must be a uint8 batch of shape [N, 8, 8, 1]; received shape {shown}"
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
             serve(image=tf.zeros(shape, tf.uint8))
+
+
+def test_a_version_is_on_disk_before_it_is_renamed_into_place(model_and_images, tmp_path, monkeypatch):
+    """Every file and folder of the temporary is fsynced before the rename that publishes it, and
+    the export base after it: after a power cut a version is whole or absent, never cut short."""
+    import os
+
+    model, images = model_and_images
+    synced, renames = [], []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        renames.append((str(src), str(dst), len(synced)))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    result = export.export_model(model, tmp_path, check_images=images, metadata={"model": "softmax"})
+    ((src, _, before),) = [r for r in renames if r[1] == str(result.path)]
+    written = [src, *(str(Path(src) / p.relative_to(result.path)) for p in result.path.rglob("*"))]
+    assert len(written) > 3 and set(written) <= set(synced[:before])  # saved_model.pb, variables/, zoo.json, ...
+    assert str(tmp_path) in synced[before:]

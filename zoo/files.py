@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -102,6 +103,38 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Iterable[st
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def sync_tree(path: Path) -> None:
+    """Flush every file and folder under ``path`` (and ``path``) to disk: renamed into place
+    afterwards, a folder cannot come back from a power cut with its files empty or cut short."""
+    for folder, _, names in os.walk(path, topdown=False):
+        for name in names:
+            _fsync(Path(folder) / name)
+        sync_folder(Path(folder))
+
+
+def sync_folder(path: Path) -> None:
+    """Flush the folder ``path`` itself: its entries, such as a name just renamed into it (where
+    the file system can: some refuse fsync on a folder, EINVAL, and keep its entries their way)."""
+    try:
+        _fsync(path, os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+
+
+def _fsync(path: Path, flags: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def jsonable(payload: Any) -> Any:

@@ -33,6 +33,10 @@ def echo_export(result) -> None:
             click.echo(f"{name}: WARNING: {info['warning']}")
         for note in info.get("notes") or []:
             click.echo(f"{name}: note: {note}")
+    fixed = [name for name, info in (result.formats or {}).items() if not info.get("any_size")]
+    if result.any_size and fixed:  # trained on a folder: who takes any size, who does not
+        anysize = ["saved_model", *(name for name in result.formats if name not in fixed)]
+        click.echo(f"any size: {', '.join(anysize)}; training size only: {', '.join(fixed)} (see the warnings above)")
 
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:

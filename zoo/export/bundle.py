@@ -47,6 +47,7 @@ class ExportResult:
     tolerance: float
     accepts: str = ""  # what the signature takes, in words (see :func:`accepted_input`)
     formats: dict[str, dict[str, Any]] | None = None  # each other format's file and its check
+    any_size: bool = False  # the SavedModel takes images of any size (each other format says if it does)
 
 
 def export_model(
@@ -96,7 +97,7 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     accepts = accepted_input(model.input_shape[1:], any_size)
-    return ExportResult(base / str(version), version, diff, len(check_images), tolerance, accepts, checked)
+    return ExportResult(base / str(version), version, diff, len(check_images), tolerance, accepts, checked, any_size)
 
 
 def accepted_input(shape: Sequence[int], any_size: bool) -> str:
@@ -130,15 +131,19 @@ def next_version(base: Path) -> int:
 
 
 def _publish(tmp: Path, base: Path) -> int:
-    """Rename ``tmp`` to the next free version; a concurrent export simply takes the next one."""
+    """Rename ``tmp`` to the next free version; a concurrent export simply takes the next one.
+    Its files are on disk first: the rename is never durable before the bytes it publishes."""
+    files.sync_tree(tmp)
     while True:
         version = next_version(base)
         try:
             os.rename(tmp, base / str(version))  # atomic; fails if the target has content
-            return version
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
+            continue
+        files.sync_folder(base)  # published already: an error here must not say otherwise
+        return version
 
 
 def _remove_stale_temporaries(base: Path) -> None:

@@ -3,7 +3,7 @@ probabilities-and-class-out contract, checked in the LiteRT interpreter in a fre
 
 Signature ``serving_default``: ``image`` uint8 ``[N, H, W, C]`` (N resizable with
 ``resize_tensor_input``; H, W, C are the model's, even for a model trained on image folders: see
-:data:`ANY_SIZE_NOTE`) -> ``probabilities``
+:data:`FIXED_SIZE_BECAUSE`) -> ``probabilities``
 float32 ``[N, num_classes]`` and ``class_id`` int64 ``[N]``: the SavedModel's computation
 (:func:`.saved_model.predictions`) converted by TensorFlow's TFLiteConverter, in float32 (a
 mixed-precision model is converted from a float32 copy with its weights). LiteRT has no string
@@ -29,17 +29,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .. import files
 from ..compute import devices
 from ..data import pipeline
 from ..data.images import to_model_input
 from ..errors import ZooError
 from . import runtime
-from .saved_model import SIGNATURE, TOLERANCE, image_spec, names_or_ids, predictions
+from .saved_model import (
+    SIGNATURE,
+    TOLERANCE,
+    fixed_size_warning,
+    image_spec,
+    names_or_ids,
+    predictions,
+)
 
 FILE = "model.tflite"
-# A model trained on image folders serves any size in the SavedModel; its LiteRT file does not.
-ANY_SIZE_NOTE = ("takes {size} images only (the SavedModel takes any size): TFLite has no kernel for the "
-                 "antialiased resize the SavedModel does in its graph, so resize before calling it")
+# A model trained on image folders serves any size in the SavedModel; its LiteRT file does not, and
+# says so in its metadata (``fixed_size_because``) and in its check's warning.
+FIXED_SIZE_BECAUSE = "TFLite has no kernel for the antialiased resize the SavedModel does in its graph"
 METADATA = "zoo"  # the name of the file's custom metadata entry
 CALIBRATION_IMAGES = 300
 # LiteRT's float kernels (XNNPACK) sum in another order than TensorFlow's: a float32 file agrees
@@ -58,8 +66,6 @@ def write(model: keras.Model, folder: Path, *, any_size: bool, class_names, meta
                        f"here: export with KERAS_BACKEND=tensorflow (a model trained on JAX loads there)")
     shape = tuple(model.input_shape[1:])
     notes = []
-    if any_size:
-        notes.append(ANY_SIZE_NOTE.format(size="x".join(map(str, shape))))
     computed = _float32(model)
     if computed is not model:
         notes.append(f"computes in float32: LiteRT has no {model.dtype_policy.compute_dtype} kernels "
@@ -84,12 +90,13 @@ def write(model: keras.Model, folder: Path, *, any_size: bool, class_names, meta
         "class_names": names_or_ids(class_names, model.output_shape[-1]),
         "input_shape": list(shape),
         "any_size": False,
+        "fixed_size_because": FIXED_SIZE_BECAUSE if any_size else None,
         "quantization": request.quantize,
         "calibration": calibration,
         "notes": notes,
     }
     path = Path(folder) / FILE
-    path.write_bytes(with_metadata(flat, METADATA, json.dumps(record).encode()))
+    files.write_bytes(path, with_metadata(flat, METADATA, json.dumps(record).encode()))  # never half by its name
     return path
 
 
@@ -257,6 +264,8 @@ def check(path: Path, model: keras.Model, images, *, any_size: bool, class_names
         "examples_compared": len(images), "batch_sizes": out["batch_sizes"], "max_abs_diff": out["max_abs_diff"],
         "class_agreement": out["agreement"], "any_size": False, "notes": out["metadata"].get("notes", []),
     }
+    if any_size:  # trained on a folder: the SavedModel takes any size, this file its training size
+        result["warning"] = fixed_size_warning(model.input_shape[1:], FIXED_SIZE_BECAUSE)
     if request.quantize:
         n = len(test_labels)
         accuracy = {"split": split, "examples": n, "float": float_correct / n, "quantized": out["test_correct"] / n,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import files
 from ..errors import ZooError
 from ..version import __version__
 from . import runtime, saved_model
@@ -67,9 +68,7 @@ def write(model, folder: Path, *, any_size: bool, class_names, metadata: dict[st
     for key, value in props.items():
         proto.metadata_props.add(key=key, value=value)
     path = folder / FILE
-    tmp = path.with_name(path.name + ".part")  # the folder is a temporary already; no half file by name
-    tmp.write_bytes(proto.SerializeToString())
-    tmp.replace(path)
+    files.write_bytes(path, proto.SerializeToString())  # a half file never has the format's name
     return path
 
 
@@ -188,13 +187,9 @@ def check(path: Path, model, images, *, any_size: bool, class_names, request, da
     got = runtime.run("--format onnx", CHECK, {"images": images}, {"path": str(path)})
     num_classes = model.output_shape[-1]
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    meta = got["metadata"]
-    dynamic = _check_signature(got["inputs"], got["outputs"], tuple(model.input_shape[1:]), num_classes)
-    fixed_because = meta.get(FIXED_SIZE, "")
-    if any_size and not fixed_because and dynamic != ["batch", "height", "width", "channels"]:
-        raise ZooError(f"--format onnx: image's dynamic dimensions are {dynamic}, expected batch, height, width, channels")
-    if json.loads(meta.get(CLASS_NAMES, "null")) != names:
-        raise ZooError(f"--format onnx: metadata_props {CLASS_NAMES} is {meta.get(CLASS_NAMES)!r}, expected {names}")
+    meta, shape = got["metadata"], tuple(model.input_shape[1:])
+    dynamic = _check_signature(got["inputs"], got["outputs"], shape, num_classes)
+    fixed_because = _check_metadata(meta, names, shape, any_size, dynamic)
     for run in ("single", "batch"):
         if got[run][2:] != ["float32", "int64"]:
             raise ZooError(f"--format onnx: outputs are {got[run][2]} and {got[run][3]}, expected float32 and int64")
@@ -223,13 +218,31 @@ def check(path: Path, model, images, *, any_size: bool, class_names, request, da
     record = {
         "file": FILE, "bytes": path.stat().st_size, "opset": OPSET, "onnxruntime": got["onnxruntime"], "precision": policy,
         "tolerance": tolerance, "max_abs_diff": diff, "images_compared": len(images),
-        "batch_sizes": [1, len(images)], "dynamic_dims": dynamic, "accepts": meta.get(ACCEPTS, ""),
+        "batch_sizes": [1, len(images)], "dynamic_dims": dynamic, "any_size": len(dynamic) == 4,
+        "accepts": meta.get(ACCEPTS, ""),
         "check": (f"ONNX Runtime {got['onnxruntime']} (opset {OPSET}) on {len(images)} images: max abs diff "
                   f"{diff:.3g} (tolerance {tolerance:g}), same class as Keras"),
     }
     if fixed_because:
-        record["warning"] = f"takes fixed-size images only, not any size as the SavedModel: {fixed_because}"
+        record["warning"] = saved_model.fixed_size_warning(shape, fixed_because)
     return record
+
+
+def _check_metadata(meta: dict[str, str], names: list[str], shape: tuple[int, ...], any_size: bool,
+                    dynamic: list[str]) -> str:
+    """The file's metadata_props as ``write`` wrote them; why it takes fixed-size images ("" if
+    it takes what the SavedModel takes). Entries are read back in the order they were written, so
+    a file cut short between two of them still parses: the last ones written must be there."""
+    fixed_because = meta.get(FIXED_SIZE, "")
+    if any_size and not fixed_because and dynamic != ["batch", "height", "width", "channels"]:
+        raise ZooError(f"--format onnx: image's dynamic dimensions are {dynamic}, expected batch, height, width, channels")
+    if json.loads(meta.get(CLASS_NAMES, "null")) != names:
+        raise ZooError(f"--format onnx: metadata_props {CLASS_NAMES} is {meta.get(CLASS_NAMES)!r}, expected {names}")
+    accepts = _accepts(shape, any_size and not fixed_because)
+    if meta.get("zoo_version") != __version__ or meta.get(ACCEPTS) != accepts:
+        raise ZooError(f"--format onnx: metadata_props zoo_version, {ACCEPTS} are {meta.get('zoo_version')!r}, "
+                       f"{meta.get(ACCEPTS)!r}, expected {__version__!r}, {accepts!r} (is the file cut short?)")
+    return fixed_because
 
 
 def _check_signature(inputs, outputs, shape: tuple[int, ...], num_classes: int) -> list[str]:

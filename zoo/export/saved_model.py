@@ -60,6 +60,15 @@ def verify(path: Path, model: keras.Model, images: np.ndarray, tolerance: float,
     return diff
 
 
+def fixed_size_warning(shape: Sequence[int], because: str) -> str:
+    """What another format's file of a folder-trained model says when it cannot take any size as
+    its SavedModel does: the shape it takes, why not any, and what to do instead."""
+    height, width, channels = shape
+    return (f"takes uint8 [N, {height}, {width}, {channels}] only, not any size as the SavedModel does: {because}; "
+            f"resize images to {height}x{width} with {channels} channel{'s' if channels > 1 else ''} before "
+            f"sending them, or serve the SavedModel")
+
+
 def names_or_ids(class_names: Sequence[str] | None, count: int) -> list[str]:
     return list(class_names) if class_names is not None else [str(i) for i in range(count)]
 
