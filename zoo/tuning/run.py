@@ -68,29 +68,34 @@ def _run_trial(request: TuneRequest, study: optuna.Study, trial: optuna.Trial, s
     values = {dim.key: dim.suggest(trial) for dim in request.space}
     options, hparams = space_lib.split(values, request.builder)
     run_dir = request.out / TRIALS / f"{trial.number:04d}"
-    trial.set_user_attr("run", str(run_dir.relative_to(request.out)))
     shown = " ".join(f"{k}={registry.show_value(v)}" for k, v in values.items())
     start = time.monotonic()
-    with study_lib.Heartbeat(study, trial):
+    with study_lib.Heartbeat(study, trial):  # stopped before the trial is told: no write after that
+        trial.set_user_attr("run", str(run_dir.relative_to(request.out)))
         try:
             planned = plan.resolve(request.model, options={**request.options, **options}, hparams=hparams,
                                    run_dir=run_dir, test=False)
-            result = runner.train(planned, verbose=0, callbacks=[Pruning(trial, request.epochs)])
-        except optuna.TrialPruned as exc:
-            study.tell(trial, state=TrialState.PRUNED)
-            say(f"trial {trial.number}: {exc} [{time.monotonic() - start:.0f} s] {shown}")
-            return
-        except ZooError as exc:  # the trial's own failure (a diverged loss): it used its budget
-            trial.set_user_attr(study_lib.ERROR, str(exc))
-            study.tell(trial, state=TrialState.FAIL)
-            say(f"trial {trial.number}: failed: {exc} {shown}")
-            return
+            outcome = runner.train(planned, verbose=0, callbacks=[Pruning(trial, request.epochs)])
+        except (optuna.TrialPruned, ZooError) as exc:
+            outcome = exc
         except BaseException:  # interrupted or broken: not the trial's fault; run it again later
-            study.tell(trial, state=TrialState.FAIL)
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=study_lib.MAX_RETRY)(study, study._storage.get_trial(trial._trial_id))
+            outcome = None
             raise
         finally:
             keras.backend.clear_session()  # the next trial builds its model afresh
-    value = result.run.history[-1]["val_accuracy"]
-    study.tell(trial, value)
-    say(f"trial {trial.number}: validation accuracy {value:.4f} [{time.monotonic() - start:.0f} s] {shown}")
+            if outcome is None:
+                study.tell(trial, state=TrialState.FAIL)
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=study_lib.MAX_RETRY)(
+                    study, study._storage.get_trial(trial._trial_id))
+    seconds = f"[{time.monotonic() - start:.0f} s]"
+    if isinstance(outcome, optuna.TrialPruned):
+        study.tell(trial, state=TrialState.PRUNED)
+        say(f"trial {trial.number}: {outcome} {seconds} {shown}")
+    elif isinstance(outcome, ZooError):  # the trial's own failure (a diverged loss): it used its budget
+        trial.set_user_attr(study_lib.ERROR, str(outcome))
+        study.tell(trial, state=TrialState.FAIL)
+        say(f"trial {trial.number}: failed: {outcome} {shown}")
+    else:
+        value = outcome.run.history[-1]["val_accuracy"]
+        study.tell(trial, value)
+        say(f"trial {trial.number}: validation accuracy {value:.4f} {seconds} {shown}")

@@ -149,14 +149,25 @@ def fail_lost(study: optuna.Study) -> list[int]:
         optuna.storages.fail_stale_trials(study)
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _lost(trial) and study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            lost.append(trial.number)
-            retry(study, study._storage.get_trial(trial._trial_id))
+        if not _lost(trial):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        lost.append(trial.number)
+        retry(study, study._storage.get_trial(trial._trial_id))
     return lost
 
 
 def _lost(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a running trial's worker is gone. A retried trial starts with the lost one's
+    attributes (Optuna copies them): until its own worker marks it, only its age can tell."""
     worker = trial.user_attrs.get(WORKER) or {}
+    if worker.get("trial") != trial.number:
+        started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+        return time.time() - started > GRACE
     if worker.get("host") == socket.gethostname() and isinstance(worker.get("pid"), int):
         return not _alive(worker["pid"])
     beat = trial.user_attrs.get(BEAT)
@@ -179,7 +190,7 @@ class Heartbeat:
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self.storage, self.trial_id = study._storage, trial._trial_id
-        trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="zoo-tune-heartbeat", daemon=True)
 
