@@ -195,7 +195,7 @@ def tf_threads() -> list[int]:
 def run_job_file(path: str) -> int:
     """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
     job = formats.load(formats.BENCH_JOB, Path(path))
-    if not _dies_with(job.get("parent")):
+    if not dies_with(job.get("parent")):
         return 1
     if job.get("threads"):
         limit_threads(job["threads"])
@@ -212,7 +212,7 @@ def run_job_file(path: str) -> int:
     return 0
 
 
-def _dies_with(parent: int | None) -> bool:
+def dies_with(parent: int | None) -> bool:
     """Linux: be killed when the process that started this one dies (a killed shard or Ray
     worker must not leave its training running, holding the run's lock); False if it is gone."""
     if parent is None or not sys.platform.startswith("linux"):

@@ -146,6 +146,26 @@ def sweep_jobs(
     return jobs
 
 
+def check_tuning(tune: int | None, recipe_paths: Sequence[Any], *, measures: bool, hparams: bool, space: bool,
+                 elsewhere: bool) -> None:
+    """One-line usage errors for ``--tune`` and ``--recipe`` that make no sense, before anything
+    loads: ``measures`` (--from-presets, --from-runs: nothing trains), ``hparams`` (--hp given),
+    ``space`` (--space given), ``elsewhere`` (--plan, --shard or --ray)."""
+    if tune is not None and (not isinstance(tune, int) or isinstance(tune, bool) or tune < 1):
+        raise ZooUsageError(f"--tune must be 1 or more trials, received {tune!r}")
+    if (tune is not None or recipe_paths) and measures:
+        raise ZooUsageError(f"{'--tune' if tune is not None else '--recipe'} is for models this bench trains; "
+                            "--from-presets and --from-runs measure what is trained already")
+    if tune is None and space:
+        raise ZooUsageError("--space is the search space of --tune's studies; give it with --tune N")
+    if tune is not None and hparams:
+        raise ZooUsageError("--tune searches the hyperparameters; fix one for every trial with "
+                            "--space KEY=choice(VALUE) rather than --hp")
+    if tune is not None and elsewhere:
+        raise ZooUsageError("--tune runs its studies here before the bench; --plan, --shard and --ray are not for "
+                            "it (tune with zoo tune, --shard there, then zoo bench --recipe FILE)")
+
+
 def recipe_files(paths: Sequence[str | os.PathLike], names: Sequence[str]) -> dict[str, Recipe]:
     """Each recipe file read and matched to the model of ``names`` (a sweep's) it is for: a file
     that does not exist, one for a model the sweep does not train, or a second file for one model
