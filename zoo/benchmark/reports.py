@@ -174,13 +174,13 @@ def _bullets(notes: Sequence[str]) -> str:
 
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
              notes: Sequence[str] = ()) -> str:
-    """results.md: the leaderboard's tables (one alone while nothing is tuned; numbered on across
-    tables, as results.png numbers its points), the legend, the environment and the commands."""
+    """results.md: the leaderboard's tables (one, untitled, while nothing is tuned; numbered on
+    across tables, as results.png numbers its points), the legend, the environment, the commands."""
     groups, tables, start = format_groups(rows), sections(rows), 1
     parts = []
     for title, section in tables:
-        heading = f"## {title}\n\n" if len(tables) > 1 else ""
-        parts.append(heading + _table(section, groups, start, tuned=section[0]["budget"] is not None))
+        tuned = section[0]["budget"] is not None
+        parts.append((f"## {title}\n\n" if tuned or len(tables) > 1 else "") + _table(section, groups, start, tuned))
         start += len(section)
     env_line = (
         f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "

@@ -80,6 +80,8 @@ def run_all(requests: Sequence[TuneRequest], say: Callable[[str], None], threads
             else:
                 _work_in_child(request, say, threads)
             recipe = recipes.read(request.out / report.RECIPE, request.model)
+        else:
+            say(f"study {request.study} in {request.out}: its {request.trials} trials are finished; reused")
         tuning = recipe.tuning or {}
         say(f"{request.model}: best of {request.trials} trials is trial {tuning.get('best_trial')}, validation "
             f"accuracy {tuning.get('val_accuracy', float('nan')):.4f}; the bench trains with {recipe.path}")
