@@ -55,7 +55,7 @@ def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_3
     assert formats.HISTORY_FROM_1 == 2
     assert set(formats.MIGRATIONS) == {
         formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.BACKUP_STATE,
-        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.EXPORT,
+        formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.BENCH_STUDY, formats.EXPORT,
         formats.PRESET, formats.RECIPE}
     older = {"format_version": 2, "config": {"model": "mlp"}}
     assert formats.read(formats.RUN_CONFIG, older, "x") == {"config": {"model": "mlp"}}  # no init: none

@@ -201,6 +201,9 @@ def bench(
     formats: str | Iterable[str] | None = None,
     quantize: str | None = None,
     max_accuracy_drop: float | None = None,
+    tune: int | None = None,
+    recipes: Iterable[str | os.PathLike] = (),
+    space: Mapping[str, str] | None = None,
     **recipe: Any,
 ) -> list[dict[str, Any]]:
     """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
@@ -210,11 +213,12 @@ def bench(
     are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``; jobs that
     file already records are skipped (and not returned). ``shard="I/N"``, ``ray`` (an address,
     or ``"local"``), ``cpus_per_job`` and ``gpus_per_job`` are ``zoo bench``'s options. Raises
-    ZooError after the sweep if a job failed (its failed record is in results.jsonl too).
-    ``dataset`` defaults to mnist.
+    ZooError after the sweep if a job failed (its record is in results.jsonl too); ``dataset``: mnist.
 
     ``formats`` (default the SavedModel alone), ``quantize`` and ``max_accuracy_drop`` are
     :meth:`Run.export`'s; a record's ``formats`` holds each other format measured in its runtime.
+    ``recipes``: recipe files, each for its model. ``tune=N`` tunes every model first (N trials in
+    ``OUT/tune/MODEL``, ``space`` as :func:`tune`'s, the first seed), then benches its best recipe.
 
     ``from_presets`` (names, ``dist:name``, folders or patterns, as ``zoo bench --from-presets``)
     measures those presets as they are instead of training: on the test split of their own
@@ -225,34 +229,36 @@ def bench(
     import os
     from pathlib import Path
 
-    from .compute.backend import default as default_backend
-    from .compute.backend import import_tensorflow
+    from .compute import backend as backend_lib
     from .export.request import resolve
 
-    presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
-    patterns = [models] if isinstance(models, str) else list(models)
-    _bench_alone(presets, bool(patterns or hparams or any(v is not None for v in recipe.values())), shard, ray)
-    backend = recipe.get("backend") or default_backend()
+    presets, patterns, recipes = _bench_inputs(models, from_presets, recipes, hparams, recipe, tune, space, shard, ray)
+    backend = recipe.get("backend") or backend_lib.default()
     formats = formats if formats is None or isinstance(formats, str) else list(formats)
     request = resolve(formats, quantize, max_accuracy_drop, backend)  # before anything loads or trains
-    import_tensorflow()  # quietly, before the plan and the dataset's name load it
+    backend_lib.import_tensorflow()  # quietly, before the plan and the dataset's name load it
+    from .benchmark import sweep  # loads TensorFlow
     out, manual_dir = Path(out).resolve(), manual_dir or os.environ.get("ZOO_MANUAL_DIR")
     where = {"dataset": dataset, "data_dir": data_dir, "manual_dir": manual_dir}
     planned = (_preset_jobs(presets, where, request) if presets else
-               _sweep_jobs(patterns, seeds, out, hparams, {"backend": backend, **where, **recipe}, request))
-    return _run_jobs(planned, out, shard, ray=ray, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
+               _sweep_jobs(patterns, seeds, out, hparams, {"backend": backend, **where, **recipe}, request,
+                           {"recipe_paths": recipes, "tune": tune, "space": space, "threads": None if ray else cpus_per_job}))
+    return sweep.run_jobs(planned, out, shard, ray=ray, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
 
 
-def _run_jobs(planned: list, out, shard: str | None, **executor: Any) -> list[dict[str, Any]]:
-    """Run :func:`bench`'s jobs that ``out`` does not record yet (of shard ``shard``); their records."""
-    from .benchmark import jobs, records, sweep
+def _bench_inputs(models, from_presets, recipes, hparams, recipe, tune, space, shard, ray) -> tuple[list, list, list]:
+    """:func:`bench`'s presets, model patterns and recipe files as lists, checked together."""
+    import os
 
-    part = jobs.parse_shard(shard) if shard is not None else None
-    selection = records.select(planned, out, part)
-    with sweep.executing(selection.todo, out, shard=part, **executor) as results:
-        done = [record for _, record in sweep.execute(out, results, selection)]
-    sweep.raise_failures(done)
-    return done
+    from .benchmark import jobs
+
+    presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
+    patterns = [models] if isinstance(models, str) else list(models)
+    recipes = [recipes] if isinstance(recipes, (str, os.PathLike)) else list(recipes)
+    jobs.check_tuning(tune, recipes, measures=bool(presets), hparams=bool(hparams), space=bool(space),
+                      elsewhere=shard is not None or ray is not None)
+    _bench_alone(presets, bool(patterns or hparams or any(v is not None for v in recipe.values())), shard, ray)
+    return presets, patterns, recipes
 
 
 def _bench_alone(presets: list[str], trains: bool, shard: str | None, ray: str | None) -> None:
@@ -275,15 +281,16 @@ def _preset_jobs(presets: list[str], where: Mapping[str, Any], request) -> list:
     return planned
 
 
-def _sweep_jobs(patterns: list[str], seeds: Iterable[int], out, hparams, options: Mapping[str, Any], request) -> list:
-    """:func:`bench`'s training jobs: ``options`` are RunConfig fields (None: the recipe's)."""
-    from .benchmark import jobs
+def _sweep_jobs(patterns: list[str], seeds: Iterable[int], out, hparams, options: Mapping[str, Any], request,
+                tuning: Mapping[str, Any]) -> list:
+    """:func:`bench`'s training jobs (``options``: RunConfig fields, None for the recipe's), tuned first."""
+    from .benchmark import sweep
     from .data.catalog import dataset_name
 
     options = {**{k: v for k, v in options.items() if v is not None}, "data_dir": options["data_dir"],
                "manual_dir": options["manual_dir"], "dataset": dataset_name(options["dataset"] or "mnist")}
-    return jobs.sweep_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options,
-                           export=request)
+    return sweep.training_jobs(patterns, seeds=list(seeds), out=out, hparams=dict(hparams or {}), options=options,
+                               export=request, **tuning)
 
 
 def tune(

@@ -57,6 +57,7 @@ BENCH_RECORD = "results.jsonl record"  # each line of a bench folder's results.j
 BENCH_PLAN = "plans/<fingerprint>.json"
 BENCH_JOB = "jobs/<run>.json"  # a sweep's job, handed to the process that trains it
 BENCH_PEAK = "jobs/<run>.peak.json"  # that process's peak memory, handed back
+BENCH_STUDY = "tune/<model>/bench-study.json"  # a `zoo bench --tune` study, handed to the process that runs it
 EXPORT = "assets.extra/zoo.json"  # an export's metadata (for people and serving tools)
 PRESET = "preset.json"  # a published preset's record (zoo.presets)
 RECIPE = "recipe file"  # training settings and hyperparameters for a model (zoo.recipes)
@@ -168,6 +169,7 @@ MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
     BENCH_PLAN: [_unchanged],
     BENCH_JOB: [_unchanged],
     BENCH_PEAK: [_unchanged],
+    BENCH_STUDY: [_unchanged],
     EXPORT: [_unchanged],
     PRESET: [_unchanged],
     RECIPE: [_unchanged],

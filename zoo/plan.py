@@ -116,9 +116,11 @@ def resolve_config(
     resume: bool = False,
     export_base: str | os.PathLike | None = None,
     export_request: ExportRequest = SAVED_MODEL_ONLY,
+    recipe: Recipe | None = None,
 ) -> TrainPlan:
     """Resolve a job that is already a RunConfig (a bench job, a Ray task): checked the same way;
-    ``export_request`` is resolved already (:func:`zoo.export.request.resolve`)."""
+    ``export_request`` is resolved already (:func:`zoo.export.request.resolve`); ``recipe`` is the
+    recipe file already applied to ``config``, for the run to record."""
     backend = _backend(config.backend, None, None)
     directories = _directories(run_dir, resume, export_base, config.cache_dir, None)
     entry = registry.resolve(config.model)
@@ -126,7 +128,7 @@ def resolve_config(
     builder = _load(entry, config.model)
     config = dataclasses.replace(config, backend=backend)
     return TrainPlan(config, *directories, None, entry, builder, builder.check_hparams(config.hparams), preset,
-                     export_request=export_request)
+                     recipe=recipe, export_request=export_request)
 
 
 def default_run_dir(model: str) -> str:

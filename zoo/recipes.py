@@ -39,6 +39,11 @@ class Recipe:
         return {"path": self.path, "sha256": self.sha256, "options": dict(self.options),
                 "hparams": dict(self.hparams), "tuning": dict(self.tuning) if self.tuning else None}
 
+    @classmethod
+    def from_record(cls, model: str, record: Mapping[str, Any]) -> Recipe:
+        """The recipe :meth:`record` describes (a bench job handed to the process that trains it)."""
+        return cls(model=model, **record)
+
 
 def read(path: str | os.PathLike, model: str | None = None) -> Recipe:
     """The recipe file at ``path``, checked: its fields known, and made for ``model`` if given."""

@@ -29,6 +29,7 @@ from ..errors import ZooError, ZooUsageError
 from ..export.bundle import latest_version
 from ..presets import use
 from ..presets.store import Preset
+from ..recipes import Recipe
 from ..runs import CONFIG, Run
 from ..training import runner
 from .jobs import Job, export_dict, export_request
@@ -114,7 +115,7 @@ def _measured(job: Job, out: Path, threads: int | None, where: dict[str, Any]) -
         evaluation.export(Run.open(job.run_dir), export_base, job.export)
     elif registry.resolve(job.config.model).local:
         runner.train(plan.resolve_config(job.config, job.run_dir, resume=resume, export_base=export_base,
-                                         export_request=job.export), verbose=0)
+                                         export_request=job.export, recipe=_recipe(job.config, job.recipe)), verbose=0)
     else:
         child = _train_in_child(job, export_base, out, resume=resume, threads=threads)
     record = measure(job.run_dir, export_base / str(latest_version(export_base)), job.export, threads)
@@ -133,6 +134,7 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     formats.write(formats.BENCH_JOB, job_path, {
         "config": job.config.to_dict(), "run_dir": str(job.run_dir), "export_base": str(export_base),
         "resume": resume, "threads": threads, "parent": os.getpid(), "export": export_dict(job.export),
+        "recipe": job.recipe,
     })
     log_path = _log_path(out, job)
     cmd = [sys.executable, "-m", "zoo.benchmark", str(job_path)]
@@ -156,6 +158,11 @@ def _train_in_child(job: Job, export_base: Path, out: Path, *, resume: bool, thr
     # ru_maxrss only where the child could not tell: Linux carries the forking process's peak
     # (this one's, which grows with every measurement) over into the child's.
     return {**peak, "peak_rss_mb": peak.get("peak_rss_mb") or round(usage.ru_maxrss / 1024, 1)}  # KiB
+
+
+def _recipe(config: RunConfig, record: Mapping[str, Any] | None) -> Recipe | None:
+    """The recipe file a job's config was made with, for its run's config.json to record."""
+    return None if record is None else Recipe.from_record(config.model, record)
 
 
 def _signal_name(number: int) -> str:
@@ -188,14 +195,15 @@ def tf_threads() -> list[int]:
 def run_job_file(path: str) -> int:
     """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
     job = formats.load(formats.BENCH_JOB, Path(path))
-    if not _dies_with(job.get("parent")):
+    if not dies_with(job.get("parent")):
         return 1
     if job.get("threads"):
         limit_threads(job["threads"])
     try:
         config = RunConfig(**job["config"])
         request = plan.resolve_config(config, job["run_dir"], resume=job.get("resume", False),
-                                      export_base=job["export_base"], export_request=export_request(job.get("export")))
+                                      export_base=job["export_base"], export_request=export_request(job.get("export")),
+                                      recipe=_recipe(config, job.get("recipe")))
         runner.train(request, verbose=2)
     except (ZooError, registry.RegistryError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -204,7 +212,7 @@ def run_job_file(path: str) -> int:
     return 0
 
 
-def _dies_with(parent: int | None) -> bool:
+def dies_with(parent: int | None) -> bool:
     """Linux: be killed when the process that started this one dies (a killed shard or Ray
     worker must not leave its training running, holding the run's lock); False if it is gone."""
     if parent is None or not sys.platform.startswith("linux"):

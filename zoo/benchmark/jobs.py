@@ -28,11 +28,13 @@ from typing import Any
 import registry
 
 from .. import files
+from .. import recipes as recipes_lib
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
 from ..export.request import SAVED_MODEL_ONLY, ExportRequest
 from ..presets import catalog
 from ..presets.store import Preset
+from ..recipes import Recipe
 from ..runs import Run, named_run
 
 
@@ -46,6 +48,7 @@ class Job:
     variant: str = ""  # what it changes from the model's recipe: "units=8 epochs=1"
     preset: str = ""  # --from-presets: the preset's name (its folder is run_dir); measured, never trained
     export: ExportRequest = SAVED_MODEL_ONLY  # the formats to export and measure, resolved
+    recipe: Mapping[str, Any] | None = None  # the recipe file applied to config (Recipe.record()), if any
 
     @property
     def label(self) -> str:
@@ -55,7 +58,7 @@ class Job:
         """Plain data, to hand to another process (a Ray worker)."""
         return {"config": self.config.to_dict(), "run_dir": str(self.run_dir), "from_run": self.from_run,
                 "index": self.index, "key": self.key, "variant": self.variant, "preset": self.preset,
-                "export": export_dict(self.export)}
+                "export": export_dict(self.export), "recipe": self.recipe}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -108,6 +111,7 @@ def sweep_jobs(
     hparams: Mapping[str, Any],
     options: Mapping[str, Any],
     export: ExportRequest = SAVED_MODEL_ONLY,
+    recipes: Mapping[str, Recipe] | None = None,
 ) -> list[Job]:
     """One job per model and seed, each a validated RunConfig, numbered from 1.
 
@@ -115,6 +119,8 @@ def sweep_jobs(
     Python values); ``options`` are RunConfig fields. What one model does not accept fails here,
     before hours of training. The same arguments give the same plan on every machine. ``export``:
     the formats each job exports and measures (a run trained once serves every request).
+    ``recipes``: a recipe file per model name (:func:`recipe_files`), applied where ``options``
+    and ``hparams`` leave a value unset; its jobs have keys of their own.
     """
     out = Path(out).resolve()
     if options.get("cache_dir"):  # every job would fail on it, after --out was written
@@ -122,17 +128,67 @@ def sweep_jobs(
     jobs = []
     for name in select_models(models):
         builder, entry = registry.get(name), registry.resolve(name)
-        values = {"hparams": builder.coerce_hparams(hparams), **options}
+        recipe = (recipes or {}).get(name)
+        given, typed = (options, hparams) if recipe is None else recipes_lib.apply(recipe, options, hparams)
+        values = {"hparams": builder.coerce_hparams(typed), **given}
         for seed in dict.fromkeys(seeds):  # a seed given twice is one job
             config = RunConfig.from_recipe(name, builder.recipe, {**values, "seed": seed})
             as_dict = config.to_dict()
             key = job_key(as_dict, entry.dist, entry.version)
+            if recipe is not None:  # a study's best settings are another row than the same typed by hand
+                key = _hash([key, recipe_identity(recipe)])[:16]
             changed = {**config.hparams, **{k: as_dict[k] for k, default in DEFAULTS.items()
                                             if as_dict[k] != builder.recipe.get(k, default)}}
             run_dir = out / "runs" / f"{files.safe_name(name)}-seed{seed}-{key[:8]}"
             jobs.append(Job(config, run_dir, index=len(jobs) + 1, key=with_export(key, export),
-                            variant=settings_text(changed), export=export))
+                            variant=settings_text(changed), export=export,
+                            recipe=recipe.record() if recipe is not None else None))
     return jobs
+
+
+def check_tuning(tune: int | None, recipe_paths: Sequence[Any], *, measures: bool, hparams: bool, space: bool,
+                 elsewhere: bool) -> None:
+    """One-line usage errors for ``--tune`` and ``--recipe`` that make no sense, before anything
+    loads: ``measures`` (--from-presets, --from-runs: nothing trains), ``hparams`` (--hp given),
+    ``space`` (--space given), ``elsewhere`` (--plan, --shard or --ray)."""
+    if tune is not None and (not isinstance(tune, int) or isinstance(tune, bool) or tune < 1):
+        raise ZooUsageError(f"--tune must be 1 or more trials, received {tune!r}")
+    if (tune is not None or recipe_paths) and measures:
+        raise ZooUsageError(f"{'--tune' if tune is not None else '--recipe'} is for models this bench trains; "
+                            "--from-presets and --from-runs measure what is trained already")
+    if tune is None and space:
+        raise ZooUsageError("--space is the search space of --tune's studies; give it with --tune N")
+    if tune is not None and hparams:
+        raise ZooUsageError("--tune searches the hyperparameters; fix one for every trial with "
+                            "--space KEY=choice(VALUE) rather than --hp")
+    if tune is not None and elsewhere:
+        raise ZooUsageError("--tune runs its studies here before the bench; --plan, --shard and --ray are not for "
+                            "it (tune with zoo tune, --shard there, then zoo bench --recipe FILE)")
+
+
+def recipe_files(paths: Sequence[str | os.PathLike], names: Sequence[str]) -> dict[str, Recipe]:
+    """Each recipe file read and matched to the model of ``names`` (a sweep's) it is for: a file
+    that does not exist, one for a model the sweep does not train, or a second file for one model
+    is a one-line usage error."""
+    found: dict[str, Recipe] = {}
+    for path in paths:
+        recipe = recipes_lib.read(path)
+        name = next((n for n in names if n.rpartition(":")[2] == recipe.model.rpartition(":")[2]), None)
+        if name is None:
+            raise ZooUsageError(f"recipe file {path} is for model '{recipe.model}', which this bench does not "
+                                f"train ({', '.join(names) or 'no model'})")
+        if name in found:
+            raise ZooUsageError(f"two recipe files for model '{name}': {found[name].path} and {path}")
+        found[name] = recipe
+    return found
+
+
+def recipe_identity(recipe: Recipe) -> Any:
+    """What a recipe file adds to a job's identity: its settings and where they came from (the
+    study, its budget and best trial), not where the file or the study's storage lie."""
+    tuning = {k: v for k, v in (recipe.tuning or {}).items() if k != "storage"}
+    return files.jsonable({"recipe": {"options": dict(recipe.options), "hparams": dict(recipe.hparams),
+                                      "tuning": tuning}})
 
 
 def settings_text(changed: Mapping[str, Any]) -> str:

@@ -73,6 +73,8 @@ def measure(run_dir: Path, export_dir: Path, request: ExportRequest = SAVED_MODE
         "hparams": record_json["model"]["hparams_resolved"],
         "hparams_set": config["hparams"],  # what the command line changed from the defaults
         "recipe_changed": _recipe_changed(config, record_json["model"]),
+        # The recipe file the run followed (a study's best trial: its tuning provenance), or None.
+        "recipe_file": record_json.get("recipe_file"),
         "dataset": dataset_label(info),
         "dataset_version": info["version"],
         # Which images exactly, for a folder (path, files per split and class, fingerprint).

@@ -13,6 +13,7 @@ from typing import Any
 from .. import files, formats
 from ..export.request import FORMATS
 from .jobs import settings_text
+from .plots import figure, plot  # noqa: F401  (reports.figure: results.png's, kept here for callers)
 from .records import LOCK, RESULTS, read_records, status, succeeded
 
 
@@ -42,19 +43,23 @@ def hardware_label(hardware: dict[str, Any], input: dict[str, Any]) -> str:
 
 
 def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean (± std) over seeds per model and setting, best test accuracy first."""
+    """Mean (± std) over seeds per model and setting: the untuned rows, best test accuracy first,
+    then the tuned ones of each tuning budget (:func:`sections`), best first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         changed = settings_text({**r["hparams_set"], **r["recipe_changed"]})
         label = f"{r['model']} {changed}" if changed else r["model"]
         if r.get("preset"):  # measured as published, never averaged with trained runs (nor another digest)
             label = preset_label(r["preset"], r["model"])
+        recipe = r.get("recipe_file") or {}
+        if recipe:  # never averaged with runs of the same settings typed by hand, nor another file's
+            label += " (tuned)" if recipe.get("tuning") else f" (recipe {Path(recipe['path'] or '').name})"
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
         setup = hardware_label(r["hardware"], r["input"])
-        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup)].append(r)
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup, recipe.get("sha256"))].append(r)
     rows = []
-    for (label, dataset, epochs, batch, hardware), rs in groups.items():
+    for (label, dataset, epochs, batch, hardware, _), rs in groups.items():
         acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
         rows.append({
             "model": label,
@@ -70,8 +75,26 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "flops_per_example": rs[0]["flops_per_example"],
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")), default=None),
             "formats": format_means(rs),
+            **tuning(rs[0]),
         })
-    return sorted(rows, key=lambda r: -r["acc_mean"])
+    return sorted(rows, key=lambda r: (r["budget"] or 0, -r["acc_mean"]))
+
+
+def tuning(record: dict[str, Any]) -> dict[str, Any]:
+    """How much tuning a record's settings had: the study's budget, its finished and pruned trials
+    and their training seconds (all None for settings nobody tuned here)."""
+    study = (record.get("recipe_file") or {}).get("tuning") or {}
+    counts = study.get("trials") or {}
+    return {"budget": study.get("budget"), "trials": sum(counts.values()) if counts else None,
+            "pruned": counts.get("pruned"), "tuning_seconds": study.get("seconds")}
+
+
+def sections(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The leaderboard's tables: the untuned rows, then one per tuning budget, so that a table
+    compares only entries that had the same tuning (none, or N trials each)."""
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    return [("Untuned: each model's recipe" if budget is None else f"Tuned: {budget} trials per entry",
+             [r for r in rows if r["budget"] == budget]) for budget in budgets]
 
 
 # A format's figures in a record's ``formats`` (zoo.export.serving), averaged over a row's seeds.
@@ -142,7 +165,7 @@ def write_reports(out: Path, records: list[dict[str, Any]] | None = None, notes:
     rows = leaderboard(records)
     commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
     files.write_text(out / "results.md", markdown(rows, records[-1]["env"], commands, notes))
-    _plot(out / "results.png", rows)
+    plot(out / "results.png", rows)
 
 
 def _bullets(notes: Sequence[str]) -> str:
@@ -151,34 +174,50 @@ def _bullets(notes: Sequence[str]) -> str:
 
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], commands: list[str],
              notes: Sequence[str] = ()) -> str:
-    groups = format_groups(rows)
-    header = (
-        "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy | train s | "
-        "train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
-        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |"
-        + "".join(f" {g} MB | {g} ms (batch 1) | {g} ex/s (256) | {g} test accuracy |" for g in groups)
-        + "\n|" + "---|" * (16 + 4 * len(groups)) + "\n"
-    )
-    lines = []
-    for i, r in enumerate(rows, 1):
-        flops = f"{r['flops_per_example'] / 1e6:.2f}" if r["flops_per_example"] else "n/a"
-        rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
-        lines.append(
-            f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
-            f"{_accuracy(r)} | {_figure(r['train_seconds'], '.1f')} | "
-            f"{_figure(r['train_examples_per_second'], ',.0f')} | {r['params']:,} | {flops} | "
-            f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
-            f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
-            + "".join(_format_cells((r.get("formats") or {}).get(g)) for g in groups)
-        )
+    """results.md: the leaderboard's tables (one, untitled, while nothing is tuned; numbered on
+    across tables, as results.png numbers its points), the legend, the environment, the commands."""
+    groups, tables, start = format_groups(rows), sections(rows), 1
+    parts = []
+    for title, section in tables:
+        tuned = section[0]["budget"] is not None
+        parts.append((f"## {title}\n\n" if tuned or len(tables) > 1 else "") + _table(section, groups, start, tuned))
+        start += len(section)
     env_line = (
         f"Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
         f"TFDS {env['tensorflow_datasets']}; {env['cpu']}, {env['cores']} cores."
     )
     made = ("\n\nMade by " + ", then ".join(f"`{c}`" for c in commands) + ".") if commands else ""
-    legend = LEGEND + (FORMATS_LEGEND if groups else "")
-    return (header + "\n".join(lines) + f"\n\n{legend}\n{env_line}{made}\n"
+    tuned = any(r["budget"] is not None for r in rows)
+    legend = LEGEND + (TUNED_LEGEND if tuned else "") + (FORMATS_LEGEND if groups else "")
+    return ("\n\n".join(parts) + f"\n\n{legend}\n{env_line}{made}\n"
             + (f"\n{_bullets(notes)}" if notes else ""))
+
+
+def _table(rows: Sequence[dict[str, Any]], groups: Sequence[str], start: int, tuned: bool) -> str:
+    """One table of the leaderboard; a tuned one has the columns of its tuning beside the accuracy."""
+    extra = " trials | pruned | tuning s |" if tuned else ""
+    header = (
+        "| # | model | precision, devices, input | dataset | epochs | seeds | test accuracy |" + extra
+        + " train s | train ex/s | params | MFLOPs/ex | SavedModel MB | p50 / p99 ms (batch 1) | "
+        "SavedModel ex/s (256) | vs Keras predict | peak RSS MB |"
+        + "".join(f" {g} MB | {g} ms (batch 1) | {g} ex/s (256) | {g} test accuracy |" for g in groups)
+        + "\n|" + "---|" * (16 + 3 * tuned + 4 * len(groups)) + "\n"
+    )
+    lines = []
+    for i, r in enumerate(rows, start):
+        flops = f"{r['flops_per_example'] / 1e6:.2f}" if r["flops_per_example"] else "n/a"
+        rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "n/a"
+        study = (f" {_figure(r['trials'], 'd')} | {_figure(r['pruned'], 'd')} | "
+                 f"{_figure(r['tuning_seconds'], '.1f')} |") if tuned else ""
+        lines.append(
+            f"| {i} | {r['model']} | {r['hardware']} | {r['dataset']} | {r['epochs']} | {r['seeds']} | "
+            f"{_accuracy(r)} |{study} {_figure(r['train_seconds'], '.1f')} | "
+            f"{_figure(r['train_examples_per_second'], ',.0f')} | {r['params']:,} | {flops} | "
+            f"{r['saved_model_bytes'] / 1e6:.2f} | {r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} | "
+            f"{r['saved_model_examples_per_second']:,.0f} | {r['saved_model_vs_keras']:.2f}x | {rss} |"
+            + "".join(_format_cells((r.get("formats") or {}).get(g)) for g in groups)
+        )
+    return header + "\n".join(lines)
 
 
 LEGEND = """Columns: **#** rank, best test accuracy first. **model** the model and what differs from its \
@@ -196,6 +235,15 @@ the training process's peak resident memory (highest over seeds; n/a: measured f
 A row **preset NAME (model, digest)** measures a published preset as it is (`--from-presets`): its \
 epochs are those it was trained with, its training figures n/a, and its record holds its name, digest \
 and license.
+"""
+
+
+TUNED_LEGEND = """**Tuned: N trials per entry**: each entry was tuned first (`zoo bench --tune N`: a study \
+of N trials on the validation split, seeded with the bench's first seed, in OUT/tune/MODEL), then trained \
+over the seeds with its best trial's recipe; its **model** column shows those settings. **trials** the \
+study's finished trials, **pruned** how many of them the pruner stopped early, **tuning s** their seconds \
+of training summed. Tuned and untuned rows are never in one table, nor are budgets. A row **(recipe FILE)** \
+trained with a recipe file that no study made (`--recipe`); a study's file makes a tuned row.
 """
 
 
@@ -264,80 +312,6 @@ def _flatten(row: dict[str, Any], key: str, value: Any) -> None:
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:
     flat = [csv_row(r) for r in records]
     files.write_csv(path, flat, dict.fromkeys(k for row in flat for k in row))
-
-
-def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = figure(rows)
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-def figure(rows: list[dict[str, Any]]) -> Any:
-    """results.png's figure: test accuracy against training time and against parameters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # Points carry their leaderboard number; the key below the plots gives the full labels,
-    # which are too long (hyperparameters of a variant) to print next to a point.
-    key_height = 0.3 * (len(rows) + 1)  # inches
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + key_height))
-    for ax, key, label in (
-        (axes[0], "train_seconds", "training time (s)"),
-        (axes[1], "params", "parameters"),
-    ):
-        for number, r in enumerate(rows, 1):
-            if r[key] is None:  # a preset on the training-time plot: not trained here
-                continue
-            ax.errorbar(r[key], r["acc_mean"], yerr=r["acc_std"], fmt="o", capsize=3,
-                        label=f"#{number}  {r['model']} ({r['epochs']} epochs)")
-            ax.annotate(f"#{number}", (r[key], r["acc_mean"]), textcoords="offset points", xytext=(5, 5))
-        if all(r[key] is None for r in rows):  # presets only: nothing was trained
-            ax.text(0.5, 0.5, "presets: not trained here", ha="center", transform=ax.transAxes)
-            ax.set_xlabel(label)
-            continue
-        ax.set_xscale("log")
-        ax.margins(x=0.15, y=0.08)
-        _log_ticks(ax)
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3, which="both")
-    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower left", frameon=False)  # every row has params
-    fig.suptitle(f"zoo bench on {rows[0]['dataset']}: mean ± std over seeds")
-    fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
-    return fig
-
-
-def _log_ticks(ax: Any) -> None:
-    """Three to seven labelled ticks on a log x axis, whatever its range, in plain numbers (0.5, 20,
-    7.85k, 1.2M): 1-2-5 steps or powers of ten over wide ranges, evenly spaced steps over a short
-    one (where a log axis would label one tick, or none)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
-
-    low, high = ax.get_xlim()
-
-    def shown(locator: Any) -> int:
-        return sum(low <= t <= high for t in locator.tick_values(low, high))
-
-    candidates = (LogLocator(base=10, subs=(1.0, 2.0, 5.0)), LogLocator(base=10, subs=(1.0,)))
-    locator = next((c for c in candidates if 3 <= shown(c) <= 7), MaxNLocator(nbins=4, min_n_ticks=3))
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(low, high)
-
-
-def plain_number(value: float, _position: Any = None) -> str:
-    """A tick label: 0.5, 20, 7.85k, 1.2M."""
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.4g}{suffix}"
-    return f"{value:.4g}"
 
 
 def save(out: Path, record: dict[str, Any]) -> None:

@@ -6,18 +6,45 @@ it loads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .. import files
-from ..errors import ZooError
+from ..errors import ZooError, ZooUsageError
+from ..export.request import ExportRequest
 from .child import attempt, limit_threads, prepare
-from .jobs import Job, Shard, check_gpus
+from .jobs import Job, Shard, check_gpus, parse_shard, recipe_files, select_models, sweep_jobs
 from .ray import RayCluster, check_jobs
-from .records import FAILED_STATE, Selection, where, write_plan
+from .records import FAILED_STATE, Selection, select, where, write_plan
 from .reports import save
+
+
+def training_jobs(models: Sequence[str], *, seeds: Sequence[int], out: Path, hparams: Mapping[str, Any],
+                  options: Mapping[str, Any], export: ExportRequest, recipe_paths: Sequence[str | os.PathLike] = (),
+                  tune: int | None = None, space: Mapping[str, str] | None = None, threads: int | None = None,
+                  say: Callable[[str], None] = print) -> list[Job]:
+    """A training sweep's jobs (:func:`zoo.benchmark.jobs.sweep_jobs`): with ``recipe_paths``, the
+    model each file is for trains with it; with ``tune``, every model is tuned first by a study of
+    that many trials (:mod:`zoo.benchmark.studies`) and trains with its best recipe. Everything is
+    checked before the first trial or job trains."""
+    names = select_models(list(models))
+    found = recipe_files(recipe_paths, names)
+    if tune is not None and found:
+        name, recipe = next(iter(found.items()))
+        raise ZooUsageError(f"--tune {tune} tunes {name}, and the recipe file {recipe.path} is for it too: "
+                            "give one of them")
+    planned = {"seeds": list(seeds), "out": out, "hparams": hparams, "options": options, "export": export}
+    jobs = sweep_jobs(names, **planned, recipes=found)
+    if tune is None:
+        return jobs
+    from . import studies  # loads Optuna, which only tuning needs
+
+    requests = studies.resolve(names, trials=tune, out=out, options=options, space=space, seed=seeds[0],
+                               threads=threads)
+    return sweep_jobs(names, **planned, recipes=studies.run_all(requests, say, threads))
 
 
 def execute(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection: Selection,
@@ -60,6 +87,17 @@ def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray
     with RayCluster(ray, cpus_per_job=cpus_per_job or 1, gpus_per_job=gpus_per_job or 0) as cluster:
         prepare(jobs, out)
         yield cluster.run(jobs, out, shard=shard)
+
+
+def run_jobs(planned: Sequence[Job], out: Path, shard: str | None, **executor: Any) -> list[dict[str, Any]]:
+    """Run the jobs of ``planned`` that ``out`` does not record yet (of shard ``shard``), record
+    them, and return their records (``zoo.bench``); a ZooError after them if one failed."""
+    part = parse_shard(shard) if shard is not None else None
+    selection = select(planned, out, part)
+    with executing(selection.todo, out, shard=part, **executor) as results:
+        done = [record for _, record in execute(out, results, selection)]
+    raise_failures(done)
+    return done
 
 
 def raise_failures(records: Sequence[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ from ..compute import backend as backend_lib
 from ..config import MAX_SEED
 from ..errors import ZooUsageError
 from ..export.request import resolve as resolve_request
-from .options import export_options, hp_pairs, run_options
+from .options import export_options, hp_pairs, run_options, space_pairs
 from .output import table
 
 
@@ -28,6 +28,16 @@ from .output import table
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated, e.g. 0,1,2.")
 @click.option("--hp", "hp", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter for every selected model; repeatable.")
+@click.option("--recipe", "recipe_paths", multiple=True, type=click.Path(), metavar="FILE",
+              help="A recipe file (zoo tune writes the best trial's): the model it is for trains with its "
+                   "settings where no option gives them; repeatable, one file per model.")
+@click.option("--tune", type=int, metavar="N",
+              help="Tune every model first: a study of N trials on the validation split in OUT/tune/MODEL "
+                   "(the bench's options fixed, its first seed), then bench each with its best recipe. "
+                   'Needs pip install "keras-zoo[tune]".')
+@click.option("--space", "space", multiple=True, metavar="KEY=RANGE",
+              help="With --tune: search a recipe field or hyperparameter over log(a,b), uniform(a,b), "
+                   "int(a,b) or choice(a,b,...) in every study; repeatable (as zoo tune --space).")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Results folder; results.jsonl there is appended to, never rewritten. Jobs it "
                    "already records are skipped.")
@@ -59,8 +69,8 @@ from .output import table
 @run_options("hardware", "input", "data")
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str, hp: tuple[str, ...],
-          out: str, from_runs: tuple[str, ...], from_presets: tuple[str, ...], show_plan: bool, shard: str | None,
-          ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
+          recipe_paths: tuple[str, ...], tune: int | None, space: tuple[str, ...], out: str,
+          from_runs: tuple[str, ...], from_presets: tuple[str, ...], show_plan: bool, shard: str | None, ray: str | None, cpus_per_job: int | None, gpus_per_job: float | None,
           report: str | None, formats: str, quantize: str | None, max_accuracy_drop: float | None,
           data_dir: str | None, manual_dir: str | None, **recipe: Any) -> None:
     """Train, export and measure MODELS (names or patterns; default all) side by side."""
@@ -70,16 +80,12 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
         return
     seed_list = _seeds(seeds)
     recipe = {k: v for k, v in recipe.items() if v is not None}
+    bench_jobs.check_tuning(tune, recipe_paths, measures=bool(from_presets or from_runs), hparams=bool(hp),
+                            space=bool(space), elsewhere=bool(show_plan or shard or ray))
     if from_presets:
         _presets_only(ctx, models, hp, recipe, from_runs, show_plan, shard, ray)
-    if from_runs and (models or hp or recipe):
-        raise ZooUsageError(
-            "--from-runs measures finished runs as they are; "
-            "give no MODELS, --hp or training options with it"
-        )
-    if from_runs and (show_plan or shard or ray):
-        raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
-                            "training sweeps")
+    if from_runs:
+        _runs_only(models, hp, recipe, show_plan, shard, ray)
     selected_shard = bench_jobs.parse_shard(shard) if shard is not None else None
     if ray is not None:
         bench_jobs.check_address(ray)  # before TensorFlow loads
@@ -96,11 +102,13 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
     elif from_runs:
         jobs = bench_jobs.plan_from_runs(list(from_runs), request)
     else:
+        from ..benchmark import sweep
         from ..data.catalog import dataset_name
 
         options = {"dataset": dataset_name(dataset), "data_dir": data_dir, "manual_dir": manual_dir, **recipe}
-        jobs = bench_jobs.sweep_jobs(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options,
-                                     export=request)
+        jobs = sweep.training_jobs(list(models), seeds=seed_list, out=out_dir, hparams=hparams, options=options,
+                                   export=request, recipe_paths=recipe_paths, tune=tune, space=space_pairs(space),
+                                   threads=None if ray else cpus_per_job, say=lambda line: click.echo(line, err=True))
     selection = bench_records.select(jobs, out_dir, selected_shard)
     if show_plan:
         _echo_plan(selection, selected_shard, out_dir)
@@ -140,6 +148,16 @@ def _presets_only(ctx: click.Context, models, hp, recipe, from_runs, show_plan, 
                             "with the same --out, one command each, to see them on one leaderboard)")
     if show_plan or shard or ray:
         raise ZooUsageError("--from-presets measures presets here; --plan, --shard and --ray are for "
+                            "training sweeps")
+
+
+def _runs_only(models, hp, recipe, show_plan, shard, ray) -> None:
+    """Refuse --from-runs with what would train, or run elsewhere."""
+    if models or hp or recipe:
+        raise ZooUsageError("--from-runs measures finished runs as they are; give no MODELS, --hp or training "
+                            "options with it")
+    if show_plan or shard or ray:
+        raise ZooUsageError("--from-runs measures finished runs here; --plan, --shard and --ray are for "
                             "training sweeps")
 
 

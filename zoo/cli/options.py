@@ -175,3 +175,15 @@ def hp_pairs(items: tuple[str, ...]) -> dict[str, str]:
             raise ZooUsageError(f"--hp {key.strip()} is given twice")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def space_pairs(items: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ZooUsageError(f"--space expects KEY=RANGE such as learning_rate=log(1e-4,1e-2), received {item!r}")
+        if key.strip() in pairs:
+            raise ZooUsageError(f"--space {key.strip()} is given twice")
+        pairs[key.strip()] = value.strip()
+    return pairs

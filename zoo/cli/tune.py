@@ -7,20 +7,7 @@ from typing import Any
 
 import click
 
-from ..errors import ZooUsageError
-from .options import run_options
-
-
-def _space_pairs(items: tuple[str, ...]) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ZooUsageError(f"--space expects KEY=RANGE such as learning_rate=log(1e-4,1e-2), received {item!r}")
-        if key.strip() in pairs:
-            raise ZooUsageError(f"--space {key.strip()} is given twice")
-        pairs[key.strip()] = value.strip()
-    return pairs
+from .options import run_options, space_pairs
 
 
 @click.command()
@@ -71,7 +58,7 @@ def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str,
         from ..benchmark.jobs import check_address
 
         check_address(ray)  # before TensorFlow loads
-    arguments = dict(trials=trials, out=out, options=options, space=_space_pairs(space), storage=storage,
+    arguments = dict(trials=trials, out=out, options=options, space=space_pairs(space), storage=storage,
                      study=study_name, pruner=pruner)
     request = resolve(model, **arguments, shard=shard)
     from ..tuning import report, run
