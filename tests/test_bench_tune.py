@@ -82,7 +82,7 @@ def test_a_tuned_bench_trains_with_the_best_trial_and_shows_its_tuning(tuned):
     assert "## Tuned: 3 trials per entry" in md and "## Untuned" not in md
     assert "| test accuracy | trials | pruned | tuning s |" in md
     pruned = tuning["trials"]["pruned"]
-    assert f"| 1 | softmax " in md and f" (tuned) | float32, CPU, memory | zoo_tiny | 2 | 1 |" in md
+    assert "| 1 | softmax " in md and " (tuned) | float32, CPU, memory | zoo_tiny | 2 | 1 |" in md
     assert f"| 3 | {pruned} | {tuning['seconds']:.1f} |" in md
     assert "tuning softmax: study softmax-zoo_tiny" in first.stderr
     # The same command again: the study reused, the recorded job skipped, nothing trained.

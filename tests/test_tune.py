@@ -59,13 +59,18 @@ def one_line_error(result) -> str:
     (["--trials", "2", "--pruner", "always"], "Invalid value for '--pruner'"),
     (["--trials", "2", "--shard", "3/2"], "--shard expects I/N"),
     (["--trials", "2", "--storage", "postgresql://zoo@127.0.0.1:1/zoo"], "cannot use the storage 127.0.0.1:1/zoo"),
+    (["--trials", "2", "--storage", "{text file}"], "is not an Optuna journal"),
+    (["--trials", "2", "--study", " "], "--study needs a name"),
+    (["--trials", "2", "--space", "epochs=int(1,3)"], "set it with --epochs"),
 ])
 def test_bad_tuning_requests_are_one_line_and_write_nothing(args, says, tiny_data_dir, tmp_path):
-    out = tmp_path / "study"
+    out, notes = tmp_path / "study", tmp_path / "notes.txt"
+    notes.write_text("not a journal\n")
+    args = [str(notes) if a == "{text file}" else a for a in args]
     result = zoo_cli("tune", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--out", out, *args)
     line = result.stderr.strip().splitlines()[-1] if "Invalid value" in says else one_line_error(result)
     assert result.exit_code != 0 and says in line, line
-    assert not out.exists()
+    assert not out.exists() and notes.read_text() == "not a journal\n"
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +162,7 @@ def test_the_default_space_follows_the_builders_recipe_and_types():
     assert space.default_space(builder)["units"] == "choice((256,256,256),(512,512,512),(1024,1024,1024))"
     dims = {d.key: d for d in space.resolve(builder, {"units": "choice((8,8,8))"})}
     assert dims["units"].values == ((8, 8, 8),) and dims["dropout"].values == (0.0, 0.5)
+    assert "l2" not in space.default_space(registry.get("softmax"))  # a penalty, not a rate: no range to guess
 
 
 # --- the real MNIST, workers in processes of their own -------------------------------------------

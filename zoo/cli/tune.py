@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..errors import ZooUsageError
 from .options import run_options, space_pairs
 
 

@@ -74,6 +74,8 @@ def resolve(
     if importlib.util.find_spec("optuna") is None:
         raise ZooUsageError('tuning needs Optuna: pip install "keras-zoo[tune]"')
     study_lib.check_budget(trials)
+    if study is not None and not study.strip():
+        raise ZooUsageError("--study needs a name")
     if shard is not None and not re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard) or shard is not None and not (
             1 <= int(shard.split("/")[0]) <= int(shard.split("/")[1])):
         raise ZooUsageError(f"--shard expects I/N, worker I of N with 1 <= I <= N, received {shard!r}")

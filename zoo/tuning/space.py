@@ -127,7 +127,8 @@ def default_space(builder: registry.Builder) -> dict[str, str]:
     """The builder's own ``search_space`` if it declares one, else: the learning rate log-uniform
     from a tenth to ten times the recipe's, the batch size halved, as is and doubled, every
     optimizer and schedule, label smoothing up to 0.2; integer and tuple hyperparameters halved,
-    as they are and doubled; booleans both ways; dropout-like floats (in [0, 1)) from 0 to 0.5."""
+    as they are and doubled; booleans both ways; dropout-like floats (named dropout, drop, rate or
+    prob, in [0, 1)) from 0 to 0.5."""
     declared = getattr(builder.fn, "search_space", None)
     if declared is not None:
         if not isinstance(declared, Mapping) or not all(isinstance(v, str) for v in declared.values()):
@@ -143,19 +144,23 @@ def default_space(builder: registry.Builder) -> dict[str, str]:
         "label_smoothing": "uniform(0.0,0.2)",
     }
     for h in builder.hyperparameters.values():
-        text = _around(h.type, h.default)
+        text = _around(h.name, h.type, h.default)
         if text is not None:
             space[h.name] = text
     return space
 
 
-def _around(tp: Any, default: Any) -> str | None:
-    """A default dimension for a hyperparameter, or None (not searched by default)."""
+DROPOUT_LIKE = ("dropout", "drop", "rate", "prob")  # a float named so is a fraction in [0, 1)
+
+
+def _around(name: str, tp: Any, default: Any) -> str | None:
+    """A default dimension for a hyperparameter, or None (not searched by default: a float that is
+    not named like a dropout rate, such as an L2 penalty, has no range the zoo could guess)."""
     if tp is bool:
         return "choice(False,True)"
     if tp is int and isinstance(default, int) and default >= 2:
         return f"choice({default // 2},{default},{default * 2})"
-    if tp is float and isinstance(default, float) and 0.0 <= default < 1.0:
+    if tp is float and isinstance(default, float) and 0.0 <= default < 1.0 and any(w in name.lower() for w in DROPOUT_LIKE):
         return f"uniform(0.0,{max(0.5, default):g})"
     if typing.get_origin(tp) is tuple and default and all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in default):
         options = [tuple(v // 2 for v in default), tuple(default), tuple(v * 2 for v in default)]
@@ -168,6 +173,8 @@ def resolve(builder: registry.Builder, given: Mapping[str, str]) -> tuple[Dimens
     key known and every value of its type. Ranges are checked by :func:`check_ranges`."""
     types = field_types(builder)
     for key in given:
+        if key == "epochs":
+            raise ZooUsageError("--space epochs=...: epochs is every trial's budget, not searched; set it with --epochs")
         if key not in types:
             known = ", ".join(types)
             raise ZooUsageError(f"--space {key}=...: '{key}' is neither a recipe field nor a hyperparameter of "

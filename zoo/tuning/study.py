@@ -15,6 +15,7 @@ process is gone.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -53,6 +54,7 @@ def storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
             path = out / JOURNAL if url is None else Path(url).expanduser().resolve()
             if path.is_dir():
                 raise ZooUsageError(f"--storage {path} is a folder; give a journal file or a database URL")
+            _check_journal(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         return _database(url)
@@ -61,6 +63,20 @@ def storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     except Exception as exc:  # sqlalchemy's and the drivers' errors: no common base worth naming
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ZooUsageError(f"cannot use the storage {_hide_password(url)}: {first}") from None
+
+
+def _check_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal before Optuna appends to it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    try:
+        ok = isinstance(json.loads(first), dict) and "op_code" in json.loads(first)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ZooUsageError(f"{path} is not an Optuna journal file; give another --storage")
 
 
 def _database(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -94,10 +110,14 @@ def identity(model: str, dataset: str, fixed: Mapping[str, Any], space: Mapping[
 def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, Any], *, seed: int,
                worker: int, pruner: str, epochs: int) -> optuna.Study:
     """Create the study or continue it; a study of this name that tunes something else is refused."""
-    study = optuna.create_study(
-        study_name=name, storage=store, direction="maximize", load_if_exists=True,
-        pruner=_pruner(pruner, epochs),
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=store, direction="maximize", load_if_exists=True,
+            pruner=_pruner(pruner, epochs),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:  # json's errors are ValueErrors
+        where = getattr(getattr(store, "_backend", None), "_file_path", "the storage")
+        raise ZooUsageError(f"{where} is not an Optuna journal ({type(exc).__name__}: {exc}); give another --storage") from None
     # Seeded by the seed, the worker and the trials already there: a fresh study samples the same
     # trials for the same command, while a continued one or a second worker does not repeat them.
     known = len(study.get_trials(deepcopy=False))
