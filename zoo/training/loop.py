@@ -56,36 +56,23 @@ def fit(
 
     Writes history.csv every epoch, the backup after each epoch and model.keras at the end; any
     ``keras.Model`` will do. ``splits.train`` covers the epochs still to run; ``restore`` is the
-    backup to continue from.
+    backup to continue from; ``callbacks`` run after the zoo's own; ``test`` False leaves the test
+    split untouched.
     """
     info = splits.info
-    variables = list(model.trainable_variables)  # before any layer is frozen: what the optimizer keeps
-    frozen = _frozen(model, config, restore.saved_epoch() if restore is not None else 0)
-    model.compile(
-        optimizer=_optimizer(config, splits.steps_per_epoch),
-        loss=_loss(config.label_smoothing, info.num_classes),
-        weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
-        jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
-    )
-    if frozen:
-        # Built on every variable, frozen or not: the same optimizer (state, step, schedule) trains
-        # on after the layers thaw, and a backup holds its state whichever phase it was saved in.
-        model.optimizer.build(variables)
+    frozen = _compiled(model, splits, config, restore)
     initial_epoch = _restored(model, restore, config)
     # Rows 1..initial_epoch (the backup's epochs) stay; later ones are stale (killed before the backup).
     run.keep_history(lambda r: int(r["epoch"]) <= initial_epoch)
     guard, backup = NanGuard(), Backup(run.file(BACKUP))
     callbacks = [
-        guard,  # first: a broken epoch must never reach the history or the backup
+        *([Unfreeze(frozen, config.freeze)] if frozen and isinstance(config.freeze, int) else []),
+        guard,  # before the rest: a broken epoch must never reach the history or the backup
         # The history row is written before the backup of the same epoch; a kill between the two
         # repeats that epoch on resume and the stale row is dropped above.
-        HistoryLogger(run, info.num_train),
-        backup,
-        EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
+        HistoryLogger(run, info.num_train), backup, EpochTensorBoard(str(run.file(TENSORBOARD)), write_graph=False),
         *callbacks,
     ]
-    if frozen and isinstance(config.freeze, int):
-        callbacks.insert(0, Unfreeze(frozen, config.freeze))
     try:
         try:
             model.fit(
@@ -108,13 +95,28 @@ def fit(
         for layer in frozen:  # frozen for training only: model.keras is an ordinary model
             layer.trainable = True
 
-    # model.keras carries a plain Keras loss (not the checked one), so Keras alone can load it
-    # compiled; the optimizer and its state are kept.
-    evaluation.plain_compiled(model)
+    evaluation.plain_compiled(model)  # model.keras: a plain loss Keras alone loads; the optimizer's state kept
     with files.atomic_path(run.file(MODEL)) as tmp:
         model.save(tmp)
     backup.remove()
     return _measured(model, splits, run.history, test)
+
+
+def _compiled(model: keras.Model, splits: pipeline.Splits, config: RunConfig, restore: Backup | None) -> list:
+    """Compile ``model`` for ``config``; return the layers frozen for the epochs to run."""
+    variables = list(model.trainable_variables)  # before any layer is frozen: what the optimizer keeps
+    frozen = _frozen(model, config, restore.saved_epoch() if restore is not None else 0)
+    model.compile(
+        optimizer=_optimizer(config, splits.steps_per_epoch),
+        loss=_loss(config.label_smoothing, splits.info.num_classes),
+        weighted_metrics=["accuracy"],  # padded batches' padding has weight 0
+        jit_compile=KERAS_JIT_COMPILE[config.jit_compile],
+    )
+    if frozen:
+        # Built on every variable, frozen or not: the same optimizer (state, step, schedule) trains
+        # on after the layers thaw, and a backup holds its state whichever phase it was saved in.
+        model.optimizer.build(variables)
+    return frozen
 
 
 def _frozen(model: keras.Model, config: RunConfig, start: int) -> list[keras.layers.Layer]:

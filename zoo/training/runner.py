@@ -41,15 +41,14 @@ class TrainResult:
     export: export_lib.ExportResult | None
 
 
-def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence = ()) -> TrainResult:
     """Execute a resolved plan (:mod:`zoo.plan`): train, evaluate on test, optionally export.
 
     The run directory is locked for the whole run. With a cluster, this process is one of several
     training together (JAX backend): process 0 alone writes the run directory and the export and
     decides where a resumed run continues; the others keep their copies of the same files in a
-    temporary folder, removed at exit. ``callbacks`` run after the zoo's own, every epoch (a
-    tuning trial's pruner, which may raise to stop the run where it is).
-    """
+    temporary folder, removed at exit. ``callbacks`` (Keras') run after the zoo's own: a tuning
+    trial's pruner, which may raise to stop the run where it is."""
     config, cluster = plan.config, plan.cluster
     if cluster is not None:
         multihost.start(cluster)  # before JAX computes anything

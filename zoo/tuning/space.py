@@ -11,7 +11,6 @@ building the model at them (:func:`check_ranges`). Standard library only, apart 
 
 from __future__ import annotations
 
-import math
 import re
 import typing
 from collections.abc import Mapping
@@ -207,7 +206,3 @@ def split(values: Mapping[str, Any], builder: registry.Builder) -> tuple[dict[st
     """A trial's sampled values as (RunConfig options, hyperparameters)."""
     hparams = {k: v for k, v in values.items() if k in builder.hyperparameters}
     return {k: v for k, v in values.items() if k not in hparams}, hparams
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -29,7 +29,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import ZooError, ZooUsageError
+from ..errors import ZooUsageError
 
 JOURNAL = "study.journal"
 HEARTBEAT = 10  # seconds between a running trial's heartbeats
@@ -240,7 +240,3 @@ class Heartbeat:
 def check_budget(trials: int) -> None:
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ZooUsageError(f"--trials must be 1 or more, received {trials!r}")
-
-
-def described(error: BaseException) -> ZooError:
-    return error if isinstance(error, ZooError) else ZooError(f"{type(error).__name__}: {error}")
