@@ -12,8 +12,8 @@ Every model gets the same budget: --trials trials of --epochs epochs each (defau
    trial alone (no other trial touches the test split), trials complete and pruned, the epochs
    every trial trained in total, and the study's seconds;
 3. tuned, no pruning: the same call with `pruner="none"`; the same figures. The sampler has the same
-   seed: TPE draws its first 10 trials at random from the seed alone, so both studies train those
-   alike; its later draws follow the trials so far, which pruning cuts short, and may differ.
+   seed: TPE draws its first trials (a quarter of the budget, 3 to 10) at random from the seed
+   alone, so both studies train those alike; its later draws follow the trials so far, which pruning cuts short, and may differ.
 
 Pruning saved = epochs of study 3 − epochs of study 2 (and the seconds). Validation accuracy is
 the last epoch's on the held-out end of the train split (10%), as the study's objective is; the
@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTUP = 10  # trials Optuna's TPESampler (as zoo tune makes it) draws at random before it models the history
 
 
 def parse_args() -> argparse.Namespace:
@@ -126,6 +125,8 @@ def _setting(params: dict) -> str:
 
 
 def report(args: argparse.Namespace, results: dict[str, dict], total: float) -> None:
+    from zoo.tuning.study import startup_trials
+
     budget = args.trials * args.epochs
     print(f"MNIST (train split: the first 90% for training, the last 10% for validation; the official test "
           f"split for test), seed {args.seed}. Every model has the same budget: {args.trials} trials of "
@@ -163,7 +164,8 @@ def report(args: argparse.Namespace, results: dict[str, dict], total: float) -> 
     print()
     print(f"\"seconds\" is the wall time of the `zoo.train` or `zoo.tune` call: a study's includes checking its "
           f"space, the test measurement of its best trial and its plots. The two studies of a model share the "
-          f"sampler's seed. Optuna's TPE sampler draws its first {STARTUP} trials at random, from the seed alone, "
+          f"sampler's seed. Optuna's TPE sampler draws its first {startup_trials(args.trials)} trials at random "
+          f"(zoo tune's: a quarter of the budget, 3 to 10), from the seed alone, "
           f"so both studies train the same settings there; its later draws follow the trials so far, whose "
           f"values the pruner cuts short (the last column counts the trials drawn alike, from the first). "
           f"Benchmark time {total:.0f} s.")

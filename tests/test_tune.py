@@ -156,9 +156,10 @@ def test_the_default_space_follows_the_builders_recipe_and_types():
     import registry
     from zoo.tuning import space
 
-    texts = space.default_space(registry.get("cnn"))
-    assert texts["learning_rate"].startswith("log(") and texts["optimizer"] == "choice(adam,adamw,sgd,rmsprop)"
+    assert space.default_space(registry.get("cnn"))["kernel_size"] == "choice(3,5)"  # the builder's own
     builder = registry.get("mlp")
+    texts = space.default_space(builder)
+    assert texts["learning_rate"] == "log(0.0001,0.01)" and texts["optimizer"] == "choice(adam,adamw,sgd,rmsprop)"
     assert space.default_space(builder)["units"] == "choice((256,256,256),(512,512,512),(1024,1024,1024))"
     dims = {d.key: d for d in space.resolve(builder, {"units": "choice((8,8,8))"})}
     assert dims["units"].values == ((8, 8, 8),) and dims["dropout"].values == (0.0, 0.5)

@@ -313,8 +313,10 @@ def tune(
     field or hyperparameter to ``log(a,b)``, ``uniform(a,b)``, ``int(a,b)`` or ``choice(...)``,
     over the model's default space. ``options`` are :func:`train`'s (dataset, epochs, seed, ...),
     fixed for every trial. The objective is the last epoch's validation accuracy; only the best
-    trial is measured on the test split. Returns ``{"trials": rows, "running": n, "best": ...,
-    "recipe": path, "plots": [...]}``; ``recipe`` is a file for ``train(recipe=...)``.
+    trial is measured on the test split. ``verbose`` prints a line per trial. Returns
+    ``{"trials": rows, "running": n, "best": ..., "recipe": path, "plots": [...], "counts": {...}}``
+    (each row's ``params`` typed as the trial trained with them); ``recipe`` is a file for
+    ``train(recipe=...)``.
     """
     from . import plan
     from .tuning.request import resolve

@@ -57,8 +57,7 @@ def reusable(request: TuneRequest) -> Recipe | None:
     tunes something else is a one-line usage error."""
     if not (request.out / study_lib.JOURNAL).is_file():
         return None
-    study = study_lib.open_study(request.study, study_lib.storage(None, request.out), request.identity(),
-                                 seed=request.seed, worker=0, pruner=request.pruner, epochs=request.epochs)
+    study = run.study_of(request)  # as a worker of it opens it
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     path = request.out / report.RECIPE
     if running or len(study_lib.finished(study)) < request.trials or not path.is_file():

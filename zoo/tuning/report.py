@@ -36,7 +36,8 @@ class Summary:
     counts: dict[str, int] | None = None
 
 
-def rows(study: optuna.Study) -> list[dict[str, Any]]:
+def rows(study: optuna.Study, request: TuneRequest) -> list[dict[str, Any]]:
+    """One dict per trial (given-back ones left out), its values typed as the run used them."""
     out = []
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(study_lib.SURPLUS):
@@ -46,7 +47,7 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
         out.append({
             "trial": t.number, "state": state, "val_accuracy": value, "epochs": len(t.intermediate_values),
             "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
-            "params": dict(t.params), "run": t.user_attrs.get("run"), "error": t.user_attrs.get(study_lib.ERROR),
+            "params": _typed(request, t.params), "run": t.user_attrs.get("run"), "error": t.user_attrs.get(study_lib.ERROR),
         })
     return out
 
@@ -54,7 +55,7 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
 def finish(request: TuneRequest, study: optuna.Study) -> Summary:
     """The study's results once every trial has finished; with trials still running elsewhere,
     only the table (the last worker to finish measures the best trial on test)."""
-    table = rows(study)
+    table = rows(study, request)
     running = sum(1 for r in table if r["state"] in ("running", "waiting"))
     files.write_text(request.out / TABLE, markdown(request, table))
     if running:
@@ -85,7 +86,7 @@ def _tested(study: optuna.Study, best: optuna.trial.FrozenTrial, out: Path) -> d
 
 
 def _recipe(request: TuneRequest, best, test: dict[str, Any], counts: dict[str, int], table) -> recipes.Recipe:
-    options, hparams = space_lib.split(_typed(request, best), request.builder)
+    options, hparams = space_lib.split(_typed(request, best.params), request.builder)
     config = config_of(request).to_dict()
     fields = {k: config[k] for k in registry.RECIPE_KEYS}
     return recipes.Recipe(
@@ -102,12 +103,15 @@ def _recipe(request: TuneRequest, best, test: dict[str, Any], counts: dict[str, 
     )
 
 
-def _typed(request: TuneRequest, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The trial's values as the run trained with them (tuple choices back as tuples)."""
+def _typed(request: TuneRequest, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as the run trained with them (choices, stored as text, typed again)."""
     values = {}
     for dim in request.space:
-        raw = trial.params[dim.key]
-        values[dim.key] = dim.values[[space_lib._show(v) for v in dim.values].index(raw)] if dim.kind == "choice" else raw
+        if dim.key not in params:
+            continue
+        raw = params[dim.key]
+        shown = [space_lib._show(v) for v in dim.values]
+        values[dim.key] = dim.values[shown.index(raw)] if dim.kind == "choice" and raw in shown else raw
     return values
 
 
@@ -144,6 +148,6 @@ def markdown(request: TuneRequest, table: list[dict[str, Any]]) -> str:
              "| ---: | --- | ---: | ---: | ---: | " + " | ".join("---" for _ in keys) + " |"]
     for r in table:
         value = f"{r['val_accuracy']:.4f}" if r["val_accuracy"] is not None else ""
-        params = " | ".join(_cell(r["params"].get(k, "")) for k in keys)
+        params = " | ".join(_cell(r["params"].get(k, "")) for k in keys)  # tuples as (8, 16)
         lines.append(f"| {r['trial']} | {r['state']} | {value} | {r['epochs']} | {r['seconds'] or ''} | {params} |")
     return "\n".join(lines) + "\n"

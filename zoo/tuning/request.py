@@ -44,7 +44,7 @@ class TuneRequest:
     def identity(self) -> dict[str, Any]:
         fixed = {k: self.options[k] for k in LEARNING if self.options.get(k) is not None}
         return study_lib.identity(self.builder.name, self.dataset, {**fixed, "epochs": self.epochs},
-                                  {d.key: d.text for d in self.space})
+                                  {d.key: d.text for d in self.space}, self.pruner)
 
     @property
     def worker_index(self) -> int:

@@ -45,7 +45,8 @@ def study_of(request: TuneRequest) -> optuna.Study:
     """The request's study, created or continued (its identity checked)."""
     store = study_lib.storage(request.storage, request.out)
     return study_lib.open_study(request.study, store, request.identity(), seed=request.seed,
-                                worker=request.worker_index, pruner=request.pruner, epochs=request.epochs)
+                                worker=request.worker_index, pruner=request.pruner, epochs=request.epochs,
+                                budget=request.trials)
 
 
 def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:
@@ -68,7 +69,8 @@ def _run_trial(request: TuneRequest, study: optuna.Study, trial: optuna.Trial, s
     values = {dim.key: dim.suggest(trial) for dim in request.space}
     options, hparams = space_lib.split(values, request.builder)
     run_dir = request.out / TRIALS / f"{trial.number:04d}"
-    shown = " ".join(f"{k}={registry.show_value(v)}" for k, v in values.items())
+    shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={registry.show_value(v)}"
+                     for k, v in values.items())
     start = time.monotonic()
     with study_lib.Heartbeat(study, trial):  # stopped before the trial is told: no write after that
         trial.set_user_attr("run", str(run_dir.relative_to(request.out)))

@@ -102,13 +102,20 @@ def _hide_password(url: str | None) -> str:
     return str(url).split("@")[-1] if url and "@" in url else str(url)
 
 
-def identity(model: str, dataset: str, fixed: Mapping[str, Any], space: Mapping[str, str]) -> dict[str, Any]:
-    """What a study tunes; a study of the same name must tune the same."""
-    return {"model": model, "dataset": dataset, "fixed": dict(fixed), "space": dict(space)}
+def identity(model: str, dataset: str, fixed: Mapping[str, Any], space: Mapping[str, str],
+             pruner: str) -> dict[str, Any]:
+    """What a study tunes, and how; a study of the same name must do the same (a pruner changed
+    halfway would judge its trials by two rules)."""
+    return {"model": model, "dataset": dataset, "fixed": dict(fixed), "space": dict(space), "pruner": pruner}
+
+
+def startup_trials(budget: int) -> int:
+    """Random trials before TPE models the results: a quarter of the budget, 3 to 10."""
+    return min(10, max(3, budget // 4))
 
 
 def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, Any], *, seed: int,
-               worker: int, pruner: str, epochs: int) -> optuna.Study:
+               worker: int, pruner: str, epochs: int, budget: int) -> optuna.Study:
     """Create the study or continue it; a study of this name that tunes something else is refused."""
     try:
         study = optuna.create_study(
@@ -120,13 +127,16 @@ def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, 
         raise ZooUsageError(f"{where} is not an Optuna journal ({type(exc).__name__}: {exc}); give another --storage") from None
     # Seeded by the seed, the worker and the trials already there: a fresh study samples the same
     # trials for the same command, while a continued one or a second worker does not repeat them.
+    # TPE draws its first trials at random; Optuna's 10 would leave a budget of 12 mostly random.
     known = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=int(np.random.SeedSequence([seed, worker, known]).generate_state(1)[0]))
+    study.sampler = optuna.samplers.TPESampler(
+        n_startup_trials=startup_trials(budget),
+        seed=int(np.random.SeedSequence([seed, worker, known]).generate_state(1)[0]))
     found = study.user_attrs.get("tunes")
     if found is None:
         study.set_user_attr("tunes", dict(who))
     elif found != who:
-        what = next(k for k in ("model", "dataset", "fixed", "space") if found.get(k) != who.get(k))
+        what = next(k for k in ("model", "dataset", "fixed", "space", "pruner") if found.get(k) != who.get(k))
         raise ZooUsageError(
             f"study '{name}' already tunes {found['model']} on {found['dataset']} with another {what} "
             f"({found.get(what)!r}); give another --study name or --out folder"
