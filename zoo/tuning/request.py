@@ -76,8 +76,8 @@ def resolve(
     study_lib.check_budget(trials)
     if study is not None and not study.strip():
         raise ZooUsageError("--study needs a name")
-    if shard is not None and not re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard) or shard is not None and not (
-            1 <= int(shard.split("/")[0]) <= int(shard.split("/")[1])):
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard or "")
+    if shard is not None and not (match and 1 <= int(match[1]) <= int(match[2])):
         raise ZooUsageError(f"--shard expects I/N, worker I of N with 1 <= I <= N, received {shard!r}")
     if pruner not in study_lib.PRUNERS:
         raise ZooUsageError(f"--pruner must be one of {', '.join(study_lib.PRUNERS)}, received {pruner!r}")
