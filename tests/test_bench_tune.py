@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import warm
+from clicalls import one_line_error
 from click.testing import CliRunner
 
 from zoo import recipes
@@ -32,13 +33,6 @@ LEARNED = ("learning_rate", "optimizer", "schedule", "label_smoothing", "batch_s
 def zoo_bench(*args) -> object:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return warm.run([sys.executable, "-m", "zoo", "bench", *map(str, args)], env=env, timeout=600)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: "), line
-    return line
 
 
 def recipe_file(path: Path, model: str, **fields) -> Path:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clicalls import zoo_cli
 from served import serve
 
 import registry
 import zoo
-from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.export import litert, onnx
 from zoo.export.saved_model import TOLERANCE
@@ -32,10 +31,6 @@ pytest.importorskip("ai_edge_litert")
 ROOT = Path(__file__).resolve().parents[1]
 ALL = "saved_model,onnx,litert"
 MODULES = {"onnx": onnx, "litert": litert}
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def zoo_json(version: Path) -> dict:

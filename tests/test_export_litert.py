@@ -10,19 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clicalls import zoo_cli
 
-from zoo.cli import main
 from zoo.errors import ZooError, ZooUsageError
 from zoo.export import litert
 from zoo.export.request import resolve
 from zoo.export.saved_model import TOLERANCE
 
 pytest.importorskip("ai_edge_litert")
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,10 @@ while writing are test_export_formats.py's, with the other formats."""
 
 from __future__ import annotations
 
-from click.testing import CliRunner
+from clicalls import one_line_error, zoo_cli
 
-from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.export import onnx as zoo_onnx
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: "), line
-    return line
 
 
 def test_without_the_onnx_extra_export_is_one_line_and_writes_nothing(tiny_runs, tmp_path, monkeypatch):

@@ -10,10 +10,9 @@ from pathlib import Path
 import imagefolders
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clicalls import zoo_cli
 
 import zoo
-from zoo.cli import main
 from zoo.presets.store import seal
 
 HP = {"filters": "4,8", "dense_units": 16}
@@ -89,10 +88,6 @@ def head_positions(run_or_model) -> set[int]:
 
 def train(tiny_data_dir, run_dir, **options) -> zoo.Run:
     return zoo.train("cnn", data_dir=tiny_data_dir, run_dir=run_dir, verbose=0, **{**COMMON, "epochs": 1, **options})
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.slow

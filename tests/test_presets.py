@@ -13,25 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clicalls import one_line_error, zoo_cli
 
 import zoo
-from zoo.cli import main
 from zoo.presets import catalog
 from zoo.presets.store import PRESET_JSON, SEAL, WEIGHTS, Preset, seal
 
 HP = {"units": (16, 16, 16), "dropout": 0.0}
-
-
-def zoo_cli(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: "), line
-    return line
 
 
 @pytest.fixture(scope="module")

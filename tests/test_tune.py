@@ -21,26 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clicalls import one_line_error, zoo_cli
 
 import zoo
-from zoo.cli import main
 
 optuna = pytest.importorskip("optuna")
 
 TINY = {"dataset": "zoo_tiny", "epochs": 2, "batch_size": 16, "precision": "float32"}
 SMALL_SPACE = {"units": "choice((8,8,8),(16,16,16))", "learning_rate": "log(1e-3,1e-2)", "dropout": "uniform(0.0,0.3)"}
-
-
-def zoo_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: "), line
-    return line
 
 
 @pytest.mark.parametrize("args, says", [
