@@ -194,11 +194,9 @@ def tf_threads() -> list[int]:
 
 def run_job_file(path: str) -> int:
     """The child's side: train the job a file describes. Errors are one line, as in the CLI."""
-    job = formats.load(formats.BENCH_JOB, Path(path))
-    if not dies_with(job.get("parent")):
+    job = child_job(formats.BENCH_JOB, path)
+    if job is None:
         return 1
-    if job.get("threads"):
-        limit_threads(job["threads"])
     try:
         config = RunConfig(**job["config"])
         request = plan.resolve_config(config, job["run_dir"], resume=job.get("resume", False),
@@ -210,6 +208,17 @@ def run_job_file(path: str) -> int:
         return 1
     formats.write(formats.BENCH_PEAK, peak_path(Path(path)), {"peak_rss_mb": peak_rss_mb(), "tf_threads": tf_threads()})
     return 0
+
+
+def child_job(kind: str, path: str) -> dict | None:
+    """A child's start: the file ``path`` (of format ``kind``) its parent wrote, read once this
+    process dies with the parent (None: the parent is gone already) and its threads are limited."""
+    job = formats.load(kind, Path(path))
+    if not dies_with(job.get("parent")):
+        return None
+    if job.get("threads"):
+        limit_threads(job["threads"])
+    return job
 
 
 def dies_with(parent: int | None) -> bool:

@@ -32,7 +32,7 @@ from ..tuning import report, run
 from ..tuning import request as request_lib
 from ..tuning import study as study_lib
 from ..tuning.request import TuneRequest
-from .child import dies_with, limit_threads
+from .child import child_job, limit_threads
 
 STUDIES = "tune"  # OUT/tune/<model>: each model's study, its trials and its best recipe
 STUDY_JOB = "bench-study.json"  # in the study's folder: what its child process runs
@@ -125,11 +125,9 @@ def _work_in_child(request: TuneRequest, say: Callable[[str], None], threads: in
 
 def run_study_file(path: str) -> int:
     """The child's side: resolve the study the file describes and run it. Errors are one line."""
-    job = formats.load(formats.BENCH_STUDY, Path(path))
-    if not dies_with(job.get("parent")):
+    job = child_job(formats.BENCH_STUDY, path)
+    if job is None:
         return 1
-    if job.get("threads"):
-        limit_threads(job["threads"])
     try:
         request = request_lib.resolve(job["model"], trials=job["trials"], out=job["out"], options=job["options"],
                                       space=job["space"], pruner=job["pruner"])
