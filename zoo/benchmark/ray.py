@@ -165,8 +165,9 @@ class RayCluster:
             cause = exc.as_instanceof_cause()
             first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
             raise ZooError(f"a tuning worker on Ray failed: {first}") from None
-        finally:
-            for ref in refs:
+        finally:  # failed or interrupted: no worker of this study keeps running on the cluster
+            _, running = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in running:  # only those: force-cancelling a finished task can crash Ray's core worker
                 self.ray.cancel(ref, force=True)
 
 
