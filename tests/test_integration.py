@@ -63,17 +63,18 @@ def test_ci_fails_without_the_real_mnist_files_instead_of_skipping(folder, tmp_p
     assert "passed" not in result.stdout and "skipped" not in result.stdout
 
 
-@pytest.mark.slow  # two MNIST trainings of 2 epochs in processes of their own: 80 s
+@pytest.mark.slow  # two MNIST trainings of 2 epochs in processes of their own: 50 s
 def test_two_devices_train_as_well_as_one_and_record_two_replicas(mnist_data_dir, tmp_path):
     """Data-parallel on two logical CPU devices: the same global batch, the same accuracy."""
-    import subprocess
     import sys
+
+    import warm
 
     def train(name: str, *extra: str) -> dict:
         run = tmp_path / name
         cmd = [sys.executable, "-m", "zoo", "train", "mlp", "--epochs", "2", "--data-dir", mnist_data_dir,
                "--run-dir", str(run), *extra]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        result = warm.run(cmd, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         return json.loads((run / "metrics.json").read_text())
 

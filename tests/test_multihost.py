@@ -63,14 +63,13 @@ class Processes:
         port = port or free_port()
         self.procs, self.logs = [], []
         for i in range(count):
-            log = (self.tmp / f"p{i}-{time.monotonic_ns()}.log").open("w+")
+            log = self.tmp / f"p{i}-{time.monotonic_ns()}.log"
             cmd = zoo_cmd(*args, "--coordinator", f"127.0.0.1:{port}", "--num-processes", count, "--process-id", i)
-            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV))
+            self.procs.append(warm.popen(cmd, stdout=log, env=ENV))
             self.logs.append(log)
 
     def output(self, i: int) -> str:
-        self.logs[i].flush()
-        return Path(self.logs[i].name).read_text(errors="replace")
+        return self.logs[i].read_text(errors="replace")
 
     def wait(self, timeout: float = 600) -> list[int]:
         deadline = time.monotonic() + timeout

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import warm
 
 # ZOO_CPUINFO: the suite run as on another CPU (docs/development.md); the zoo reads it instead.
 CPUINFO = Path(os.environ.get("ZOO_CPUINFO") or "/proc/cpuinfo")
@@ -150,10 +151,9 @@ def matrix(tiny_data_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("precisions")
     cases, procs = {}, []
 
-    def start(name: str, cmd: list[str]) -> subprocess.Popen:
+    def start(name: str, cmd: list[str]) -> subprocess.Popen | warm.WarmProcess:
         # Output to files: six processes writing into pipes nobody reads yet could fill them.
-        with (base / f"{name}.out").open("w") as out, (base / f"{name}.err").open("w") as err:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=_env())
+        proc = warm.popen(cmd, stdout=base / f"{name}.out", stderr=base / f"{name}.err", env=_env())
         procs.append(proc)
         return proc
 

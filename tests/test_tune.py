@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import warm
 from clicalls import one_line_error, zoo_cli
 
 import zoo
@@ -178,11 +179,21 @@ def env() -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def started(argv: list[str], logs: Path) -> subprocess.Popen | warm.WarmProcess:
+    """``argv`` started (warm), its output in ``logs``.out and .err."""
+    return warm.popen(argv, stdout=logs.with_suffix(".out"), stderr=logs.with_suffix(".err"), env=env())
+
+
+def ended(proc, logs: Path, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(proc.args, proc.wait(timeout),
+                                       *(logs.with_suffix(s).read_text() for s in (".out", ".err")))
+
+
 def two_workers(out: Path, data_dir: str, *storage: str) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(tune_argv(out, data_dir, "--shard", f"{i}/2", *storage), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env()) for i in (1, 2)]
+    logs = [out.parent / f"shard-{i}" for i in (1, 2)]
+    procs = [started(tune_argv(out, data_dir, "--shard", f"{i}/2", *storage), log) for i, log in zip((1, 2), logs)]
     try:
-        return [subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for p in procs]
+        return [ended(p, log, 600) for p, log in zip(procs, logs)]
     finally:
         for p in procs:
             p.kill()
@@ -207,14 +218,14 @@ def test_a_worker_killed_mid_trial_then_two_workers_finish_exactly_the_budget(mn
     """Killed after two finished trials, the study is re-run by two workers on its journal file:
     the lost trial is failed and retried with its settings, and they end with exactly 6."""
     out = tmp_path / "study"
-    worker = subprocess.Popen(tune_argv(out, mnist_data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+    worker = started(tune_argv(out, mnist_data_dir), tmp_path / "killed")
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # two finished, the third running
             trials = trials_of(out) if (out / "study.journal").exists() else []
             if len(finished(trials)) >= 2 and any(t.state.name == "RUNNING" for t in trials):
                 break
-            assert worker.poll() is None, worker.communicate()[1].decode()[-2000:]
+            assert worker.poll() is None, (tmp_path / "killed.err").read_text()[-2000:]
             time.sleep(0.2)
         else:
             pytest.fail("the worker never finished two trials")
@@ -232,9 +243,9 @@ def test_a_worker_killed_mid_trial_then_two_workers_finish_exactly_the_budget(mn
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retried) == 1 and retried[0].params == lost.params and retried[0].state.name == "COMPLETE"
     recipe = json.loads((out / "best-recipe.json").read_text())
-    again = subprocess.run([sys.executable, "-m", "zoo", "train", "mlp", "--recipe", str(out / "best-recipe.json"),
-                            "--data-dir", mnist_data_dir, "--precision", "float32", "--run-dir", str(tmp_path / "again")],
-                           capture_output=True, text=True, env=env(), timeout=600)
+    again = warm.run([sys.executable, "-m", "zoo", "train", "mlp", "--recipe", str(out / "best-recipe.json"),
+                      "--data-dir", mnist_data_dir, "--precision", "float32", "--run-dir", str(tmp_path / "again")],
+                     env=env(), timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     history = (tmp_path / "again" / "history.csv").read_text().splitlines()
     val = float(dict(zip(history[0].split(","), history[-1].split(",")))["val_accuracy"])
@@ -277,7 +288,9 @@ def postgres():
     finally:
         pid_file = data / "postmaster.pid"
         pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else server.pid
-        os.kill(pid, signal.SIGTERM)  # smart shutdown of the postmaster, which stops its children
+        # Fast shutdown (SIGINT): the postmaster ends every client's session, stops its children
+        # and exits. Smart shutdown (SIGTERM) would wait for this process's own pooled connections.
+        os.kill(pid, signal.SIGINT)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -293,7 +306,7 @@ def test_two_ray_workers_share_one_budget_through_postgresql(postgres, mnist_dat
     pytest.importorskip("ray")
     out = tmp_path / "study"
     argv = tune_argv(out, mnist_data_dir, "--storage", postgres, "--ray", "--workers", "2")
-    result = subprocess.run(argv, capture_output=True, text=True, env=env(), timeout=600)
+    result = warm.run(argv, env=env(), timeout=600)
     check_shared_budget([result], trials_of(out, postgres))
     assert "2 workers on Ray (on this machine) finished" in result.stdout
     assert not (out / "study.journal").exists()

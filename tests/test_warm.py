@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,11 +87,50 @@ def test_a_command_past_its_time_limit_is_killed(tiny_data_dir, tmp_path):
 def test_what_a_fresh_interpreter_shows_starts_fresh(monkeypatch):
     env = dict(os.environ)
     assert warm._warm_env(env) and warm._warm_env({**env, "KERAS_BACKEND": "tensorflow"})
-    for key, value in (("KERAS_BACKEND", "jax"), ("TFDS_DATA_DIR", "/elsewhere"), ("TF_CPP_MIN_LOG_LEVEL", "0")):
+    assert warm._warm_env({**env, "KERAS_BACKEND": "jax"})  # the JAX zygote's
+    for key, value in (("KERAS_BACKEND", "torch"), ("TFDS_DATA_DIR", "/elsewhere"), ("TF_CPP_MIN_LOG_LEVEL", "0")):
         assert not warm._warm_env({**env, key: value}), key
-    assert warm._asks_for_jax([ZOO, "train", "mlp", "--backend", "jax"])
-    assert warm._asks_for_jax([ZOO, "train", "mlp", "--backend=jax"])
+    env.pop("KERAS_BACKEND", None)
+    for argv, backend in (([ZOO, "train", "mlp"], "tensorflow"), ([ZOO, "train", "mlp", "--backend", "jax"], "jax"),
+                          ([ZOO, "train", "mlp", "--backend=jax"], "jax"),
+                          ([ZOO, "train", "mlp", "--coordinator", "127.0.0.1:1"], "jax")):  # a process of several
+        assert warm._backend(argv, env) == backend, argv
+    assert warm._backend([ZOO, "train", "mlp"], {**env, "KERAS_BACKEND": "jax"}) == "jax"
     assert warm._program([sys.executable, "-c", "import zoo"]) is None
     assert warm._program(["/elsewhere/venv/bin/zoo", "list"]) is None
     monkeypatch.setenv("ZOO_TEST_FRESH", "1")
     assert warm._program([ZOO, "list"]) is None
+
+
+def test_a_jax_command_forks_from_a_jax_zygote_and_ends_as_a_fresh_one(tiny_data_dir, tmp_path, monkeypatch):
+    argv = [ZOO, "train", "softmax", "--backend", "jax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+            "--epochs", "1", "--precision", "float32", "--run-dir", "{run}"]
+    results = []
+    for name, fresh in (("warm", "0"), ("fresh", "1")):
+        monkeypatch.setenv("ZOO_TEST_FRESH", fresh)
+        started = dict(warm.STARTED)
+        result = warm.run([a.format(run=tmp_path / name) for a in argv], timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert warm.STARTED[name] == started[name] + 1
+        results.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    assert results[0]["hardware"]["backend"] == results[1]["hardware"]["backend"] == "jax"
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("fresh", ["0", "1"], ids=["warm", "fresh"])
+def test_a_started_command_is_a_process_its_test_can_watch_and_kill(fresh, tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_TEST_FRESH", fresh)
+    log, run = tmp_path / "log", tmp_path / "run"
+    proc = warm.popen([ZOO, "train", "mlp", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--epochs", "500",
+                       "--run-dir", run], stdout=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while "Epoch 2/500" not in log.read_text():  # its output arrives as it is written
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        assert int((run / ".lock").read_text().split()[1]) == proc.pid  # the process training the run
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(0.1)
+    finally:
+        proc.kill()
+    assert proc.wait(30) == -9 and proc.returncode == -9

@@ -11,11 +11,18 @@ threads). The fork runs the command as the interpreter would: ``sys.argv``, ``sy
 ``PYTHONPATH``, ``SystemExit``, an uncaught exception's traceback and exit status 1, non-daemon
 threads and ``atexit`` at the end.
 
+``popen`` is the same for ``subprocess.Popen(argv, stdout=FILE, stderr=FILE or STDOUT)``: the process
+of a command that a test kills, stops or waits for (``pid``, ``poll``, ``wait``, ``kill``,
+``send_signal``, ``returncode``).
+
+Keras reads its backend once, when it is imported, so there is a zygote per backend: a command
+that asks for JAX (``--backend jax``, ``KERAS_BACKEND=jax``, or one process of a multi-process
+run, ``--coordinator``, whose default is JAX) forks from one that imported Keras on JAX.
+
 What only a fresh interpreter shows is not run warm; ``run`` starts a fresh process instead when
 
 - the environment differs from the zygote's in a variable read when TensorFlow, Keras or TFDS are
-  imported (``TF_*``, ``KERAS_*``, ``TFDS_*``, ``XLA_*``, ...), or a command asks for the JAX
-  backend (Keras has started with TensorFlow in the zygote);
+  imported (``TF_*``, ``KERAS_*``, ``TFDS_*``, ``XLA_*``, ...; ``KERAS_BACKEND`` picks the zygote);
 - the program is neither (another venv's console script, ``python -c``, a script);
 - ``ZOO_TEST_FRESH=1``: the whole suite in fresh processes.
 
@@ -36,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ZOO = Path(sys.executable).with_name("zoo")
@@ -56,7 +64,7 @@ _lock = threading.Lock()
 # The environment of the zygotes: this process's when the tests were collected (a test that
 # changes os.environ for itself does not change what the zygotes imported with).
 BASE_ENV = dict(os.environ)
-_zygotes: dict[str, dict] = {}  # interpreter -> its zygote's process and socket
+_zygotes: dict[tuple[str, str], dict] = {}  # (interpreter, backend) -> its zygote's process and socket
 STARTED = {"warm": 0, "fresh": 0}  # how the commands of this process were started
 
 
@@ -66,12 +74,71 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | Path |
     argv = [str(a) for a in argv]
     env = dict(os.environ if env is None else env)
     program = _program(argv)
-    if program is None or not _warm_env(env) or _asks_for_jax(argv):
+    if program is None or not _warm_env(env):
         STARTED["fresh"] += 1
         return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
                               input=input, check=False)
     STARTED["warm"] += 1
     return _run_warm(argv, program, env, str(Path(cwd or os.getcwd()).resolve()), timeout, input)
+
+
+def popen(argv: list[str], *, stdout: str | Path, stderr: str | Path | None = None, env: dict[str, str] | None = None,
+          cwd: str | Path | None = None) -> subprocess.Popen | WarmProcess:
+    """``subprocess.Popen(argv, stdout=open(stdout, "w"), stderr=open(stderr, "w") or STDOUT,
+    stdin=DEVNULL, ...)``, warm where it can be: the output goes to the files as it comes."""
+    argv = [str(a) for a in argv]
+    env = dict(os.environ if env is None else env)
+    stderr = stderr or stdout
+    program = _program(argv)
+    if program is None or not _warm_env(env):
+        STARTED["fresh"] += 1
+        with open(stdout, "w") as out, open(stderr, "w") if stderr != stdout else nullcontext() as err:
+            return subprocess.Popen(argv, stdout=out, stderr=err or subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=cwd)
+    STARTED["warm"] += 1
+    for path in {stdout, stderr}:
+        Path(path).write_text("")
+    request = {"argv": argv, "program": program, "env": env, "cwd": str(Path(cwd or os.getcwd()).resolve()),
+               "stdin": os.devnull, "stdout": str(stdout), "stderr": str(stderr)}
+    return WarmProcess(argv, _address(_interpreter(argv), _backend(argv, env)), request)
+
+
+class WarmProcess:
+    """A command running in a fork of a zygote, as ``subprocess.Popen`` shows one."""
+
+    def __init__(self, argv: list[str], address: str, request: dict) -> None:
+        self.args, self.returncode = argv, None
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(address)
+        self._conn.sendall(json.dumps(request).encode() + b"\n")
+        self._replies = self._conn.makefile("r")
+        self.pid = json.loads(self._replies.readline())["pid"]
+        self._ended = threading.Thread(target=self._wait_for_code, daemon=True)
+        self._ended.start()
+
+    def _wait_for_code(self) -> None:
+        line = self._replies.readline()
+        self._conn.close()
+        self.returncode = json.loads(line)["code"] if line else -signal.SIGKILL  # the waiter itself was lost
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._ended.join(timeout)
+        if self._ended.is_alive():
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:  # ended and reaped; its exit status is on its way
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def _interpreter(argv: list[str]) -> str:
@@ -92,7 +159,7 @@ def _program(argv: list[str]) -> str | None:
 
 def _import_time(env: dict[str, str]) -> dict[str, str]:
     found = {k: v for k, v in env.items() if k.startswith(IMPORT_TIME)}
-    if found.get("KERAS_BACKEND") == "tensorflow":  # Keras's default, the zygote's backend
+    if found.get("KERAS_BACKEND") in BACKENDS:  # picks the zygote
         del found["KERAS_BACKEND"]
     return found
 
@@ -101,15 +168,23 @@ def _warm_env(env: dict[str, str]) -> bool:
     return _import_time(env) == _import_time(BASE_ENV)
 
 
-def _asks_for_jax(argv: list[str]) -> bool:
-    return any(a == "jax" or a.endswith("=jax") for a in argv)
+BACKENDS = ("tensorflow", "jax")
+
+
+def _backend(argv: list[str], env: dict[str, str]) -> str:
+    """The Keras backend the command starts: the zygote it forks from."""
+    if any(a == "jax" or a.endswith("=jax") for a in argv):
+        return "jax"
+    if env.get("KERAS_BACKEND") in BACKENDS:
+        return env["KERAS_BACKEND"]
+    return "jax" if any(a == "--coordinator" or a.startswith("--coordinator=") for a in argv) else "tensorflow"
 
 
 # -- the client side --------------------------------------------------------------------------------
 
 
 def _run_warm(argv, program, env, cwd, timeout, input) -> subprocess.CompletedProcess:
-    address = _address(_interpreter(argv))
+    address = _address(_interpreter(argv), _backend(argv, env))
     with tempfile.TemporaryDirectory(prefix="zoo-warm-") as folder:
         paths = {name: os.path.join(folder, name) for name in ("stdin", "stdout", "stderr")}
         Path(paths["stdin"]).write_text(input or "")
@@ -145,11 +220,11 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _address(python: str) -> str:
-    """The socket of the zygote of ``python`` in this process, started on first use (once: a
-    thread may ask too)."""
+def _address(python: str, backend: str) -> str:
+    """The socket of the zygote of ``python`` on Keras ``backend`` in this process, started on
+    first use (once: a thread may ask too)."""
     with _lock:
-        zygote = _zygotes.get(python, {})
+        zygote = _zygotes.get((python, backend), {})
         if zygote and zygote["proc"].poll() is None:
             return zygote["address"]
         folder = tempfile.mkdtemp(prefix="zw", dir="/tmp")  # Unix socket paths: at most 107 bytes
@@ -158,7 +233,8 @@ def _address(python: str) -> str:
         with open(log, "w") as stderr:
             # In its own folder: what it preloads comes from the environment, as for a console
             # script, never from a source tree that happens to be the current directory.
-            proc = subprocess.Popen([python, "-c", ZYGOTE, address, str(os.getpid()), *PRELOAD], env=BASE_ENV,
+            proc = subprocess.Popen([python, "-c", ZYGOTE, address, str(os.getpid()), *PRELOAD],
+                                    env={**BASE_ENV, "KERAS_BACKEND": backend},
                                     cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 300
         while not os.path.exists(address):
@@ -166,7 +242,7 @@ def _address(python: str) -> str:
                 proc.kill()
                 raise RuntimeError(f"the warm launcher's zygote did not start: {Path(log).read_text()[-2000:]}")
             time.sleep(0.02)
-        _zygotes[python] = {"proc": proc, "address": address}
+        _zygotes[(python, backend)] = {"proc": proc, "address": address}
         atexit.register(_stop, proc, folder)
         return address
 
@@ -205,10 +281,15 @@ def command(request):
     """In the fork that runs the command: become the process the request describes, run it."""
     os.chdir(request["cwd"])
     os.environ.clear(); os.environ.update(request["env"])
-    fds = [os.open(request["stdin"], os.O_RDONLY), os.open(request["stdout"], os.O_WRONLY),
-           os.open(request["stderr"], os.O_WRONLY)]
+    fds = [os.open(request["stdin"], os.O_RDONLY), os.open(request["stdout"], os.O_WRONLY)]
+    if request["stderr"] != request["stdout"]:
+        fds.append(os.open(request["stderr"], os.O_WRONLY))
     for target, fd in enumerate(fds):
         os.dup2(fd, target); os.close(fd)
+    if len(fds) == 2:  # stderr=STDOUT
+        os.dup2(1, 2)
+    if request["env"].get("PYTHONUNBUFFERED"):  # read at start-up: this interpreter started buffered
+        sys.stdout.reconfigure(write_through=True); sys.stderr.reconfigure(write_through=True)
     extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     argv = request["argv"]
     if request["program"] == "script":
