@@ -102,6 +102,7 @@ def test_what_a_fresh_interpreter_shows_starts_fresh(monkeypatch):
     assert warm._program([ZOO, "list"]) is None
 
 
+@pytest.mark.slow  # a JAX zygote and a fresh JAX process: about 20 s
 def test_a_jax_command_forks_from_a_jax_zygote_and_ends_as_a_fresh_one(tiny_data_dir, tmp_path, monkeypatch):
     argv = [ZOO, "train", "softmax", "--backend", "jax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
             "--epochs", "1", "--precision", "float32", "--run-dir", "{run}"]
