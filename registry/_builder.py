@@ -107,7 +107,7 @@ class Builder:
                 f"model '{self.name}' failed to build for input_shape={input_shape}, "
                 f"num_classes={num_classes}: {reason}"
             ) from exc
-        _check_model(self.name, model, num_classes)
+        _check_model(self.name, model, input_shape, num_classes)
         return model
 
     def _builds(self, input_shape: tuple[int, ...], num_classes: int) -> bool:
@@ -118,12 +118,32 @@ class Builder:
         return True
 
 
-def _check_model(name: str, model: Any, num_classes: int) -> None:
+def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """A keras.Model that takes one batch of ``input_shape`` images and outputs ``num_classes``
+    scores. A model that knows its shapes only once called (a Sequential without an Input) is
+    built for ``input_shape``, as its first batch would build it."""
     import keras  # only here: listing and validation never import TensorFlow
 
     if not isinstance(model, keras.Model):
         raise PluginError(f"model '{name}' returned {type(model).__name__}, expected a keras.Model")
-    shape = model.output_shape
+    if not model.built:
+        try:
+            model.build((None, *input_shape))
+        except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
+            raise PluginError(
+                f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+    try:
+        takes, shape = model.input_shape, model.output_shape
+    except (AttributeError, ValueError) as exc:
+        raise PluginError(f"model '{name}' has no defined input or output shape ({_first_line(exc)}); "
+                          "start it with keras.Input(shape=input_shape)") from exc
+    if not isinstance(takes, tuple) or len(takes) != len(input_shape) + 1 or any(
+        have is not None and have != want for have, want in zip(takes[1:], input_shape)
+    ):
+        raise PluginError(f"model '{name}' takes inputs of shape {takes}, expected (None, "
+                          f"{', '.join(map(str, input_shape))}): build it from the input_shape it is given")
     if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] != num_classes:
         raise PluginError(f"model '{name}' outputs shape {shape}, expected (None, {num_classes})")
 

@@ -144,3 +144,21 @@ def test_xla_on_trains_and_is_recorded_as_keras_resolved_it(tiny_data_dir, tmp_p
     hardware = json.loads((run / "metrics.json").read_text())["hardware"]
     assert hardware["jit_compile"] is True and hardware["devices"] == ["CPU:0"] and hardware["replicas"] == 1
     assert json.loads((run / "config.json").read_text())["hardware"]["jit_compile"] == "on"
+
+
+@pytest.mark.parametrize("backend, names, batch_size, refused", [
+    ("tensorflow", ("CPU:0", "CPU:1", "CPU:2"), 128, True),  # 43 + 43 + 42: Keras fails mid-epoch
+    ("tensorflow", ("GPU:0", "GPU:1"), 127, True),
+    ("tensorflow", ("CPU:0", "CPU:1"), 128, False),
+    ("tensorflow", ("CPU:0",), 127, False),
+    ("jax", ("CPU:0", "CPU:1"), 7, False),  # JAX pads the shares (test_multihost)
+])
+def test_a_batch_that_devices_cannot_share_equally_is_refused_before_training(backend, names, batch_size, refused):
+    placement = devices.Placement(names, names[0].split(":")[0], "test", "float32", "requested", backend=backend)
+    if not refused:
+        placement.check_batch(batch_size)
+        return
+    with pytest.raises(ZooUsageError) as err:
+        placement.check_batch(batch_size)
+    assert str(err.value) == (f"batch_size {batch_size} does not split evenly over the {len(names)} devices: "
+                              f"choose a multiple of {len(names)}")

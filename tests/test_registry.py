@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 import registry
@@ -751,6 +752,44 @@ def test_failures_that_are_the_plugins_name_it(fake_dists, name, hparams, messag
     with pytest.raises(registry.PluginError) as err:
         registry.get("m").build(input_shape=[2, 2, 1], num_classes=3, **hparams)
     assert str(err.value) == f"model 'm' {message}"
+
+
+def takes(*, input_shape, num_classes, inputs: str = "own"):
+    """A softmax over the inputs the ``inputs`` choice makes (a plugin's mistakes about input_shape)."""
+    h, w, c = input_shape
+    if inputs == "sequential":  # no Input: built on its first batch, or by the zoo for input_shape
+        return keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(num_classes, activation="softmax")])
+    shapes = {"own": input_shape, "any_size": (None, None, c), "channels_first": (c, h, w), "fixed": (32, 32, 3),
+              "flat": (h * w * c,)}
+    if inputs == "two":
+        first, second = keras.Input(shape=input_shape), keras.Input(shape=input_shape)
+        x = keras.layers.Add()([first, second])
+        return keras.Model([first, second], keras.layers.Dense(num_classes, activation="softmax")(
+            keras.layers.GlobalAveragePooling2D()(x)))
+    x = inputs_layer = keras.Input(shape=shapes[inputs])
+    x = keras.layers.GlobalAveragePooling2D()(x) if len(shapes[inputs]) == 3 else x
+    return keras.Model(inputs_layer, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ("channels_first", "takes inputs of shape (None, 1, 4, 4), expected (None, 4, 4, 1)"),
+    ("fixed", "takes inputs of shape (None, 32, 32, 3), expected (None, 4, 4, 1)"),
+    ("flat", "takes inputs of shape (None, 16), expected (None, 4, 4, 1)"),
+    ("two", "takes inputs of shape [(None, 4, 4, 1), (None, 4, 4, 1)], expected (None, 4, 4, 1)"),
+])
+def test_a_model_that_does_not_take_the_images_it_is_given_is_the_plugins_error(fake_dists, inputs, message):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:takes"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m").build(input_shape=(4, 4, 1), num_classes=3, inputs=inputs)
+    assert str(err.value) == f"model 'm' {message}: build it from the input_shape it is given"
+
+
+@pytest.mark.parametrize("inputs", ["own", "any_size", "sequential"])
+def test_a_model_that_takes_the_images_builds_an_unbuilt_one_for_them(fake_dists, inputs):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:takes"))
+    model = registry.get("m").build(input_shape=(4, 4, 1), num_classes=3, inputs=inputs)
+    assert model.built and model.output_shape == (None, 3)
+    assert model(np.zeros((2, 4, 4, 1), "float32")).shape == (2, 3)
 
 
 @pytest.mark.parametrize(

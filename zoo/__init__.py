@@ -59,6 +59,9 @@ def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_cla
     loaded; its input shape, classes and hyperparameters are the defaults then."""
     import registry
 
+    from .compute import backend
+
+    backend.import_tensorflow()  # its C++ start-up lines hidden, as zoo.train hides them
     if weights is not None:
         from .presets import catalog
         from .presets import weights as preset_weights

@@ -121,6 +121,7 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str) -> No
 def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
     """Export a finished run as the next version under ``export_base``: a SavedModel and the
     other formats ``request`` asks for."""
+    export_base = files.given(export_base, "export base")
     config, info = run.config, run.dataset
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)

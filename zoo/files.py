@@ -65,6 +65,14 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def given(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an absolute Path; an empty one is a one-line ZooUsageError, never the current
+    folder (``Path("")`` is ``.``)."""
+    if not str(path).strip():
+        raise ZooUsageError(f"{what} is empty; give a folder")
+    return Path(path).expanduser().resolve()
+
+
 def check_creatable(path: Path, what: str) -> None:
     """Raise a one-line ZooUsageError unless a folder can be made at ``path`` (or written in it).
 

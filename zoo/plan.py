@@ -172,12 +172,13 @@ def _directories(
     """The run directory, ``resume`` and the export base, checked; nothing is created. Processes
     other than 0 never touch either (they train into a temporary copy)."""
     writer = cluster is None or cluster.writer
-    path = Run.for_training(run_dir, resume=resume).path if writer else Path(run_dir).expanduser().resolve()
-    base = Path(export_base).expanduser().resolve() if export_base is not None else None
+    run_dir = files.given(run_dir, "run directory")
+    path = Run.for_training(run_dir, resume=resume).path if writer else run_dir
+    base = files.given(export_base, "export base") if export_base is not None else None
     if base is not None and writer:
         files.check_creatable(base, "export base")
     if cache_dir is not None:
-        files.check_creatable(Path(cache_dir).expanduser().resolve(), "cache folder")
+        files.check_creatable(files.given(cache_dir, "cache folder"), "cache folder")
     return path, resume, base
 
 

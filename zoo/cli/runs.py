@@ -77,7 +77,7 @@ def export(ctx: click.Context, target: str, export_base: str, formats: str, quan
     the other formats asked for beside it."""
     request = resolve_request(formats, quantize, max_accuracy_drop, backend_lib.default())  # before anything loads
     preset = open_target(ctx, target)
-    files.check_creatable(Path(export_base).resolve(), "export base")
+    files.check_creatable(files.given(export_base, "export base"), "export base")
     backend_lib.import_tensorflow()
     if preset is not None:
         from ..presets import use

@@ -52,6 +52,13 @@ class Placement:
         """The ``devices`` setting a run records: the same request, resolved."""
         return ",".join(d.lower() for d in self.devices)
 
+    def check_batch(self, batch_size: int) -> None:
+        """A one-line usage error unless TensorFlow's MirroredStrategy can split ``batch_size``
+        into equal shares, one per device (Keras fails mid-epoch on unequal ones; JAX pads)."""
+        if self.backend != "jax" and self.replicas > 1 and batch_size % self.replicas:
+            raise ZooUsageError(f"batch_size {batch_size} does not split evenly over the {self.replicas} devices: "
+                                f"choose a multiple of {self.replicas}")
+
     def scope(self) -> contextlib.AbstractContextManager:
         """The distribution strategy's scope to build, compile and train in.
 

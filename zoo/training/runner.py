@@ -21,11 +21,12 @@ import numpy as np
 import tensorflow as tf
 
 from .. import evaluation, files
-from ..export import bundle as export_lib
 from ..compute import backend, devices, multihost
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError, ZooUsageError
+from ..export import bundle as export_lib
+from ..models import contract
 from ..plan import TrainPlan
 from ..presets import weights as preset_weights
 from ..runs import BACKUP, CONFIG, CURVES, METRICS, Run
@@ -55,6 +56,7 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
     # First: splitting the CPU into logical devices is possible only before the backend starts.
     placement = devices.place(config.devices, config.precision, config.backend, config.deterministic)
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
+    placement.check_batch(config.batch_size)
     run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
     features = catalog.describe(config.dataset, **config.dataset_options())
     if plan.init is not None:  # the first moment the images' shape is known, before anything is built
@@ -65,6 +67,8 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
                 input_shape=features.input_shape, num_classes=features.num_classes, **plan.hparams
             )
         devices.float32_outputs(model)
+        contract.check_before_training(plan.builder.name, model, features.input_shape,
+                                       call=cluster is None and placement.replicas == 1)
         # A resume loads them too: a run stopped before its first backup starts from them again.
         new_head = (preset_weights.start_from(plan.init, model, features.class_names, placement.precision)
                     if plan.init is not None else None)

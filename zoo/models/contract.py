@@ -1,0 +1,44 @@
+"""What ``zoo train`` asks of a built model before it trains it, beyond the registry's shapes: its
+outputs are probabilities, and it reloads from its own config as a fresh process will reload the
+run's ``model.keras`` (``zoo evaluate``, ``zoo export``). Either failure found after an epoch
+would leave a finished run that serves wrong numbers or cannot be opened."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+
+from registry import PluginError
+
+_UNLOCATED = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+
+
+def probabilities_problem(probs: np.ndarray) -> str | None:
+    """Why ``probs`` (a batch of outputs) are not class probabilities; None if they are."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.min() < 0 or probs.max() > 1 or not np.allclose(probs.sum(-1), 1.0, atol=1e-2):
+        return (f"outputs are not probabilities (min {probs.min():.3g}, max {probs.max():.3g}, "
+                f"row sums {probs.sum(-1).min():.3g}..{probs.sum(-1).max():.3g}); end with a softmax")
+    return None
+
+
+def check_before_training(name: str, model: keras.Model, input_shape: tuple[int, ...], *, call: bool) -> None:
+    """A one-line PluginError if ``model`` cannot be trained into a run that is usable afterwards.
+    ``call``: also run it on two images (where one batch of two can run as it is: one device)."""
+    if call:
+        images = np.random.default_rng(0).random((2, *input_shape), dtype=np.float32)
+        problem = probabilities_problem(keras.ops.convert_to_numpy(model(images, training=False)))
+        if problem:
+            raise PluginError(f"model '{name}': {problem}")
+    try:
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    except Exception as exc:  # any failure here is the reload's that would come after training
+        text = str(exc)
+        found = _UNLOCATED.search(text)
+        reason = (f"Keras cannot locate its class '{found.group(1)}': register it with "
+                  "@keras.saving.register_keras_serializable() where the plugin defines it"
+                  if found else f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}")
+        raise PluginError(f"model '{name}' cannot be reloaded from its saved config, so its run could not be "
+                            f"evaluated or exported: {reason}") from exc
