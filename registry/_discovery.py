@@ -107,6 +107,9 @@ def register(obj: Any, name: str | None = None) -> Entry:
     already registers is refused at once, naming it; registering a local name again replaces it
     (a notebook cell run twice).
     """
+    if not callable(obj):
+        raise PluginError(f"cannot register {obj!r}: a builder is a function (or other callable) that returns a "
+                          f"keras.Model; a registered model is given by its name, a string")
     name = name or getattr(obj, "__name__", "")
     if not name or ":" in name or name != name.strip() or name == "<lambda>":
         raise PluginError(

@@ -86,10 +86,23 @@ def _scalar_from_text(key: str, text: str, tp: type) -> Any:
 
 
 def from_text(key: str, text: str, tp: Any) -> Any:
-    """Parse one ``--hp`` value; tuples are comma-separated (``filters=32,64``)."""
+    """Parse one ``--hp`` value; tuples are comma-separated (``filters=32,64``), in parentheses
+    or not, as Python and ``zoo tune --space`` write them (``(32,64)``, ``32,``)."""
     if typing.get_origin(tp) is tuple:
         elem, length = _tuple_of(tp)
-        parts = [p.strip() for p in text.split(",") if p.strip()]
+        inner = text.strip()
+        if inner.startswith("(") and inner.endswith(")"):
+            inner = inner[1:-1]
+        parts = [p.strip() for p in inner.split(",")] if inner.strip() else []
+        if len(parts) > 1 and not parts[-1]:  # one trailing comma: (8,) is a tuple of one
+            parts.pop()
+        if not any(parts):
+            parts = []
+        elif not all(parts):
+            raise HyperparameterError(
+                f"hyperparameter '{key}' expects {type_name(tp)} (comma-separated), received {text!r}: "
+                "an empty value between commas"
+            )
         if length is not None and len(parts) != length:
             raise HyperparameterError(
                 f"hyperparameter '{key}' expects {length} comma-separated values "

@@ -127,8 +127,14 @@ def test_a_run_leaves_no_global_determinism_behind(tiny_data_dir, tmp_path):
 
 
 def test_run_open_names_what_is_wrong(tmp_path):
-    with pytest.raises(zoo.ZooUsageError, match="is not a run directory"):
+    with pytest.raises(zoo.ZooUsageError, match=r"is not a run directory \(no such folder\)"):
         zoo.Run.open(tmp_path / "nothing")
+    (tmp_path / "image.png").write_bytes(b"not a run")
+    with pytest.raises(zoo.ZooUsageError, match=r"image.png is not a run directory \(a file\)$"):
+        zoo.Run.open(tmp_path / "image.png")
+    for wrong in (123, "", None):
+        with pytest.raises(zoo.ZooUsageError, match=r"^a run directory is a folder path, received "):
+            zoo.Run.open(wrong)
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.ZooUsageError, match=r"is not a run directory \(no config.json\)"):
         zoo.Run.open(tmp_path / "empty")
@@ -144,3 +150,19 @@ def test_train_takes_every_run_option():
     parameters = inspect.signature(zoo.train).parameters
     assert [name for name in plan.OPTIONS if name not in parameters] == []
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in plan.OPTIONS)
+
+
+def test_evaluating_a_split_without_examples_says_so_and_writes_nothing(tiny_runs):
+    run = tiny_runs("softmax")
+    before = sorted(p.name for p in run.path.iterdir())
+    with pytest.raises(zoo.ZooUsageError, match=r"^bad split 'train\[:0\]' of 'zoo_tiny': it has no examples$"):
+        run.evaluate("train[:0]")
+    assert sorted(p.name for p in run.path.iterdir()) == before
+
+
+def test_arguments_of_the_wrong_kind_are_named_in_one_line(tmp_path):
+    with pytest.raises(registry.PluginError, match=r"^cannot register 123: a builder is a function"):
+        zoo.train(123, run_dir=tmp_path / "run")
+    with pytest.raises(zoo.ZooUsageError, match=r"^`hparams` is a mapping of name to value, received list "):
+        zoo.train("mlp", hparams=["dropout=0.1"], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

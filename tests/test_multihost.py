@@ -118,6 +118,7 @@ def error_lines(text: str) -> list[str]:
      "--num-processes must be at least 1"),
     (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0", "--peer-timeout", "0"],
      "--peer-timeout must be between 1"),
+    (["--peer-timeout", "-5"], "--peer-timeout must be between 1"),  # one process: still a bad value
     (["--local-processes", "0"], "--local-processes must be between 1"),
     (["--local-processes", "2", "--process-id", "1"], "--local-processes chooses"),
     (["--backend", "tensorflow", "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0"],

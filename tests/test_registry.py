@@ -163,6 +163,9 @@ def test_import_failure_is_one_line_with_full_traceback_in_details(fake_dists, t
         ({"rate": "0.25", "flag": "true"}, {"rate": 0.25, "flag": True}),
         ({"flag": "no", "name": "abc"}, {"flag": False, "name": "abc"}),
         ({"filters": "32, 64,128"}, {"filters": (32, 64, 128)}),
+        ({"filters": "(32,64)"}, {"filters": (32, 64)}),  # as Python and zoo tune --space write them
+        ({"filters": "(32,)"}, {"filters": (32,)}),
+        ({"filters": "32,"}, {"filters": (32,)}),
     ],
 )
 def test_hyperparameters_parse_by_annotation(fake_dists, pairs, expected):
@@ -178,6 +181,8 @@ def test_hyperparameters_parse_by_annotation(fake_dists, pairs, expected):
         ({"rate": "nan"}, "hyperparameter 'rate' expects float, received 'nan'"),
         ({"flag": "maybe"}, "hyperparameter 'flag' expects bool, received 'maybe'"),
         ({"filters": "32,x"}, "hyperparameter 'filters' expects tuple[int, ...] (comma-separated), received '32,x'"),
+        ({"filters": "32,,64"}, "hyperparameter 'filters' expects tuple[int, ...] (comma-separated), "
+                                "received '32,,64': an empty value between commas"),
     ],
 )
 def test_bad_hyperparameters_say_what_and_why(fake_dists, pairs, message):

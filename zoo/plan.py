@@ -76,6 +76,10 @@ def resolve(
     """Resolve ``zoo train MODEL`` with ``options`` (RunConfig fields; None: the recipe's) and
     ``hparams`` (``--hp`` text or Python values alike). A ``recipe`` file fills in the options
     and hyperparameters not given; ``test`` False: a run judged on validation alone."""
+    if not isinstance(model, str):
+        raise ZooUsageError(f"`model` is a registered model's name, received {model!r}")
+    if hparams is not None and not isinstance(hparams, Mapping):
+        raise ZooUsageError(f"`hparams` is a mapping of name to value, received {type(hparams).__name__} {hparams!r}")
     if recipe is not None:
         recipe = recipe if isinstance(recipe, Recipe) else recipes.read(recipe, model)
         options, hparams = recipes.apply(recipe, options, hparams or {})

@@ -168,9 +168,12 @@ class Run:
     @classmethod
     def open(cls, path: str | os.PathLike) -> Run:
         """An existing run directory, or a one-line error saying why it is not one."""
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise ZooUsageError(f"a run directory is a folder path, received {path!r}")
         run = cls(path)
         if not run.path.is_dir():
-            raise ZooUsageError(f"{run.path} is not a run directory (no such folder)")
+            kind = "a file" if run.path.exists() else "no such folder"
+            raise ZooUsageError(f"{run.path} is not a run directory ({kind})")
         run.config  # noqa: B018  (reads and checks config.json)
         return run
 

@@ -66,6 +66,9 @@ def cluster(
     peer_timeout: float | None = None,
 ) -> Cluster | None:
     """The cluster the options (or Keras' environment variables) describe; None for one process."""
+    timeout = DEFAULT_PEER_TIMEOUT if peer_timeout is None else peer_timeout
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
+        raise ZooUsageError(f"`peer_timeout` must be between 1 and 86400 seconds, received {peer_timeout!r}")
     env = [os.environ.get(name) for name in ENV]
     if coordinator is None and num_processes is None and process_id is None:
         if not any(env):
@@ -90,9 +93,6 @@ def cluster(
             f"`process_id` must be between 0 and {num_processes - 1} for {num_processes} processes, "
             f"received {process_id!r}"
         )
-    timeout = DEFAULT_PEER_TIMEOUT if peer_timeout is None else peer_timeout
-    if not isinstance(timeout, (int, float)) or not 1 <= timeout <= 86400:
-        raise ZooUsageError(f"`peer_timeout` must be between 1 and 86400 seconds, received {peer_timeout!r}")
     parse_address(coordinator)
     if num_processes == 1:
         return None  # one process: nothing to coordinate

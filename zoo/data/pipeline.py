@@ -193,6 +193,8 @@ def load_split(
             f"too, e.g. train[90%:] or train[:1000])"
         )
     try:  # one pass: nothing to cache, and a split of any size streams
+        if not num_examples(builder, split):
+            raise ValueError("it has no examples")
         return streaming_pipeline(builder, split, batch_size=batch_size)
     except ValueError as exc:  # TFDS's own words on a malformed or empty slice
         raise ZooUsageError(f"bad split {split!r} of '{name}': {first_line(exc)}") from None
