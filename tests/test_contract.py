@@ -1,8 +1,11 @@
 """What `zoo train` refuses before it trains: a model whose finished run would be wrong or unusable
-(outputs that are not probabilities; a layer Keras cannot reload in another process). Nothing is
-written; the error is one line naming the model and what to change."""
+(outputs that are not probabilities; a layer Keras cannot reload in another process), and an
+export base that serves another task. Nothing is written; the error is one line naming what to
+change."""
 
 from __future__ import annotations
+
+import json
 
 import keras
 import pytest
@@ -71,3 +74,30 @@ def test_a_registered_custom_layer_trains_and_reloads(register, tiny_data_dir, t
     run = zoo.train(register("registered"), dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1,
                     run_dir=tmp_path / "run", verbose=0)
     assert run.evaluate()["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
+
+
+def _served(base, class_names, input_shape) -> None:
+    """A version under ``base`` whose zoo.json says it answers ``class_names`` for ``input_shape``."""
+    from zoo import formats
+
+    (base / "1" / "assets.extra").mkdir(parents=True)
+    record = formats.stamp(formats.EXPORT, {"class_names": class_names, "input_shape": input_shape, "dataset": "other"})
+    (base / "1" / "assets.extra" / "zoo.json").write_text(json.dumps(record))
+
+
+def test_an_export_base_serving_other_classes_is_refused_before_anything_is_written(tiny_runs, tiny_data_dir,
+                                                                                   tmp_path):
+    run = tiny_runs("softmax")
+    base = tmp_path / "exports"
+    _served(base, ["cat", "dog"], [28, 28, 1])
+    message = rf"^export base {base} serves 2 classes \(cat, dog\) of 28x28x1 images \(version 1, other\); this model answers "
+    with pytest.raises(zoo.ZooUsageError, match=message):
+        run.export(base)
+    with pytest.raises(zoo.ZooUsageError, match=message):  # zoo train --export: before it trains
+        zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, run_dir=tmp_path / "run",
+                  export=base, verbose=0)
+    assert not (tmp_path / "run").exists() and sorted(p.name for p in base.iterdir()) == ["1"]
+
+    same = tmp_path / "same"  # the same classes and input: a new version of the same task
+    _served(same, run.dataset["class_names"], run.dataset["input_shape"])
+    assert run.export(same).version == 2

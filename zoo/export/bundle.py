@@ -73,6 +73,8 @@ def export_model(
     """
     request = request or ExportRequest()
     base = _export_base(export_base)
+    if metadata and "class_names" in metadata:
+        check_same_contract(base, metadata["class_names"], metadata["input_shape"])
     _remove_stale_temporaries(base)
     tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -119,6 +121,31 @@ def _export_base(export_base: str | os.PathLike) -> Path:
     except OSError as exc:
         raise ZooUsageError(f"cannot create export base {base}: {exc.strerror}") from None
     return base
+
+
+def check_same_contract(base: Path, class_names: Sequence[Any], input_shape: Sequence[int]) -> None:
+    """A one-line usage error if the newest version under ``base`` answers requests another way:
+    other classes or another input. TF Serving serves the newest version under one
+    name, so a client of the old one would get the new one's answers to questions it never asked.
+    A new model of the same task (same classes and input) is a new version as usual."""
+    version = latest_version(base)
+    try:
+        old = formats.load(formats.EXPORT, base / str(version) / "assets.extra" / "zoo.json") if version else None
+    except (OSError, ValueError):
+        return  # not a zoo export (or from a zoo this one cannot read): nothing to compare with
+    if not old:
+        return
+    mine = ([str(n) for n in class_names], list(input_shape))
+    theirs = ([str(n) for n in old.get("class_names") or []], list(old.get("input_shape") or []))
+    if mine != theirs:
+        def show(names, shape):
+            listed = ", ".join(map(str, names[:5])) + (", …" if len(names) > 5 else "")
+            return f"{len(names)} classes ({listed}) of {'x'.join(map(str, shape))} images"
+
+        raise ZooUsageError(
+            f"export base {base} serves {show(*theirs)} (version {version}, {old.get('dataset')}); this model answers "
+            f"{show(*mine)}: export it to a base of its own"
+        )
 
 
 def latest_version(base: Path) -> int:

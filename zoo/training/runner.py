@@ -59,6 +59,8 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
     placement.check_batch(config.batch_size)
     run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
     features = catalog.describe(config.dataset, **config.dataset_options())
+    if plan.export_base is not None and plan.writer and plan.export_base.is_dir():  # refused now, not after training
+        export_lib.check_same_contract(plan.export_base, features.class_names, features.input_shape)
     if plan.init is not None:  # the first moment the images' shape is known, before anything is built
         preset_weights.check_input(plan.init, features.input_shape, config.dataset, catalog.is_folder(config.dataset))
     with _process_state(config), placement.scope():
