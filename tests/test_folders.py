@@ -426,3 +426,10 @@ def test_list_datasets_without_plugins_says_what_works_instead():
     assert result.exit_code == 0 and json.loads(result.output) == []
     result = CliRunner().invoke(main, ["list", "--datasets", "zz*"])
     assert result.exit_code == 1 and "no dataset plugin matches 'zz*'" in result.output
+
+
+def test_a_folder_is_prepared_from_its_own_files_whatever_manual_dir_says(tmp_path, capsys):
+    folder = write(tmp_path / "pets", {"train": 2, "test": 1})
+    catalog.prepared_builder(str(folder), data_dir=str(tmp_path / "tfds"), manual_dir="/files/mnist")
+    err = capsys.readouterr().err
+    assert err.startswith(f"preparing {folder} into ") and "/files/mnist" not in err

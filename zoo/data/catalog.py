@@ -204,7 +204,8 @@ def prepared_builder(
         # The prepared-data bucket needs the network and would only be slower to fail.
         try_download_gcs=False,
     )
-    with nothing_left_on_failure(builder), quiet_unless_terminal(), announced(name, builder.data_dir, manual_dir):
+    source = None if is_folder(name) else manual_dir  # a folder is its own files
+    with nothing_left_on_failure(builder), quiet_unless_terminal(), announced(name, builder.data_dir, source):
         try:
             builder.download_and_prepare(download_config=config)
         except Exception as exc:
