@@ -26,14 +26,16 @@ def probabilities_problem(probs: np.ndarray) -> str | None:
 
 def check_before_training(name: str, model: keras.Model, input_shape: tuple[int, ...], *, call: bool) -> None:
     """A one-line PluginError if ``model`` cannot be trained into a run that is usable afterwards.
-    ``call``: also run it on two images (where one batch of two can run as it is: one device)."""
+    ``call``: also run it on two images (where one batch of two can run as it is: one device).
+    Under the dtype policy the run's model.keras will be loaded in (sub-layers that a custom layer
+    makes in ``build()`` take the global policy)."""
     if call:
         images = np.random.default_rng(0).random((2, *input_shape), dtype=np.float32)
         problem = probabilities_problem(keras.ops.convert_to_numpy(model(images, training=False)))
         if problem:
             raise PluginError(f"model '{name}': {problem}")
     try:
-        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model), safe_mode=True)
     except Exception as exc:  # any failure here is the reload's that would come after training
         text = str(exc)
         found = _UNLOCATED.search(text)

@@ -69,8 +69,9 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
                 input_shape=features.input_shape, num_classes=features.num_classes, **plan.hparams
             )
         devices.float32_outputs(model)
-        contract.check_before_training(plan.builder.name, model, features.input_shape,
-                                       call=cluster is None and placement.replicas == 1)
+        with devices.dtype_policy(placement.precision):  # reloaded as devices.load_model reloads it
+            contract.check_before_training(plan.builder.name, model, features.input_shape,
+                                           call=cluster is None and placement.replicas == 1)
         # A resume loads them too: a run stopped before its first backup starts from them again.
         new_head = (preset_weights.start_from(plan.init, model, features.class_names, placement.precision)
                     if plan.init is not None else None)
