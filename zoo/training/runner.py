@@ -56,20 +56,14 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
     # First: splitting the CPU into logical devices is possible only before the backend starts.
     placement = devices.place(config.devices, config.precision, config.backend, config.deterministic)
     config = dataclasses.replace(config, precision=placement.precision, devices=placement.text)
-    placement.check_batch(config.batch_size)
     run = Run(plan.run_dir) if plan.writer else _scratch_run(cluster)
-    features = catalog.describe(config.dataset, **config.dataset_options())
-    if plan.export_base is not None and plan.writer and plan.export_base.is_dir():  # refused now, not after training
-        export_lib.check_same_contract(plan.export_base, features.class_names, features.input_shape)
-    if plan.init is not None:  # the first moment the images' shape is known, before anything is built
-        preset_weights.check_input(plan.init, features.input_shape, config.dataset, catalog.is_folder(config.dataset))
+    features = _checked_features(plan, config, placement)
     with _process_state(config), placement.scope():
         with devices.dtype_policy(placement.precision):
             model = plan.builder.build(
                 input_shape=features.input_shape, num_classes=features.num_classes, **plan.hparams
             )
-        devices.float32_outputs(model)
-        with devices.dtype_policy(placement.precision):  # reloaded as devices.load_model reloads it
+            devices.float32_outputs(model)  # then checked under the policy model.keras will load in
             contract.check_before_training(plan.builder.name, model, features.input_shape,
                                            call=cluster is None and placement.replicas == 1)
         # A resume loads them too: a run stopped before its first backup starts from them again.
@@ -108,6 +102,19 @@ def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence =
     multihost.finish()  # all processes together; process 0 alone goes on to export
     export = plan.export_base is not None and plan.writer
     return TrainResult(run, evaluation.export(run, plan.export_base, plan.export_request) if export else None)
+
+
+def _checked_features(plan: TrainPlan, config: RunConfig, placement: devices.Placement) -> catalog.Features:
+    """The dataset's features, and what they and the devices refuse before anything is built or
+    written: a batch the devices cannot share, an export base serving another task, a preset
+    for other images."""
+    placement.check_batch(config.batch_size)
+    features = catalog.describe(config.dataset, **config.dataset_options())
+    if plan.export_base is not None and plan.writer and plan.export_base.is_dir():
+        export_lib.check_same_contract(plan.export_base, features.class_names, features.input_shape)
+    if plan.init is not None:
+        preset_weights.check_input(plan.init, features.input_shape, config.dataset, catalog.is_folder(config.dataset))
+    return features
 
 
 def _scratch_run(cluster: multihost.Cluster) -> Run:
