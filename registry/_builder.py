@@ -126,19 +126,20 @@ def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classe
 
     if not isinstance(model, keras.Model):
         raise PluginError(f"model '{name}' returned {type(model).__name__}, expected a keras.Model")
-    if not model.built:
-        try:
-            model.build((None, *input_shape))
-        except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
-            raise PluginError(
-                f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
-                f"{type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
     try:
         takes, shape = model.input_shape, model.output_shape
     except (AttributeError, ValueError) as exc:
-        raise PluginError(f"model '{name}' has no defined input or output shape ({_first_line(exc)}); "
-                          "start it with keras.Input(shape=input_shape)") from exc
+        if model.built:
+            raise PluginError(f"model '{name}' has no defined input or output shape ({_first_line(exc)}); "
+                              "start it with keras.Input(shape=input_shape)") from exc
+        try:
+            model.build((None, *input_shape))
+            takes, shape = model.input_shape, model.output_shape
+        except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
+            raise PluginError(
+                f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
+                f"{type(exc).__name__}: {_first_line(exc)}; start it with keras.Input(shape=input_shape)"
+            ) from exc
     if not isinstance(takes, tuple) or len(takes) != len(input_shape) + 1 or any(
         have is not None and have != want for have, want in zip(takes[1:], input_shape)
     ):

@@ -6,6 +6,7 @@ would leave a finished run that serves wrong numbers or cannot be opened."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -35,7 +36,9 @@ def check_before_training(name: str, model: keras.Model, input_shape: tuple[int,
         if problem:
             raise PluginError(f"model '{name}': {problem}")
     try:
-        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model), safe_mode=True)
+        with warnings.catch_warnings():  # Keras' build() advice is for the reload a user makes, not this trial
+            warnings.simplefilter("ignore")
+            keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model), safe_mode=True)
     except Exception as exc:  # any failure here is the reload's that would come after training
         text = str(exc)
         found = _UNLOCATED.search(text)
