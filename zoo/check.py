@@ -28,6 +28,7 @@ from .compute import backend, devices
 from .config import RunConfig
 from .data.images import to_model_input
 from .export.bundle import TOLERANCE, export_model
+from .models import contract
 
 # (input_shape, num_classes): MNIST-like and CIFAR-100-like.
 SHAPES = (((28, 28, 1), 10), ((32, 32, 3), 100))
@@ -132,12 +133,9 @@ def _scaled(images: np.ndarray) -> np.ndarray:
 
 
 def _probabilities(model: keras.Model, images: np.ndarray) -> tuple[str, None]:
-    probs = np.asarray(model.predict(_scaled(images), verbose=0))
-    if probs.min() < 0 or probs.max() > 1 or not np.allclose(probs.sum(-1), 1.0, atol=1e-4):
-        raise AssertionError(
-            f"outputs are not probabilities (min {probs.min():.3g}, max {probs.max():.3g}, "
-            f"row sums {probs.sum(-1).min():.3g}..{probs.sum(-1).max():.3g}); end with a softmax"
-        )
+    problem = contract.probabilities_problem(model.predict(_scaled(images), verbose=0))
+    if problem:
+        raise AssertionError(problem)
     return "in [0, 1], rows sum to 1", None
 
 
