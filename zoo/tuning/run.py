@@ -50,18 +50,32 @@ def study_of(request: TuneRequest) -> optuna.Study:
 
 
 def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:
-    """Run trials until the study has its budget of finished trials; return the study."""
+    """Run trials until the study has its budget of finished trials; return the study. With the
+    rest of the budget running in other workers, return; but wait while a running trial is not
+    yet claimed by its worker (it may have died between asking for it and claiming it): it is
+    claimed at once, or judged lost after ``GRACE`` seconds and run again here."""
     study = study_of(request)
+    waiting_for: set[int] = set()
     while True:
         for number in study_lib.fail_lost(study):
             say(f"trial {number}: its worker is gone; marked failed and queued again")
         if len(study_lib.finished(study)) >= request.trials:
             return study
+        if study_lib.budget_taken(study, request.trials):  # others run the rest
+            unclaimed = study_lib.unclaimed(study)
+            if not unclaimed:
+                return study
+            for number in sorted(set(unclaimed) - waiting_for):
+                say(f"trial {number}: not claimed by a worker yet; waiting (lost after {study_lib.GRACE} s)")
+            waiting_for |= set(unclaimed)
+            time.sleep(study_lib.POLL)
+            continue
         trial = study.ask()
-        if study_lib.past_budget(study, trial.number, request.trials):  # others run the rest
+        study_lib.claim(study, trial)
+        if study_lib.past_budget(study, trial.number, request.trials):  # asked at the same moment as others
             trial.set_user_attr(study_lib.SURPLUS, True)
             study.tell(trial, state=TrialState.FAIL)
-            return study
+            continue
         _run_trial(request, study, trial, say)
 
 

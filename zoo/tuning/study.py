@@ -35,6 +35,7 @@ JOURNAL = "study.journal"
 HEARTBEAT = 10  # seconds between a running trial's heartbeats
 GRACE = 60  # a running trial whose heartbeat is older than this lost its worker
 MAX_RETRY = 2  # a trial lost with its worker is run again this many times at most
+POLL = 1  # seconds between looks at the study while waiting for a trial no worker has claimed
 PRUNERS = ("median", "hyperband", "none")
 ERROR = "error"  # user attribute of a trial that failed on its own (it counts against the budget)
 SURPLUS = "surplus"  # user attribute of a trial given back unrun (past the budget)
@@ -164,6 +165,36 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state in done or (t.state == TrialState.FAIL and ERROR in t.user_attrs)]
 
 
+def budget_taken(study: optuna.Study, budget: int) -> bool:
+    """Whether trials finished or running (claimed or not) use up the budget; a trial waiting to
+    be run (a retry) is not taken until a worker asks for it."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING and counted(t)) >= budget
+
+
+def unclaimed(study: optuna.Study) -> list[int]:
+    """The running trials no worker has claimed (:func:`claim`) yet."""
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if (t.user_attrs.get(WORKER) or {}).get("trial") != t.number]
+
+
+def claim(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Mark a trial as this process's and beat for it once, right after asking for it: from then
+    on its worker's death is seen (:func:`fail_lost`)."""
+    trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
+    beat(study._storage, trial._trial_id)
+
+
+def beat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    """One heartbeat: Optuna's own on a database, the trial's ``heartbeat`` attribute in a journal."""
+    try:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.record_heartbeat(trial_id)
+        else:
+            storage.set_trial_user_attr(trial_id, BEAT, time.time())
+    except Exception:  # a finished trial (or a storage hiccup): the next beat says more
+        pass
+
+
 def past_budget(study: optuna.Study, number: int, budget: int) -> bool:
     """Whether the trial numbered ``number`` would exceed the budget: as many counted trials are
     numbered before it."""
@@ -193,15 +224,15 @@ def fail_lost(study: optuna.Study) -> list[int]:
 
 def _lost(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a running trial's worker is gone. A retried trial starts with the lost one's
-    attributes (Optuna copies them): until its own worker marks it, only its age can tell."""
+    attributes (Optuna copies them): until its own worker claims it, only its age can tell."""
     worker = trial.user_attrs.get(WORKER) or {}
     if worker.get("trial") != trial.number:
         started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
         return time.time() - started > GRACE
     if worker.get("host") == socket.gethostname() and isinstance(worker.get("pid"), int):
         return not _alive(worker["pid"])
-    beat = trial.user_attrs.get(BEAT)
-    return isinstance(beat, (int, float)) and time.time() - beat > GRACE
+    last = trial.user_attrs.get(BEAT)
+    return isinstance(last, (int, float)) and time.time() - last > GRACE
 
 
 def _alive(pid: int) -> bool:
@@ -215,17 +246,15 @@ def _alive(pid: int) -> bool:
 
 
 class Heartbeat:
-    """Marks a running trial as this process's and beats for it until stopped (journal storage;
+    """Beats for a running trial this process claimed until stopped (journal storage;
     a database's heartbeat is Optuna's own, beaten here too through ``record_heartbeat``)."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self.storage, self.trial_id = study._storage, trial._trial_id
-        trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid(), "trial": trial.number})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="zoo-tune-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self._beat_once()
         self._thread.start()
         return self
 
@@ -235,16 +264,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT):
-            self._beat_once()
-
-    def _beat_once(self) -> None:
-        try:
-            if isinstance(self.storage, optuna.storages.RDBStorage):
-                self.storage.record_heartbeat(self.trial_id)
-            else:
-                self.storage.set_trial_user_attr(self.trial_id, BEAT, time.time())
-        except Exception:  # a finished trial (or a storage hiccup): the next beat says more
-            pass
+            beat(self.storage, self.trial_id)
 
 
 def check_budget(trials: int) -> None:
