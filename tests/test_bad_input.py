@@ -83,6 +83,7 @@ CASES = [
     (["train", "cnn", "--hp", "dropout=0.1", "--hp", "dropout=0.2"], 2, "--hp dropout is given twice"),
     (["train", "mlp", "--hp", "units=-5"], 2, "model 'mlp' rejects units=-5: ValueError"),
     (["train", "cnn", "--hp", "filters=32"], 2, "model 'cnn' rejects filters=32: ValueError"),
+    (["train", "softmax", "--recipe", "{a_file}"], 2, "is not a zoo recipe file"),
     # Models
     (["train", "nosuchmodel"], 2, "unknown model 'nosuchmodel'"),
     (["train", "cnnn"], 2, "Did you mean: cnn"),
@@ -111,7 +112,7 @@ CASES = [
     (["train", "softmax", "--export", "/sys/zoo-exports"], 2, "cannot create export base /sys/zoo-exports"),
     (["evaluate", "{empty}"], 2, "is not a run directory (no config.json)"),
     (["evaluate", "{a_file}/nothing"], 2, "is not a run directory"),
-    (["evaluate", "{bad_model}"], 1, "cannot load"),
+    (["evaluate", "{bad_model}"], 1, "model.keras: it is not a .keras (zip) file; damaged or cut short"),
     (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
     (["export", "{no_model}", "{export}"], 2, "has no model.keras"),
 ]

@@ -42,6 +42,14 @@ def images(trained) -> dict[str, Path]:
     Image.fromarray(rng.integers(0, 256, (20, 14), dtype=np.uint8)).save(paths["png"])
     Image.fromarray(rng.integers(0, 256, (11, 11, 3), dtype=np.uint8)).save(paths["jpg"], quality=95)
     paths["txt"].write_text("not an image")
+    # A folder of them: images beneath it, in sorted order; notes and hidden files left out.
+    (trained / "pics" / "sub").mkdir(parents=True)
+    shutil.copy(paths["png"], trained / "pics" / "a.png")
+    shutil.copy(paths["jpg"], trained / "pics" / "sub" / "b.jpg")
+    shutil.copy(paths["png"], trained / "pics" / ".hidden.png")
+    (trained / "pics" / "notes.txt").write_text("not an image")
+    (trained / "no-pics").mkdir()
+    (trained / "no-pics" / "notes.txt").write_text("not an image")
     return paths
 
 
@@ -72,6 +80,12 @@ def test_predict_prints_the_class_the_export_gives(trained, images):
             shown_name, shown_probability = line.split(": ")[1].split(" ")
             assert shown_name == name and float(shown_probability) == pytest.approx(probability, abs=1e-3)
 
+    folder = zoo_cli("predict", "exports", "pics", "--top", "1", cwd=trained)
+    assert folder.returncode == 0, folder.stderr[-3000:]
+    lines = folder.stdout.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == ["pics/a.png", "pics/sub/b.jpg"]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == [name for ((name, _),) in expected]
+
     as_json = zoo_cli("predict", "exports", "a.png", "--json", cwd=trained)
     (entry,) = json.loads(as_json.stdout)
     top = entry["top"]
@@ -83,6 +97,7 @@ def test_predict_prints_the_class_the_export_gives(trained, images):
 @pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
     (["exports", "missing.png"], "no image file missing.png"),
+    (["exports", "no-pics"], "no image file in the folder no-pics"),
     (["exports", "notes.txt"], "notes.txt is not a readable image"),
     ([".", "a.png"], "is neither a run directory (no config.json) nor an export"),
     (["no/such/run", "a.png"], "is not a run directory (no such folder)"),
@@ -149,5 +164,6 @@ def test_the_python_api_answers_as_the_commands_do(trained, images):
     assert script.returncode == 0, script.stderr[-2000:]
     (answer,) = zoo.predict(trained / "exports", [images["png"]], top=2)
     assert answer["top"] == json.loads(script.stdout)[0]["top"][:2]
+    assert zoo.predict(trained / "exports", images["png"], top=2) == [answer]  # one path, not a list
     (row,) = zoo.list_runs(trained / "runs")
     assert row["status"] == "finished" and row["model"] == "softmax" and row["epochs"] == row["of_epochs"] == 2

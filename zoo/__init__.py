@@ -352,16 +352,21 @@ def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
     return rows
 
 
-def predict(target: str | os.PathLike, images: Iterable[str | os.PathLike], *, top: int = 3) -> list[dict[str, Any]]:
-    """``zoo predict``: for each image file, its ``top`` classes (``class_id``, ``class_name``,
+def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str | os.PathLike], *,
+            top: int = 3) -> list[dict[str, Any]]:
+    """``zoo predict``: for each image file in ``images`` (a path or a list of them; a folder
+    stands for the image files beneath it), its ``top`` classes (``class_id``, ``class_name``,
     ``probability``) from ``target``, a run directory (or ``"latest"``), an export version or an
     export base. Files are read as a folder's images are and resized as in training."""
     from .compute.backend import import_tensorflow
+    from .data.imagefiles import image_paths
 
+    one = isinstance(images, str) or hasattr(images, "__fspath__")  # one file or folder
+    paths = image_paths([images] if one else list(images))
     import_tensorflow()
     from . import prediction as predict_lib
 
-    return predict_lib.predict(predict_lib.open_target(target), list(images), top=top)
+    return predict_lib.predict(predict_lib.open_target(target), paths, top=top)
 
 
 def preset(name: str | os.PathLike):

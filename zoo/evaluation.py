@@ -7,6 +7,8 @@ this module loads TensorFlow and a run directory is opened without it).
 from __future__ import annotations
 
 import os
+import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -168,6 +170,9 @@ def load_model(run: Run) -> keras.Model:
     try:
         return devices.load_model(path, run_precision(run))
     except Exception as exc:  # Keras raises many types for a damaged zip
+        if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+            raise ZooError(f"cannot load {path}: it is not a .keras (zip) file; damaged or cut short "
+                           f"({Path(path).stat().st_size} bytes)") from None
         if missing is not None:
             raise ZooError(f"cannot load {path}: {_needs(missing)} ({type(exc).__name__}: {first_line(exc)})") from None
         raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None

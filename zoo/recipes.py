@@ -22,7 +22,7 @@ from typing import Any
 import registry
 
 from . import formats
-from .errors import ZooError, ZooUsageError
+from .errors import ZooUsageError
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ def read(path: str | os.PathLike, model: str | None = None) -> Recipe:
     except IsADirectoryError:
         raise ZooUsageError(f"recipe file {path} is a folder, not a file") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ZooError(f"{path} is not a zoo recipe file: {exc}") from None
+        raise ZooUsageError(f"{path} is not a zoo recipe file: {exc}") from None
     unknown = sorted(set(recipe.options) - set(registry.RECIPE_KEYS))
     if unknown:
-        raise ZooError(f"{path}: unknown recipe field {unknown[0]!r}; accepted: {', '.join(registry.RECIPE_KEYS)}")
+        raise ZooUsageError(f"{path}: unknown recipe field {unknown[0]!r}; accepted: {', '.join(registry.RECIPE_KEYS)}")
     if model is not None and model.rpartition(":")[2] != recipe.model.rpartition(":")[2]:
         raise ZooUsageError(f"recipe file {path} is for model '{recipe.model}', not '{model}'")
     return recipe

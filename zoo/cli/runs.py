@@ -11,6 +11,7 @@ import click
 from .. import files
 from .. import runs as runs_lib
 from ..compute import backend as backend_lib
+from ..data import imagefiles
 from ..errors import ZooError, ZooUsageError
 from ..export.request import resolve as resolve_request
 from ..runs import Run, named_run
@@ -132,11 +133,10 @@ def _row(r: dict) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one entry per image, for machines.")
 @click.pass_context
 def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
-    """The most likely classes of IMAGES (any format the folders accept, any size: resized as in
-    training) from TARGET: a run directory (or latest), an export version or an export base."""
-    missing = [p for p in images if not Path(p).is_file()]
-    if missing:
-        raise ZooUsageError(f"no image file {missing[0]}")
+    """The most likely classes of IMAGES (files, or folders of them; any format the folders accept,
+    any size: resized as in training) from TARGET: a run directory (or latest), an export version
+    or an export base."""
+    paths = imagefiles.image_paths(list(images))
     if (Path(target) / "config.json").is_file() or target == runs_lib.LATEST:
         ctx.meta[RUN_DIR_KEY] = str(named_run(target))
         check_finished_run(ctx.meta[RUN_DIR_KEY])
@@ -144,7 +144,7 @@ def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, 
     from .. import prediction as predict_lib
 
     answer = predict_lib.open_target(target)
-    results = predict_lib.predict(answer, list(images), top=top)
+    results = predict_lib.predict(answer, paths, top=top)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

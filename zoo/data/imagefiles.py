@@ -54,6 +54,25 @@ def image_suffixes() -> frozenset[str]:
     return readable_suffixes() | frozenset(OTHER_IMAGE_SUFFIXES)
 
 
+def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
+    """The image files ``paths`` name: a file as it is, a folder as the files with an image
+    extension beneath it (sorted; hidden ones left out). A path that is neither, or a folder
+    without images, is a one-line usage error."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(f for f in path.rglob("*") if f.suffix.lower() in image_suffixes() and f.is_file()
+                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            if not inside:
+                raise ZooUsageError(f"no image file in the folder {path}")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ZooUsageError(f"no image file {path}")
+    return found
+
+
 def read_header(path: Path, formats: tuple[str, ...]) -> tuple[tuple[int, int], str] | None:
     """((height, width) as shown, colour mode) from ``path``'s header; None if Pillow does not
     recognise it as one of ``formats``. A decompression bomb is a one-line error, here."""
