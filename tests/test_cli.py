@@ -197,7 +197,10 @@ BAD_INPUTS = [
     (["train", "cnn", "--hp", "filter=8,16"], 2, "no hyperparameter 'filter'. Did you mean 'filters'?"),
     (["train", "cnn", "--hp", "dropout=lots"], 2, "hyperparameter 'dropout' expects float"),
     (["train", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
-    (["train", "softmax", "--dataset", "mnist/noconfig"], 2, "cannot load dataset 'mnist/noconfig'"),
+    (["train", "softmax", "--dataset", "mnist/noconfig"], 2,
+     "cannot load dataset 'mnist/noconfig': 'mnist' has no configs; give it as 'mnist'"),
+    (["train", "softmax", "--dataset", "cifar10_corrupted/fog_9"], 2,
+     "'cifar10_corrupted' has no config 'fog_9'; its configs: brightness_1, brightness_2,"),
     (["train", "softmax", "--dataset", "../mnist"], 2, "mnist does not exist"),  # written like a path
     (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),
     (["train", "softmax", "--dataset", "mnist", "--data-dir", "{empty}/tfds", "--manual-dir", "{wrong_size}"], 2,

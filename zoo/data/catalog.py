@@ -261,7 +261,19 @@ def _builder(
     except (AssertionError, ValueError, TypeError) as exc:  # version, config or name syntax
         # TFDS prefixes its reason with the builder's arguments; the reason is what helps.
         reason = first_line(exc).rpartition("}\": ")[2].rstrip(".")
+        if "BuilderConfig" in reason:  # TFDS's list of close names follows on lines of its own
+            reason = _configs_of(name)
         raise ZooUsageError(f"cannot load dataset '{name}': {reason}") from None
+
+
+def _configs_of(name: str) -> str:
+    """What to say of ``name``'s config (``base/config``) when TFDS has no such config."""
+    base, _, config = name.partition(":")[0].partition("/")
+    configs = [c.name for c in (getattr(tfds.builder_cls(base), "BUILDER_CONFIGS", None) or [])]
+    if not configs:
+        return f"'{base}' has no configs; give it as '{base}'"
+    shown = ", ".join(configs[:20]) + (f" … ({len(configs)} in all)" if len(configs) > 20 else "")
+    return f"'{base}' has no config '{config}'; its configs: {shown}"
 
 
 
