@@ -166,3 +166,33 @@ def test_arguments_of_the_wrong_kind_are_named_in_one_line(tmp_path):
     with pytest.raises(zoo.ZooUsageError, match=r"^`hparams` is a mapping of name to value, received list "):
         zoo.train("mlp", hparams=["dropout=0.1"], run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda d: zoo.train("softmax", dataset=5, run_dir=d), "zoo.train(): `dataset` takes a string or a path, received int 5"),
+    (lambda d: zoo.train("softmax", epochs="2", run_dir=d), "zoo.train(): `epochs` takes an integer or None, received str '2'"),
+    (lambda d: zoo.train("softmax", seed=True, run_dir=d), "`seed` takes an integer, received bool True"),
+    (lambda d: zoo.train("softmax", image_size=[8, "x"], run_dir=d), "`image_size` takes a string or an integer or 2 integers or None"),
+    (lambda d: zoo.train("softmax", run_dir=3), "`run_dir` takes a string or a path or None, received int 3"),
+    (lambda d: zoo.create_model("softmax", input_shape=28, num_classes=3), "`input_shape` takes a list of integers or None, received int 28"),
+    (lambda d: zoo.create_model("softmax", input_shape=(8, 8, 1), num_classes="10"), "`num_classes` takes an integer or None"),
+    (lambda d: zoo.list_models(5), "zoo.list_models(): `pattern` takes a string or None, received int 5"),
+    (lambda d: zoo.predict(d, 5), "zoo.predict(): `images` takes a string or a path or a list (a string or a path each)"),
+    (lambda d: zoo.bench("softmax", seeds="012", out=d), "zoo.bench(): `seeds` takes a list of integers, received str '012'"),
+    (lambda d: zoo.tune("mlp", trials="3", out=d), "zoo.tune(): `trials` takes an integer, received str '3'"),
+])
+def test_python_arguments_of_the_wrong_kind_are_one_line_and_write_nothing(call, says, tmp_path):
+    with pytest.raises(zoo.ZooUsageError) as err:
+        call(tmp_path / "out")
+    assert says in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_refuses_arguments_of_the_wrong_kind_and_takes_numpy_integers(tiny_runs):
+    run = tiny_runs("softmax")
+    with pytest.raises(zoo.ZooUsageError, match=r"^zoo.Run.evaluate\(\): `split` takes a string or None, received int 5$"):
+        run.evaluate(5)
+    with pytest.raises(zoo.ZooUsageError, match=r"^zoo.Run.export\(\): `export_base` takes a string or a path, received"):
+        run.export(5)
+    model = zoo.create_model("softmax", input_shape=np.array([8, 8, 1]), num_classes=np.int64(3))
+    assert model.output_shape == (None, 3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from .arguments import checked as _checked
 from .errors import ZooError, ZooUsageError
 from .runs import Run
 from .version import __version__  # noqa: F401  (zoo.__version__)
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 
+@_checked
 def list_models(pattern: str | None = None) -> list[str]:
     """The names ``zoo list`` shows (``dist:name`` where two distributions claim one name)."""
     import registry
@@ -51,6 +53,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [registry.selector(e, everything) for e in registry.find(pattern)]
 
 
+@_checked
 def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_classes: int | None = None,
                  weights: str | os.PathLike | None = None, **hparams: Any):
     """Build a registered model; hyperparameters are typed and checked as ``--hp`` values are.
@@ -78,6 +81,7 @@ def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_cla
     )
 
 
+@_checked
 def list_presets(pattern: str | None = None) -> list[dict[str, Any]]:
     """The presets ``zoo list --presets`` shows: name, model, dataset, test accuracy, size,
     license, where from (``shadowed_by``: the preset of that name that wins; ``error``: why a
@@ -103,10 +107,11 @@ def register(fn: Callable[..., Any] | None = None, *, name: str | None = None):
     return add(fn) if fn is not None else add
 
 
+@_checked(own=("model", "hparams"))
 def train(
     model: str | Callable[..., Any],
     *,
-    dataset: str = "mnist",
+    dataset: str | os.PathLike = "mnist",
     epochs: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -123,9 +128,9 @@ def train(
     jit_compile: str = "auto",
     devices: str = "auto",
     input: str = "auto",
-    memory_budget: str | int | None = None,
+    memory_budget: str | float | None = None,
     cache_dir: str | os.PathLike | None = None,
-    image_size: str | tuple[int, int] | None = None,
+    image_size: str | int | tuple[int, int] | None = None,
     channels: int | None = None,
     strict_files: bool = False,
     hparams: Mapping[str, Any] | None = None,
@@ -133,8 +138,8 @@ def train(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     export: str | os.PathLike | None = None,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
     backend: str | None = None,
     coordinator: str | None = None,
@@ -187,6 +192,7 @@ def train(
     return result.run
 
 
+@_checked
 def bench(
     models: Iterable[str] | str = (),
     *,
@@ -194,8 +200,8 @@ def bench(
     out: str | os.PathLike = "bench",
     dataset: str | None = None,
     hparams: Mapping[str, Any] | None = None,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
     shard: str | None = None,
     ray: str | None = None,
     cpus_per_job: int | None = None,
@@ -296,6 +302,7 @@ def _sweep_jobs(patterns: list[str], seeds: Iterable[int], out, hparams, options
                                export=request, **tuning)
 
 
+@_checked
 def tune(
     model: str,
     *,
@@ -337,6 +344,7 @@ def tune(
             "counts": summary.counts}
 
 
+@_checked
 def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
     """What ``zoo runs`` lists: a dict per run directory in ``folder`` (newest first) with its
     model, dataset, status (running, finished, failed or interrupted), epochs, validation and test
@@ -352,6 +360,7 @@ def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
     return rows
 
 
+@_checked
 def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str | os.PathLike], *,
             top: int = 3) -> list[dict[str, Any]]:
     """``zoo predict``: for each image file in ``images`` (a path or a list of them; a folder
@@ -369,6 +378,7 @@ def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str 
     return predict_lib.predict(predict_lib.open_target(target), paths, top=top)
 
 
+@_checked
 def preset(name: str | os.PathLike):
     """The preset ``name`` means (``"cnn.mnist"``, ``"dist:name"`` or a folder), with its
     ``record`` (preset.json), ``digest`` and ``verify()``; read without TensorFlow."""
@@ -377,6 +387,7 @@ def preset(name: str | os.PathLike):
     return catalog.find(name)
 
 
+@_checked
 def evaluate_preset(name: str | os.PathLike, split: str | None = None) -> dict[str, Any]:
     """``zoo evaluate PRESET``: loss, accuracy (beside the published one), accuracy per class and
     the confusion matrix of a preset on its dataset; nothing is written."""
@@ -389,6 +400,7 @@ def evaluate_preset(name: str | os.PathLike, split: str | None = None) -> dict[s
     return use.evaluate(found, split)
 
 
+@_checked
 def export_preset(name: str | os.PathLike, export_base: str | os.PathLike):
     """``zoo export PRESET EXPORT_BASE``: the next SavedModel version, verified; its zoo.json names
     the preset, its digest and license."""

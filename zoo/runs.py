@@ -40,6 +40,7 @@ from typing import Any
 
 from . import files, formats
 from .config import RunConfig
+from .arguments import checked
 from .errors import RunLockedError, ZooError, ZooUsageError
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
@@ -166,6 +167,7 @@ class Run:
     # -- reading ------------------------------------------------------------------------------
 
     @classmethod
+    @checked(own=("path",))
     def open(cls, path: str | os.PathLike) -> Run:
         """An existing run directory, or a one-line error saying why it is not one."""
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
@@ -251,6 +253,7 @@ class Run:
 
         return evaluation.load_model(self)
 
+    @checked
     def evaluate(self, split: str | None = None) -> dict[str, Any]:
         """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
         dataset (default: test, or the held-out validation slice without one); also written to
@@ -259,6 +262,7 @@ class Run:
 
         return evaluation.evaluate(self, split)
 
+    @checked
     def export(self, export_base: str | os.PathLike, *, formats: str | list[str] | None = None,
                quantize: str | None = None, max_accuracy_drop: float | None = None):
         """Export as the next version under ``export_base``: a SavedModel, and beside it the other
@@ -273,6 +277,7 @@ class Run:
 
         return evaluation.export(self, export_base, request)
 
+    @checked
     def publish(self, dest: str | os.PathLike, *, license: str, name: str | None = None,
                 dataset_terms: str | None = None):
         """Publish the finished run as the preset ``dest/name`` (default name ``model.dataset``):
