@@ -64,8 +64,8 @@ def fits(value: typing.Any, kind: typing.Any) -> bool:
         return any(fits(value, k) for k in args)
     if kind is type(None):
         return value is None
-    if kind is bool:
-        return isinstance(value, bool)
+    if kind is bool:  # 0 and 1 too, as Python's own flags take them
+        return isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1))
     if kind is int:  # numpy's integers too; True is not a number here
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if kind is float:

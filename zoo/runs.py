@@ -33,14 +33,14 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from . import files, formats
-from .config import RunConfig
 from .arguments import checked
+from .config import RunConfig
 from .errors import RunLockedError, ZooError, ZooUsageError
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
@@ -263,7 +263,7 @@ class Run:
         return evaluation.evaluate(self, split)
 
     @checked
-    def export(self, export_base: str | os.PathLike, *, formats: str | list[str] | None = None,
+    def export(self, export_base: str | os.PathLike, *, formats: str | Iterable[str] | None = None,
                quantize: str | None = None, max_accuracy_drop: float | None = None):
         """Export as the next version under ``export_base``: a SavedModel, and beside it the other
         ``formats`` (``onnx``, ``litert``), each verified in its own runtime before any is published;
