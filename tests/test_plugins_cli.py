@@ -245,3 +245,14 @@ def test_listing_imports_neither_tensorflow_nor_plugins(plugins):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """`zoo list | head -n 1`: the pipe closes before zoo writes; zoo stops quietly, no log file."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where a traceback log would go
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # before the interpreter has started: every write finds no reader
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert stderr == b"" and proc.returncode == 1
+    assert list(tmp_path.iterdir()) == []

@@ -86,7 +86,7 @@ class _ZooGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except _USAGE_ERRORS as exc:
             raise click.UsageError(_cli_words(str(exc), self._subcommand(ctx))) from None
