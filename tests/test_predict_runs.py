@@ -157,6 +157,36 @@ def test_runs_shows_running_interrupted_failed_and_finished_runs(trained, tmp_pa
 
 
 @pytest.mark.slow
+def test_one_damaged_run_is_listed_unreadable_and_refused_in_one_line(trained, tmp_path):
+    """A run whose metrics.json is cut short, whose history.csv holds no numbers or whose
+    config.json lost its dataset does not take `zoo runs` down: it is listed as unreadable, and
+    the commands that read it say which file is corrupted."""
+    import zoo
+
+    (finished,) = (trained / "runs").iterdir()
+    base = tmp_path / "many"
+    for name in ("good", "metrics", "history", "dataset"):
+        shutil.copytree(finished, base / name)
+    (base / "metrics" / "metrics.json").write_text('{"format_version": 1, "test_accuracy": ')
+    (base / "history" / "history.csv").write_text("epoch,loss\nx,y\n")
+    record = json.loads((base / "dataset" / "config.json").read_text())
+    (base / "dataset" / "config.json").write_text(json.dumps({**record, "dataset": None}))
+
+    listed = zoo_cli("runs", base, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {Path(r["run"]).name: r["status"] for r in json.loads(listed.stdout)} == {
+        "good": "finished", "metrics": "unreadable", "history": "unreadable", "dataset": "unreadable"}
+    assert {Path(r["run"]).name: r["status"] for r in zoo.list_runs(base)} == {"good": "finished"}
+    for name, says in (("metrics", "metrics.json is corrupted: Expecting value"),
+                       ("history", "history.csv is corrupted: invalid literal"),
+                       ("dataset", "config.json is corrupted or not a zoo config: its dataset is None")):
+        refused = zoo_cli("publish", base / name, tmp_path / f"presets-{name}", "--license", "MIT")
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 1 and len(lines) == 1 and says in lines[0], refused.stderr
+        assert not (tmp_path / f"presets-{name}").exists()
+
+
+@pytest.mark.slow
 def test_the_python_api_answers_as_the_commands_do(trained, images):
     import zoo
 

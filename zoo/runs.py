@@ -41,7 +41,7 @@ from typing import Any
 from . import files, formats
 from .arguments import checked
 from .config import RunConfig
-from .errors import RunLockedError, ZooError, ZooUsageError
+from .errors import RunLockedError, ZooError, ZooUsageError, first_line
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
 CURVES, TENSORBOARD, BACKUP = "curves.png", "tensorboard", "backup"
@@ -188,7 +188,11 @@ class Run:
         """The whole of config.json: config, model source, dataset, versions, changes (older
         formats migrated to the current one, without its ``format_version``: zoo.formats)."""
         self.config  # noqa: B018  (a one-line error for a missing or corrupted file)
-        return formats.load(formats.RUN_CONFIG, self.path / CONFIG)
+        record = formats.load(formats.RUN_CONFIG, self.path / CONFIG)
+        dataset = record.get("dataset")
+        if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)):
+            raise ZooError(f"{self.path / CONFIG} is corrupted or not a zoo config: its dataset is {dataset!r}")
+        return record
 
     @property
     def dataset(self) -> dict[str, Any]:
@@ -208,10 +212,13 @@ class Run:
     def history(self) -> list[dict[str, float | int]]:
         """A list of rows, one dict of numbers per finished epoch (history.csv; its ``epoch`` counts
         from 1, as the console and curves.png do, in runs of every format: zoo.formats)."""
-        return [
-            {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
-            for row in self._history_rows()
-        ]
+        try:
+            return [
+                {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
+                for row in self._history_rows()
+            ]
+        except (ValueError, TypeError, AttributeError) as exc:  # a cell that is no number, a row cut short
+            raise ZooError(f"{self.path / HISTORY} is corrupted: {first_line(exc)}") from None
 
     @property
     def status(self) -> str:
@@ -312,7 +319,15 @@ class Run:
     def read_json(self, name: str) -> dict[str, Any] | None:
         """One of the files write_json writes, in the current format (None if there is none)."""
         path = self.path / name
-        return formats.load(file_kind(name), path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            payload = formats.load(file_kind(name), path)
+            if not isinstance(payload, dict):
+                raise TypeError(f"a JSON {type(payload).__name__}, not an object")
+            return payload
+        except (ValueError, KeyError, TypeError) as exc:  # json's errors are ValueErrors
+            raise ZooError(f"{path} is corrupted: {first_line(exc)}") from None
 
     def append_history(self, row: Mapping[str, Any]) -> None:
         """One epoch's row, flushed to disk before the epoch's backup is written."""

@@ -50,12 +50,12 @@ def publish(run: Run, dest: str | os.PathLike, *, license: str, name: str | None
     with run.locked(exclusive=False):  # refused while a process writes the run
         model = evaluation.load_model(run)
         measured = _reproduced(run, model)
+        record = _record(run, name, license, dataset_terms, measured, weights.shapes(model))  # before any folder
         base.mkdir(parents=True, exist_ok=True)
         tmp = base / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
             model.save_weights(tmp / WEIGHTS)
-            record = _record(run, name, license, dataset_terms, measured, weights.shapes(model))
             files.write_text(tmp / CARD, card.render(record))
             record["files"] = manifest(tmp, [WEIGHTS, CARD])
             formats.write(formats.PRESET, tmp / PRESET_JSON, seal(record))
