@@ -153,6 +153,13 @@ def test_evaluate_and_export_a_finished_run(tiny_run, tmp_path):
     assert (tiny_run / "confusion-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     other = zoo_cli("evaluate", tiny_run, "--split", "train[:10%]")
     assert other.exit_code == 0 and other.stdout.startswith("train[:10%]: accuracy")
+    # Another slice with the same letters and digits has a file of its own; the first keeps its.
+    again = zoo_cli("evaluate", tiny_run, "--split", "train[10%:]")
+    assert again.exit_code == 0 and again.stdout.startswith("train[10%:]: accuracy")
+    assert json.loads((tiny_run / "eval-train-10.json").read_text())["split"] == "train[:10%]"
+    (second,) = [p for p in tiny_run.glob("eval-train-10-*.json")]
+    assert json.loads(second.read_text())["split"] == "train[10%:]"
+    assert (tiny_run / f"confusion-{second.stem[5:]}.png").is_file()
     for version in (1, 2):
         result = zoo_cli("export", tiny_run, tmp_path / "exports")
         assert result.exit_code == 0, result.output

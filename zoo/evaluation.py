@@ -6,6 +6,7 @@ this module loads TensorFlow and a run directory is opened without it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -50,10 +51,22 @@ def evaluate(run: Run, split: str | None = None) -> dict[str, Any]:
         changed = changed_images(run)
         if changed:  # the images as they are now, and the run says which
             result["trained_on_fingerprint"], result["fingerprint"] = changed
-        name = files.safe_name(split)
+        name = _file_name(run, split)
         run.write_json(f"eval-{name}.json", result)
         plot_confusion(matrix, info["class_names"], run.file(f"confusion-{name}.png"), f"{info['name']} {split}")
     return result
+
+
+def _file_name(run: Run, split: str) -> str:
+    """``split`` in the names of eval-<name>.json and confusion-<name>.png: its letters and digits
+    (``train[90%:]``: ``train-90``), and a hash of it where another split's file has those
+    (``train[:90%]`` after it), so no split's figures overwrite another's."""
+    name = files.safe_name(split)
+    try:
+        taken = (run.read_json(f"eval-{name}.json") or {}).get("split", split) != split
+    except ZooError:  # a damaged file: replaced by this split's
+        taken = False
+    return f"{name}-{hashlib.sha256(split.encode()).hexdigest()[:8]}" if taken else name
 
 
 def _split(run: Run, split: str | None) -> tuple[str, str]:
