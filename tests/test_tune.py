@@ -104,6 +104,32 @@ def test_the_best_recipe_retrains_to_the_same_validation_accuracy(study, tiny_da
         tuned.read_text().split("\n")[1].split(",")[:5]
 
 
+def test_the_printed_train_command_trains_where_the_study_tuned(tiny_data_dir, tmp_path):
+    """zoo tune's last lines name the command that trains its recipe: on the study's dataset, not
+    zoo train's default; the recipe trained elsewhere says where it was tuned."""
+    import shlex
+
+    out = tmp_path / "study"
+    tuned = zoo_cli("tune", "mlp", "--trials", "1", "--epochs", "1", "--batch-size", "16", "--precision", "float32",
+                    "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seed", "3", "--out", out)
+    assert tuned.exit_code == 0, tuned.output
+    (line,) = [line for line in tuned.stdout.splitlines() if line.startswith("recipe: ")]
+    command = shlex.split(line.split(" (", 1)[1].rstrip(")"))
+    assert command[:5] == ["zoo", "train", "mlp", "--recipe", str(out / "best-recipe.json")]
+    assert command[5:] == ["--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--seed", "3"]
+    trained = zoo_cli(*command[1:], "--run-dir", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    assert "was tuned on" not in trained.stdout
+    best = json.loads((out / "best-recipe.json").read_text())["tuning"]["val_accuracy"]
+    assert zoo.Run.open(tmp_path / "run").history[-1]["val_accuracy"] == best  # the trial, trained again
+
+    elsewhere = zoo_cli(*command[1:5], "--dataset", "zoo_tiny_no_test", "--data-dir", tiny_data_dir,
+                        "--run-dir", tmp_path / "other")
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert (f"note: recipe {out / 'best-recipe.json'} was tuned on zoo_tiny; this run trains on zoo_tiny_no_test "
+            "(--dataset)") in elsewhere.stdout
+
+
 def test_the_same_command_samples_the_same_trials_and_rerunning_continues(study, tiny_data_dir, tmp_path):
     out, summary = study
     again = zoo.tune("mlp", trials=2, out=tmp_path / "again", space=SMALL_SPACE, data_dir=tiny_data_dir,

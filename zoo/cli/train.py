@@ -55,6 +55,10 @@ def train(ctx: click.Context, model: str, hp: tuple[str, ...], recipe_file: str 
     cluster = multihost.cluster(coordinator, num_processes, process_id, peer_timeout)
     request = plan.resolve(model, options=options, hparams=hp_pairs(hp), run_dir=run_dir, resume=resume,
                            export_base=export_base, cluster=cluster, recipe=recipe_file)
+    tuned_on = ((request.recipe.tuning if request.recipe else None) or {}).get("dataset")
+    if tuned_on and tuned_on != request.config.dataset:
+        click.echo(f"note: recipe {request.recipe.path} was tuned on {tuned_on}; this run trains on "
+                   f"{request.config.dataset} (--dataset)")
     if request.writer:
         ctx.meta[RUN_DIR_KEY] = str(request.run_dir)
     from ..training import runner  # after the plan chose the backend: it imports Keras

@@ -85,7 +85,26 @@ def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str,
     click.echo(f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed")
     click.echo(f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}; "
                f"{best['test']['split']} accuracy {best['test']['accuracy']:.4f} (the only trial measured on test)")
-    click.echo(f"recipe: {summary.recipe} (zoo train {request.builder.name} --recipe {summary.recipe})")
+    click.echo(f"recipe: {summary.recipe} ({_train_command(request, summary.recipe)})")
     for path in summary.plots:
         click.echo(f"plot: {path}")
     click.echo(f"run directory: {best['run']}")
+
+
+def _train_command(request, recipe) -> str:
+    """The ``zoo train`` command that trains the recipe on what the study tuned it on: the recipe
+    holds the training settings; the dataset, its form and the validation slice are said here."""
+    import shlex
+
+    from ..config import RunConfig
+    from ..tuning.request import config_of
+
+    config, default = config_of(request), RunConfig(request.builder.name)
+    words = ["zoo", "train", request.builder.name, "--recipe", str(recipe)]
+    for field in ("dataset", "data_dir", "image_size", "channels", "val_split", "seed"):
+        value = getattr(config, field)
+        if value is not None and value != getattr(default, field):
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            words += [f"--{field.replace('_', '-')}", shown]
+    return shlex.join(words)
+
