@@ -97,12 +97,20 @@ def _convert(model, shape: tuple[int, ...], any_size: bool):
     import onnx
     import tensorflow as tf
     import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     serve = saved_model.serving_function(saved_model.inference(_float32(model)), shape, any_size, None, checked=False)
     spec = tf.TensorSpec([None, None, None, None] if any_size else [None, *shape], tf.uint8, name="image")
     quiet = logging.getLogger("tf2onnx")
     level, _ = quiet.level, quiet.setLevel(logging.CRITICAL)  # it logs each op it cannot convert
     try:
+        # Frozen first: tf2onnx's from_function makes every captured tensor that is not a variable
+        # (a Normalization layer's mean and variance, any layer's tf.constant) an input of the file;
+        # frozen, the function captures nothing and its one input is the image.
+        traced = serve.get_concrete_function()
+        frozen = convert_variables_to_constants_v2(traced, lower_control_flow=False, aggressive_inlining=True)
+        serve = tf.function(lambda image: tf.nest.pack_sequence_as(traced.structured_outputs, frozen(image)),
+                            input_signature=[spec], autograph=False)  # the outputs' names, which freezing drops
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
     except Exception as exc:  # tf2onnx raises many types for a graph it cannot handle
         raise _Unconvertible(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
