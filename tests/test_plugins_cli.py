@@ -256,3 +256,29 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     proc.wait(timeout=120)
     assert stderr == b"" and proc.returncode == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_plugin_named_like_a_tfds_dataset_is_picked_by_name_only(tmp_path, monkeypatch, tiny_data_dir):
+    """A plugin's dataset called `mnist` does not silently replace TFDS's (a run trained on TFDS's
+    would be evaluated on the plugin's): the bare name is refused before anything is written,
+    `DIST:mnist` is the plugin's and `tfds:mnist` TFDS's."""
+    info = tmp_path / "shadow_data-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow-data\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.datasets]\nmnist = tinydata:ZooTiny\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    refused = zoo("train", "softmax", "--dataset", "mnist", "--run-dir", "run")
+    assert refused.exit_code == 2 and refused.stderr.strip() == (
+        "Error: dataset 'mnist' names both TFDS's catalog dataset and plugin shadow-data 1.0's (tinydata:ZooTiny): "
+        "give 'tfds:mnist' for TFDS's or 'shadow-data:mnist' for the plugin's")
+    assert not (tmp_path / "run").exists()
+    plugin = zoo("train", "softmax", "--dataset", "shadow-data:mnist", "--data-dir", tiny_data_dir, "--epochs", "1",
+                 "--run-dir", "run")
+    assert plugin.exit_code == 0, plugin.output
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["dataset"]["name"] == "zoo_tiny" and record["dataset"]["source"]["distribution"] == "shadow-data"
+    # TFDS's, by its registered size: refused before any data is read or prepared.
+    catalog = zoo("train", "softmax", "--dataset", "tfds:mnist", "--input", "memory", "--memory-budget", "1MB",
+                  "--run-dir", "other")
+    assert catalog.exit_code == 2 and "the decoded splits of 'mnist' take about 52.9 MB" in catalog.stderr, catalog.output

@@ -27,6 +27,7 @@ from .offline import (
 )
 
 TFDS_VERSION = tfds.__version__
+TFDS_PREFIX = "tfds:"  # "tfds:mnist": TFDS's catalog dataset, even where a plugin has the name
 AUTOTUNE = tf.data.AUTOTUNE
 # Measured on 2 cores (scripts/bench_pipeline.py): with tf.data's autotuner on, whole stretches of
 # training ran 1.6-1.9x slower with both cores partly idle, at random; off, never. AUTOTUNE then
@@ -240,9 +241,11 @@ def _builder(
         )
     if strict_files:
         raise ZooUsageError(f"`strict_files` applies to folders of images; dataset '{name}' is not one")
-    plugin = registry.find_dataset(name)
+    plugin = None if name.startswith(TFDS_PREFIX) else registry.find_dataset(name)
     if plugin is not None:
         cls = plugin.load()
+        if ":" not in name:
+            _refuse_shadowing(name, plugin, cls)
         try:
             builder = cls(data_dir=data_dir)
         except Exception as exc:  # a plugin must not take the zoo down with a traceback
@@ -252,6 +255,7 @@ def _builder(
             ) from None
         builder.zoo_source = plugin.record()
         return builder
+    name = name.removeprefix(TFDS_PREFIX)
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -264,6 +268,20 @@ def _builder(
         if "BuilderConfig" in reason:  # TFDS's list of close names follows on lines of its own
             reason = _configs_of(name)
         raise ZooUsageError(f"cannot load dataset '{name}': {reason}") from None
+
+
+def _refuse_shadowing(name: str, plugin: registry.DatasetEntry, cls: type) -> None:
+    """A plugin's dataset named as one of TFDS's catalog is ambiguous: neither is picked silently
+    (a run trained on the catalog's would be evaluated on the plugin's)."""
+    try:
+        catalog_cls = tfds.builder_cls(name)
+    except Exception:  # noqa: BLE001  (not in the catalog, whatever TFDS raises for it)
+        return
+    if catalog_cls is not cls:
+        raise ZooUsageError(
+            f"dataset '{name}' names both TFDS's catalog dataset and plugin {plugin.dist} {plugin.version}'s "
+            f"({plugin.value}): "
+            f"give '{TFDS_PREFIX}{name}' for TFDS's or '{plugin.dist}:{name}' for the plugin's")
 
 
 def _configs_of(name: str) -> str:
