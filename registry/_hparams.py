@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import typing
 from typing import Any
 
@@ -131,17 +132,17 @@ def from_json(key: str, value: Any, tp: Any) -> Any:
                 f"hyperparameter '{key}' expects {length} values ({type_name(tp)}), received {value!r}"
             )
         return tuple(from_json(key, v, elem) for v in value)
-    ok = (
+    ok = (  # NumPy's numbers too (a value from an array), stored as Python's
         (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is int and isinstance(value, numbers.Integral) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, numbers.Real) and not isinstance(value, bool))
         or (tp is str and isinstance(value, str))
     )
     if not ok:
         raise HyperparameterError(
             f"hyperparameter '{key}' expects {type_name(tp)}, received {value!r}"
         )
-    return float(value) if tp is float else value
+    return float(value) if tp is float else int(value) if tp is int else value
 
 
 def unknown_key(key: str, accepted: list[str], model: str) -> HyperparameterError:

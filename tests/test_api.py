@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -196,3 +197,6 @@ def test_a_run_refuses_arguments_of_the_wrong_kind_and_takes_numpy_integers(tiny
         run.export(5)
     model = zoo.create_model("softmax", input_shape=np.array([8, 8, 1]), num_classes=np.int64(3))
     assert model.output_shape == (None, 3)
+    model = zoo.create_model("mlp", input_shape=(8, 8, 1), num_classes=3, dropout=np.float32(0.25),
+                             units=(np.int64(8), 8, 8))  # hyperparameters from an array, as Python's
+    assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [8, 8, 8, 3]
