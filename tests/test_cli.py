@@ -213,6 +213,7 @@ BAD_INPUTS = [
     (["train", "softmax", "--dataset", "mnist", "--data-dir", "{empty}/tfds", "--manual-dir", "{wrong_size}"], 2,
      "is not the file dataset 'mnist' needs"),
     (["train", "cnn", "--hp", "filters=8,16,32"], 2, "model 'cnn' rejects filters=8,16,32: ValueError"),
+    (["check", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
     (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
     (["evaluate", "{no_test}", "--split", "train[abc]"], 2, "bad split 'train[abc]'"),
     (["export", "{no_test}", "{a_file}"], 2, "exists and is not a directory"),

@@ -39,6 +39,7 @@ SMALL_SPACE = {"units": "choice((8,8,8),(16,16,16))", "learning_rate": "log(1e-3
     (["--trials", "2", "--space", "learning_rate=log(0,1e-2)"], "a log range must be above 0"),
     (["--trials", "2", "--space", "learning_rate=uniform(1e-2,1e-3)"], "give two ends, the lower first"),
     (["--trials", "2", "--space", "batch_size=uniform(16,64)"], "batch_size is int, not a float"),
+    (["--trials", "2", "--space", "batch_size=int(1.5,3)"], "every value must be int (hyperparameter 'batch_size' expects int, received '1.5')"),
     (["--trials", "2", "--space", "units=choice((8,x,8))"], "every value must be tuple[int, ...]"),
     (["--trials", "2", "--space", "units=choice((8,8),(16,16))"], "rejects units=8,8: ValueError: mlp has three hidden layers"),
     (["--trials", "2", "--space", "dropout=uniform(0.0,1.5)"], "dropout=1.5 is refused: model 'mlp' rejects dropout=1.5"),

@@ -97,6 +97,8 @@ def _check(name: str, fn: Callable[..., Any], *args: Any) -> tuple[CheckResult, 
     try:
         detail, value = fn(*args)
         return CheckResult(name, True, detail), value
+    except registry.HyperparameterError:  # the --hp given, not the plugin: a usage error
+        raise
     except (AssertionError, registry.PluginError) as exc:  # already says what is wrong
         return CheckResult(name, False, str(exc)), None
     except Exception as exc:  # a plugin bug: report it as a failure, keep checking the rest

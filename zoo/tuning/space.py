@@ -71,12 +71,12 @@ def _items(text: str) -> list[str]:
     return [item for item in items if item]
 
 
-def _value(text: str, tp: Any) -> Any:
-    """One value of type ``tp`` from its text (a tuple as ``(a,b)``)."""
+def _value(key: str, text: str, tp: Any) -> Any:
+    """One value of ``key``, of type ``tp``, from its text (a tuple as ``(a,b)``)."""
     inner = text.strip()
     if inner[:1] in "([" and inner[-1:] in ")]":
         inner = inner[1:-1]
-    return registry.parse_value("space", inner, tp)
+    return registry.parse_value(key, inner, tp)
 
 
 def parse(key: str, text: str, tp: Any) -> Dimension:
@@ -92,7 +92,7 @@ def parse(key: str, text: str, tp: Any) -> Dimension:
     if kind == "int" and scalar is not int:
         raise ZooUsageError(f"{where}: {key} is {_type_name(tp)}, not an integer; use choice(...)")
     try:
-        values = tuple(_value(item, float if kind in ("log", "uniform") else tp) for item in items)
+        values = tuple(_value(key, item, float if kind in ("log", "uniform") else tp) for item in items)
     except (ValueError, TypeError, registry.HyperparameterError) as exc:
         raise ZooUsageError(f"{where}: every value must be {_type_name(tp)} ({exc})") from None
     if kind != "choice":
