@@ -282,3 +282,39 @@ def test_a_dataset_plugin_named_like_a_tfds_dataset_is_picked_by_name_only(tmp_p
     catalog = zoo("train", "softmax", "--dataset", "tfds:mnist", "--input", "memory", "--memory-budget", "1MB",
                   "--run-dir", "other")
     assert catalog.exit_code == 2 and "the decoded splits of 'mnist' take about 52.9 MB" in catalog.stderr, catalog.output
+
+
+CRASHING_DATASET = '''
+from tinydata import _Tiny
+
+
+def _exploding(count):
+    for i in range(count):
+        if i == 3:
+            raise RuntimeError("generator exploded")
+        yield i, {"image": __import__("numpy").zeros((8, 8, 1), "uint8"), "label": 0}
+
+
+class ZooCrash(_Tiny):
+    def _split_generators(self, dl_manager):
+        return {"train": _exploding(10)}
+'''
+
+
+def test_a_dataset_plugin_that_fails_to_prepare_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    info = tmp_path / "crash_data-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crash-data\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.datasets]\ncrash = crashdata:ZooCrash\n")
+    (tmp_path / "crashdata").mkdir()  # TFDS finds a builder's files through its package
+    (tmp_path / "crashdata" / "__init__.py").write_text(CRASHING_DATASET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "manual").mkdir()
+    monkeypatch.setenv("ZOO_MANUAL_DIR", str(tmp_path / "manual"))  # not this plugin's files
+    result = zoo("train", "softmax", "--dataset", "crash", "--data-dir", tmp_path / "tfds", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"preparing crash into {tmp_path / 'tfds' / 'zoo_crash' / '1.0.0'} ...",
+        "Error: dataset 'crash' (crash-data 1.0, crashdata:ZooCrash) failed to prepare: RuntimeError: generator exploded"]
+    assert not (tmp_path / "run").exists() and not list((tmp_path / "tfds").rglob("*.tfrecord*"))
+    sys.modules.pop("crashdata", None)

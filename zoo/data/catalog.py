@@ -205,11 +205,18 @@ def prepared_builder(
         # The prepared-data bucket needs the network and would only be slower to fail.
         try_download_gcs=False,
     )
-    source = None if is_folder(name) else manual_dir  # a folder is its own files
-    with nothing_left_on_failure(builder), quiet_unless_terminal(), announced(name, builder.data_dir, source):
+    plugin = getattr(builder, "zoo_source", None)
+    # A folder is its own files; a plugin reads manual_dir only if it asks for manual downloads.
+    reads_manual = not is_folder(name) and (not plugin or getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    with nothing_left_on_failure(builder), quiet_unless_terminal(), \
+            announced(name, builder.data_dir, manual_dir if reads_manual else None):
         try:
             builder.download_and_prepare(download_config=config)
         except Exception as exc:
+            if plugin and not isinstance(exc, (ZooError, registry.RegistryError)):  # its code, its failure
+                raise registry.PluginError(
+                    f"dataset '{name}' ({plugin['distribution']} {plugin['version']}, {plugin['entry_point']}) "
+                    f"failed to prepare: {type(exc).__name__}: {first_line(exc)}") from None
             if type(exc).__name__ != "NonMatchingChecksumError":
                 raise
             found = re.search(r"downloaded to (.+?), has wrong checksum", str(exc))
