@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,9 @@ class Builder:
 def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
     """A keras.Model that takes one batch of ``input_shape`` images and outputs ``num_classes``
     scores. A model that knows its shapes only once called (a Sequential without an Input) is
-    built for ``input_shape``, as its first batch would build it."""
+    built for ``input_shape``, as its first batch would build it; a subclassed model, which has no
+    symbolic inputs, is called on a symbolic batch of them (which builds it, as Keras does when it
+    reloads one)."""
     import keras  # only here: listing and validation never import TensorFlow
 
     if not isinstance(model, keras.Model):
@@ -129,17 +132,20 @@ def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classe
     try:
         takes, shape = model.input_shape, model.output_shape
     except (AttributeError, ValueError) as exc:
-        if model.built:
+        if not isinstance(model, keras.Sequential):  # subclassed: it takes what it was called on
+            takes, shape = (None, *input_shape), _called_shape(name, model, input_shape)
+        elif model.built:
             raise PluginError(f"model '{name}' has no defined input or output shape ({_first_line(exc)}); "
                               "start it with keras.Input(shape=input_shape)") from exc
-        try:
-            model.build((None, *input_shape))
-            takes, shape = model.input_shape, model.output_shape
-        except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
-            raise PluginError(
-                f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
-                f"{type(exc).__name__}: {_first_line(exc)}; start it with keras.Input(shape=input_shape)"
-            ) from exc
+        else:
+            try:
+                model.build((None, *input_shape))
+                takes, shape = model.input_shape, model.output_shape
+            except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
+                raise PluginError(
+                    f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
+                    f"{type(exc).__name__}: {_first_line(exc)}; start it with keras.Input(shape=input_shape)"
+                ) from exc
     if not isinstance(takes, tuple) or len(takes) != len(input_shape) + 1 or any(
         have is not None and have != want for have, want in zip(takes[1:], input_shape)
     ):
@@ -147,6 +153,29 @@ def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classe
                           f"{', '.join(map(str, input_shape))}): build it from the input_shape it is given")
     if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] != num_classes:
         raise PluginError(f"model '{name}' outputs shape {shape}, expected (None, {num_classes})")
+
+
+_KERAS_WRAPPERS = ("Exception encountered when calling", "Could not automatically infer the output shape")
+
+
+def _called_shape(name: str, model: Any, input_shape: tuple[int, ...]) -> Any:
+    """The output shape of a subclassed model called on a symbolic batch of ``input_shape`` images
+    (a list of shapes for several outputs)."""
+    import keras
+
+    batch = (None, *input_shape)
+    try:
+        with warnings.catch_warnings():  # Keras' advice on building a layer whose call failed
+            warnings.simplefilter("ignore")
+            outputs = model(keras.KerasTensor(batch), training=False)
+    except Exception as exc:  # the plugin's call refuses the shape
+        cause = exc  # what the call raised, inside the lines Keras wraps it in
+        while str(cause).startswith(_KERAS_WRAPPERS) and cause.__context__ is not None:
+            cause = cause.__context__
+        raise PluginError(f"model '{name}' cannot be called on a batch of inputs of shape {batch}: "
+                          f"{type(cause).__name__}: {_first_line(cause)}") from exc
+    shapes = [tuple(t.shape) for t in keras.tree.flatten(outputs)]
+    return shapes[0] if len(shapes) == 1 and not isinstance(outputs, (list, tuple, dict)) else shapes
 
 
 def _first_line(exc: BaseException) -> str:

@@ -76,6 +76,57 @@ def test_a_registered_custom_layer_trains_and_reloads(register, tiny_data_dir, t
     assert run.evaluate()["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
 
 
+@keras.saving.register_keras_serializable(package="zoo_contract_test")
+class SubNet(keras.Model):
+    """A subclassed model as Keras' saving guide writes one: registered, its config rebuilds it."""
+
+    def __init__(self, num_classes: int, units: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes, self.units = num_classes, units
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(units, activation="relu")
+        self.classify = keras.layers.Dense(num_classes, activation="softmax")
+
+    def call(self, images):
+        return self.classify(self.hidden(self.flatten(images)))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "units": self.units}
+
+
+def subnet(*, input_shape: tuple[int, ...], num_classes: int, units: int = 8) -> keras.Model:
+    """A subclassed model, unbuilt: the zoo builds it for input_shape."""
+    return SubNet(num_classes, units, name="subnet")
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_a_subclassed_model_trains_evaluates_exports_and_reloads(precision, tiny_data_dir, tmp_path):
+    zoo.register(subnet)
+    try:
+        run = zoo.train("subnet", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, precision=precision,
+                        run_dir=tmp_path / "run", verbose=0)
+        model = run.model()
+        assert isinstance(model, SubNet) and model.classify.dtype_policy.name == "float32"  # as it trained
+        result = run.evaluate()
+        assert (result["accuracy"], result["loss"]) == (run.metrics["test_accuracy"], run.metrics["test_loss"])
+        export = run.export(tmp_path / "exports", formats="onnx")
+        assert export.accepts == "uint8 images [N, 8, 8, 1]" and "onnx" in export.formats
+    finally:
+        registry._discovery._LOCAL.pop("subnet", None)
+
+
+def test_zoo_check_passes_a_subclassed_model_and_words_an_unregistered_class_as_zoo_train_does(tmp_path):
+    from zoo.check import _images, _keras_roundtrip, run_checks
+
+    failed = [r for r in run_checks(subnet) if not r.passed]
+    assert not failed, failed
+    model = head("unregistered")(input_shape=(8, 8, 1), num_classes=3)
+    with pytest.raises(AssertionError) as err:
+        _keras_roundtrip(model, _images((8, 8, 1), 3)[0], tmp_path, "float32")
+    assert str(err.value) == ("cannot reload model.keras: Keras cannot locate its class 'Scale': register it with "
+                              "@keras.saving.register_keras_serializable() where the plugin defines it")
+
+
 def _served(base, class_names, input_shape) -> None:
     """A version under ``base`` whose zoo.json says it answers ``class_names`` for ``input_shape``."""
     from zoo import formats

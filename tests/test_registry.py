@@ -789,6 +789,52 @@ def test_a_model_that_takes_the_images_builds_an_unbuilt_one_for_them(fake_dists
     assert model(np.zeros((2, 4, 4, 1), "float32")).shape == (2, 3)
 
 
+class Subclassed(keras.Model):
+    """A softmax over the flattened images with no symbolic inputs: Keras builds it on its first call."""
+
+    def __init__(self, num_classes: int, size: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+        self.flatten, self.dense = keras.layers.Flatten(), keras.layers.Dense(num_classes, activation="softmax")
+
+    def call(self, x):
+        if self.size is not None and x.shape[1] != self.size:
+            raise ValueError(f"takes {self.size}x{self.size} images")
+        return self.dense(self.flatten(x))
+
+
+def subclassed(*, input_shape, num_classes, called: bool = False, classes: int = 0, size: int = 0):
+    """A subclassed model, called once by the builder or not built at all."""
+    model = Subclassed(classes or num_classes, size or None)
+    if called:
+        model(np.zeros((1, *input_shape), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("called", [False, True])
+def test_a_subclassed_model_is_checked_by_calling_it_on_a_batch_of_the_images(fake_dists, called, recwarn):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:subclassed"))
+    model = registry.get("m").build(input_shape=(4, 4, 1), num_classes=3, called=called)
+    assert model.built and tuple(model.get_build_config()["input_shape"][1:]) == (4, 4, 1)
+    assert model(np.zeros((2, 4, 4, 1), "float32")).shape == (2, 3)
+    assert not [w for w in recwarn if "build()" in str(w.message)]  # Keras' advice for an unbuilt layer
+
+
+@pytest.mark.parametrize(
+    "hparams, message",
+    [
+        ({"classes": 5}, "outputs shape (None, 5), expected (None, 3)"),
+        ({"classes": 5, "called": True}, "outputs shape (None, 5), expected (None, 3)"),
+        ({"size": 8}, "cannot be called on a batch of inputs of shape (None, 2, 2, 1): ValueError: takes 8x8 images"),
+    ],
+)
+def test_a_subclassed_model_that_does_not_fit_the_images_names_what_it_does(fake_dists, hparams, message):
+    fake_dists(FakeDist("d", "1", m=f"{HERE}:subclassed"))
+    with pytest.raises(registry.PluginError) as err:
+        registry.get("m").build(input_shape=[2, 2, 1], num_classes=3, **hparams)
+    assert str(err.value) == f"model 'm' {message}"
+
+
 @pytest.mark.parametrize(
     "value, text", [(3, "3"), (0.5, "0.5"), (True, "True"), ("relu", "relu"), ((32, 64), "32,64"), ([1], "1"), ((), "")]
 )

@@ -188,7 +188,10 @@ def _keras_roundtrip(model: keras.Model, images: np.ndarray, tmp: Path, policy: 
     model.save(path)
     # As `zoo evaluate` and `zoo export` load a run's model: the same policy and weights give
     # the same numbers, whatever the precision, so the bound stays float32's.
-    reloaded = devices.load_model(path, policy)
+    try:
+        reloaded = devices.load_model(path, policy)
+    except Exception as exc:  # worded as zoo train words it
+        raise AssertionError(f"cannot reload model.keras: {contract.reload_problem(exc)}") from exc
     x = _scaled(images)
     diff = float(np.max(np.abs(model.predict(x, verbose=0) - reloaded.predict(x, verbose=0))))
     if diff > 1e-5:

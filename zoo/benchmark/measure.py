@@ -24,6 +24,7 @@ from ..data.images import to_model_input
 from ..errors import ZooError
 from ..export import serving
 from ..export.request import FILES, SAVED_MODEL_ONLY, ExportRequest
+from ..models import contract
 from ..presets import use
 from ..presets.store import Preset
 from ..runs import Run
@@ -238,7 +239,7 @@ def forward_flops(model: keras.Model) -> int | None:
             convert_variables_to_constants_v2,
         )
 
-        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+        spec = tf.TensorSpec([1, *contract.input_shape(model)], tf.float32)
         # A plain trace: AutoGraph has nothing to convert here and warns that it cannot.
         forward = tf.function(lambda x: model(x, training=False), autograph=False)
         concrete = forward.get_concrete_function(spec)

@@ -217,10 +217,13 @@ def load_model(path: str | os.PathLike, precision: str) -> keras.Model:
     The file records each layer's policy, but sub-layers that a custom layer makes in ``build()``
     or ``__init__`` are not in it: they take the global policy at load time, and a bfloat16 model
     whose inner Dense comes back in float32 fails (or computes other numbers). The caller's policy
-    is put back afterwards.
+    is put back afterwards. The output layers compute in float32 as they trained (the file of a
+    subclassed model records none of its layers' policies).
     """
     with dtype_policy(precision):
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    float32_outputs(model)
+    return model
 
 
 def resolve_precision(precision: str, backend: str = "tensorflow") -> tuple[str, str]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import files, formats
 from ..errors import ZooUsageError
+from ..models import contract
 from . import litert, onnx, saved_model
 from .request import ExportRequest
 
@@ -98,7 +99,7 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    accepts = accepted_input(model.input_shape[1:], any_size)
+    accepts = accepted_input(contract.input_shape(model), any_size)
     return ExportResult(base / str(version), version, diff, len(check_images), tolerance, accepts, checked, any_size)
 
 

@@ -34,6 +34,7 @@ from ..compute import devices
 from ..data import pipeline
 from ..data.images import to_model_input
 from ..errors import ZooError
+from ..models import contract
 from . import runtime
 from .saved_model import (
     SIGNATURE,
@@ -64,7 +65,7 @@ def write(model: keras.Model, folder: Path, *, any_size: bool, class_names, meta
     if keras.backend.backend() != "tensorflow":  # request.resolve said so first, for the command
         raise ZooError(f"--format litert converts TensorFlow graphs and Keras runs on {keras.backend.backend()} "
                        f"here: export with KERAS_BACKEND=tensorflow (a model trained on JAX loads there)")
-    shape = tuple(model.input_shape[1:])
+    shape = contract.input_shape(model)
     notes = []
     computed = _float32(model)
     if computed is not model:
@@ -87,7 +88,7 @@ def write(model: keras.Model, folder: Path, *, any_size: bool, class_names, meta
         flat, calibration = _convert(converter, request, data, shape)
     record = {
         **metadata,
-        "class_names": names_or_ids(class_names, model.output_shape[-1]),
+        "class_names": names_or_ids(class_names, contract.num_classes(model)),
         "input_shape": list(shape),
         "any_size": False,
         "fixed_size_because": FIXED_SIZE_BECAUSE if any_size else None,
@@ -238,7 +239,7 @@ def check(path: Path, model: keras.Model, images, *, any_size: bool, class_names
     ``images``, resizing the input) and compare it with ``model``; for a quantized file measure its
     test accuracy beside the Keras model's. A ZooError names the check that failed and by how much;
     otherwise what zoo.json records."""
-    names = names_or_ids(class_names, model.output_shape[-1])
+    names = names_or_ids(class_names, contract.num_classes(model))
     expected = model.predict(to_model_input(images), batch_size=256, verbose=0).astype(np.float32)
     inputs = {"images": np.asarray(images, np.uint8), "expected": expected}
     if request.quantize:
@@ -265,7 +266,7 @@ def check(path: Path, model: keras.Model, images, *, any_size: bool, class_names
         "class_agreement": out["agreement"], "any_size": False, "notes": out["metadata"].get("notes", []),
     }
     if any_size:  # trained on a folder: the SavedModel takes any size, this file its training size
-        result["warning"] = fixed_size_warning(model.input_shape[1:], FIXED_SIZE_BECAUSE)
+        result["warning"] = fixed_size_warning(contract.input_shape(model), FIXED_SIZE_BECAUSE)
     if request.quantize:
         n = len(test_labels)
         accuracy = {"split": split, "examples": n, "float": float_correct / n, "quantized": out["test_correct"] / n,

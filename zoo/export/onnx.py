@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import files
 from ..errors import ZooError
+from ..models import contract
 from ..version import __version__
 from . import runtime, saved_model
 from .request import FILES
@@ -49,8 +50,8 @@ def write(model, folder: Path, *, any_size: bool, class_names, metadata: dict[st
     A folder-trained model (``any_size``) whose in-graph conversion and resizing tf2onnx cannot
     convert is written for fixed-size images instead, and says so in its metadata (``check``
     reports it, the command prints it and zoo.json records it)."""
-    shape = tuple(model.input_shape[1:])
-    names = saved_model.names_or_ids(class_names, model.output_shape[-1])
+    shape = contract.input_shape(model)
+    names = saved_model.names_or_ids(class_names, contract.num_classes(model))
     fixed_because = ""
     try:
         proto = _convert(model, shape, any_size)
@@ -135,6 +136,8 @@ def _float32(model):
         return model
     with dtype_policy("float32"):  # sub-layers a custom layer makes in build() take the global one
         copy = model.__class__.from_config(_as_float32(model.get_config()))
+        if not copy.built:  # a subclassed model: built as Keras builds it on loading
+            copy.build_from_config(model.get_build_config())
     copy.set_weights(model.get_weights())
     if not isinstance(copy, keras.Model):
         raise ZooError(f"--format onnx: cannot copy {model.name} to compute in float32")
@@ -193,9 +196,9 @@ def check(path: Path, model, images, *, any_size: bool, class_names, request, da
 
     images = np.asarray(images, dtype=np.uint8)
     got = runtime.run("--format onnx", CHECK, {"images": images}, {"path": str(path)})
-    num_classes = model.output_shape[-1]
+    num_classes = contract.num_classes(model)
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-    meta, shape = got["metadata"], tuple(model.input_shape[1:])
+    meta, shape = got["metadata"], contract.input_shape(model)
     dynamic = _check_signature(got["inputs"], got["outputs"], shape, num_classes)
     fixed_because = _check_metadata(meta, names, shape, any_size, dynamic)
     for run in ("single", "batch"):

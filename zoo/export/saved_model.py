@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from ..data.images import resize_images, to_model_input
 from ..errors import ZooError
+from ..models import contract
 
 SIGNATURE = "serving_default"
 # The largest difference between the reloaded SavedModel's probabilities and the trained model's
@@ -81,14 +82,14 @@ def write(model: keras.Model, path: Path, any_size: bool = False, class_names: S
     ``serving_default`` calls it, as Keras' documentation combines TensorFlow preprocessing with a
     model on any backend.
     """
-    height, width, channels = model.input_shape[1:]
+    height, width, channels = contract.input_shape(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     model_fn = archive.add_endpoint(
         NORMALIZED, inference(model), input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)]
     )
-    serve = serving_function(model_fn, model.input_shape[1:], any_size,
-                             names_or_ids(class_names, model.output_shape[-1]))
+    serve = serving_function(model_fn, contract.input_shape(model), any_size,
+                             names_or_ids(class_names, contract.num_classes(model)))
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(str(path), verbose=False)
 
@@ -132,7 +133,7 @@ def serving_function(model_fn, input_shape: Sequence[int], any_size: bool,
 
 def image_spec(model: keras.Model, any_size: bool) -> tf.TensorSpec:
     """The serving input: ``image`` uint8 [N, H, W, C] of the model's size, or of any size."""
-    shape = [None, None, None, None] if any_size else [None, *model.input_shape[1:]]
+    shape = [None, None, None, None] if any_size else [None, *contract.input_shape(model)]
     return tf.TensorSpec(shape, tf.uint8, name="image")
 
 

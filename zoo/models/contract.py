@@ -1,7 +1,8 @@
 """What ``zoo train`` asks of a built model before it trains it, beyond the registry's shapes: its
 outputs are probabilities, and it reloads from its own config as a fresh process will reload the
 run's ``model.keras`` (``zoo evaluate``, ``zoo export``). Either failure found after an epoch
-would leave a finished run that serves wrong numbers or cannot be opened."""
+would leave a finished run that serves wrong numbers or cannot be opened. Also the shapes a model
+takes and gives, read alike from a functional model and a subclassed one."""
 
 from __future__ import annotations
 
@@ -41,10 +42,33 @@ def check_before_training(name: str, model: keras.Model, input_shape: tuple[int,
             warnings.simplefilter("ignore")
             keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model), safe_mode=True)
     except Exception as exc:  # any failure here is the reload's that would come after training
-        text = str(exc)
-        found = _UNLOCATED.search(text)
-        reason = (f"Keras cannot locate its class '{found.group(1)}': register it with "
-                  "@keras.saving.register_keras_serializable() where the plugin defines it"
-                  if found else f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}")
         raise PluginError(f"model '{name}' cannot be reloaded from its saved config, so its run could not be "
-                            f"evaluated or exported: {reason}") from exc
+                          f"evaluated or exported: {reload_problem(exc)}") from exc
+
+
+def reload_problem(exc: Exception) -> str:
+    """Why Keras could not reload a model, in one line: a class it cannot locate is named with the
+    decorator it needs."""
+    text = str(exc)
+    found = _UNLOCATED.search(text)
+    if found:
+        return (f"Keras cannot locate its class '{found.group(1)}': register it with "
+                "@keras.saving.register_keras_serializable() where the plugin defines it")
+    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+
+
+def input_shape(model: keras.Model) -> tuple[int | None, ...]:
+    """The shape of one image ``model`` takes: its Input's, or for a subclassed model (no symbolic
+    inputs) the shape it was built for, which Keras keeps in its build config and model.keras."""
+    try:
+        return tuple(model.input_shape[1:])
+    except (AttributeError, ValueError):
+        return tuple(model.get_build_config()["input_shape"][1:])
+
+
+def num_classes(model: keras.Model) -> int:
+    """The number of probabilities ``model`` outputs for an image."""
+    try:
+        return int(model.output_shape[-1])
+    except (AttributeError, ValueError):
+        return int(model.compute_output_spec(keras.KerasTensor((None, *input_shape(model)))).shape[-1])
