@@ -100,7 +100,7 @@ class Builder:
         except HyperparameterError:
             raise
         except Exception as exc:  # the plugin's own words; whose fault it is comes next
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            reason = _reason(exc)
             if isinstance(exc, (ValueError, TypeError)) and hparams and self._builds(input_shape, num_classes):
                 settings = ", ".join(f"{k}={_hparams.show(v)}" for k, v in hparams.items())
                 raise HyperparameterError(f"model '{self.name}' rejects {settings}: {reason}") from exc
@@ -144,7 +144,7 @@ def _check_model(name: str, model: Any, input_shape: tuple[int, ...], num_classe
             except Exception as exc:  # noqa: BLE001  (the plugin's layers refuse the shape)
                 raise PluginError(
                     f"model '{name}' cannot be built for inputs of shape {(None, *input_shape)}: "
-                    f"{type(exc).__name__}: {_first_line(exc)}; start it with keras.Input(shape=input_shape)"
+                    f"{_reason(exc)}; start it with keras.Input(shape=input_shape)"
                 ) from exc
     if not isinstance(takes, tuple) or len(takes) != len(input_shape) + 1 or any(
         have is not None and have != want for have, want in zip(takes[1:], input_shape)
@@ -169,11 +169,8 @@ def _called_shape(name: str, model: Any, input_shape: tuple[int, ...]) -> Any:
             warnings.simplefilter("ignore")
             outputs = model(keras.KerasTensor(batch), training=False)
     except Exception as exc:  # the plugin's call refuses the shape
-        cause = exc  # what the call raised, inside the lines Keras wraps it in
-        while str(cause).startswith(_KERAS_WRAPPERS) and cause.__context__ is not None:
-            cause = cause.__context__
         raise PluginError(f"model '{name}' cannot be called on a batch of inputs of shape {batch}: "
-                          f"{type(cause).__name__}: {_first_line(cause)}") from exc
+                          f"{_reason(exc)}") from exc
     shapes = [tuple(t.shape) for t in keras.tree.flatten(outputs)]
     return shapes[0] if len(shapes) == 1 and not isinstance(outputs, (list, tuple, dict)) else shapes
 
@@ -181,6 +178,14 @@ def _called_shape(name: str, model: Any, input_shape: tuple[int, ...]) -> Any:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line`` of what went wrong: for Keras' wrapper around a layer's call
+    ("Exception encountered when calling MaxPooling2D.call()."), of what the call raised in it."""
+    while str(exc).startswith(_KERAS_WRAPPERS) and exc.__context__ is not None:
+        exc = exc.__context__
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def validate(name: str, obj: Any) -> Builder:

@@ -707,6 +707,8 @@ def picky(*, input_shape: tuple[int, ...], num_classes: int, units: int = 4, fil
         return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Reshape((-1, 1))(x)))
     if head == "two":
         return keras.Model(inputs, [keras.layers.Dense(num_classes)(x), keras.layers.Dense(num_classes)(x)])
+    if head == "pool":  # pooled below one pixel: Keras wraps the layer's error in lines of its own
+        x = keras.layers.MaxPooling2D(2)(keras.layers.MaxPooling2D(2)(inputs))
     return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
 
 
@@ -731,6 +733,9 @@ def test_a_build_failure_without_a_message_names_the_exception(fake_dists):
         ({"units": 1000}, "model 'm' rejects units=1000: ValueError: units must be at most 100, received 1000"),
         ({"filters": (1, 2, 3), "units": 2},
          "model 'm' rejects filters=1,2,3, units=2: TypeError: too many filters"),
+        ({"head": "pool"},  # the reason inside the lines Keras wraps a layer's error in
+         "model 'm' rejects head=pool: ValueError: Computed output size would be zero or negative. Received: "
+         "`inputs.shape=[None 1 1 1]`, `pool_size=[2 2]`, `strides=(2, 2)`, `padding=valid`."),
     ],
 )
 def test_values_a_builder_rejects_are_the_users_mistake(fake_dists, hparams, message):
