@@ -192,6 +192,8 @@ def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (base / "wrong_size" / name).write_bytes(b"not mnist")
     runs["wrong_size"] = base / "wrong_size"
+    runs["zero_epochs"] = base / "zero-epochs.json"  # a recipe file whose own value is wrong
+    runs["zero_epochs"].write_text(json.dumps({"model": "softmax", "options": {"epochs": 0}, "hparams": {}}))
     return runs
 
 
@@ -214,6 +216,7 @@ BAD_INPUTS = [
      "is not the file dataset 'mnist' needs"),
     (["train", "cnn", "--hp", "filters=8,16,32"], 2, "model 'cnn' rejects filters=8,16,32: ValueError"),
     (["check", "mlp", "--hp", "units=-5,-5,-5"], 2, "model 'mlp' rejects units=-5,-5,-5: ValueError"),
+    (["train", "softmax", "--recipe", "{zero_epochs}"], 2, "zero-epochs.json: epochs must be between 1 and 1000000"),
     (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
     (["evaluate", "{no_test}", "--split", "train[abc]"], 2, "bad split 'train[abc]'"),
     (["export", "{no_test}", "{a_file}"], 2, "exists and is not a directory"),

@@ -82,6 +82,7 @@ def resolve(
         raise ZooUsageError(f"`hparams` is a mapping of name to value, received {type(hparams).__name__} {hparams!r}")
     if recipe is not None:
         recipe = recipe if isinstance(recipe, Recipe) else recipes.read(recipe, model)
+        _check_recipe(model, recipe)
         options, hparams = recipes.apply(recipe, options, hparams or {})
     options = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
     options["data_dir"] = options.get("data_dir") or None
@@ -111,6 +112,16 @@ def resolve(
     config = RunConfig.from_recipe(model, builder.recipe, options)
     return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset,
                      test, recipe)
+
+
+def _check_recipe(model: str, recipe: Recipe) -> None:
+    """A recipe's own values checked as options are, the error naming the file (not an option
+    the user did not give)."""
+    try:
+        RunConfig.from_recipe(model, {}, recipe.options)
+    except ZooUsageError as exc:
+        where = f"recipe file {recipe.path}" if recipe.path else "the recipe"
+        raise ZooUsageError(f"{where}: {str(exc).replace('`', '')}") from None
 
 
 def resolve_config(
