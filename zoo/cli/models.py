@@ -38,6 +38,8 @@ def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool,
         (_list_datasets if datasets else list_presets)(pattern, as_json)
         return
     everything = registry.entries()
+    if check:  # the plugins import Keras: TensorFlow first, its start-up lines hidden
+        backend_lib.import_tensorflow()
     rows = []
     for e in registry.find(pattern):
         # Importing tells the truth; without --check the source has to do.
