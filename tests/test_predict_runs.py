@@ -95,12 +95,29 @@ def test_predict_prints_the_class_the_export_gives(trained, images):
 
 
 @pytest.mark.slow
+def test_predict_answers_from_a_preset_as_its_model_does(trained, images):
+    import zoo
+    from zoo.data.imagefiles import decode
+    from zoo.data.images import resize_images, to_model_input
+
+    result = zoo_cli("predict", "cnn.mnist", "a.png", "--json", "--top", "1", cwd=trained)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ((entry,),) = [e["top"] for e in json.loads(result.stdout)]
+    model = zoo.create_model("cnn", weights="cnn.mnist")
+    image = resize_images(decode(images["png"], 1), (28, 28)).numpy()[None]
+    probabilities = np.asarray(model(to_model_input(image), training=False))[0]
+    assert entry["class_id"] == int(probabilities.argmax())
+    assert entry["probability"] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
     (["exports", "missing.png"], "no image file missing.png"),
     (["exports", "no-pics"], "no image file in the folder no-pics"),
     (["exports", "notes.txt"], "notes.txt is not a readable image"),
     ([".", "a.png"], "is neither a run directory (no config.json) nor an export"),
     (["no/such/run", "a.png"], "is not a run directory (no such folder)"),
+    (["nosuchpreset", "a.png"], "nosuchpreset is neither a run directory (no such folder) nor a preset"),
 ])
 def test_predict_refuses_in_one_line(trained, images, args, words):
     result = zoo_cli("predict", *args, cwd=trained)

@@ -365,8 +365,8 @@ def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str 
             top: int = 3) -> list[dict[str, Any]]:
     """``zoo predict``: for each image file in ``images`` (a path or a list of them; a folder
     stands for the image files beneath it), its ``top`` classes (``class_id``, ``class_name``,
-    ``probability``) from ``target``, a run directory (or ``"latest"``), an export version or an
-    export base. Files are read as a folder's images are and resized as in training."""
+    ``probability``) from ``target``, a run directory (or ``"latest"``), an export version, an
+    export base or a preset. Files are read as a folder's images are and resized as in training."""
     from .compute.backend import import_tensorflow
     from .data.imagefiles import image_paths
 

@@ -17,6 +17,7 @@ from . import evaluation
 from .export import bundle, saved_model
 from .data import imagefiles
 from .errors import ZooUsageError
+from .presets import catalog as preset_catalog
 from .runs import CONFIG, Run, named_run
 
 BATCH = 256  # images per call: a few thousand files need no more memory than this many
@@ -26,7 +27,7 @@ BATCH = 256  # images per call: a few thousand files need no more memory than th
 class Target:
     """What answers: a run's model or an export, with the shape it takes and its class names."""
 
-    kind: str  # "run" or "export"
+    kind: str  # "run", "export" or "preset"
     path: Path
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
@@ -34,8 +35,11 @@ class Target:
 
 
 def open_target(text: str | os.PathLike) -> Target:
-    """A run directory (or ``latest``), an export version (``EXPORT_BASE/3``) or an export base
-    (its newest version)."""
+    """A run directory (or ``latest``), an export version (``EXPORT_BASE/3``), an export base
+    (its newest version) or a preset (verified)."""
+    preset = preset_catalog.named(text)
+    if preset is not None:
+        return _preset(preset)
     path = Path(text).expanduser()
     if (path / "saved_model.pb").is_file():
         return _export(path.resolve())
@@ -58,6 +62,18 @@ def open_target(text: str | os.PathLike) -> Target:
         return np.asarray(model(to_model_input(images), training=False), dtype=np.float32)
 
     return Target("run", run.path, tuple(info["input_shape"]), tuple(info["class_names"]), probabilities)
+
+
+def _preset(preset) -> Target:
+    from .data.images import to_model_input
+    from .presets import weights
+
+    model = weights.build(preset)  # verifies its files first
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
+        return np.asarray(model(to_model_input(images), training=False), dtype=np.float32)
+
+    return Target("preset", preset.path, tuple(preset.input_shape), tuple(preset.class_names), probabilities)
 
 
 def _export(path: Path) -> Target:

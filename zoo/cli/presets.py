@@ -4,35 +4,16 @@ directory is named (evaluate, export) a preset may be named instead."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import click
 
 from ..compute import backend as backend_lib
 from ..config import show_size
-from ..errors import ZooError, ZooUsageError
+from ..errors import ZooError
 from ..presets import catalog
-from ..presets.store import PRESET_JSON, Preset, check_license
-from ..runs import LATEST, Run, named_run
+from ..presets.store import Preset, check_license
+from ..runs import Run, named_run
 from .output import RUN_DIR_KEY, check_finished_run, table
-
-
-def preset_target(text: str) -> Preset | None:
-    """The preset a RUN_DIR|PRESET argument names, or None when it names a run directory (which
-    the run's own checks then open, with their errors)."""
-    path = Path(text).expanduser()
-    if (path / PRESET_JSON).is_file():
-        return catalog.at(path)
-    if text == LATEST or os.sep in text or path.exists():
-        return None
-    try:
-        return catalog.find(text)
-    except ZooUsageError as exc:
-        if not str(exc).startswith("unknown preset"):
-            raise
-        hint = str(exc).partition(f"'{text}'.")[2].strip()
-        raise ZooUsageError(f"{text} is neither a run directory (no such folder) nor a preset. {hint}") from None
 
 
 @click.command()
@@ -107,7 +88,7 @@ def _row(r: dict) -> dict[str, str]:
 def open_target(ctx: click.Context, target: str) -> Preset | None:
     """For evaluate and export: the preset ``target`` names (verified), or None after the run
     directory's checks passed."""
-    preset = preset_target(target)
+    preset = catalog.named(target)
     if preset is not None:
         preset.verify()
         return preset

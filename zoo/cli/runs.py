@@ -12,6 +12,7 @@ from .. import files
 from .. import runs as runs_lib
 from ..compute import backend as backend_lib
 from ..data import imagefiles
+from ..presets import catalog as preset_catalog
 from ..errors import ZooError, ZooUsageError
 from ..export.request import resolve as resolve_request
 from ..runs import Run, named_run
@@ -134,9 +135,10 @@ def _row(r: dict) -> dict[str, str]:
 @click.pass_context
 def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
     """The most likely classes of IMAGES (files, or folders of them; any format the folders accept,
-    any size: resized as in training) from TARGET: a run directory (or latest), an export version
-    or an export base."""
+    any size: resized as in training) from TARGET: a run directory (or latest), an export version,
+    an export base or a preset."""
     paths = imagefiles.image_paths(list(images))
+    preset_catalog.named(target)  # an unknown name: one line before TensorFlow loads
     if (Path(target) / "config.json").is_file() or target == runs_lib.LATEST:
         ctx.meta[RUN_DIR_KEY] = str(named_run(target))
         check_finished_run(ctx.meta[RUN_DIR_KEY])

@@ -110,6 +110,25 @@ def find(text: str | os.PathLike) -> Preset:
     raise ZooUsageError(f"unknown preset '{text}'.{hint}")
 
 
+def named(text: str | os.PathLike) -> Preset | None:
+    """The preset an argument that takes a run directory or a preset names (``zoo evaluate``,
+    ``zoo export``, ``zoo predict``), or None when it names a folder or ``latest`` (which the
+    run's or export's own checks then open, with their errors)."""
+    text = os.fspath(text)
+    path = Path(text).expanduser()
+    if (path / PRESET_JSON).is_file():
+        return at(path)
+    if text == "latest" or os.sep in text or path.exists():  # runs.LATEST, a layer above
+        return None
+    try:
+        return find(text)
+    except ZooUsageError as exc:
+        if not str(exc).startswith("unknown preset"):
+            raise
+        hint = str(exc).partition(f"'{text}'.")[2].strip()
+        raise ZooUsageError(f"{text} is neither a run directory (no such folder) nor a preset. {hint}") from None
+
+
 def at(path: Path) -> Preset:
     """The preset in folder ``path``, or a one-line error saying what the folder is instead."""
     path = path.expanduser()
