@@ -332,3 +332,17 @@ def test_cli_works_with_click_8_1_without_no_args_is_help_error():
     assert result.stderr.strip().splitlines() == [
         "Error: Invalid value for '--epochs': 'x' is not a valid integer. (see 'zoo train --help')"
     ]
+
+
+def test_class_names_in_a_script_the_font_lacks_draw_without_warnings(tmp_path):
+    """A folder's classes may be named in any script (ねこ, 鳥): the confusion matrix is drawn
+    (boxes where the font has no glyph), and zoo evaluate prints no matplotlib warnings."""
+    import warnings
+
+    from zoo.evaluation import plot_confusion
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_confusion(np.eye(3, dtype=int), ["ねこ", "いぬ", "鳥"], tmp_path / "confusion.png", "pets")
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,9 +129,11 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str) -> No
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"{title}: confusion matrix")
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+    with warnings.catch_warnings():  # class names in a script the font lacks: drawn as boxes, not warned
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        fig.tight_layout()
+        with files.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
 
 
 def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
