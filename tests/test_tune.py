@@ -151,7 +151,21 @@ def test_a_study_of_another_model_or_space_under_the_same_name_is_refused(study,
     result = zoo_cli("tune", "mlp", "--out", out, "--trials", "5", "--dataset", "zoo_tiny", "--data-dir",
                      tiny_data_dir, "--epochs", "3", "--batch-size", "16", "--precision", "float32",
                      *[f"--space={k}={v}" for k, v in SMALL_SPACE.items()])
-    assert "with another fixed" in one_line_error(result)
+    assert "with another fixed epochs (2); give another --study name" in one_line_error(result)  # 3 asked for
+
+
+def test_the_command_line_continues_a_study_the_api_began(study, tiny_data_dir):
+    """The same settings, some given only as the command line's defaults (--deterministic), are
+    the same study: continued, not refused as another."""
+    out, summary = study
+    again = zoo_cli("tune", "mlp", "--out", out, "--trials", "4", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir,
+                    "--epochs", "2", "--batch-size", "16", "--precision", "float32",
+                    *[f"--space={k}={v}" for k, v in SMALL_SPACE.items()])
+    assert again.exit_code == 0, again.output
+    assert not [line for line in again.stdout.splitlines() if line.startswith("trial ")]  # none ran
+    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    assert len(optuna.load_study(study_name="mlp-zoo_tiny", storage=store).get_trials()) == 4
+    assert f"best: trial {summary['best']['trial']}" in again.stdout
 
 
 def test_a_trial_its_worker_never_claimed_is_waited_for_and_run_again(tiny_data_dir, tmp_path, monkeypatch, capsys):

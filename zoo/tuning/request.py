@@ -8,7 +8,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class TuneRequest:
     pruner: str
     epochs: int
     worker: str | None = None  # "I/N" of --shard: this worker's label
+    settings: Mapping[str, Any] = field(default_factory=dict)  # LEARNING as the trials train with them
 
     def identity(self) -> dict[str, Any]:
         fixed = {k: self.options[k] for k in LEARNING if self.options.get(k) is not None}
@@ -101,6 +102,7 @@ def resolve(
         space=dims, trials=trials, out=out, storage=storage,
         study=study or f"{files.safe_name(builder.name)}-{files.safe_name(config.dataset)}",
         seed=config.seed, pruner=pruner, epochs=config.epochs, worker=shard,
+        settings={k: getattr(config, k) for k in LEARNING},
     )
 
 

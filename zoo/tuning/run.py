@@ -46,7 +46,7 @@ def study_of(request: TuneRequest) -> optuna.Study:
     store = study_lib.storage(request.storage, request.out)
     return study_lib.open_study(request.study, store, request.identity(), seed=request.seed,
                                 worker=request.worker_index, pruner=request.pruner, epochs=request.epochs,
-                                budget=request.trials)
+                                budget=request.trials, settings=request.settings)
 
 
 def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:

@@ -116,8 +116,9 @@ def startup_trials(budget: int) -> int:
 
 
 def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, Any], *, seed: int,
-               worker: int, pruner: str, epochs: int, budget: int) -> optuna.Study:
-    """Create the study or continue it; a study of this name that tunes something else is refused."""
+               worker: int, pruner: str, epochs: int, budget: int, settings: Mapping[str, Any]) -> optuna.Study:
+    """Create the study or continue it; a study of this name that tunes something else is refused
+    (``settings``: the values the trials train with, for the fixed options ``who`` leaves out)."""
     try:
         study = optuna.create_study(
             study_name=name, storage=store, direction="maximize", load_if_exists=True,
@@ -136,13 +137,36 @@ def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, 
     found = study.user_attrs.get("tunes")
     if found is None:
         study.set_user_attr("tunes", dict(who))
-    elif found != who:
-        what = next(k for k in ("model", "dataset", "fixed", "space", "pruner") if found.get(k) != who.get(k))
-        raise ZooUsageError(
-            f"study '{name}' already tunes {found['model']} on {found['dataset']} with another {what} "
-            f"({found.get(what)!r}); give another --study name or --out folder"
-        )
+    else:
+        what, was = _difference(found, who, settings)
+        if what is not None:
+            raise ZooUsageError(
+                f"study '{name}' already tunes {found['model']} on {found['dataset']} with another {what} "
+                f"({was!r}); give another --study name or --out folder"
+            )
     return study
+
+
+def _difference(found: Mapping[str, Any], who: Mapping[str, Any],
+                settings: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """The first thing study ``found`` tunes otherwise than request ``who``, and its value in
+    ``found``; (None, None) when they tune the same. A fixed option left out stands for its value
+    in ``settings`` (what the trials train with), so leaving out a default or giving it (the API
+    and the command line) is the same study."""
+    def plain(value: Any) -> Any:
+        return json.loads(json.dumps(value, default=list))  # as the storage gives it back
+
+    for what in ("model", "dataset", "fixed", "space", "pruner"):
+        was, now = plain(found.get(what)), plain(who.get(what))
+        if what == "fixed" and isinstance(was, dict) and isinstance(now, dict):
+            base = plain(dict(settings))
+            was, now = {**base, **was}, {**base, **now}
+            key = next((k for k in sorted({*was, *now}) if was.get(k) != now.get(k)), None)
+            if key is not None:
+                return f"fixed {key}", was.get(key, "(not set)")
+        elif was != now:
+            return what, was
+    return None, None
 
 
 def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
