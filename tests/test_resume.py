@@ -163,3 +163,9 @@ def test_resume_of_a_hand_built_interrupted_run(tiny_data_dir, tmp_path, monkeyp
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # the stale rows were dropped, not kept twice
     assert rows[0] == whole[0]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    # The path the run took, for the reason it took it: not "asked for" (nobody asked).
+    started = json.loads(as_trained)["input"]
+    (line,) = [line for line in resumed.stdout.splitlines() if line.startswith("input: ")]
+    assert line == f"input: memory (as the run started: {started['reason']})"
+    assert "within the memory budget" in started["reason"]
+    assert json.loads((run / "metrics.json").read_text())["input"]["requested"] == "auto"

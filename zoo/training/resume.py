@@ -18,8 +18,8 @@ from .loop import load_splits
 
 def resume_splits(run: Run, config: RunConfig, placement: devices.Placement, backup: Backup) -> pipeline.Splits:
     """The splits of a resumed run's remaining epochs, once its settings are checked."""
-    recorded = run.record["input"]
-    if config.input == "auto":  # the path the run took, not a new decision
+    recorded, asked = run.record["input"], config.input
+    if asked == "auto":  # the path the run took, not a new decision
         config = dataclasses.replace(config, input=run.config.input)
     changes = resume_changes(run, config)
     processes = run.record["hardware"]["processes"]
@@ -37,6 +37,11 @@ def resume_splits(run: Run, config: RunConfig, placement: devices.Placement, bac
         )
     # The recorded buffer size, whatever the budget now: the same order as before.
     splits = load_splits(config, range(backup.saved_epoch(), config.epochs), placement, recorded.get("shuffle_buffer"))
+    if asked == "auto" and recorded.get("reason"):  # not "asked for": the reason the run started with
+        started = "as the run started: "
+        reason = recorded["reason"] if recorded["reason"].startswith(started) else started + recorded["reason"]
+        splits = dataclasses.replace(splits, input=dataclasses.replace(
+            splits.input, requested=recorded.get("requested", asked), reason=reason))
     record_resume(run, config, changes, backup.saved_epoch())
     return splits
 
