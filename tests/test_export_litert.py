@@ -68,6 +68,12 @@ def test_int8_is_calibrated_on_training_images_and_prints_both_accuracies(runs, 
     (line,) = [line for line in result.output.splitlines() if line.startswith("litert: /")]  # its file and check
     assert "model.tflite" in line and "LiteRT (int8)" in line
     assert f"test accuracy {100 * accuracy['quantized']:.2f}% quantized vs {100 * accuracy['float']:.2f}% float" in line
+    notes = [line for line in result.output.splitlines() if line.startswith("litert: note: ")]
+    if run.config.precision == "float32":  # what `auto` picked here
+        assert notes == []
+    else:  # the float32 copy is what was quantized: the file does not compute in float32
+        assert notes == [f"litert: note: converted from a float32 copy, then quantized to int8: LiteRT has no "
+                         f"{run.config.precision.removeprefix('mixed_')} kernels (the model trained in {run.config.precision})"]
 
 
 @pytest.mark.slow

@@ -69,7 +69,9 @@ def write(model: keras.Model, folder: Path, *, any_size: bool, class_names, meta
     notes = []
     computed = _float32(model)
     if computed is not model:
-        notes.append(f"computes in float32: LiteRT has no {model.dtype_policy.compute_dtype} kernels "
+        what = (f"converted from a float32 copy, then quantized to {request.quantize}" if request.quantize
+                else "computes in float32")
+        notes.append(f"{what}: LiteRT has no {model.dtype_policy.compute_dtype} kernels "
                      f"(the model trained in {model.dtype_policy.name})")
 
     def serve(image):
