@@ -192,6 +192,10 @@ def broken_runs(tiny_run, tiny_data_dir, tmp_path_factory) -> dict[str, Path]:
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (base / "wrong_size" / name).write_bytes(b"not mnist")
     runs["wrong_size"] = base / "wrong_size"
+    runs["renamed"] = shutil.copytree(tiny_run, base / "renamed")  # its config's model edited by hand
+    record = json.loads((runs["renamed"] / "config.json").read_text())
+    record["config"]["model"] = "nonexistent"
+    (runs["renamed"] / "config.json").write_text(json.dumps(record))
     runs["zero_epochs"] = base / "zero-epochs.json"  # a recipe file whose own value is wrong
     runs["zero_epochs"].write_text(json.dumps({"model": "softmax", "options": {"epochs": 0}, "hparams": {}}))
     return runs
@@ -223,6 +227,7 @@ BAD_INPUTS = [
     (["evaluate", "{bad_model}"], 1, "cannot load"),
     (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
     (["evaluate", "{not_json}"], 1, "is corrupted or not a zoo config"),
+    (["evaluate", "{renamed}"], 1, "is corrupted or not a zoo config: its config trains 'nonexistent', its model record is"),
     (["export", "{no_model}", "{empty}/exports"], 2, "has no model.keras"),
 ]
 

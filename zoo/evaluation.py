@@ -183,6 +183,10 @@ def load_model(run: Run) -> keras.Model:
         missing = None
     except registry.UnknownModelError:
         missing = run.record.get("model") or {"name": run.config.model}
+        recorded = str(missing.get("name") or run.config.model)
+        if recorded.rpartition(":")[2] != run.config.model.rpartition(":")[2]:  # edited by hand, or damaged
+            raise ZooError(f"{run.file('config.json')} is corrupted or not a zoo config: its config trains "
+                           f"'{run.config.model}', its model record is '{recorded}'")
     try:
         return devices.load_model(path, run_precision(run))
     except Exception as exc:  # Keras raises many types for a damaged zip
