@@ -238,56 +238,24 @@ def bench(
     import os
     from pathlib import Path
 
+    from .benchmark.jobs import bench_inputs
     from .compute import backend as backend_lib
     from .export.request import resolve
 
-    presets, patterns, recipes = _bench_inputs(models, from_presets, recipes, hparams, recipe, tune, space, shard, ray)
+    presets, patterns, recipes = bench_inputs(models, from_presets, recipes, hparams=hparams, recipe=recipe, tune=tune,
+                                              space=space, shard=shard, ray=ray)
     backend = recipe.get("backend") or backend_lib.default()
     formats = formats if formats is None or isinstance(formats, str) else list(formats)
     request = resolve(formats, quantize, max_accuracy_drop, backend)  # before anything loads or trains
     backend_lib.import_tensorflow()  # quietly, before the plan and the dataset's name load it
-    from .benchmark import sweep  # loads TensorFlow
+    from .benchmark import child, sweep  # load TensorFlow
+
     out, manual_dir = Path(out).resolve(), manual_dir or os.environ.get("ZOO_MANUAL_DIR")
     where = {"dataset": dataset, "data_dir": data_dir, "manual_dir": manual_dir}
-    planned = (_preset_jobs(presets, where, request) if presets else
+    planned = (child.preset_jobs(presets, where, request) if presets else
                _sweep_jobs(patterns, seeds, out, hparams, {"backend": backend, **where, **recipe}, request,
                            {"recipe_paths": recipes, "tune": tune, "space": space, "threads": None if ray else cpus_per_job}))
     return sweep.run_jobs(planned, out, shard, ray=ray, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
-
-
-def _bench_inputs(models, from_presets, recipes, hparams, recipe, tune, space, shard, ray) -> tuple[list, list, list]:
-    """:func:`bench`'s presets, model patterns and recipe files as lists, checked together."""
-    import os
-
-    from .benchmark import jobs
-
-    presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
-    patterns = [models] if isinstance(models, str) else list(models)
-    recipes = [recipes] if isinstance(recipes, (str, os.PathLike)) else list(recipes)
-    jobs.check_tuning(tune, recipes, measures=bool(presets), hparams=bool(hparams), space=bool(space),
-                      elsewhere=shard is not None or ray is not None)
-    _bench_alone(presets, bool(patterns or hparams or any(v is not None for v in recipe.values())), shard, ray)
-    return presets, patterns, recipes
-
-
-def _bench_alone(presets: list[str], trains: bool, shard: str | None, ray: str | None) -> None:
-    """Refuse :func:`bench`'s ``from_presets`` with what would train, or run elsewhere."""
-    if presets and trains:
-        raise ZooUsageError("from_presets measures presets as they are; give no models, hparams or training options with it")
-    if presets and (shard is not None or ray is not None):
-        raise ZooUsageError("from_presets measures presets here; shard and ray are for training sweeps")
-
-
-def _preset_jobs(presets: list[str], where: Mapping[str, Any], request) -> list:
-    """:func:`bench`'s jobs for ``from_presets``, each preset checked against its dataset."""
-    from .benchmark import jobs
-    from .benchmark.child import check_presets
-    from .data.catalog import dataset_name
-
-    dataset = where["dataset"]
-    planned = jobs.plan_from_presets(presets, {**where, "dataset": dataset_name(dataset) if dataset else None}, request)
-    check_presets(planned)
-    return planned
 
 
 def _sweep_jobs(patterns: list[str], seeds: Iterable[int], out, hparams, options: Mapping[str, Any], request,

@@ -91,8 +91,6 @@ def locked(run: Path, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-
-
 def training(run: Path) -> bool:
     """Whether a process holds the run's lock to write it (``zoo train``), now."""
     try:

@@ -32,7 +32,7 @@ from ..presets.store import Preset
 from ..recipes import Recipe
 from ..runs import CONFIG, Run
 from ..training import runner
-from .jobs import Job, export_dict, export_request
+from .jobs import Job, export_dict, export_request, plan_from_presets
 from .measure import environment, measure, measure_preset, peak_path, peak_rss_mb
 
 
@@ -57,6 +57,16 @@ def check_presets(jobs: list[Job]) -> None:
                 f"preset {preset.name} takes images of shape {tuple(preset.input_shape)}, "
                 f"{job.config.dataset} has {tuple(features.input_shape)}"
             )
+
+
+def preset_jobs(presets: list[str], options: Mapping[str, Any], request) -> list[Job]:
+    """The jobs measuring ``presets`` as they are (``options``: ``dataset``, None for each
+    preset's own, ``data_dir``, ``manual_dir``), each checked against the dataset it is measured on."""
+    dataset = options.get("dataset")
+    planned = plan_from_presets(presets, {**options, "dataset": catalog.dataset_name(dataset) if dataset else None},
+                                request)
+    check_presets(planned)
+    return planned
 
 
 def prepare(jobs: list[Job], out: Path) -> None:

@@ -166,6 +166,22 @@ def check_tuning(tune: int | None, recipe_paths: Sequence[Any], *, measures: boo
                             "it (tune with zoo tune, --shard there, then zoo bench --recipe FILE)")
 
 
+def bench_inputs(models, from_presets, recipes, *, hparams, recipe: Mapping[str, Any], tune: int | None, space,
+                 shard: str | None, ray: str | None) -> tuple[list[str], list[str], list]:
+    """``zoo.bench``'s presets, model patterns and recipe files as lists (one path or name as a
+    list of one), checked together before anything loads."""
+    presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
+    patterns = [models] if isinstance(models, str) else list(models)
+    recipes = [recipes] if isinstance(recipes, (str, os.PathLike)) else list(recipes)
+    check_tuning(tune, recipes, measures=bool(presets), hparams=bool(hparams), space=bool(space),
+                 elsewhere=shard is not None or ray is not None)
+    if presets and (patterns or hparams or any(v is not None for v in recipe.values())):
+        raise ZooUsageError("from_presets measures presets as they are; give no models, hparams or training options with it")
+    if presets and (shard is not None or ray is not None):
+        raise ZooUsageError("from_presets measures presets here; shard and ray are for training sweeps")
+    return presets, patterns, recipes
+
+
 def recipe_files(paths: Sequence[str | os.PathLike], names: Sequence[str]) -> dict[str, Recipe]:
     """Each recipe file read and matched to the model of ``names`` (a sweep's) it is for: a file
     that does not exist, one for a model the sweep does not train, or a second file for one model

@@ -64,8 +64,6 @@ def execute(out: Path, results: Iterator[tuple[Job, dict[str, Any]]], selection:
         yield job, record
 
 
-
-
 @contextmanager
 def executing(jobs: Sequence[Job], out: Path, *, shard: Shard | None = None, ray: str | None = None,
               cpus_per_job: int | None = None, gpus_per_job: float | None = None):

@@ -127,15 +127,12 @@ def bench(ctx: click.Context, models: tuple[str, ...], dataset: str, seeds: str,
 
 
 def _preset_jobs(ctx: click.Context, from_presets, dataset: str, data_dir, manual_dir, request) -> list:
-    """--from-presets' jobs, each preset checked against the dataset it is measured on."""
-    from ..benchmark.child import check_presets
-    from ..data.catalog import dataset_name
+    """--from-presets' jobs, measured on --dataset if given, else on each preset's own."""
+    from ..benchmark.child import preset_jobs
 
     given = ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE
-    options = {"dataset": dataset_name(dataset) if given else None, "data_dir": data_dir, "manual_dir": manual_dir}
-    jobs = bench_jobs.plan_from_presets(list(from_presets), options, request)
-    check_presets(jobs)
-    return jobs
+    return preset_jobs(list(from_presets), {"dataset": dataset if given else None, "data_dir": data_dir,
+                                            "manual_dir": manual_dir}, request)
 
 
 def _presets_only(ctx: click.Context, models, hp, recipe, from_runs, show_plan, shard, ray) -> None:

@@ -122,10 +122,6 @@ def choose_input(
     )
 
 
-
-
-
-
 def _encoded_bytes_per_example(builder: tfds.core.DatasetBuilder, split: str, unknown: int) -> int:
     """The mean size of one serialised example in the split's files (TFDS records the total);
     ``unknown`` where it has no record (tfds.testing.mock_data)."""

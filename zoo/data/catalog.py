@@ -58,10 +58,6 @@ class DatasetInfo:
     source: dict[str, Any] | None = None
 
 
-
-
-
-
 @dataclass(frozen=True)
 class Features:
     """What a model needs to be built, known from TFDS metadata before anything is prepared."""
@@ -101,74 +97,6 @@ def split_strings(val_fraction: float) -> tuple[str, str]:
         raise ZooUsageError(f"`val_split` must be between 0 and 1 (exclusive), received {val_fraction}")
     cut = f"{100.0 * (1.0 - val_fraction):g}%"
     return f"train[:{cut}]", f"train[{cut}:]"
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Choosing the input path
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# The decoded cache on disk (--cache-dir)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def read_split(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
@@ -301,20 +229,6 @@ def _configs_of(name: str) -> str:
     return f"'{base}' has no config '{config}'; its configs: {shown}"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def has_split(builder: tfds.core.DatasetBuilder, split_name: str) -> bool:
     try:  # indexing, not `in`: it also answers for tfds.testing.mock_data's split dict
         builder.info.splits[split_name]
@@ -370,10 +284,6 @@ def info_of(builder: tfds.core.DatasetBuilder, train_split: str, val_split: str)
 # Folders of images, prepared as TFDS datasets
 
 
-
-
-
-
 def is_folder(name: str) -> bool:
     """Whether ``--dataset`` names a folder of images rather than a plugin or TFDS dataset.
 
@@ -394,8 +304,6 @@ def dataset_name(name: str | os.PathLike) -> str:
     start in another working directory), any other name as it is."""
     name = os.fspath(name)
     return str(Path(name).expanduser().resolve()) if is_folder(name) else name
-
-
 
 
 def count(ds: tf.data.Dataset) -> int:

@@ -272,20 +272,6 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _stat(p: Path) -> tuple[int, int]:
     st = p.stat()
     return st.st_size, st.st_mtime_ns
@@ -325,18 +311,6 @@ def with_shape(
     )
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:
     """A progress bar on a terminal; one line in a log, for a folder worth mentioning."""
     show = sys.stderr.isatty() if show is None else show
@@ -347,5 +321,3 @@ def _progress(items: list[str], what: str, show: bool | None) -> Iterable[str]:
     if len(items) >= 10_000:
         print(f"zoo: {what}", file=sys.stderr, flush=True)
     return items
-
-

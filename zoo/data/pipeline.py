@@ -167,8 +167,6 @@ def padded(ds: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
     return ds.map(pad, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(OPTIONS)
 
 
-
-
 def load_split(
     name: str,
     split: str,
@@ -295,7 +293,3 @@ def training_stream(
     # flat_map hides the length; Keras needs it for progress bars and to end an epoch cleanly.
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(epochs) * steps))
     return ds.prefetch(AUTOTUNE).with_options(OPTIONS)
-
-
-
-
