@@ -176,7 +176,7 @@ def test_arguments_of_the_wrong_kind_are_named_in_one_line(tmp_path):
     (lambda d: zoo.train("softmax", seed=True, run_dir=d), "`seed` takes an integer, received bool True"),
     (lambda d: zoo.train("softmax", image_size=[8, "x"], run_dir=d), "`image_size` takes a string or an integer or 2 integers or None"),
     (lambda d: zoo.train("softmax", run_dir=3), "`run_dir` takes a string or a path or None, received int 3"),
-    (lambda d: zoo.create_model("softmax", input_shape=28, num_classes=3), "`input_shape` takes a list of integers or None, received int 28"),
+    (lambda d: zoo.create_model("softmax", input_shape=28, num_classes=3), "`input_shape` takes a list (an integer or None each) or None, received int 28"),
     (lambda d: zoo.create_model("softmax", input_shape=(8, 8, 1), num_classes="10"), "`num_classes` takes an integer or None"),
     (lambda d: zoo.list_models(5), "zoo.list_models(): `pattern` takes a string or None, received int 5"),
     (lambda d: zoo.predict(d, 5), "zoo.predict(): `images` takes a string or a path or a list (a string or a path each)"),
@@ -201,3 +201,25 @@ def test_a_run_refuses_arguments_of_the_wrong_kind_and_takes_numpy_integers(tiny
     model = zoo.create_model("mlp", input_shape=(8, 8, 1), num_classes=3, dropout=np.float32(0.25),
                              units=(np.int64(8), 8, 8))  # hyperparameters from an array, as Python's
     assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [8, 8, 8, 3]
+
+
+def test_numpy_values_paths_and_flags_as_0_or_1_are_taken_as_python_ones(tiny_data_dir, tmp_path):
+    run = zoo.train("softmax", dataset="zoo_tiny", data_dir=Path(tiny_data_dir), epochs=np.int64(1),
+                    batch_size=np.int64(16), seed=np.int64(2), learning_rate=np.float32(0.01), val_split=np.float64(0.2),
+                    deterministic=np.True_, augment=0, run_dir=tmp_path / "run", verbose=0)
+    config = run.config
+    assert (config.epochs, config.batch_size, config.seed, config.augment, config.deterministic) == (1, 16, 2, False, True)
+    assert type(config.epochs) is int and type(config.learning_rate) is float and config.val_split == pytest.approx(0.2)
+
+    @zoo.register(name="any_size_gap")
+    def any_size_gap(*, input_shape: tuple[int, ...], num_classes: int, width: int = 4) -> keras.Model:
+        """Pooled over any image size."""
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(width, 3)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    model = zoo.create_model("any_size_gap", input_shape=(None, None, 3), num_classes=3, width=np.int64(2))
+    assert model.input_shape == (None, None, None, 3)
+    with pytest.raises(zoo.ZooUsageError, match=r"^bench\(\) got an unknown option 'batchsize'$"):
+        zoo.bench("softmax", seeds=np.arange(1), batchsize=3, out=tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()

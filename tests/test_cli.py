@@ -215,6 +215,9 @@ BAD_INPUTS = [
     (["train", "softmax", "--dataset", "cifar10_corrupted/fog_9"], 2,
      "'cifar10_corrupted' has no config 'fog_9'; its configs: brightness_1, brightness_2,"),
     (["train", "softmax", "--dataset", "../mnist"], 2, "mnist does not exist"),  # written like a path
+    (["train", "softmax", "--dataset", "tfds:"], 2, "--dataset 'tfds:' names no dataset"),
+    (["train", "softmax", "--dataset", "nosuchdist:foo"], 2,
+     "unknown dataset 'nosuchdist:foo': no installed distribution 'nosuchdist' registers a dataset 'foo'"),
     (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),
     (["train", "softmax", "--dataset", "mnist", "--data-dir", "{empty}/tfds", "--manual-dir", "{wrong_size}"], 2,
      "is not the file dataset 'mnist' needs"),

@@ -206,7 +206,7 @@ def test_refusals_are_one_line_and_leave_no_run_directory(parent, tiny_data_dir,
     line = one_line_refusal(zoo_cli("train", "cnn", "--init", "cnn.tiny", "--freeze", "some", *args), 2, run_dir)
     assert "--freeze must be a number of epochs" in line
     line = one_line_refusal(zoo_cli("train", "cnn", "--init", "cnn.tiny", "--freeze", "2", *args), 2, run_dir)
-    assert line.endswith("--freeze 2 is more than the 1 --epochs: give --freeze all to train only the head "
+    assert line.endswith("--freeze 2 is more than the run's 1 epochs: give --freeze all to train only the head "
                          "throughout, or at most 1")
     tampered = shutil.copytree(parent, tmp_path / "tampered")
     weights = tampered / "model.weights.h5"

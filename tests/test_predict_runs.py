@@ -193,7 +193,7 @@ def test_one_damaged_run_is_listed_unreadable_and_refused_in_one_line(trained, t
     assert listed.returncode == 0, listed.stderr
     assert {Path(r["run"]).name: r["status"] for r in json.loads(listed.stdout)} == {
         "good": "finished", "metrics": "unreadable", "history": "unreadable", "dataset": "unreadable"}
-    assert {Path(r["run"]).name: r["status"] for r in zoo.list_runs(base)} == {"good": "finished"}
+    assert zoo.list_runs(base) == json.loads(listed.stdout)  # the API lists what the command does
     for name, says in (("metrics", "metrics.json is corrupted: Expecting value"),
                        ("history", "history.csv is corrupted: invalid literal"),
                        ("dataset", "config.json is corrupted or not a zoo config: its dataset is None")):

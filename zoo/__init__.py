@@ -54,7 +54,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 @_checked
-def create_model(name: str, *, input_shape: Iterable[int] | None = None, num_classes: int | None = None,
+def create_model(name: str, *, input_shape: Iterable[int | None] | None = None, num_classes: int | None = None,
                  weights: str | os.PathLike | None = None, **hparams: Any):
     """Build a registered model; hyperparameters are typed and checked as ``--hp`` values are.
 
@@ -198,7 +198,7 @@ def bench(
     *,
     seeds: Iterable[int] = (0, 1, 2),
     out: str | os.PathLike = "bench",
-    dataset: str | None = None,
+    dataset: str | os.PathLike | None = None,
     hparams: Mapping[str, Any] | None = None,
     data_dir: str | os.PathLike | None = None,
     manual_dir: str | os.PathLike | None = None,
@@ -238,10 +238,14 @@ def bench(
     import os
     from pathlib import Path
 
+    from . import plan
     from .benchmark.jobs import bench_inputs
     from .compute import backend as backend_lib
     from .export.request import resolve
 
+    unknown = sorted(set(recipe) - set(plan.OPTIONS))
+    if unknown:
+        raise ZooUsageError(f"bench() got an unknown option {unknown[0]!r}")
     presets, patterns, recipes = bench_inputs(models, from_presets, recipes, hparams=hparams, recipe=recipe, tune=tune,
                                               space=space, shard=shard, ray=ray)
     backend = recipe.get("backend") or backend_lib.default()
@@ -316,16 +320,11 @@ def tune(
 def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
     """What ``zoo runs`` lists: a dict per run directory in ``folder`` (newest first) with its
     model, dataset, status (running, finished, failed or interrupted), epochs, validation and test
-    accuracy, precision and creation time. A run whose config.json cannot be read is left out."""
-    from .runs import find_runs
+    accuracy, precision and creation time. A run whose files cannot be read is listed as
+    ``{"run": ..., "status": "unreadable", "error": ...}``."""
+    from .runs import summaries
 
-    rows = []
-    for run in find_runs(folder):
-        try:
-            rows.append(run.summary())
-        except ZooError:
-            continue
-    return rows
+    return summaries(folder)
 
 
 @_checked

@@ -3,7 +3,9 @@ argument of the wrong kind is a one-line :class:`ZooUsageError` naming the funct
 and what it takes, as a bad command-line option is, not a TypeError from deep inside.
 
 Only kinds are checked here (a number where a path goes, a string where a list goes); values
-(ranges, names, files) are checked by the code that knows them, with messages of its own. A
+(ranges, names, files) are checked by the code that knows them, with messages of its own. NumPy's
+numbers, booleans and arrays arrive as Python's (:func:`plain`), so every check after this one
+sees plain values. A
 function lists in ``own`` the arguments whose kind it already checks with a message of its own.
 """
 
@@ -40,19 +42,41 @@ def checked(fn=None, *, own: tuple[str, ...] = ()):
             bound = signature.bind(*args, **kwargs)
         except TypeError:  # a missing or unknown argument: Python's own message says it best
             return fn(*args, **kwargs)
-        for name, value in bound.arguments.items():
+        for name, value in list(bound.arguments.items()):
+            value = bound.arguments[name] = plain(value)
             kind = hints.get(name)
             variadic = signature.parameters[name].kind in (inspect.Parameter.VAR_POSITIONAL,
                                                            inspect.Parameter.VAR_KEYWORD)
-            if kind is None or variadic or name in own or name == "self" or fits(value, kind):
+            if kind is None or variadic or name in own or name == "self":
+                continue
+            if fits(value, kind):
+                bound.arguments[name] = _flag(value, kind)
                 continue
             where = fn.__qualname__.replace("<locals>.", "")
             shown = repr(value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise ZooUsageError(f"zoo.{where}(): `{name}` takes {describe(kind)}, received {type(value).__name__} {shown}")
-        return fn(*args, **kwargs)
+        return fn(*bound.args, **bound.kwargs)
 
     return call
+
+
+def plain(value: typing.Any) -> typing.Any:
+    """NumPy's numbers, booleans and arrays as Python's (``np.int64(3)``: 3, an array: a list),
+    the values of ``**options`` too; anything else as it is."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict) and any(type(v).__module__ == "numpy" for v in value.values()):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def _flag(value: typing.Any, kind: typing.Any) -> typing.Any:
+    """0 or 1 for a flag (a ``bool`` that takes no integer) as False or True."""
+    kinds = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if bool in kinds and int not in kinds and type(value) is int:
+        return bool(value)
+    return value
 
 
 def fits(value: typing.Any, kind: typing.Any) -> bool:

@@ -111,8 +111,8 @@ def resolve(
     options["dataset"] = dataset_name(options.get("dataset", "mnist"))
     config = RunConfig.from_recipe(model, builder.recipe, options)
     if isinstance(config.freeze, int) and config.freeze > config.epochs:  # it would freeze throughout
-        raise ZooUsageError(f"`freeze` {config.freeze} is more than the {config.epochs} `epochs`: give `freeze` all "
-                            f"to train only the head throughout, or at most {config.epochs}")
+        raise ZooUsageError(f"`freeze` {config.freeze} is more than the run's {config.epochs} epochs: give `freeze` "
+                            f"all to train only the head throughout, or at most {config.epochs}")
     return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset,
                      test, recipe)
 

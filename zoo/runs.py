@@ -121,6 +121,18 @@ def find_runs(folder: str | os.PathLike = DEFAULT_RUNS) -> list[Run]:
     return sorted(runs, key=lambda r: ((r.path / CONFIG).stat().st_mtime, str(r.path)), reverse=True)
 
 
+def summaries(folder: str | os.PathLike = DEFAULT_RUNS) -> list[dict[str, Any]]:
+    """A row per run directory in ``folder``, newest first (:meth:`Run.summary`); a run whose
+    files cannot be read is a row of its own: ``run``, status ``unreadable`` and the ``error``."""
+    rows = []
+    for run in find_runs(folder):
+        try:
+            rows.append(run.summary())
+        except ZooError as exc:
+            rows.append({"run": str(run.path), "status": "unreadable", "error": str(exc)})
+    return rows
+
+
 def named_run(text: str | os.PathLike) -> Path:
     """A RUN_DIR as given, where ``latest`` is the newest run under ./runs (unless a folder of
     that name exists here)."""

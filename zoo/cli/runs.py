@@ -12,9 +12,8 @@ from .. import files
 from .. import runs as runs_lib
 from ..compute import backend as backend_lib
 from ..data import imagefiles
-from ..presets import catalog as preset_catalog
-from ..errors import ZooError, ZooUsageError
 from ..export.request import resolve as resolve_request
+from ..presets import catalog as preset_catalog
 from ..runs import Run, named_run
 from .options import export_options
 from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
@@ -96,12 +95,7 @@ def export(ctx: click.Context, target: str, export_base: str, formats: str, quan
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of runs, for machines.")
 def list_runs(folder: str, as_json: bool) -> None:
     """The run directories in FOLDER (default ./runs; a bench's --out too), newest first."""
-    rows = []
-    for run in runs_lib.find_runs(folder):
-        try:
-            rows.append(run.summary())
-        except ZooError as exc:  # a corrupted config.json: listed, not fatal
-            rows.append({"run": str(run.path), "status": "unreadable", "error": str(exc)})
+    rows = runs_lib.summaries(folder)  # a damaged run is a row of its own, not fatal
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -84,7 +84,7 @@ def tune(model: str, trials: int, out: str, space: tuple[str, ...], pruner: str,
     best, counts = summary.best, summary.counts
     click.echo(f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed")
     click.echo(f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}; "
-               f"{best['test']['split']} accuracy {best['test']['accuracy']:.4f} (the only trial measured on test)")
+               f"{best['test']['split']} accuracy {best['test']['accuracy']:.4f} (the only trial measured on it)")
     click.echo(f"recipe: {summary.recipe} ({_train_command(request, summary.recipe)})")
     for path in summary.plots:
         click.echo(f"plot: {path}")

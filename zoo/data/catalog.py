@@ -190,18 +190,24 @@ def _builder(
             ) from None
         builder.zoo_source = plugin.record()
         return builder
-    name = name.removeprefix(TFDS_PREFIX)
+    catalog = name.removeprefix(TFDS_PREFIX)
+    if not catalog.strip():
+        raise ZooUsageError(f"`dataset` {name!r} names no dataset; give a TFDS name, a dataset plugin or a folder")
     try:
-        return tfds.builder(name, data_dir=data_dir)
+        return tfds.builder(catalog, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
+        dist, _, short = catalog.partition(":")
+        if short and not re.fullmatch(r"[\d.*]+", short) and not name.startswith(TFDS_PREFIX):  # dist:name
+            raise ZooUsageError(f"unknown dataset '{name}': no installed distribution '{dist}' registers a dataset "
+                                f"'{short}' (zoo list --datasets shows them)") from None
         raise ZooUsageError(
-            f"unknown dataset '{name}' (see https://www.tensorflow.org/datasets/catalog)"
+            f"unknown dataset '{catalog}' (see https://www.tensorflow.org/datasets/catalog)"
         ) from None
     except (AssertionError, ValueError, TypeError) as exc:  # version, config or name syntax
         # TFDS prefixes its reason with the builder's arguments; the reason is what helps.
         reason = first_line(exc).rpartition("}\": ")[2].rstrip(".")
         if "BuilderConfig" in reason:  # TFDS's list of close names follows on lines of its own
-            reason = _configs_of(name)
+            reason = _configs_of(catalog)
         raise ZooUsageError(f"cannot load dataset '{name}': {reason}") from None
 
 
