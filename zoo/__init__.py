@@ -238,14 +238,10 @@ def bench(
     import os
     from pathlib import Path
 
-    from . import plan
     from .benchmark.jobs import bench_inputs
     from .compute import backend as backend_lib
     from .export.request import resolve
 
-    unknown = sorted(set(recipe) - set(plan.OPTIONS))
-    if unknown:
-        raise ZooUsageError(f"bench() got an unknown option {unknown[0]!r}")
     presets, patterns, recipes = bench_inputs(models, from_presets, recipes, hparams=hparams, recipe=recipe, tune=tune,
                                               space=space, shard=shard, ray=ray)
     backend = recipe.get("backend") or backend_lib.default()

@@ -122,13 +122,12 @@ def find_runs(folder: str | os.PathLike = DEFAULT_RUNS) -> list[Run]:
 
 
 def summaries(folder: str | os.PathLike = DEFAULT_RUNS) -> list[dict[str, Any]]:
-    """A row per run directory in ``folder``, newest first (:meth:`Run.summary`); a run whose
-    files cannot be read is a row of its own: ``run``, status ``unreadable`` and the ``error``."""
+    """A row per run directory in ``folder``, newest first (:meth:`Run.summary`, or ``unreadable``)."""
     rows = []
     for run in find_runs(folder):
         try:
             rows.append(run.summary())
-        except ZooError as exc:
+        except ZooError as exc:  # a damaged run is a row of its own: its path, status and error
             rows.append({"run": str(run.path), "status": "unreadable", "error": str(exc)})
     return rows
 

@@ -32,6 +32,7 @@ from .. import recipes as recipes_lib
 from ..config import DEFAULTS, RunConfig
 from ..errors import ZooUsageError
 from ..export.request import SAVED_MODEL_ONLY, ExportRequest
+from ..plan import OPTIONS
 from ..presets import catalog
 from ..presets.store import Preset
 from ..recipes import Recipe
@@ -170,6 +171,9 @@ def bench_inputs(models, from_presets, recipes, *, hparams, recipe: Mapping[str,
                  shard: str | None, ray: str | None) -> tuple[list[str], list[str], list]:
     """``zoo.bench``'s presets, model patterns and recipe files as lists (one path or name as a
     list of one), checked together before anything loads."""
+    unknown = sorted(set(recipe) - set(OPTIONS))
+    if unknown:
+        raise ZooUsageError(f"bench() got an unknown option {unknown[0]!r}")
     presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
     patterns = [models] if isinstance(models, str) else list(models)
     recipes = [recipes] if isinstance(recipes, (str, os.PathLike)) else list(recipes)
