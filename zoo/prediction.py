@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from . import evaluation
-from .export import bundle, saved_model
 from .data import imagefiles
 from .errors import ZooUsageError
+from .export import bundle, saved_model
 from .presets import catalog as preset_catalog
 from .runs import CONFIG, Run, named_run
 
@@ -53,27 +53,25 @@ def open_target(text: str | os.PathLike) -> Target:
         )
     run = Run.open(named_run(text))
     run.model_path()  # a one-line error for a run that did not finish
-    model = evaluation.load_model(run)
     info = run.dataset
-
-    def probabilities(images: np.ndarray) -> np.ndarray:
-        from .data.images import to_model_input
-
-        return np.asarray(model(to_model_input(images), training=False), dtype=np.float32)
-
-    return Target("run", run.path, tuple(info["input_shape"]), tuple(info["class_names"]), probabilities)
+    return _keras("run", run.path, evaluation.load_model(run), info["input_shape"], info["class_names"])
 
 
 def _preset(preset) -> Target:
-    from .data.images import to_model_input
     from .presets import weights
 
     model = weights.build(preset)  # verifies its files first
+    return _keras("preset", preset.path, model, preset.input_shape, preset.class_names)
+
+
+def _keras(kind: str, path: Path, model, input_shape, class_names) -> Target:
+    """A Keras model that answers, in inference mode, for images as a folder's are read."""
+    from .data.images import to_model_input
 
     def probabilities(images: np.ndarray) -> np.ndarray:
         return np.asarray(model(to_model_input(images), training=False), dtype=np.float32)
 
-    return Target("preset", preset.path, tuple(preset.input_shape), tuple(preset.class_names), probabilities)
+    return Target(kind, path, tuple(input_shape), tuple(class_names), probabilities)
 
 
 def _export(path: Path) -> Target:
