@@ -127,6 +127,32 @@ def test_predict_refuses_in_one_line(trained, images, args, words):
 
 
 @pytest.mark.slow
+def test_a_file_that_is_not_an_image_is_named_and_the_others_are_still_answered(trained, images, tmp_path):
+    import zoo
+    from zoo.errors import ZooUsageError
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(images["png"], mixed / "a.png")
+    (mixed / "b.png").write_bytes(b"not a png, cut short")  # an image's name, not an image
+    shutil.copy(images["jpg"], mixed / "c.jpg")
+    result = zoo_cli("predict", "exports", mixed, "--top", "1", cwd=trained)
+    assert result.returncode == 2
+    assert [line.split(": ")[0] for line in result.stdout.strip().splitlines()] == [str(mixed / "a.png"),
+                                                                                    str(mixed / "c.jpg")]
+    (error,) = result.stderr.strip().splitlines()
+    assert error.startswith("Error: ") and "b.png is not a readable image" in error
+    with pytest.raises(ZooUsageError, match="b.png is not a readable image"):  # the API's default: refused
+        zoo.predict(trained / "exports", mixed)
+    unreadable = []
+    answers = zoo.predict(trained / "exports", mixed, top=1, unreadable=unreadable)
+    assert [a["image"] for a in answers] == [str(mixed / "a.png"), str(mixed / "c.jpg")]
+    assert [(path, "b.png is not a readable image" in reason) for path, reason in unreadable] == [
+        (str(mixed / "b.png"), True)]
+    assert answers == json.loads(zoo_cli("predict", "exports", mixed, "--top", "1", "--json", cwd=trained).stdout)
+
+
+@pytest.mark.slow
 def test_runs_shows_running_interrupted_failed_and_finished_runs(trained, tmp_path):
     (finished,) = (trained / "runs").iterdir()
     base = tmp_path / "many"

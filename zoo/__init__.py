@@ -325,11 +325,13 @@ def list_runs(folder: str | os.PathLike = "runs") -> list[dict[str, Any]]:
 
 @_checked
 def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str | os.PathLike], *,
-            top: int = 3) -> list[dict[str, Any]]:
+            top: int = 3, unreadable: list | None = None) -> list[dict[str, Any]]:
     """``zoo predict``: for each image file in ``images`` (a path or a list of them; a folder
     stands for the image files beneath it), its ``top`` classes (``class_id``, ``class_name``,
     ``probability``) from ``target``, a run directory (or ``"latest"``), an export version, an
-    export base or a preset. Files are read as a folder's images are and resized as in training."""
+    export base or a preset. Files are read as a folder's images are and resized as in training.
+    A file that cannot be read is a :class:`ZooUsageError`; given a list ``unreadable``, it is
+    added to that list as ``(path, reason)`` instead and the other files are answered."""
     from .compute.backend import import_tensorflow
     from .data.imagefiles import image_paths
 
@@ -338,7 +340,7 @@ def predict(target: str | os.PathLike, images: str | os.PathLike | Iterable[str 
     import_tensorflow()
     from . import prediction as predict_lib
 
-    return predict_lib.predict(predict_lib.open_target(target), paths, top=top)
+    return predict_lib.predict(predict_lib.open_target(target), paths, top=top, unreadable=unreadable)
 
 
 @_checked

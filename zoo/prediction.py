@@ -91,29 +91,43 @@ def _export(path: Path) -> Target:
     return Target("export", path, shape, names, probabilities)
 
 
-def read_images(paths: Sequence[str | os.PathLike], shape: tuple[int, int, int]) -> np.ndarray:
-    """uint8 [N, H, W, C]: each file decoded to C channels and resized to H x W as in training."""
+def read_images(paths: Sequence[str | os.PathLike], shape: tuple[int, int, int],
+                unreadable: list[tuple[str, str]] | None = None) -> tuple[list, np.ndarray]:
+    """The files of ``paths`` that could be read, and their pixels as uint8 [N, H, W, C]: each
+    file decoded to C channels and resized to H x W as in training. A file that is not an image is
+    a one-line error naming it, or, with ``unreadable``, listed there (path, reason) and left out."""
     from .data.images import resize_images
 
     height, width, channels = shape
-    images = []
+    read, images = [], []
     for path in paths:
-        image = imagefiles.decode(path, channels)  # a one-line error naming a file that is not an image
+        try:
+            image = imagefiles.decode(path, channels)
+        except ZooUsageError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((str(path), str(exc)))
+            continue
         if image.shape[:2] != (height, width):
             image = resize_images(image, (height, width)).numpy()
+        read.append(path)
         images.append(image)
-    return np.stack(images)
+    return read, np.stack(images) if images else np.zeros((0, height, width, channels), np.uint8)
 
 
-def predict(target: Target, paths: Sequence[str | os.PathLike], top: int = 3) -> list[dict[str, Any]]:
-    """For each file, its ``top`` classes with their probabilities, most likely first."""
+def predict(target: Target, paths: Sequence[str | os.PathLike], top: int = 3,
+            unreadable: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """For each file, its ``top`` classes with their probabilities, most likely first. A file that
+    is not an image stops it with a one-line error, or, given a list ``unreadable``, is added to
+    it as (path, reason) and the other files are still answered."""
     if top < 1:
         raise ZooUsageError(f"`top` must be at least 1, received {top}")
     results = []
     for start in range(0, len(paths), BATCH):
-        chunk = paths[start:start + BATCH]
-        probabilities = target.probabilities(read_images(chunk, target.input_shape))
-        for path, row in zip(chunk, probabilities):
+        chunk, images = read_images(paths[start:start + BATCH], target.input_shape, unreadable)
+        if not chunk:
+            continue
+        for path, row in zip(chunk, target.probabilities(images)):
             best = np.argsort(-row, kind="stable")[:top]
             results.append({"image": str(path), "top": [
                 {"class_id": int(i), "class_name": target.class_names[i], "probability": float(row[i])}

@@ -130,7 +130,8 @@ def _row(r: dict) -> dict[str, str]:
 def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
     """The most likely classes of IMAGES (files, or folders of them; any format the folders accept,
     any size: resized as in training) from TARGET: a run directory (or latest), an export version,
-    an export base or a preset."""
+    an export base or a preset. A file that cannot be read is an error line of its own after the
+    others' answers, and the exit status is 2."""
     paths = imagefiles.image_paths(list(images))
     preset_catalog.named(target)  # an unknown name: one line before TensorFlow loads
     if (Path(target) / "config.json").is_file() or target == runs_lib.LATEST:
@@ -140,10 +141,15 @@ def predict(ctx: click.Context, target: str, images: tuple[str, ...], top: int, 
     from .. import prediction as predict_lib
 
     answer = predict_lib.open_target(target)
-    results = predict_lib.predict(answer, paths, top=top)
+    unreadable: list[tuple[str, str]] = []  # the other files are still answered; a bad input: exit 2
+    results = predict_lib.predict(answer, paths, top=top, unreadable=unreadable)
     if as_json:
         click.echo(json.dumps(results, indent=2))
-        return
-    for result in results:
-        best = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in result["top"])
-        click.echo(f"{result['image']}: {best}")
+    else:
+        for result in results:
+            best = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in result["top"])
+            click.echo(f"{result['image']}: {best}")
+    for _, reason in unreadable:
+        click.echo(f"Error: {reason}", err=True)
+    if unreadable:
+        ctx.exit(2)
