@@ -54,7 +54,7 @@ def test_every_kind_is_at_version_1_with_one_migration_each_but_config_json_at_3
     assert formats.CURRENT == {**{kind: 1 for kind in formats.MIGRATIONS}, formats.RUN_CONFIG: 3}
     assert formats.HISTORY_FROM_1 == 2
     assert set(formats.MIGRATIONS) == {
-        formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.BACKUP_STATE,
+        formats.RUN_CONFIG, formats.RUN_METRICS, formats.RUN_EVAL, formats.RUN_FAILED, formats.RUN_PRUNED, formats.BACKUP_STATE,
         formats.BENCH_RECORD, formats.BENCH_PLAN, formats.BENCH_JOB, formats.BENCH_PEAK, formats.BENCH_STUDY, formats.EXPORT,
         formats.PRESET, formats.RECIPE}
     older = {"format_version": 2, "config": {"model": "mlp"}}
@@ -322,7 +322,7 @@ def stamped(path: Path, kind: str) -> bool:
 
 def test_run_write_json_stamps_each_run_file_by_its_kind(tmp_path):
     run = Run(tmp_path)
-    for name in ("config.json", "metrics.json", "failed.json", "eval-train-90.json"):
+    for name in ("config.json", "metrics.json", "failed.json", "pruned.json", "eval-train-90.json"):
         run.write_json(name, {"a": 1})
         assert stamped(tmp_path / name, file_kind(name)) and run.read_json(name) == {"a": 1}
     with pytest.raises(ValueError, match="not a JSON file of a run directory"):

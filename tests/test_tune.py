@@ -191,6 +191,27 @@ def test_a_trial_its_worker_never_claimed_is_waited_for_and_run_again(tiny_data_
     assert len(study_lib.finished(study)) == 1 and not study_lib.unclaimed(study)
 
 
+def test_a_pruned_trial_s_run_says_pruned_and_resumes_to_the_end(tiny_data_dir, tmp_path, monkeypatch):
+    """zoo runs shows a trial its pruner stopped as pruned (pruned.json: why, after which epoch),
+    not as interrupted; trained on with --resume, it finishes and is no longer pruned."""
+    import optuna
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda trial: trial.number == 0)
+    out = tmp_path / "study"
+    summary = zoo.tune("mlp", trials=2, out=out, space=SMALL_SPACE, data_dir=tiny_data_dir, verbose=False, **TINY)
+    assert summary["counts"] == {"complete": 1, "pruned": 1, "failed": 0}
+    assert {Path(r["run"]).name: r["status"] for r in zoo.list_runs(out / "trials")} == {"0000": "pruned",
+                                                                                         "0001": "finished"}
+    pruned = json.loads((out / "trials" / "0000" / "pruned.json").read_text())
+    assert pruned["finished_epochs"] == 1 and pruned["reason"].startswith("pruned after epoch 1 (validation accuracy")
+    config = json.loads((out / "trials" / "0000" / "config.json").read_text())["config"]
+    settings = {k: v for k, v in config.items() if k not in ("model", "init", "freeze", "manual_dir")}
+    run = zoo.train("mlp", **settings, run_dir=out / "trials" / "0000", resume=True, verbose=0)  # the trial's own settings
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert {Path(r["run"]).name: r["status"] for r in zoo.list_runs(out / "trials")}["0000"] == "finished"
+    assert not (out / "trials" / "0000" / "pruned.json").exists()
+
+
 def test_the_pruner_stops_a_trial_between_epochs_and_never_after_the_last():
     from zoo.tuning.run import Pruning
 

@@ -52,6 +52,7 @@ RUN_CONFIG = "config.json"  # a run's record (and the version of its history.csv
 RUN_METRICS = "metrics.json"
 RUN_EVAL = "eval-<split>.json"
 RUN_FAILED = "failed.json"
+RUN_PRUNED = "pruned.json"  # a tuning trial its pruner stopped
 BACKUP_STATE = "backup/state.json"
 BENCH_RECORD = "results.jsonl record"  # each line of a bench folder's results.jsonl
 BENCH_PLAN = "plans/<fingerprint>.json"
@@ -164,6 +165,7 @@ MIGRATIONS: dict[str, list[Callable[[Payload], Payload]]] = {
     RUN_METRICS: [_metrics_0],
     RUN_EVAL: [_unchanged],
     RUN_FAILED: [_unchanged],
+    RUN_PRUNED: [_unchanged],
     BACKUP_STATE: [_backup_state_0],
     BENCH_RECORD: [_bench_record_0],
     BENCH_PLAN: [_unchanged],

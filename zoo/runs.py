@@ -45,7 +45,7 @@ from .errors import RunLockedError, ZooError, ZooUsageError, first_line
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
 CURVES, TENSORBOARD, BACKUP = "curves.png", "tensorboard", "backup"
-FAILED, ERROR_LOG, LOCK_FILE = "failed.json", "error.log", ".lock"
+FAILED, PRUNED, ERROR_LOG, LOCK_FILE = "failed.json", "pruned.json", "error.log", ".lock"
 HISTORY_FIELDS = (
     "epoch",
     "loss",
@@ -146,7 +146,8 @@ def named_run(text: str | os.PathLike) -> Path:
 
 def file_kind(name: str) -> str:
     """The format kind (zoo.formats) of a run directory's JSON file ``name``."""
-    kinds = {CONFIG: formats.RUN_CONFIG, METRICS: formats.RUN_METRICS, FAILED: formats.RUN_FAILED}
+    kinds = {CONFIG: formats.RUN_CONFIG, METRICS: formats.RUN_METRICS, FAILED: formats.RUN_FAILED,
+             PRUNED: formats.RUN_PRUNED}
     if name in kinds:
         return kinds[name]
     if name.startswith("eval-") and name.endswith(".json"):
@@ -232,12 +233,14 @@ class Run:
     @property
     def status(self) -> str:
         """``running`` (a process is training it), ``finished``, ``failed`` (stopped at a
-        non-finite loss) or ``interrupted`` (resumable)."""
+        non-finite loss), ``pruned`` (a tuning trial its pruner stopped) or ``interrupted``
+        (resumable; so are the other two)."""
         if training(self.path):
             return "running"
         if self.complete:
             return "finished"
-        return "failed" if (self.path / FAILED).is_file() else "interrupted"
+        stopped = [name for name, file in (("failed", FAILED), ("pruned", PRUNED)) if (self.path / file).is_file()]
+        return stopped[0] if stopped else "interrupted"
 
     def summary(self) -> dict[str, Any]:
         """One row of ``zoo runs``: what trained on what, how far, how well, when."""
@@ -315,7 +318,7 @@ class Run:
         return self.path / name
 
     def write_json(self, name: str, payload: Mapping[str, Any]) -> None:
-        """Write config.json, metrics.json, failed.json or an eval-<split>.json, with its format version.
+        """Write config.json, metrics.json, failed.json, pruned.json or an eval-<split>.json, with its format version.
 
         config.json's version is history.csv's too (zoo.formats): written over an older one (a
         resume of a run of an earlier zoo), it rewrites history.csv in the current format first.

@@ -11,7 +11,7 @@ from ..compute import devices
 from ..config import RunConfig
 from ..data import pipeline
 from ..errors import ZooUsageError
-from ..runs import CONFIG, FAILED, Run
+from ..runs import CONFIG, FAILED, PRUNED, Run
 from .callbacks import Backup
 from .loop import load_splits
 
@@ -87,5 +87,6 @@ def record_resume(run: Run, config: RunConfig, changes: dict[str, list[Any]], ep
             {"from_epoch": epoch, "changed": changes, "reason": failed.get("reason", ""), "time": files.timestamp()}
         )
     run.write_json(CONFIG, record)
+    run.file(PRUNED).unlink(missing_ok=True)  # a pruned trial trained on: no longer stopped by its pruner
     if changes:
         run.file(FAILED).unlink(missing_ok=True)  # the run goes on; the reason is in config.json now

@@ -15,8 +15,9 @@ from optuna.trial import TrialState
 
 import registry
 
-from .. import plan
+from .. import files, plan
 from ..errors import ZooError
+from ..runs import PRUNED, Run
 from ..training import runner
 from . import space as space_lib
 from . import study as study_lib
@@ -104,7 +105,9 @@ def _run_trial(request: TuneRequest, study: optuna.Study, trial: optuna.Trial, s
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=study_lib.MAX_RETRY)(
                     study, study._storage.get_trial(trial._trial_id))
     seconds = f"[{time.monotonic() - start:.0f} s]"
-    if isinstance(outcome, optuna.TrialPruned):
+    if isinstance(outcome, optuna.TrialPruned):  # its run says so (zoo runs: pruned, not interrupted)
+        run = Run(run_dir)
+        run.write_json(PRUNED, {"reason": str(outcome), "finished_epochs": len(run.history), "time": files.timestamp()})
         study.tell(trial, state=TrialState.PRUNED)
         say(f"trial {trial.number}: {outcome} {seconds} {shown}")
     elif isinstance(outcome, ZooError):  # the trial's own failure (a diverged loss): it used its budget
