@@ -225,3 +225,13 @@ def test_numpy_values_paths_and_flags_as_0_or_1_are_taken_as_python_ones(tiny_da
     with pytest.raises(zoo.ZooUsageError, match=r"^bench\(\) got an unknown option 'batchsize'$"):
         zoo.bench("softmax", seeds=np.arange(1), batchsize=3, out=tmp_path / "bench")
     assert not (tmp_path / "bench").exists()
+
+
+def test_a_path_given_as_dataset_is_always_a_folder(tmp_path, monkeypatch):
+    """Path("./mnist") prints as "mnist", a catalog name: as a Path it still means the folder."""
+    monkeypatch.chdir(tmp_path)
+    for call in (lambda: zoo.train("softmax", dataset=Path("./mnist"), epochs=1, verbose=0),
+                 lambda: zoo.bench("softmax", seeds=[0], dataset=Path("mnist"), out=tmp_path / "bench")):
+        with pytest.raises(zoo.ZooUsageError, match=f"^dataset folder {re.escape(str(tmp_path / 'mnist'))} does not exist"):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no run started

@@ -27,6 +27,7 @@ from . import files, formats, recipes
 from .compute import backend as backend_lib
 from .compute import multihost
 from .config import RunConfig
+from .data.folders import folder_text
 from .errors import ZooUsageError
 from .export.request import SAVED_MODEL_ONLY, ExportRequest
 from .presets import catalog as presets
@@ -84,6 +85,8 @@ def resolve(
         recipe = recipe if isinstance(recipe, Recipe) else recipes.read(recipe, model)
         _check_recipe(model, recipe)
         options, hparams = recipes.apply(recipe, options, hparams or {})
+    if isinstance(options.get("dataset"), os.PathLike):
+        options["dataset"] = folder_text(options["dataset"])
     options = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
     options["data_dir"] = options.get("data_dir") or None
     options["manual_dir"] = options.get("manual_dir") or os.environ.get("ZOO_MANUAL_DIR") or None

@@ -77,10 +77,18 @@ def prepare(jobs: list[Job], out: Path) -> None:
               for j in jobs if not j.from_run}
     if not needed:
         return
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with files.locked(out / ".prepare.lock"):
-        for config in needed.values():
-            catalog.prepared_builder(config.dataset, **config.dataset_options())
+    lock = out / ".prepare.lock"
+    try:
+        with files.locked(lock):
+            for config in needed.values():
+                catalog.prepared_builder(config.dataset, **config.dataset_options())
+    except BaseException:  # a dataset that cannot be prepared leaves no bench folder it made
+        if created and [f.name for f in out.iterdir()] == [lock.name]:
+            lock.unlink()
+            out.rmdir()
+        raise
 
 
 def attempt(job: Job, out: Path, *, threads: int | None = None,

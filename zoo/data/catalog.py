@@ -307,8 +307,10 @@ def is_folder(name: str) -> bool:
 
 def dataset_name(name: str | os.PathLike) -> str:
     """``dataset`` as a run records it: a folder as an absolute path (a resume or a bench job may
-    start in another working directory), any other name as it is."""
-    name = os.fspath(name)
+    start in another working directory), any other name as it is. A ``pathlib.Path`` is always a
+    folder: ``Path("./mnist")`` prints as ``mnist``, but the catalog's MNIST is not meant."""
+    if not isinstance(name, str):
+        return folders.folder_text(name)
     return str(Path(name).expanduser().resolve()) if is_folder(name) else name
 
 

@@ -52,6 +52,12 @@ EXAMPLES = 5  # skipped files named in a run's record, per reason
 _SPLIT_NAMES = {"test", "validation", "val", "valid", "eval", "dev"}
 
 
+def folder_text(path: os.PathLike) -> str:
+    """A ``pathlib.Path`` given as a dataset, as an absolute path: always a folder, though
+    ``Path("./mnist")`` prints as ``mnist``, a catalog name."""
+    return str(Path(os.fspath(path)).expanduser().resolve())
+
+
 def written_as_path(name: str) -> bool:
     """``./pets``, ``../pets``, ``/data/pets``, ``~/pets``: a folder, whatever else has that name.
 
