@@ -235,3 +235,6 @@ def test_a_path_given_as_dataset_is_always_a_folder(tmp_path, monkeypatch):
         with pytest.raises(zoo.ZooUsageError, match=f"^dataset folder {re.escape(str(tmp_path / 'mnist'))} does not exist"):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no run started
+    with pytest.raises(zoo.ZooUsageError, match=r"^`models` is empty: leave it out \(None\) to benchmark every healthy model$"):
+        zoo.bench([], seeds=[0], out=tmp_path / "bench")  # a filter that matched nothing is not "every model"
+    assert not (tmp_path / "bench").exists()

@@ -194,7 +194,7 @@ def train(
 
 @_checked
 def bench(
-    models: Iterable[str] | str = (),
+    models: Iterable[str] | str | None = None,
     *,
     seeds: Iterable[int] = (0, 1, 2),
     out: str | os.PathLike = "bench",
@@ -217,7 +217,7 @@ def bench(
 ) -> list[dict[str, Any]]:
     """Train, export and measure models side by side, as ``zoo bench`` does; return the records.
 
-    ``models`` are names or shell patterns (all healthy models without any); ``recipe`` takes
+    ``models`` are names or shell patterns (None: every healthy model; an empty list is refused); ``recipe`` takes
     the training options of :func:`train` (epochs, batch_size, learning_rate, ...). The records
     are also appended to ``OUT/results.jsonl`` and summarised in ``OUT/results.md``; jobs that
     file already records are skipped (and not returned). ``shard="I/N"``, ``ray`` (an address,

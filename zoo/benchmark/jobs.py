@@ -175,8 +175,10 @@ def bench_inputs(models, from_presets, recipes, *, hparams, recipe: Mapping[str,
     if unknown:
         raise ZooUsageError(f"bench() got an unknown option {unknown[0]!r}")
     presets = [os.fspath(p) for p in ([from_presets] if isinstance(from_presets, (str, os.PathLike)) else from_presets)]
-    patterns = [models] if isinstance(models, str) else list(models)
+    patterns = [models] if isinstance(models, str) else list(models or ())
     recipes = [recipes] if isinstance(recipes, (str, os.PathLike)) else list(recipes)
+    if models is not None and not patterns and not presets and not recipes:  # a filter that matched nothing
+        raise ZooUsageError("`models` is empty: leave it out (None) to benchmark every healthy model")
     check_tuning(tune, recipes, measures=bool(presets), hparams=bool(hparams), space=bool(space),
                  elsewhere=shard is not None or ray is not None)
     if presets and (patterns or hparams or any(v is not None for v in recipe.values())):
