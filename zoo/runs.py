@@ -155,6 +155,16 @@ def file_kind(name: str) -> str:
     raise ValueError(f"{name} is not a JSON file of a run directory")
 
 
+def _evaluation():
+    """:mod:`zoo.evaluation`, TensorFlow imported first with its C++ log lines hidden."""
+    from .compute.backend import import_tensorflow
+
+    import_tensorflow()
+    from . import evaluation
+
+    return evaluation
+
+
 class Run:
     """A run directory: open one to read it, or let ``zoo.train`` make one.
 
@@ -268,7 +278,7 @@ class Run:
 
     def model(self):
         """The trained ``keras.Model``, loaded in safe mode (imports the model's plugin first)."""
-        from . import evaluation  # imports TensorFlow
+        evaluation = _evaluation()
 
         return evaluation.load_model(self)
 
@@ -277,7 +287,7 @@ class Run:
         """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
         dataset (default: test, or the held-out validation slice without one); also written to
         eval-<split>.json and confusion-<split>.png."""
-        from . import evaluation  # imports TensorFlow
+        evaluation = _evaluation()
 
         return evaluation.evaluate(self, split)
 
@@ -292,7 +302,7 @@ class Run:
         from .export.request import resolve
 
         request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
-        from . import evaluation  # imports TensorFlow
+        evaluation = _evaluation()
 
         return evaluation.export(self, export_base, request)
 
