@@ -74,16 +74,14 @@ def _scalar_from_text(key: str, text: str, tp: type) -> Any:
             raise ValueError
         if tp is int:
             return int(text)
-        if tp is float:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        return text
+        if tp is not float:
+            return text
+        value = float(text)
     except ValueError:
-        raise HyperparameterError(
-            f"hyperparameter '{key}' expects {tp.__name__}, received {text!r}"
-        ) from None
+        raise HyperparameterError(f"hyperparameter '{key}' expects {tp.__name__}, received {text!r}") from None
+    if not math.isfinite(value):  # inf and nan parse, but train nothing
+        raise HyperparameterError(f"hyperparameter '{key}' expects a finite float, received {text!r}")
+    return value
 
 
 def from_text(key: str, text: str, tp: Any) -> Any:

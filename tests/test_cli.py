@@ -216,6 +216,8 @@ BAD_INPUTS = [
      "'cifar10_corrupted' has no config 'fog_9'; its configs: brightness_1, brightness_2,"),
     (["train", "softmax", "--dataset", "../mnist"], 2, "mnist does not exist"),  # written like a path
     (["train", "softmax", "--dataset", "tfds:"], 2, "--dataset 'tfds:' names no dataset"),
+    (["train", "softmax", "--dataset", "mnist/"], 2, "a folder of images is written as a path: ./mnist/"),
+    (["train", "softmax", "--hp", "l2=inf"], 2, "hyperparameter 'l2' expects a finite float, received 'inf'"),
     (["train", "softmax", "--dataset", "nosuchdist:foo"], 2,
      "unknown dataset 'nosuchdist:foo': no installed distribution 'nosuchdist' registers a dataset 'foo'"),
     (["train", "softmax", "--dataset", "imdb_reviews"], 2, "is not an image-classification dataset"),

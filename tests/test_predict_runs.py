@@ -238,5 +238,7 @@ def test_the_python_api_answers_as_the_commands_do(trained, images):
     (answer,) = zoo.predict(trained / "exports", [images["png"]], top=2)
     assert answer["top"] == json.loads(script.stdout)[0]["top"][:2]
     assert zoo.predict(trained / "exports", images["png"], top=2) == [answer]  # one path, not a list
+    with pytest.raises(zoo.ZooUsageError, match="^no image given: name image files or folders of them$"):
+        zoo.predict(trained / "exports", [])  # as the command refuses no IMAGES
     (row,) = zoo.list_runs(trained / "runs")
     assert row["status"] == "finished" and row["model"] == "softmax" and row["epochs"] == row["of_epochs"] == 2

@@ -178,7 +178,7 @@ def test_hyperparameters_parse_by_annotation(fake_dists, pairs, expected):
     [
         ({"unit": "8"}, "model 'good' has no hyperparameter 'unit'. Did you mean 'units'? Accepted: units, rate, flag, name, filters"),
         ({"units": "eight"}, "hyperparameter 'units' expects int, received 'eight'"),
-        ({"rate": "nan"}, "hyperparameter 'rate' expects float, received 'nan'"),
+        ({"rate": "nan"}, "hyperparameter 'rate' expects a finite float, received 'nan'"),
         ({"flag": "maybe"}, "hyperparameter 'flag' expects bool, received 'maybe'"),
         ({"filters": "32,x"}, "hyperparameter 'filters' expects tuple[int, ...] (comma-separated), received '32,x'"),
         ({"filters": "32,,64"}, "hyperparameter 'filters' expects tuple[int, ...] (comma-separated), "

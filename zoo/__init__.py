@@ -75,10 +75,13 @@ def create_model(name: str, *, input_shape: Iterable[int | None] | None = None, 
         return preset_weights.build(preset, input_shape=input_shape, num_classes=num_classes, hparams=hparams)
     if input_shape is None or num_classes is None:
         raise ZooUsageError("create_model needs input_shape and num_classes (or weights=PRESET)")
+    input_shape = tuple(input_shape)
+    if num_classes < 2:  # as the zoo's datasets are refused with one class: nothing to tell apart
+        raise ZooUsageError(f"`num_classes` must be at least 2, received {num_classes}")
+    if any(d is not None and d < 1 for d in input_shape):
+        raise ZooUsageError(f"`input_shape` takes positive sizes (None: any), received {input_shape}")
     builder = registry.get(name)
-    return builder.build(
-        input_shape=tuple(input_shape), num_classes=num_classes, **builder.coerce_hparams(hparams)
-    )
+    return builder.build(input_shape=input_shape, num_classes=num_classes, **builder.coerce_hparams(hparams))
 
 
 @_checked

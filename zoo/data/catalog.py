@@ -208,6 +208,8 @@ def _builder(
         reason = first_line(exc).rpartition("}\": ")[2].rstrip(".")
         if "BuilderConfig" in reason:  # TFDS's list of close names follows on lines of its own
             reason = _configs_of(catalog)
+        elif catalog.endswith("/"):  # `mnist/`: a folder written without ./
+            reason += f"; a folder of images is written as a path: ./{catalog}"
         raise ZooUsageError(f"cannot load dataset '{name}': {reason}") from None
 
 

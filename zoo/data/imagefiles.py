@@ -58,6 +58,8 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     """The image files ``paths`` name: a file as it is, a folder as the files with an image
     extension beneath it (sorted; hidden ones left out). A path that is neither, or a folder
     without images, is a one-line usage error."""
+    if not paths:
+        raise ZooUsageError("no image given: name image files or folders of them")
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
