@@ -138,10 +138,13 @@ def test_list_flags_what_the_source_proves_broken(plugins, model, reason):
 
 def test_list_check_imports_and_reports_import_failures(plugins):
     result = zoo("list", "crashy", "--check", "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # the table, then a status that can gate CI
     (row,) = json.loads(result.stdout)
     assert row["status"] == "broken"
     assert "RuntimeError: boom at import" in row["reason"]
+    assert zoo("list", "crashy", "--check").exit_code == 1 and zoo("list", "crashy").exit_code == 0
+    healthy = zoo("list", "tiny", "--check")
+    assert healthy.exit_code == 0 and "tiny" in healthy.stdout
 
 
 def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):

@@ -24,7 +24,7 @@ MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of models, for machines.")
 @click.option("--check", is_flag=True,
-              help="Also import every plugin and validate it (slower: imports TensorFlow).")
+              help="Also import every plugin and validate it (slower: imports TensorFlow); exit 1 if one is broken.")
 @click.option("--datasets", is_flag=True,
               help="List dataset plugins (entry-point group zoo.datasets) instead of models.")
 @click.option("--presets", is_flag=True,
@@ -54,12 +54,13 @@ def list_models(pattern: str | None, as_json: bool, check: bool, datasets: bool,
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
+    elif not rows:
         raise ZooError(f"no model matches '{pattern}'" if pattern else "no models are installed")
-    for r in rows:
-        r["status"] = f"broken: {r['reason']}" if r["reason"] else "ok"
-    table(rows, ("name", "summary", "distribution", "version", "status"))
+    else:
+        table([{**r, "status": f"broken: {r['reason']}" if r["reason"] else "ok"} for r in rows],
+              ("name", "summary", "distribution", "version", "status"))
+    if check and any(r["reason"] for r in rows):  # a check that can gate CI
+        raise click.exceptions.Exit(1)
 
 
 def _list_datasets(pattern: str | None, as_json: bool) -> None:
