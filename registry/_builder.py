@@ -191,7 +191,7 @@ def _reason(exc: BaseException) -> str:
 def validate(name: str, obj: Any) -> Builder:
     """Check that ``obj`` fulfils the builder contract (pluggy-style: name what is wrong)."""
     if not callable(obj):
-        raise PluginError(f"model '{name}' is a {type(obj).__name__}, not a callable builder")
+        raise PluginError(f"model '{name}' is {a_kind(obj)}, not a callable builder")
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError) as exc:
@@ -219,8 +219,21 @@ def validate(name: str, obj: Any) -> Builder:
             )
         tp = hints.get(p.name)
         tp = _hparams.normalise_type(tp) if tp is not None else _hparams.infer_type(p.default)
-        hps[p.name] = Hyperparameter(p.name, tp, p.default)
+        default = p.default
+        if tp is not None:  # a default its own annotation refuses would be recorded as it is
+            try:
+                default = _hparams.from_json(p.name, p.default, tp)
+            except HyperparameterError:
+                raise PluginError(f"model '{name}': hyperparameter '{p.name}' defaults to {p.default!r}, "
+                                  f"not {_hparams.type_name(tp)}") from None
+        hps[p.name] = Hyperparameter(p.name, tp, default)
     return Builder(name=name, fn=obj, hyperparameters=hps, recipe=_validate_recipe(name, obj))
+
+
+def a_kind(value: Any) -> str:
+    """``an int``, ``a str``: the kind of ``value`` with its article."""
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}"
 
 
 def _validate_recipe(name: str, obj: Any) -> dict[str, Any]:

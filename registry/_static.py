@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._builder import REQUIRED
+from ._builder import REQUIRED, a_kind
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _inspect(path: str, mtime_ns: int, attr: str) -> StaticInfo:
     if node is None and not _has_star_import_or_getattr(tree):
         return StaticInfo(summary, f"'{target}' is not defined in {os.path.basename(path)}")
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-        return StaticInfo(summary, f"'{target}' is a {type(node.value.value).__name__}, not a callable builder")
+        return StaticInfo(summary, f"'{target}' is {a_kind(node.value.value)}, not a callable builder")
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "." not in attr:
         kwonly = {a.arg for a in node.args.kwonlyargs}
         if not set(REQUIRED) <= kwonly:

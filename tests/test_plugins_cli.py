@@ -117,7 +117,7 @@ def test_list_table_shows_broken_status_with_reason(plugins):
     result = zoo("list", "*plug*")
     assert result.exit_code == 0
     line = next(line for line in result.stdout.splitlines() if line.startswith("notcallable"))
-    assert "broken: 'notcallable' is a int, not a callable builder" in line
+    assert "broken: 'notcallable' is an int, not a callable builder" in line
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):
     [
         ("crashy", "failed to import: RuntimeError: boom at import"),
         ("needsdep", "ModuleNotFoundError: No module named 'not_installed_dependency_xyz'"),
-        ("notcallable", "is a int, not a callable builder"),
+        ("notcallable", "is an int, not a callable builder"),
         ("positional", "must take keyword-only arguments input_shape and num_classes"),
         ("syntaxbad", "failed to import: SyntaxError: '(' was never closed (syntaxplug.py, line 2)"),
         ("missingattr",

@@ -46,6 +46,10 @@ def no_default(*, input_shape, num_classes, units):
     return None
 
 
+def wrong_default(*, input_shape, num_classes, width: int = "16"):
+    return None
+
+
 def returns_dict(*, input_shape, num_classes):
     return {}
 
@@ -124,9 +128,10 @@ def test_valid_builder_is_loaded_with_typed_hyperparameters_and_recipe(fake_dist
 @pytest.mark.parametrize(
     "attribute, message",
     [
-        ("not_callable", "is a int, not a callable builder"),
+        ("not_callable", "is an int, not a callable builder"),
         ("positional", "must take keyword-only arguments input_shape and num_classes"),
         ("no_default", "hyperparameter 'units' has no default"),
+        ("wrong_default", "hyperparameter 'width' defaults to '16', not int"),
         ("bad_recipe", "unknown recipe key 'speed'"),
     ],
 )
@@ -601,7 +606,7 @@ def f(*, input_shape, num_classes):
     [
         (GOOD_DEF, ""),
         ("def f(input_shape, num_classes):\n    pass\n", "'f' must take keyword-only arguments input_shape and num_classes"),
-        ("f = 3\n", "'f' is a int, not a callable builder"),
+        ("f = 3\n", "'f' is an int, not a callable builder"),
         ("f = 'cnn'\n", "'f' is a str, not a callable builder"),
         ("f = 3\n" + GOOD_DEF, ""),  # the last binding counts
         ("def g():\n    pass\n", "'f' is not defined in st_mod.py"),
@@ -681,7 +686,7 @@ def test_static_inspection_sees_an_edited_file(source):
     import os
 
     source("st_edit.py", "f = 3\n")
-    assert static("st_edit:f")[1] == "'f' is a int, not a callable builder"
+    assert static("st_edit:f")[1] == "'f' is an int, not a callable builder"
     source("st_edit.py", GOOD_DEF)
     stat = (source.root / "st_edit.py").stat()
     os.utime(source.root / "st_edit.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
