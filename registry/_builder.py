@@ -82,6 +82,10 @@ class Builder:
         settable = [k for k, h in self.hyperparameters.items() if h.type is not None]
         out = {}
         for key, value in values.items():
+            if key in self.hyperparameters and key not in settable:  # its default is all it takes
+                raise HyperparameterError(
+                    f"model '{self.name}': hyperparameter '{key}' cannot be set, only its default used: its type "
+                    f"is not bool, int, float, str, a tuple of one of them, or one of these or None")
             if key not in settable:
                 raise _hparams.unknown_key(key, settable, self.name)
             out[key] = convert(key, value, self.hyperparameters[key].type)

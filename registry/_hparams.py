@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import types
 import typing
 from typing import Any
 
@@ -19,10 +20,14 @@ def normalise_type(tp: Any) -> Any | None:
     """Return ``tp`` if hyperparameters of that type can be set from text, else None.
 
     Settable: bool, int, float, str and homogeneous tuples of those, of any length
-    (``tuple[int, ...]``) or of a fixed one (``tuple[int, int]``, which keeps its length).
+    (``tuple[int, ...]``) or of a fixed one (``tuple[int, int]``, which keeps its length), and
+    any of these or None (``int | None``, ``Optional[int]``; ``none`` on the command line).
     """
     if tp in SCALARS:
         return tp
+    inner = optional_of(tp)
+    if inner is not None:
+        return tp if normalise_type(inner) is not None else None
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis and args[0] in SCALARS:
@@ -30,6 +35,14 @@ def normalise_type(tp: Any) -> Any | None:
         if args and all(a is args[0] for a in args) and args[0] in SCALARS:
             return tp
     return None
+
+
+def optional_of(tp: Any) -> Any | None:
+    """``int`` for ``int | None`` (or ``Optional[int]``); None for any other type."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if len(args) == 1 and len(typing.get_args(tp)) == 2 else None
 
 
 def _tuple_of(tp: Any) -> tuple[type, int | None]:
@@ -50,6 +63,8 @@ def infer_type(default: Any) -> Any | None:
 def type_name(tp: Any) -> str:
     if tp is None:
         return "(not settable)"
+    if optional_of(tp) is not None:
+        return f"{type_name(optional_of(tp))} | None"
     if typing.get_origin(tp) is tuple:
         elem, length = _tuple_of(tp)
         return f"tuple[{', '.join([elem.__name__] * length) if length else elem.__name__ + ', ...'}]"
@@ -86,7 +101,16 @@ def _scalar_from_text(key: str, text: str, tp: type) -> Any:
 
 def from_text(key: str, text: str, tp: Any) -> Any:
     """Parse one ``--hp`` value; tuples are comma-separated (``filters=32,64``), in parentheses
-    or not, as Python and ``zoo tune --space`` write them (``(32,64)``, ``32,``)."""
+    or not, as Python and ``zoo tune --space`` write them (``(32,64)``, ``32,``). An optional
+    one takes ``none`` (any case) for None."""
+    inner = optional_of(tp)
+    if inner is not None:
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return from_text(key, text, inner)
+        except HyperparameterError:
+            raise HyperparameterError(f"hyperparameter '{key}' expects {type_name(tp)}, received {text!r}") from None
     if typing.get_origin(tp) is tuple:
         elem, length = _tuple_of(tp)
         inner = text.strip()
@@ -123,6 +147,14 @@ def from_text(key: str, text: str, tp: Any) -> Any:
 
 def from_json(key: str, value: Any, tp: Any) -> Any:
     """Check and convert a Python value or one read back from config.json (lists become tuples)."""
+    inner = optional_of(tp)
+    if inner is not None:
+        if value is None:
+            return None
+        try:
+            return from_json(key, value, inner)
+        except HyperparameterError:
+            raise HyperparameterError(f"hyperparameter '{key}' expects {type_name(tp)}, received {value!r}") from None
     if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
         elem, length = _tuple_of(tp)
         if length is not None and len(value) != length:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import sys
 import textwrap
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -47,6 +48,11 @@ def no_default(*, input_shape, num_classes, units):
 
 
 def wrong_default(*, input_shape, num_classes, width: int = "16"):
+    return None
+
+
+def optional_hparams(*, input_shape, num_classes, maybe: int | None = None, sizes: tuple[int, ...] | None = (4,),
+                     act: Callable = max):
     return None
 
 
@@ -123,6 +129,20 @@ def test_valid_builder_is_loaded_with_typed_hyperparameters_and_recipe(fake_dist
     assert builder.recipe == {"epochs": 3, "learning_rate": 0.01}
     model = builder.build(input_shape=(4, 4, 1), num_classes=3, units=2)
     assert isinstance(model, keras.Model) and model.output_shape == (None, 3)
+
+
+def test_an_optional_hyperparameter_takes_none_or_its_type(fake_dists):
+    fake_dists(FakeDist("d", "1", opt=f"{HERE}:optional_hparams"))
+    builder = registry.get("opt")
+    assert {k: (h.type_name, h.default) for k, h in builder.hyperparameters.items()} == {
+        "maybe": ("int | None", None), "sizes": ("tuple[int, ...] | None", (4,)), "act": ("(not settable)", max)}
+    assert builder.parse_hparams({"maybe": "3", "sizes": "None"}) == {"maybe": 3, "sizes": None}
+    assert builder.coerce_hparams({"maybe": None, "sizes": [8, 8]}) == {"maybe": None, "sizes": (8, 8)}
+    assert builder.check_hparams({"maybe": None}) == {"maybe": None}  # as config.json records it
+    with pytest.raises(registry.HyperparameterError, match=r"^hyperparameter 'maybe' expects int \| None, received 'x'$"):
+        builder.parse_hparams({"maybe": "x"})
+    with pytest.raises(registry.HyperparameterError, match=r"^model 'opt': hyperparameter 'act' cannot be set, only its default"):
+        builder.parse_hparams({"act": "min"})  # not "has no hyperparameter 'act'"
 
 
 @pytest.mark.parametrize(
@@ -380,14 +400,14 @@ def test_annotations_win_over_defaults_and_unannotated_types_come_from_the_defau
         "pair": ("pair", "(not settable)"),  # mixed element types
         "widths": ("widths", "tuple[int, ...]"),  # one-element default
         "mixed": ("mixed", "(not settable)"),
-        "opt": ("opt", "(not settable)"),  # Optional: cannot be set from text
+        "opt": ("opt", "int | None"),  # Optional: its type or none
         "hook": ("hook", "(not settable)"),
     }
-    assert builder.defaults() == {"units": 4, "rate": 1, "size": (2, 3), "widths": (8,)}
+    assert builder.defaults() == {"units": 4, "rate": 1, "size": (2, 3), "widths": (8,), "opt": None}
     assert builder.parse_hparams({"rate": "2", "size": "1,2", "widths": "4"}) == {
         "rate": 2.0, "size": (1, 2), "widths": (4,)
     }
-    with pytest.raises(registry.HyperparameterError, match="has no hyperparameter 'hook'"):
+    with pytest.raises(registry.HyperparameterError, match="hyperparameter 'hook' cannot be set, only its default used"):
         builder.parse_hparams({"hook": "x"})  # not settable means not accepted either
 
 
@@ -479,8 +499,9 @@ def test_settable_types():
     assert [hp.normalise_type(t) for t in (bool, int, float, str)] == [bool, int, float, str]
     assert hp.normalise_type(tuple[str, ...]) == tuple[str, ...]
     assert hp.normalise_type(tuple[int, int]) == tuple[int, int]
+    assert hp.normalise_type(int | None) == int | None and hp.normalise_type(tuple[int, ...] | None) == tuple[int, ...] | None
     for unsettable in (tuple[int, str], tuple[list, list], tuple[list, ...], tuple, tuple[()], list[int],
-                       int | None, bytes, None):
+                       int | str, int | str | None, list[int] | None, bytes, None):
         assert hp.normalise_type(unsettable) is None, unsettable
 
 
