@@ -270,6 +270,14 @@ def test_a_run_whose_plugin_is_not_installed_names_what_to_install(gain_run, tin
     assert evaluated.returncode == 0, evaluated.stderr
     accuracy = json.loads((plain / "metrics.json").read_text())["test_accuracy"]
     assert evaluated.stdout.startswith(f"test: accuracy {accuracy:.4f}")
+    # Its preset is built by the plugin's builder: what to install, in one line.
+    published = _run([str(here), "publish", str(plain), str(tmp_path / "presets"), "--license", "MIT"])
+    assert published.returncode == 0, published.stderr
+    (preset,) = (tmp_path / "presets").iterdir()
+    refused = _run([str(here), "evaluate", str(preset)])
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        f"Error: preset {preset.name} is a preset of model 'tinyconv' of the plugin zoo-tinyconv, which is not "
+        f"installed here: pip install \"zoo-tinyconv==0.1.0\""], refused.stderr
 
 
 def test_custom_layer_plugin_exports(venv, gain_run, tmp_path):

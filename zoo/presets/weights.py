@@ -35,11 +35,25 @@ def build(preset: Preset, *, input_shape: Sequence[int] | None = None, num_class
             f"preset {preset.name} has {classes} classes, not {num_classes}: to train it for other "
             f"classes, fine-tune it (zoo train {preset.model} --init {preset.name} --dataset ...)"
         )
-    builder = registry.get(preset.model)
+    builder = _builder(preset)
     settings = {**builder.coerce_hparams(preset.hparams), **builder.coerce_hparams(dict(hparams or {}))}
     model = builder.build(input_shape=shape, num_classes=classes, **settings)
     load(preset, model)
     return model
+
+
+def _builder(preset: Preset) -> registry.Builder:
+    """The builder of the preset's model; not installed: which plugin to install."""
+    try:
+        return registry.get(preset.model)
+    except registry.UnknownModelError:
+        model = preset.record["model"]
+        if not model.get("distribution"):
+            raise
+        version = f"=={model['version']}" if model.get("version") else ""
+        raise ZooError(f"preset {preset.name} is a preset of model '{preset.model}' of the plugin "
+                       f"{model['distribution']}, which is not installed here: pip install "
+                       f"\"{model['distribution']}{version}\"") from None
 
 
 def load(preset: Preset, model: keras.Model) -> None:
