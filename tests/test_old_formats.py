@@ -106,6 +106,9 @@ def test_old_runs_read_through_run_open(tmp_path):
     assert finished.read_json("eval-test.json") == {
         "split": "test", "loss": pytest.approx(TEST_LOSS, rel=1e-6), "accuracy": TEST_ACCURACY}
 
+    (finished.path / "model.keras").rename(tmp_path / "elsewhere.keras")
+    with pytest.raises(zoo.ZooUsageError, match=r"has no model.keras \(the run finished: it was moved or deleted since\)"):
+        finished.model_path()
     interrupted = Run.open(old("interrupted", tmp_path))
     assert not interrupted.complete and interrupted.metrics is None
     assert interrupted.config == config  # the same command

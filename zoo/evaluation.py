@@ -194,7 +194,8 @@ def load_model(run: Run) -> keras.Model:
             raise ZooError(f"cannot load {path}: it is not a .keras (zip) file; damaged or cut short "
                            f"({Path(path).stat().st_size} bytes)") from None
         if missing is not None:
-            raise ZooError(f"cannot load {path}: {_needs(missing)} ({type(exc).__name__}: {first_line(exc)})") from None
+            keras_says = first_line(exc).split(" Full object config:")[0]  # not the whole layer config
+            raise ZooError(f"cannot load {path}: {_needs(missing)} ({type(exc).__name__}: {keras_says})") from None
         raise ZooError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
 
 

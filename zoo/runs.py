@@ -273,7 +273,8 @@ class Run:
         """The trained model, which exists only once training finished."""
         path = self.path / MODEL
         if not path.is_file():
-            raise ZooUsageError(f"run {self.path} has no model.keras (training did not finish)")
+            why = "the run finished: it was moved or deleted since" if self.complete else "training did not finish"
+            raise ZooUsageError(f"run {self.path} has no model.keras ({why})")
         return path
 
     def model(self):
