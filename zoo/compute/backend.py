@@ -64,12 +64,23 @@ def import_tensorflow() -> None:
     if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS") or _own_log_level():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
+    with quiet_cpp():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def quiet_cpp():
+    """Hide what C++ code writes to stderr meanwhile (file descriptor 2: no Python setting reaches
+    it), unless ZOO_TF_LOGS=1 or a TF_CPP_MIN_LOG_LEVEL below 3 asks to see it."""
+    if os.environ.get("ZOO_TF_LOGS") or _own_log_level():
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import files
-from ..compute import devices
+from ..compute import backend, devices
 from ..data import pipeline
 from ..data.images import to_model_input
 from ..errors import ZooError
@@ -115,7 +115,8 @@ def _convert(converter, request, data, shape) -> tuple[bytes, dict[str, Any] | N
         converter.representative_dataset = lambda: ([images[i : i + 1]] for i in range(len(images)))
         calibration = {"images": len(images), "split": split, "dataset": data.config.dataset}
     try:
-        flat = converter.convert()
+        with backend.quiet_cpp():  # the quantizer prints its settings ("fully_quantize: 0, ...")
+            flat = converter.convert()
     except Exception as exc:  # noqa: BLE001 (the converter's own error types vary by stage)
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise ZooError(f"--format litert: TensorFlow's converter refused the model: {lines[-1] if lines else exc}") from None
