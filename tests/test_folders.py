@@ -57,6 +57,24 @@ def test_the_keras_layout_is_all_training_and_keeps_one_size_and_grayscale(class
     assert folders.scan(class_folder, channels=3).shape == (16, 16, 3)
 
 
+def test_one_colour_image_among_grayscale_ones_makes_rgb_and_is_named(tmp_path):
+    from PIL import Image
+
+    from imagefolders import image
+
+    folder = write(tmp_path / "mostly-gray", {"": 4}, sizes=((16, 16),), formats=("png",), channels=1)
+    Image.fromarray(image(0, (16, 16), np.random.default_rng(1))).save(folder / "circle" / "z-colour.png")
+    scanned = folders.scan(folder)
+    assert scanned.shape == (16, 16, 3) and scanned.colour_file == "circle/z-colour.png"
+    assert folders.colour_summary(scanned.record()) == (
+        f"3 channels (RGB): circle/z-colour.png is in colour, the other images of {folder} are grayscale "
+        f"(--channels 1 trains on grayscale)")
+    assert folders.scan(folder, channels=3).colour_file is None  # asked for: nothing to explain
+    all_colour = folders.scan(write(tmp_path / "colour", {"": 2}, sizes=((16, 16),), formats=("png",)))
+    assert all_colour.shape == (16, 16, 3) and all_colour.colour_file is None
+    assert "colour_file" not in all_colour.record() and folders.colour_summary(all_colour.record()) == ""
+
+
 def test_images_of_different_sizes_need_an_image_size_and_the_error_names_two(split_folder):
     with pytest.raises(ZooUsageError) as err:
         folders.scan(split_folder)

@@ -123,9 +123,10 @@ def _echo_summary(run, cluster) -> None:
     buffer = f", shuffle buffer of {count:,} example{'s' * (count != 1)}" if count else ""
     cache = f", decoded cache in {source['cache']}" if source.get("cache") else ""
     click.echo(f"input: {source['train']} ({source['reason']}{buffer}{cache})")
-    skipped = folders.skipped_summary(run.dataset.get("source") or {})
-    if skipped:
-        click.echo(skipped)
+    for note in (folders.skipped_summary(run.dataset.get("source") or {}),
+                 folders.colour_summary(run.dataset.get("source") or {})):
+        if note:
+            click.echo(note)
     if cluster is not None:
         click.echo(f"weights digest {m['weights_digest']}, the same on all {cluster.num_processes} processes")
     if cluster is not None and not cluster.writer:

@@ -79,6 +79,8 @@ class Folder:
     sizes: dict[str, Any] = field(default_factory=dict, compare=False)
     # (file or folder relative to path, reason): what is not an image, and not in the fingerprint.
     skipped: tuple[tuple[str, str], ...] = ()
+    # Among grayscale images, the first in colour: it made every image RGB (channels not given).
+    colour_file: str | None = field(default=None, compare=False)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {s: {c: len(f) for c, f in classes.items()} for s, classes in self.files.items()}
@@ -93,6 +95,7 @@ class Folder:
             "fingerprint": self.fingerprint,
             "resized": self.resized,
             "skipped": skipped_record(self.skipped),
+            **({"colour_file": self.colour_file} if self.colour_file else {}),
         }
 
 
@@ -119,6 +122,14 @@ def skipped_summary(record: dict[str, Any]) -> str:
     if HIDDEN in skipped:
         parts.append(_plural(skipped[HIDDEN]["count"], "hidden or system file", "hidden or system files"))
     return f"skipped {' and '.join(parts)} in {record['path']}" if parts else ""
+
+
+def colour_summary(record: dict[str, Any]) -> str:
+    """Why a folder of mostly grayscale images trains in RGB ("" when it does not)."""
+    if not record.get("colour_file"):
+        return ""
+    return (f"3 channels (RGB): {record['colour_file']} is in colour, the other images of {record['path']} "
+            f"are grayscale (--channels 1 trains on grayscale)")
 
 
 def _plural(count: int, one: str, many: str) -> str:
@@ -293,7 +304,7 @@ def with_shape(
     size all images share (or a one-line error naming two that differ). Every image's header is
     read: one that is not an image, or a decompression bomb, is refused by name."""
     sizes: dict[tuple[int, int], str] = {}
-    grey = True
+    greys, colour = 0, None
     paths = [f for classes in folder.files.values() for names in classes.values() for f in names]
     for rel in _progress(paths, f"reading the sizes of {len(paths):,} images in {folder.path}", progress):
         header = read_header(folder.path / rel, openers())
@@ -301,7 +312,10 @@ def with_shape(
             path = folder.path / rel
             raise ZooUsageError(f"{path} is not a readable image ({why_unreadable(path)})")
         size, mode = header
-        grey = grey and mode in GRAYSCALE_MODES
+        if mode in GRAYSCALE_MODES:
+            greys += 1
+        else:
+            colour = colour or rel
         sizes.setdefault(size, rel)
     if image_size is None and len(sizes) > 1:
         (a, file_a), (b, file_b) = list(sizes.items())[:2]
@@ -310,10 +324,11 @@ def with_shape(
             f"is {b[0]}x{b[1]}); pass `image_size` HEIGHT,WIDTH (e.g. 64,64) to resize them"
         )
     height, width = image_size or next(iter(sizes))
-    shape = (height, width, channels or (1 if grey else 3))
+    shape = (height, width, channels or (3 if colour else 1))
     resized = any(size != (height, width) for size in sizes)
     return dataclasses.replace(
-        folder, shape=shape, resized=resized, sizes={f"{h}x{w}": rel for (h, w), rel in sizes.items()}
+        folder, shape=shape, resized=resized, sizes={f"{h}x{w}": rel for (h, w), rel in sizes.items()},
+        colour_file=colour if greys and channels is None else None,
     )
 
 
