@@ -97,11 +97,18 @@ def _inspect(path: str, mtime_ns: int, attr: str) -> StaticInfo:
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
         return StaticInfo(summary, f"'{target}' is {a_kind(node.value.value)}, not a callable builder")
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "." not in attr:
-        kwonly = {a.arg for a in node.args.kwonlyargs}
+        args = node.args
+        kwonly = {a.arg for a in args.kwonlyargs}
         if not set(REQUIRED) <= kwonly:
             return StaticInfo(
                 summary, f"'{target}' must take keyword-only arguments input_shape and num_classes"
             )
+        positional = args.posonlyargs + args.args  # the last len(defaults) of them have one
+        bare = [a.arg for a in positional[:len(positional) - len(args.defaults)]]
+        bare += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None and a.arg not in REQUIRED]
+        if bare:
+            return StaticInfo(summary, f"'{target}': hyperparameter '{bare[0]}' has no default; every argument "
+                                       f"besides input_shape and num_classes needs one")
     return StaticInfo(summary)
 
 

@@ -627,6 +627,10 @@ def f(*, input_shape, num_classes):
     [
         (GOOD_DEF, ""),
         ("def f(input_shape, num_classes):\n    pass\n", "'f' must take keyword-only arguments input_shape and num_classes"),
+        ("def f(*, input_shape, num_classes, units, rate=0.5):\n    pass\n",
+         "'f': hyperparameter 'units' has no default; every argument besides input_shape and num_classes needs one"),
+        ("def f(width, depth=2, *, input_shape, num_classes):\n    pass\n", "'f': hyperparameter 'width' has no default; every argument besides input_shape and num_classes needs one"),
+        ("def f(width=8, *args, input_shape, num_classes, units=4, **more):\n    pass\n", ""),
         ("f = 3\n", "'f' is an int, not a callable builder"),
         ("f = 'cnn'\n", "'f' is a str, not a callable builder"),
         ("f = 3\n" + GOOD_DEF, ""),  # the last binding counts
