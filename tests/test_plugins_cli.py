@@ -155,6 +155,13 @@ def test_info_of_broken_plugin_shows_full_traceback_and_fails(plugins):
     assert result.stderr.strip().splitlines()[-1].startswith("Error: model 'crashy' (crashy-plug 0.2.0")
 
 
+def test_info_of_a_plugin_broken_for_one_reason_says_it_once(plugins):
+    result = zoo("info", "notcallable")
+    assert result.exit_code == 1
+    assert (result.stdout + result.stderr).count("is an int, not a callable builder") == 1, result.output
+    assert result.stdout.splitlines()[0] == "notcallable: broken"
+
+
 @pytest.mark.parametrize(
     "model, reason",
     [

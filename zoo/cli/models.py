@@ -103,8 +103,9 @@ def info(model: str) -> None:
         builder = entry.load(shown_name=model)
     except registry.PluginError as exc:
         click.echo(f"{model}: broken")
-        click.echo(f"source: {entry.dist} {entry.version} ({entry.value})\n")
-        click.echo(exc.details.rstrip())
+        click.echo(f"source: {entry.dist} {entry.version} ({entry.value})")
+        if exc.details.strip() != str(exc).strip():  # a traceback; a one-line reason is the error below
+            click.echo("\n" + exc.details.rstrip())
         raise ZooError(str(exc)) from None
     click.echo(f"{model}: {builder.summary}")
     click.echo(f"source: {entry.dist} {entry.version} ({entry.value})")
