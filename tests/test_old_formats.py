@@ -174,6 +174,11 @@ def test_old_interrupted_run_resumes_to_its_final_epoch(tiny_data_dir, tmp_path)
     before = rows(run / "history.csv")
     assert [r["epoch"] for r in before] == FILE_EPOCHS[:1]
     config_before = json.loads((run / "config.json").read_text())
+    # Another dataset is refused before it is prepared: no MNIST here, and no word of downloading it.
+    with pytest.raises(zoo.ZooUsageError, match=r"^`resume` with different settings than run .* \(`dataset`: it trained "
+                                                r"on 'zoo_tiny', not 'mnist'\); resume with the same command$"):
+        zoo.train("mlp", hparams={"units": (8, 8, 8)}, epochs=3, data_dir=tmp_path / "nothing", run_dir=run, resume=True)
+    assert json.loads((run / "config.json").read_text()) == config_before
     result = run_zoo(*TRAIN, "--devices", "cpu", "--data-dir", tiny_data_dir, "--run-dir", run, "--resume")
     assert "test accuracy 0.6667, test loss 0.8131" in result.stdout
     assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout  # went on from epoch 2

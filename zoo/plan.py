@@ -113,11 +113,22 @@ def resolve(
     options["hparams"] = {**start, **builder.coerce_hparams(hparams or {})}
     options["dataset"] = dataset_name(options.get("dataset", "mnist"))
     config = RunConfig.from_recipe(model, builder.recipe, options)
+    if resume and cluster is None:  # before its data is prepared (a cluster's refusal is shared later)
+        _check_resumed_dataset(directories[0], config.dataset)
     if isinstance(config.freeze, int) and config.freeze > config.epochs:  # it would freeze throughout
         raise ZooUsageError(f"`freeze` {config.freeze} is more than the run's {config.epochs} epochs: give `freeze` "
                             f"all to train only the head throughout, or at most {config.epochs}")
     return TrainPlan(config, *directories, cluster, entry, builder, builder.check_hparams(config.hparams), preset,
                      test, recipe)
+
+
+def _check_resumed_dataset(run_dir: Path, dataset: str) -> None:
+    """A resume asks for the dataset its run trained on: refused before another one is prepared
+    (:mod:`zoo.training.resume` checks every other setting)."""
+    trained_on = Run(run_dir).config.dataset
+    if dataset != trained_on:
+        raise ZooUsageError(f"`resume` with different settings than run {run_dir} (`dataset`: it trained on "
+                            f"{trained_on!r}, not {dataset!r}); resume with the same command")
 
 
 def _check_recipe(model: str, recipe: Recipe) -> None:
