@@ -359,12 +359,13 @@ def test_class_names_in_a_script_the_font_lacks_draw_without_warnings(tmp_path):
 
 
 def test_the_confusion_matrix_lines_up_wide_and_long_class_names(capsys):
-    from zoo.cli.runs import _cells, _echo_confusion
+    from zoo.cli.output import cells
+    from zoo.cli.runs import _echo_confusion
 
     names = ["犬", "猫猫猫猫", "ç", "circle-long"]
     _echo_confusion({"confusion": {"labels": names, "matrix": [[5, 0, 0, 1], [0, 12, 0, 0], [1, 0, 3, 0], [0, 0, 0, 7]]},
                      "per_class_accuracy": dict.fromkeys(names, 1.0)})
     header, *rows = capsys.readouterr().out.splitlines()[2:]
-    assert len({_cells(line) for line in (header, *rows)}) == 1  # every line as wide on a terminal
+    assert len({cells(line) for line in (header, *rows)}) == 1  # every line as wide on a terminal
     assert header.split() == ["犬", "猫猫猫", "ç", "circle"]  # names up to 6 cells, not cut to the counts' 2
     assert [row.split()[0] for row in rows] == names

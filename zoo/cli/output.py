@@ -3,6 +3,7 @@ log goes to."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import click
@@ -39,8 +40,25 @@ def echo_export(result) -> None:
         click.echo(f"any size: {', '.join(anysize)}; training size only: {', '.join(fixed)} (see the warnings above)")
 
 
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes: East Asian wide characters (犬; not ç) take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` cells."""
+    while cells(text) > width:
+        text = text[:-1]
+    return text
+
+
+def right(text: str, width: int) -> str:
+    """``text`` aligned right in ``width`` cells."""
+    return " " * (width - cells(text)) + text
+
+
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...], indent: str = "") -> None:
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(cells(str(r[c])) for r in rows)) for c in columns}
     click.echo(indent + "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
-        click.echo(indent + "  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())
+        click.echo(indent + "  ".join(str(r[c]) + " " * (widths[c] - cells(str(r[c]))) for c in columns).rstrip())

@@ -4,7 +4,6 @@ operations on a finished one (``latest`` stands for the newest run under ./runs)
 from __future__ import annotations
 
 import json
-import unicodedata
 from pathlib import Path
 
 import click
@@ -17,7 +16,7 @@ from ..export.request import resolve as resolve_request
 from ..presets import catalog as preset_catalog
 from ..runs import Run, named_run
 from .options import export_options
-from .output import RUN_DIR_KEY, check_finished_run, echo_export, table
+from .output import RUN_DIR_KEY, cells, check_finished_run, cut, echo_export, right, table
 from .presets import open_target
 
 
@@ -49,33 +48,18 @@ def evaluate(ctx: click.Context, target: str, split: str | None) -> None:
                    f"figures are for the images as they are now")
 
 
-def _cells(text: str) -> int:
-    """How many terminal cells ``text`` takes: East Asian wide characters (犬; not ç) take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _cut(text: str, cells: int) -> str:
-    while _cells(text) > cells:
-        text = text[:-1]
-    return text
-
-
-def _right(text: str, cells: int) -> str:
-    return " " * (cells - _cells(text)) + text
-
-
 def _echo_confusion(result: dict) -> None:
     """Accuracy per class, and the matrix itself for up to 12 classes (else its largest confusions)."""
     names, matrix = result["confusion"]["labels"], result["confusion"]["matrix"]
     shown = [f"{name} {acc:.3f}" for name, acc in result["per_class_accuracy"].items() if acc is not None]
     click.echo("per class: " + ", ".join(shown))
     if len(names) <= 12:  # columns as wide as the counts, or the names up to 6 cells
-        width = max(max(len(str(v)) for row in matrix for v in row), min(max(map(_cells, names)), 6)) + 1
-        label = max(map(_cells, names))
+        width = max(max(len(str(v)) for row in matrix for v in row), min(max(map(cells, names)), 6)) + 1
+        label = max(map(cells, names))
         click.echo("confusion (rows: true class, columns: predicted):")
-        click.echo(" " * (label + 1) + "".join(_right(_cut(n, width - 1), width) for n in names))
+        click.echo(" " * (label + 1) + "".join(right(cut(n, width - 1), width) for n in names))
         for name, row in zip(names, matrix):
-            click.echo(_right(name, label) + " " + "".join(str(v).rjust(width) for v in row))
+            click.echo(right(name, label) + " " + "".join(str(v).rjust(width) for v in row))
         return
     pairs = sorted(((v, i, j) for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j and v),
                    reverse=True)[:5]
