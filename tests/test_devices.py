@@ -162,3 +162,25 @@ def test_a_batch_that_devices_cannot_share_equally_is_refused_before_training(ba
         placement.check_batch(batch_size)
     assert str(err.value) == (f"batch_size {batch_size} does not split evenly over the {len(names)} devices: "
                               f"choose a multiple of {len(names)}")
+
+
+@pytest.mark.slow  # two trainings in processes of their own (a process splits its CPU once): 20 s
+def test_two_devices_share_the_last_uneven_batch_of_every_split(tmp_path):
+    """51 training, 9 validation and 9 test images in batches of 14: the last batch of each (9
+    images) cannot be shared equally by two devices. It is padded with images of weight 0, so
+    every split's figures are those of its real images."""
+    import warm
+    from imagefolders import write
+
+    folder = write(tmp_path / "odd", {"train": 20, "test": 3}, sizes=((16, 16),), formats=("png",), channels=1)
+
+    def train(name: str, *extra: str) -> dict:
+        result = warm.run([sys.executable, "-m", "zoo", "train", "softmax", "--dataset", str(folder), "--data-dir",
+                           str(tmp_path / "tfds"), "--epochs", "2", "--batch-size", "14", "--val-split", "0.15",
+                           "--precision", "float32", "--run-dir", str(tmp_path / name), *extra], timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads((tmp_path / name / "metrics.json").read_text())
+
+    two, one = train("two", "--devices", "2"), train("one", "--devices", "cpu:0")
+    assert two["hardware"]["replicas"] == 2 and one["hardware"]["replicas"] == 1
+    assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 1 / 9  # a padded last batch weighs a little less

@@ -36,8 +36,9 @@ def load_splits(
         cache_dir=config.cache_dir,
         shuffle_buffer=shuffle_buffer,
         process=(cluster.process_id, cluster.num_processes) if cluster else (0, 1),
-        # JAX splits every batch evenly over a process's devices.
-        pad_to=len(placement.devices) if placement.backend == "jax" else 1,
+        # Every batch is split evenly over a process's devices: JAX's, and TensorFlow's replicas,
+        # which fail on a last batch they cannot share equally (9 test images on 2 devices).
+        pad_to=len(placement.devices) if placement.backend == "jax" or placement.replicas > 1 else 1,
     )
 
 
