@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -141,6 +142,17 @@ def test_the_same_command_samples_the_same_trials_and_rerunning_continues(study,
     assert [r["trial"] for r in more["trials"]] == [0, 1, 2]
     assert more["trials"][:2] == again["trials"]
     assert more["trials"][2]["params"] not in [r["params"] for r in again["trials"]]  # sampled anew
+
+
+def test_a_second_study_in_the_same_out_folder_is_refused_before_it_writes(study, tiny_data_dir):
+    """--out holds one study's trials/, trials.md and recipe: another model's study there would
+    number its trials over the first one's; it is refused, and the folder is left as it was."""
+    out, _ = study
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    with pytest.raises(zoo.ZooUsageError, match=rf"^--out {re.escape(str(out))} holds the study 'mlp-zoo_tiny' \(its "
+                                                r"trials, table and recipe\); the study 'softmax-zoo_tiny' needs a --out"):
+        zoo.tune("softmax", trials=1, out=out, data_dir=tiny_data_dir, verbose=False, **TINY)
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
 
 
 def test_a_study_of_another_model_or_space_under_the_same_name_is_refused(study, tiny_data_dir):

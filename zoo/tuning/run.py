@@ -47,7 +47,8 @@ def study_of(request: TuneRequest) -> optuna.Study:
     store = study_lib.storage(request.storage, request.out)
     return study_lib.open_study(request.study, store, request.identity(), seed=request.seed,
                                 worker=request.worker_index, pruner=request.pruner, epochs=request.epochs,
-                                budget=request.trials, settings=request.settings)
+                                budget=request.trials, settings=request.settings,
+                                out=request.out if request.storage is None else None)
 
 
 def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:

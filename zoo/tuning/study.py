@@ -116,10 +116,17 @@ def startup_trials(budget: int) -> int:
 
 
 def open_study(name: str, store: optuna.storages.BaseStorage, who: Mapping[str, Any], *, seed: int,
-               worker: int, pruner: str, epochs: int, budget: int, settings: Mapping[str, Any]) -> optuna.Study:
+               worker: int, pruner: str, epochs: int, budget: int, settings: Mapping[str, Any],
+               out: Path | None = None) -> optuna.Study:
     """Create the study or continue it; a study of this name that tunes something else is refused
-    (``settings``: the values the trials train with, for the fixed options ``who`` leaves out)."""
+    (``settings``: the values the trials train with, for the fixed options ``who`` leaves out).
+    ``out``: the folder whose journal ``store`` is, which holds one study's trials, table and
+    recipe: a journal there of another study is refused before anything is written."""
     try:
+        others = sorted(set(optuna.get_all_study_names(store)) - {name}) if out is not None else []
+        if others:
+            raise ZooUsageError(f"--out {out} holds the study '{others[0]}' (its trials, table and recipe); "
+                                f"the study '{name}' needs a --out folder of its own")
         study = optuna.create_study(
             study_name=name, storage=store, direction="maximize", load_if_exists=True,
             pruner=_pruner(pruner, epochs),
