@@ -228,6 +228,7 @@ BAD_INPUTS = [
     (["train", "softmax", "--recipe", "{zero_epochs}"], 2, "zero-epochs.json: epochs must be between 1 and 1000000"),
     (["evaluate", "{no_test}", "--split", "test"], 2, "dataset 'zoo_tiny_no_test' has no split 'test'"),
     (["evaluate", "{no_test}", "--split", "train[abc]"], 2, "bad split 'train[abc]'"),
+    (["evaluate", "{no_test}", "--split", "train[5:2]"], 2, "bad split 'train[5:2]' of 'zoo_tiny_no_test': it has no examples"),
     (["export", "{no_test}", "{a_file}"], 2, "exists and is not a directory"),
     (["evaluate", "{bad_model}"], 1, "cannot load"),
     (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
