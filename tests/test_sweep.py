@@ -163,6 +163,18 @@ def test_bench_sweep_bad_input(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_second_run_after_one_from_runs_is_told_to_repeat_the_flag(tmp_path):
+    for name in ("r1", "r2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    result = CliRunner().invoke(main, ["bench", "--from-runs", str(tmp_path / "r1"), str(tmp_path / "r2"),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'r2'} is a run directory given as a MODEL: repeat --from-runs for each run "
+        f"(--from-runs A --from-runs B)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_of_a_folder_without_records(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--report", str(tmp_path)])
     assert result.exit_code == 2 and f"{tmp_path} holds no benchmark records (no results.jsonl)" in result.stderr

@@ -150,6 +150,10 @@ def _presets_only(ctx: click.Context, models, hp, recipe, from_runs, show_plan, 
 
 def _runs_only(models, hp, recipe, show_plan, shard, ray) -> None:
     """Refuse --from-runs with what would train, or run elsewhere."""
+    runs = [m for m in models if (Path(m) / "config.json").is_file()]
+    if runs:  # `--from-runs A B`: B came as a MODEL
+        raise ZooUsageError(f"{runs[0]} is a run directory given as a MODEL: repeat --from-runs for each run "
+                            f"(--from-runs A --from-runs B)")
     if models or hp or recipe:
         raise ZooUsageError("--from-runs measures finished runs as they are; give no MODELS, --hp or training "
                             "options with it")
