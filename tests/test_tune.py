@@ -238,6 +238,14 @@ def test_the_pruner_stops_a_trial_between_epochs_and_never_after_the_last():
     assert last.trial.storage.get_trial(last.trial._trial_id).intermediate_values == {3: 0.5}
 
 
+def test_a_space_range_given_as_a_tuple_is_one_line(tiny_data_dir, tmp_path):
+    with pytest.raises(zoo.ZooUsageError, match=r"^space 'learning_rate': a range is text, such as 'log\(1e-4,1e-2\)', .*"
+                                                r"received tuple \(0.1, 0.2\)$"):
+        zoo.tune("softmax", trials=1, out=tmp_path / "t", space={"learning_rate": (0.1, 0.2)},
+                 data_dir=tiny_data_dir, **TINY)
+    assert not (tmp_path / "t").exists()
+
+
 def test_the_default_space_follows_the_builders_recipe_and_types():
     import registry
     from zoo.tuning import space

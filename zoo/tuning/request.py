@@ -85,6 +85,10 @@ def resolve(
     out = Path(out).expanduser().resolve()
     files.check_creatable(out, "--out folder")
     given = dict(space or {})
+    for key, text in given.items():
+        if not isinstance(key, str) or not isinstance(text, str):
+            raise ZooUsageError(f"space {key!r}: a range is text, such as 'log(1e-4,1e-2)', 'uniform(0.0,0.5)', "
+                                f"'int(16,64)' or 'choice(adam,sgd)', received {type(text).__name__} {text!r}")
     both = [k for k in given if options.get(k) is not None]
     if both:
         raise ZooUsageError(f"--space {both[0]}=... and --{both[0].replace('_', '-')} both given: search it or fix it")
