@@ -51,6 +51,7 @@ SMALL_SPACE = {"units": "choice((8,8,8),(16,16,16))", "learning_rate": "log(1e-3
     (["--trials", "2", "--shard", "3/2"], "--shard expects I/N"),
     (["--trials", "2", "--storage", "postgresql://zoo@127.0.0.1:1/zoo"], "cannot use the storage 127.0.0.1:1/zoo"),
     (["--trials", "2", "--storage", "{text file}"], "is not an Optuna journal"),
+    (["--trials", "2", "--storage", "sqlite:/tmp/x.db"], "sqlite:/tmp/x.db is neither a database URL (SCHEME://..."),
     (["--trials", "2", "--study", " "], "--study needs a name"),
     (["--trials", "2", "--space", "epochs=int(1,3)"], "set it with --epochs"),
 ])
@@ -184,7 +185,8 @@ def test_a_trial_its_worker_never_claimed_is_waited_for_and_run_again(tiny_data_
     """A worker killed between asking for a trial and claiming it leaves a running trial that no
     process owns. A worker that finds the budget taken by it waits, rather than ending the study a
     trial short: after GRACE the trial is judged lost and run again there."""
-    from zoo.tuning import run, study as study_lib
+    from zoo.tuning import run
+    from zoo.tuning import study as study_lib
     from zoo.tuning.request import resolve
 
     monkeypatch.setattr(study_lib, "GRACE", 3)

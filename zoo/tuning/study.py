@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -48,9 +49,15 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 
+DATABASE = re.compile(r"(sqlite|postgres(ql)?|mysql|mariadb|oracle|mssql)(\+\w+)?:", re.IGNORECASE)
+
+
 def storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     """Optuna's journal in ``out`` (None), a journal file (a path), or a database URL."""
     try:
+        if url is not None and "://" not in url and DATABASE.match(url):  # sqlite:/x.db: not a file name
+            raise ZooUsageError(f"{url} is neither a database URL (SCHEME://..., e.g. sqlite:///path/to/file.db or "
+                                f"postgresql://user@host/db) nor a journal file")
         if url is None or "://" not in url:
             path = out / JOURNAL if url is None else Path(url).expanduser().resolve()
             if path.is_dir():
