@@ -21,7 +21,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "format-v0" / "bench" / "results.
 def record(seed: int = 0, accuracy: float = 0.9, **changes) -> dict:
     """A full record of the current format (the old fixture's, migrated), with ``changes``."""
     base = formats.read(formats.BENCH_RECORD, json.loads(FIXTURE.read_text()), str(FIXTURE))
-    return {**copy.deepcopy(base), "seed": seed, "test_accuracy": accuracy, **changes}
+    return {**copy.deepcopy(base), "seed": seed, "test_accuracy": accuracy, "run_dir": f"/runs/softmax-seed{seed}",
+            **changes}
 
 
 def table_row(md: str) -> str:
@@ -88,3 +89,12 @@ def test_the_plot_labels_several_ticks_on_each_log_axis(seconds, params):
         assert 3 <= len(labels) <= 7 and len(set(labels)) == len(labels), labels
         assert all(re.fullmatch(r"\d+(\.\d+)?[kM]?", label) for label in labels), labels
     plt.close(fig)
+
+
+def test_a_run_measured_again_counts_once_and_a_fine_tuned_one_stands_apart(tmp_path):
+    again = record(0, 0.95)  # the same run directory as record(0): measured again, for more formats
+    tuned = record(2, 0.97, run_dir="/runs/ft", init={"preset": "softmax.mnist", "digest": "sha256:ab", "freeze": "all"})
+    rows = reports.leaderboard([record(0, 0.9), record(1, 0.92), again, tuned])
+    assert [(r["model"], r["seeds"], round(r["acc_mean"], 3)) for r in rows] == [
+        ("softmax batch_size=32 learning_rate=0.05 (from softmax.mnist, frozen all)", 1, 0.97),
+        ("softmax batch_size=32 learning_rate=0.05", 2, 0.935)]

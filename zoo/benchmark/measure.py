@@ -76,6 +76,8 @@ def measure(run_dir: Path, export_dir: Path, request: ExportRequest = SAVED_MODE
         "recipe_changed": _recipe_changed(config, record_json["model"]),
         # The recipe file the run followed (a study's best trial: its tuning provenance), or None.
         "recipe_file": record_json.get("recipe_file"),
+        # Fine-tuned: the preset its weights started from (None: random weights).
+        "init": record_json.get("init"),
         "dataset": dataset_label(info),
         "dataset_version": info["version"],
         # Which images exactly, for a folder (path, files per split and class, fingerprint).

@@ -46,9 +46,13 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (± std) over seeds per model and setting: the untuned rows, best test accuracy first,
     then the tuned ones of each tuning budget (:func:`sections`), best first."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
+    latest = {_measured(r): r for r in records}  # a run or preset measured again (more formats): once
+    for r in latest.values():
         changed = settings_text({**r["hparams_set"], **r["recipe_changed"]})
         label = f"{r['model']} {changed}" if changed else r["model"]
+        init = r.get("init") or {}
+        if init:  # fine-tuned: never averaged with runs from random weights, nor from another preset
+            label += f" (from {init['preset']}{', frozen ' + str(init['freeze']) if init.get('freeze') else ''})"
         if r.get("preset"):  # measured as published, never averaged with trained runs (nor another digest)
             label = preset_label(r["preset"], r["model"])
         recipe = r.get("recipe_file") or {}
@@ -57,9 +61,9 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Precisions, devices and input paths apart: their speeds (and accuracies) are not the
         # same measurement.
         setup = hardware_label(r["hardware"], r["input"])
-        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup, recipe.get("sha256"))].append(r)
+        groups[(label, r["dataset"], r["epochs"], r["batch_size"], setup, recipe.get("sha256"), init.get("digest"))].append(r)
     rows = []
-    for (label, dataset, epochs, batch, hardware, _), rs in groups.items():
+    for (label, dataset, epochs, batch, hardware, *_), rs in groups.items():
         acc = [r["test_accuracy"] for r in rs if r["test_accuracy"] is not None]
         rows.append({
             "model": label,
@@ -78,6 +82,14 @@ def leaderboard(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             **tuning(rs[0]),
         })
     return sorted(rows, key=lambda r: (r["budget"] or 0, -r["acc_mean"]))
+
+
+def _measured(record: dict[str, Any]) -> Any:
+    """What a record measured: its run directory, or a preset (its digest) on a dataset."""
+    if record.get("run_dir"):
+        return record["run_dir"]
+    preset = record.get("preset") or {}
+    return (preset["digest"], record["dataset"]) if preset.get("digest") else id(record)
 
 
 def tuning(record: dict[str, Any]) -> dict[str, Any]:
@@ -221,9 +233,9 @@ def _table(rows: Sequence[dict[str, Any]], groups: Sequence[str], start: int, tu
 
 
 LEGEND = """Columns: **#** rank, best test accuracy first. **model** the model and what differs from its \
-recipe. **precision, devices, input** how it computed and whether training read the data from memory \
+recipe ("from PRESET": fine-tuned from that preset). **precision, devices, input** how it computed and whether training read the data from memory \
 or streamed it. **dataset**, **epochs** as trained. **seeds** how many runs (one per seed) the row \
-averages; every figure is their mean. **test accuracy** on the test split, ± the standard deviation \
+averages (a run measured again counts once, with its newest record); every figure is their mean. **test accuracy** on the test split, ± the standard deviation \
 over seeds (shown from two seeds on). **train s** seconds of training, evaluation excluded. \
 **train ex/s** training examples per second in steady state. **params** the model's parameters. \
 **MFLOPs/ex** millions of floating-point operations of one forward pass per example. \
