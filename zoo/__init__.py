@@ -358,7 +358,8 @@ def preset(name: str | os.PathLike):
 @_checked
 def evaluate_preset(name: str | os.PathLike, split: str | None = None) -> dict[str, Any]:
     """``zoo evaluate PRESET``: loss, accuracy (beside the published one), accuracy per class and
-    the confusion matrix of a preset on its dataset; nothing is written."""
+    the confusion matrix of a preset on its dataset; nothing is written to the preset (its dataset is
+    prepared where TFDS keeps datasets, ``TFDS_DATA_DIR``)."""
     from .compute.backend import import_tensorflow
 
     found = preset(name)
