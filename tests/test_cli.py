@@ -370,3 +370,19 @@ def test_the_confusion_matrix_lines_up_wide_and_long_class_names(capsys):
     assert len({cells(line) for line in (header, *rows)}) == 1  # every line as wide on a terminal
     assert header.split() == ["犬", "猫猫猫", "ç", "circle"]  # names up to 6 cells, not cut to the counts' 2
     assert [row.split()[0] for row in rows] == names
+
+
+@pytest.mark.parametrize("command, says", [("bench", "continues the sweep"), ("tune", "continues the study")])
+def test_ctrl_c_of_a_sweep_or_a_study_says_the_same_command_continues(command, says, tiny_data_dir, monkeypatch, tmp_path):
+    from zoo.benchmark import sweep
+    from zoo.tuning import run as tuning_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "training_jobs", interrupted)  # as if Ctrl-C came while it ran
+    monkeypatch.setattr(tuning_run, "work", interrupted)
+    result = zoo_cli(command, "softmax", "--dataset", "zoo_tiny", "--data-dir", tiny_data_dir, "--out", str(tmp_path / "out"),
+                     *(["--trials", "1"] if command == "tune" else []))
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1].startswith(f"interrupted: the same command {says}")

@@ -41,6 +41,12 @@ _USAGE_ERRORS = (
 
 # Click 8.2+ raises this for a bare `zoo`; older versions print the help and exit by themselves.
 _NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+# After Ctrl-C, what running the same command again does (zoo train prints its own resume command).
+CONTINUES = {
+    "bench": "the same command continues the sweep: recorded jobs are kept, and an interrupted job's run "
+             "resumes after its last finished epoch",
+    "tune": "the same command continues the study: finished trials are kept, and the interrupted one runs again",
+}
 
 
 class _ZooGroup(click.Group):
@@ -88,6 +94,12 @@ class _ZooGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
+        except KeyboardInterrupt:  # Ctrl-C: what the same command does next, where it is not obvious
+            again = CONTINUES.get(ctx.invoked_subcommand or "")
+            if again is None:
+                raise
+            click.echo(f"interrupted: {again}", err=True)
+            sys.exit(130)
         except _USAGE_ERRORS as exc:
             raise click.UsageError(_cli_words(str(exc), self._subcommand(ctx))) from None
         except (ZooError, registry.RegistryError) as exc:
