@@ -61,7 +61,7 @@ def test_a_script_sees_no_tensorflow_log_lines(call, tiny_data_dir, tmp_path):
 def test_a_script_using_a_run_sees_no_tensorflow_log_lines(tiny_data_dir, tmp_path):
     zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, run_dir=tmp_path / "run", verbose=0)
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_TF_LOGS")}
-    for call in ("run.model()", "run.evaluate()", "run.export(OUT)"):  # each the first to load TensorFlow
+    for call in ("run.model()", "run.evaluate()", "run.export(OUT)", "run.publish(OUT + '-presets', license='MIT')"):
         code = f"import zoo\nOUT = {str(tmp_path / 'exports')!r}\nrun = zoo.Run.open({str(tmp_path / 'run')!r})\n{call}\n"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
                                 check=False)

@@ -12,6 +12,7 @@ Run directory::
     tensorboard/  TensorBoard logs
     backup/       the last finished epoch's state, for resuming (removed when the run completes)
     failed.json   why training stopped, if it did (a non-finite loss)
+    pruned.json   why a tuning trial's pruner stopped it
     error.log     tracebacks of unexpected errors
     .lock         locked by the one process that writes the run
 
@@ -46,17 +47,10 @@ from .errors import RunLockedError, ZooError, ZooUsageError, first_line
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
 CURVES, TENSORBOARD, BACKUP = "curves.png", "tensorboard", "backup"
 FAILED, PRUNED, ERROR_LOG, LOCK_FILE = "failed.json", "pruned.json", "error.log", ".lock"
-HISTORY_FIELDS = (
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "train_seconds",  # the training part of the epoch
-    "val_seconds",  # its validation
-    "examples_per_second",  # training examples per training second
-)
+# train_seconds: the training part of the epoch, val_seconds its validation; examples_per_second:
+# training examples per training second.
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "train_seconds",
+                  "val_seconds", "examples_per_second")
 
 
 @contextmanager
@@ -111,8 +105,7 @@ LATEST = "latest"  # a RUN_DIR argument meaning the newest run under ./runs
 
 
 def find_runs(folder: str | os.PathLike = DEFAULT_RUNS) -> list[Run]:
-    """The run directories in ``folder`` (itself, its folders, and theirs: a bench's ``runs/``),
-    newest first."""
+    """The run directories in ``folder`` (itself, its folders and theirs: a bench's ``runs/``), newest first."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ZooUsageError(f"{root} is not a folder")
@@ -133,8 +126,7 @@ def summaries(folder: str | os.PathLike = DEFAULT_RUNS) -> list[dict[str, Any]]:
 
 
 def named_run(text: str | os.PathLike) -> Path:
-    """A RUN_DIR as given, where ``latest`` is the newest run under ./runs (unless a folder of
-    that name exists here)."""
+    """A RUN_DIR as given; ``latest``: the newest run under ./runs (unless such a folder exists here)."""
     path = Path(text).expanduser()
     if str(text) != LATEST or path.exists():
         return path
@@ -161,7 +153,6 @@ def _evaluation():
 
     import_tensorflow()
     from . import evaluation
-
     return evaluation
 
 
@@ -279,18 +270,14 @@ class Run:
 
     def model(self):
         """The trained ``keras.Model``, loaded in safe mode (imports the model's plugin first)."""
-        evaluation = _evaluation()
-
-        return evaluation.load_model(self)
+        return _evaluation().load_model(self)
 
     @checked
     def evaluate(self, split: str | None = None) -> dict[str, Any]:
         """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
         dataset (default: test, or the held-out validation slice without one); also written to
         eval-<split>.json and confusion-<split>.png."""
-        evaluation = _evaluation()
-
-        return evaluation.evaluate(self, split)
+        return _evaluation().evaluate(self, split)
 
     @checked
     def export(self, export_base: str | os.PathLike, *, formats: str | Iterable[str] | None = None,
@@ -303,16 +290,15 @@ class Run:
         from .export.request import resolve
 
         request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
-        evaluation = _evaluation()
-
-        return evaluation.export(self, export_base, request)
+        return _evaluation().export(self, export_base, request)
 
     @checked
     def publish(self, dest: str | os.PathLike, *, license: str, name: str | None = None,
                 dataset_terms: str | None = None):
         """Publish the finished run as the preset ``dest/name`` (default name ``model.dataset``):
         its model is reloaded and re-evaluated first; returns the :class:`zoo.presets.store.Preset`."""
-        from .presets import publish  # imports TensorFlow
+        _evaluation()  # TensorFlow, quietly, before publish imports it
+        from .presets import publish
 
         return publish.publish(self, dest, license=license, name=name, dataset_terms=dataset_terms)
 
