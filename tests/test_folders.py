@@ -392,7 +392,7 @@ def test_bench_on_a_folder_records_which_images_it_used(installed, split_folder,
 
 
 @pytest.mark.slow
-def test_evaluating_after_the_images_changed_says_so(installed, tmp_path):
+def test_a_run_whose_images_changed_or_moved_says_so_and_still_exports(installed, tmp_path):
     folder = write(tmp_path / "pets", {"train": 10, "test": 3})
     run = tmp_path / "run"
     trained = _zoo("train", "softmax", "--dataset", str(folder), "--epochs", "1",
@@ -406,6 +406,21 @@ def test_evaluating_after_the_images_changed_says_so(installed, tmp_path):
     assert f"note: the images changed since this run trained (fingerprint {before}, now {now})" in evaluated.stdout
     result = json.loads((run / "eval-test.json").read_text())
     assert (result["trained_on_fingerprint"], result["fingerprint"]) == (before, now)
+
+    # The folder moved away (or the run was copied to a server): evaluating needs the images, a
+    # quantized export too (its accuracy is measured on them); a plain export compares on random ones.
+    folder.rename(tmp_path / "moved")
+    gone = f"dataset folder {folder} does not exist"
+    evaluated = _zoo("evaluate", str(run))
+    assert evaluated.returncode == 2 and evaluated.stderr.strip() == f"Error: {gone}", evaluated.stderr
+    quantized = _zoo("export", str(run), str(tmp_path / "exports"), "--format", "litert", "--quantize", "float16")
+    assert quantized.returncode == 2, quantized.stderr
+    assert quantized.stderr.strip() == f"Error: --quantize float16 measures the quantized file on the run's own images: {gone}"
+    exported = _zoo("export", str(run), str(tmp_path / "exports"))
+    assert exported.returncode == 0, exported.stderr
+    assert f"note: compared on random images, not test images: {gone}" in exported.stdout
+    assert "compared on 64 images: max abs diff" in exported.stdout
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["1"]
 
 
 @pytest.mark.slow

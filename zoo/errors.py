@@ -13,6 +13,11 @@ class ZooUsageError(ZooError):
     """The user asked for something that cannot be (exit code 2): a bad option, a missing split."""
 
 
+class DatasetNotHereError(ZooUsageError):
+    """A dataset is not on this machine and cannot be made here: its folder is gone, or TFDS has
+    not prepared it and cannot download it."""
+
+
 class RunLockedError(ZooUsageError):
     """Another process is writing the run directory (it holds the run's lock)."""
 

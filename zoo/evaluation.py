@@ -6,6 +6,7 @@ this module loads TensorFlow and a run directory is opened without it).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -23,7 +24,7 @@ from .export.request import ExportRequest
 from . import files
 from .compute import devices
 from .data import catalog, folders, pipeline
-from .errors import ZooError, first_line
+from .errors import DatasetNotHereError, ZooError, first_line
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -143,12 +144,7 @@ def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | No
     config, info = run.config, run.dataset
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
-        # Compare on real images the model never trained on.
-        images = pipeline.sample_images(
-            config.dataset,
-            info["test_split"] or info["validation_split"],
-            **config.dataset_options(),
-        )
+        images, not_here = _check_images(config, info, request.quantize if request else None)
         metadata = {
             "model": config.model,
             "precision": config.precision,
@@ -161,7 +157,7 @@ def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | No
         source = info["source"] or {}
         if source:
             metadata["dataset_source"] = source
-        return export_lib.export_model(
+        result = export_lib.export_model(
             model, export_base, check_images=images, metadata=metadata,
             tolerance=export_lib.TOLERANCE[config.precision],
             # Trained on a folder's images: serve images of any size and colour, converted and
@@ -170,6 +166,24 @@ def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | No
             class_names=info["class_names"], request=request,
             data=export_lib.RunData(config, info, (run.metrics or {}).get("test_accuracy")),
         )
+    return dataclasses.replace(result, random_because=not_here)
+
+
+def _check_images(config, info: dict[str, Any], quantize: str | None) -> tuple[np.ndarray, str]:
+    """The images an export is compared on, and why they are random ("" when they are not): the
+    run's test images (images the model never trained on) where its dataset is on this machine;
+    otherwise random images of its input shape, since any images show that a format computes what
+    Keras does. A run copied without its data exports all the same, unless ``quantize`` asks for a
+    file whose accuracy (and int8's calibration) needs the run's own images."""
+    try:
+        return pipeline.sample_images(config.dataset, info["test_split"] or info["validation_split"],
+                                      **config.dataset_options()), ""
+    except DatasetNotHereError as exc:
+        if quantize:
+            raise DatasetNotHereError(f"`quantize` {quantize} measures the quantized file on the run's own "
+                                      f"images: {first_line(exc)}") from None
+        shape = tuple(info["input_shape"])
+        return np.random.default_rng(0).integers(0, 256, (64, *shape), dtype=np.uint8), first_line(exc)
 
 
 def load_model(run: Run) -> keras.Model:

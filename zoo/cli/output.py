@@ -27,6 +27,8 @@ def echo_export(result) -> None:
         f"{result.examples_compared} images: max abs diff {result.max_abs_diff:.3g} "
         f"(tolerance {result.tolerance:g})"
     )
+    if result.random_because:
+        click.echo(f"note: compared on random images, not test images: {result.random_because}")
     click.echo(f"serving_default takes {result.accepts}; returns probabilities, class_id, class_name")
     for name, info in (result.formats or {}).items():  # each other format: its file and its check
         click.echo(f"{name}: {result.path / info['file']} ({info['bytes']:,} bytes); {info['check']}")

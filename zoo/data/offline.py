@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import tensorflow_datasets as tfds
 
 from .. import files
-from ..errors import ZooError, ZooUsageError
+from ..errors import DatasetNotHereError, ZooUsageError
 
 
 def check_preparable(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
@@ -36,7 +36,7 @@ def check_preparable(builder: tfds.core.DatasetBuilder, manual_dir: str | None) 
     if missing and not _can_reach(builder):
         names = ", ".join(missing)
         where = f"`manual_dir` {manual_dir} lacks {names}" if manual_dir else f"it needs {names}"
-        raise ZooError(
+        raise DatasetNotHereError(
             f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
             f"(no network); {where}. Pass `manual_dir` with those files (or set "
             f"ZOO_MANUAL_DIR), or `data_dir` where it is already prepared"

@@ -49,6 +49,7 @@ class ExportResult:
     accepts: str = ""  # what the signature takes, in words (see :func:`accepted_input`)
     formats: dict[str, dict[str, Any]] | None = None  # each other format's file and its check
     any_size: bool = False  # the SavedModel takes images of any size (each other format says if it does)
+    random_because: str = ""  # why the images compared were random, not the run's test images
 
 
 def export_model(
