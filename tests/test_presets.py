@@ -248,3 +248,18 @@ def test_two_packages_shipping_one_name_is_an_error_and_dist_name_chooses(tiny, 
     assert set(rows) == {"twin-a:mlp.tiny", "twin-b:mlp.tiny"}
     assert one_line_error(zoo_cli("evaluate", "twin-c:mlp.tiny")) == (
         "Error: no installed distribution 'twin-c' ships a preset 'mlp.tiny'")
+
+
+def test_evaluate_finds_the_dataset_where_data_dir_says(tiny, tmp_path, monkeypatch):
+    """A run or a preset evaluated on a machine whose datasets live elsewhere: ``--data-dir`` is
+    where the dataset is looked for, and prepared when it is not there yet."""
+    run, preset = tiny
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    for target, where in ((str(preset.path), tmp_path / "for-preset"), (str(run.path), tmp_path / "for-run")):
+        result = zoo_cli("evaluate", target, "--data-dir", str(where))
+        assert result.exit_code == 0, result.output
+        assert f"prepared zoo_tiny in {where / 'zoo_tiny'}" in result.output and (where / "zoo_tiny").is_dir()
+        expected = preset.record["metrics"]["test_accuracy"] if target == str(preset.path) else run.metrics["test_accuracy"]
+        assert f"\ntest: accuracy {expected:.4f}, " in result.output, result.output
+    assert one_line_error(zoo_cli("evaluate", str(run.path), "--data-dir", str(run.path / "config.json"))).startswith(
+        "Error: Invalid value for '--data-dir'")

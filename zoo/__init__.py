@@ -356,17 +356,18 @@ def preset(name: str | os.PathLike):
 
 
 @_checked
-def evaluate_preset(name: str | os.PathLike, split: str | None = None) -> dict[str, Any]:
+def evaluate_preset(name: str | os.PathLike, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
+                    manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """``zoo evaluate PRESET``: loss, accuracy (beside the published one), accuracy per class and
     the confusion matrix of a preset on its dataset; nothing is written to the preset (its dataset is
-    prepared where TFDS keeps datasets, ``TFDS_DATA_DIR``)."""
+    prepared in ``data_dir``, default where TFDS keeps datasets, ``TFDS_DATA_DIR``)."""
     from .compute.backend import import_tensorflow
 
     found = preset(name)
     import_tensorflow()
     from .presets import use
 
-    return use.evaluate(found, split)
+    return use.evaluate(found, split, data_dir=data_dir, manual_dir=manual_dir)
 
 
 @_checked

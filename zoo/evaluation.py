@@ -31,19 +31,21 @@ if TYPE_CHECKING:
     from .runs import Run
 
 
-def evaluate(run: Run, split: str | None = None) -> dict[str, Any]:
+def evaluate(run: Run, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
+             manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset: loss, accuracy, accuracy per class
     and the confusion matrix; writes eval-<split>.json and confusion-<split>.png.
 
     ``split`` None: the test split, or the run's held-out validation slice when the dataset has no
     test split; ``validation`` on a dataset without a validation split is that slice too (the
-    result's ``note`` says so)."""
+    result's ``note`` says so). ``data_dir``, ``manual_dir``: where the dataset is, when not
+    where the run trained."""
     config = run.config
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)  # a run that cannot be loaded says so first
         info = run.dataset
         split, note = _split(run, split)
-        ds = pipeline.load_split(config.dataset, split, **config.dataset_options())
+        ds = pipeline.load_split(config.dataset, split, **dataset_options(config, data_dir, manual_dir))
         loss, accuracy = test_metrics(plain_compiled(model), ds)
         matrix = confusion_matrix(model, ds, info["num_classes"])
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
@@ -57,6 +59,12 @@ def evaluate(run: Run, split: str | None = None) -> dict[str, Any]:
         run.write_json(f"eval-{name}.json", result)
         plot_confusion(matrix, info["class_names"], run.file(f"confusion-{name}.png"), f"{info['name']} {split}")
     return result
+
+
+def dataset_options(config, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """``config``'s dataset options, with where the dataset is on this machine where given."""
+    given = {"data_dir": data_dir, "manual_dir": manual_dir}
+    return {**config.dataset_options(), **{k: str(files.given(v, k.replace("_", " "))) for k, v in given.items() if v is not None}}
 
 
 def _file_name(run: Run, split: str) -> str:

@@ -273,11 +273,13 @@ class Run:
         return _evaluation().load_model(self)
 
     @checked
-    def evaluate(self, split: str | None = None) -> dict[str, Any]:
+    def evaluate(self, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
+                 manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
         dataset (default: test, or the held-out validation slice without one); also written to
-        eval-<split>.json and confusion-<split>.png."""
-        return _evaluation().evaluate(self, split)
+        eval-<split>.json and confusion-<split>.png. ``data_dir``, ``manual_dir``: where the
+        dataset is on this machine, when not where the run trained."""
+        return _evaluation().evaluate(self, split, data_dir=data_dir, manual_dir=manual_dir)
 
     @checked
     def export(self, export_base: str | os.PathLike, *, formats: str | Iterable[str] | None = None,

@@ -24,19 +24,27 @@ from .presets import open_target
 @click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.option("--split", help="A TFDS split or slice, e.g. test, validation or train[:1000]. [default: test, or "
                               "the run's held-out validation slice for a dataset without one]")
+@click.option("--data-dir", type=click.Path(file_okay=False, resolve_path=True),
+              help="Where TFDS keeps the dataset prepared. [default: where the run trained; for a preset "
+                   "TFDS_DATA_DIR or TFDS's own]")
+@click.option("--manual-dir", type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="Folder with the dataset's downloaded files, to prepare it offline. [default: the run's; "
+                   "for a preset ZOO_MANUAL_DIR]")
 @click.pass_context
-def evaluate(ctx: click.Context, target: str, split: str | None) -> None:
+def evaluate(ctx: click.Context, target: str, split: str | None, data_dir: str | None,
+             manual_dir: str | None) -> None:
     """Evaluate a finished run's model, or a preset, on a split of its dataset: accuracy, loss,
     accuracy per class and the confusion matrix (for a run also in eval-SPLIT.json and
     confusion-SPLIT.png; a preset's folder is never written)."""
     preset = open_target(ctx, target)
     backend_lib.import_tensorflow()
+    where = {"data_dir": data_dir, "manual_dir": manual_dir}
     if preset is not None:
         from ..presets import use
 
-        result = use.evaluate(preset, split)
+        result = use.evaluate(preset, split, **where)
     else:
-        result = Run.open(ctx.meta[RUN_DIR_KEY]).evaluate(split)
+        result = Run.open(ctx.meta[RUN_DIR_KEY]).evaluate(split, **where)
     if "note" in result:
         click.echo(result["note"])
     click.echo(f"{result['split']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}"

@@ -53,9 +53,11 @@ def model(preset: Preset):
     return built
 
 
-def evaluate(preset: Preset, split: str | None = None) -> dict[str, Any]:
+def evaluate(preset: Preset, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
+             manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Loss, accuracy, accuracy per class and the confusion matrix of the preset on a split of its
-    dataset (default: the split it was published with), beside the accuracy it was published with."""
+    dataset (default: the split it was published with), beside the accuracy it was published with.
+    ``data_dir``, ``manual_dir``: where the dataset is (default TFDS_DATA_DIR, ZOO_MANUAL_DIR)."""
     cfg, record = config(preset), preset.record
     metrics = record.get("metrics") or {}
     split = split or metrics.get("split") or record["dataset"].get("test_split")
@@ -63,7 +65,7 @@ def evaluate(preset: Preset, split: str | None = None) -> dict[str, Any]:
         raise ZooUsageError(f"preset {preset.name} names no split to evaluate on: give one (--split)")
     built = model(preset)
     try:
-        ds = pipeline.load_split(cfg.dataset, split, **cfg.dataset_options())
+        ds = pipeline.load_split(cfg.dataset, split, **evaluation.dataset_options(cfg, data_dir, manual_dir))
     except FileNotFoundError as exc:
         raise ZooUsageError(f"preset {preset.name}: its dataset {cfg.dataset} is not here ({exc})") from None
     loss, accuracy = evaluation.test_metrics(evaluation.plain_compiled(built), ds)
