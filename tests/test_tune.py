@@ -417,3 +417,21 @@ def test_two_ray_workers_share_one_budget_through_postgresql(postgres, mnist_dat
     check_shared_budget([result], trials_of(out, postgres))
     assert "2 workers on Ray (on this machine) finished" in result.stdout
     assert not (out / "study.journal").exists()
+
+
+def test_trials_hide_tensorflows_retracing_warning_and_nothing_else(caplog):
+    """Each trial traces Keras' train function of its own model, which TensorFlow counts as one
+    function retraced ("5 out of the last 6 calls ... triggered tf.function retracing"): noise in
+    every study's output. Other TensorFlow warnings still show, and the filter ends with the trial."""
+    import logging
+
+    from zoo.compute import backend
+
+    logger = logging.getLogger("tensorflow")
+    retracing = "5 out of the last 6 calls to <function f> triggered tf.function retracing. Tracing is expensive"
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        with backend.quiet_retracing():
+            logger.warning(retracing)
+            logger.warning("some other warning")
+        logger.warning(retracing)
+    assert [r.getMessage() for r in caplog.records] == ["some other warning", retracing]

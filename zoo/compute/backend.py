@@ -10,6 +10,7 @@ check of the loss) is asked through this module.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -85,6 +86,24 @@ def quiet_cpp():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class _NotRetracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_retracing():
+    """Hide TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning
+    meanwhile: trials that each train a model of their own in one process trace Keras' train
+    function once each, which TensorFlow counts as retracing one function."""
+    logger, hush = logging.getLogger("tensorflow"), _NotRetracing()
+    logger.addFilter(hush)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hush)
 
 
 def _own_log_level() -> bool:

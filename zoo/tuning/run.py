@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import registry
 
 from .. import files, plan
+from ..compute import backend
 from ..errors import ZooError
 from ..runs import PRUNED, Run
 from ..training import runner
@@ -78,7 +79,8 @@ def work(request: TuneRequest, say: Callable[[str], None]) -> optuna.Study:
             trial.set_user_attr(study_lib.SURPLUS, True)
             study.tell(trial, state=TrialState.FAIL)
             continue
-        _run_trial(request, study, trial, say)
+        with backend.quiet_retracing():
+            _run_trial(request, study, trial, say)
 
 
 def _run_trial(request: TuneRequest, study: optuna.Study, trial: optuna.Trial, say: Callable[[str], None]) -> None:
