@@ -115,6 +115,12 @@ CASES = [
     (["evaluate", "{bad_model}"], 1, "model.keras: it is not a .keras (zip) file; damaged or cut short"),
     (["evaluate", "{bad_config}"], 1, "is corrupted or not a zoo config"),
     (["export", "{no_model}", "{export}"], 2, "has no model.keras"),
+    # An export base is a folder of versions of its own: nothing published or recorded is written
+    (["train", "softmax", "--export", "{a_version}"], 2, "{a_version} is a published SavedModel version, never written again"),
+    (["export", "cnn.mnist", "{a_version}/variables"], 2, "is inside {a_version}, a published SavedModel version"),
+    (["export", "cnn.mnist", "{a_preset}"], 2, "export base {a_preset} is a preset, never written"),
+    (["export", "cnn.mnist", "{finished}"], 2, "export base {finished} is a run directory: give a folder of its own"),
+    (["train", "softmax", "--run-dir", "{run}", "--export", "{run}"], 2, "is the run directory: give a folder of its own"),
 ]
 
 
@@ -134,6 +140,11 @@ def places(mnist_data_dir, tmp_path_factory) -> dict[str, str]:
         (root / name).mkdir()
         (root / name / "config.json").write_text(json.dumps(config))
     (root / "finished" / "metrics.json").write_text("{}")
+    (root / "finished" / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    (root / "a_version" / "variables").mkdir(parents=True)
+    (root / "a_version" / "saved_model.pb").write_bytes(b"published")
+    (root / "a_preset").mkdir()
+    (root / "a_preset" / "preset.json").write_text("{}")
     (root / "bad_model" / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
     (root / "bad_config" / "config.json").write_text('{"config": {"model": "mlp", "epochs": "many"}}')
     return {p.name: str(p) for p in root.iterdir()}

@@ -29,6 +29,7 @@ from .compute import multihost
 from .config import RunConfig
 from .data.folders import folder_text
 from .errors import ZooUsageError
+from .export.base import check as check_export_base
 from .export.request import SAVED_MODEL_ONLY, ExportRequest
 from .presets import catalog as presets
 from .presets.store import Preset
@@ -208,6 +209,9 @@ def _directories(
     path = Run.for_training(run_dir, resume=resume).path if writer else run_dir
     base = files.given(export_base, "export base") if export_base is not None else None
     if base is not None and writer:
+        check_export_base(base)
+        if base == path:
+            raise ZooUsageError(f"export base {base} is the run directory: give a folder of its own")
         files.check_creatable(base, "export base")
     if cache_dir is not None:
         files.check_creatable(files.given(cache_dir, "cache folder"), "cache folder")

@@ -20,6 +20,7 @@ from .. import files, formats
 from ..errors import ZooUsageError
 from ..models import contract
 from . import litert, onnx, saved_model
+from . import base as base_lib
 from .request import ExportRequest
 
 # The formats beside the SavedModel, each a module with ``write`` and ``check`` (see onnx.py).
@@ -118,6 +119,7 @@ def _export_base(export_base: str | os.PathLike) -> Path:
     base = Path(export_base).expanduser().resolve()
     if base.exists() and not base.is_dir():
         raise ZooUsageError(f"export base {base} exists and is not a directory")
+    base_lib.check(base)
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
