@@ -152,3 +152,35 @@ def test_an_export_base_serving_other_classes_is_refused_before_anything_is_writ
     same = tmp_path / "same"  # the same classes and input: a new version of the same task
     _served(same, run.dataset["class_names"], run.dataset["input_shape"])
     assert run.export(same).version == 2
+
+
+def any_size(*, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Takes images of any height and width (a ``None`` size, as docs/plugins.md allows)."""
+    inputs = keras.Input(shape=(None, None, input_shape[-1]))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+
+def test_a_model_that_takes_any_size_is_served_at_the_size_it_trained_on(tiny_data_dir, tmp_path):
+    """Its export takes the run's images, in every format, and zoo check's export passes it."""
+    import numpy as np
+    import tensorflow as tf
+
+    from zoo.check import run_checks
+
+    zoo.register(any_size)
+    try:
+        run = zoo.train("any_size", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, precision="float32",
+                        run_dir=tmp_path / "run", verbose=0)
+        export = run.export(tmp_path / "exports", formats="saved_model,onnx")
+        assert export.accepts == "uint8 images [N, 8, 8, 1]" and export.max_abs_diff <= export.tolerance
+        assert "same class as Keras" in export.formats["onnx"]["check"]
+        images = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+        served = tf.saved_model.load(str(export.path)).signatures["serving_default"](image=tf.constant(images))
+        expected = run.model()(images.astype("float32") / 255, training=False)
+        assert np.abs(served["probabilities"].numpy() - np.asarray(expected)).max() <= export.tolerance
+        (exported,) = [r for r in run_checks(any_size) if r.name.startswith("export")]
+        assert exported.passed, exported
+    finally:
+        registry._discovery._LOCAL.pop("any_size", None)

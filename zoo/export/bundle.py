@@ -75,6 +75,7 @@ def export_model(
     test accuracy), given by the caller.
     """
     request = request or ExportRequest()
+    model = contract.with_input_shape(model, check_images.shape[1:])  # served at the size it trained on
     base = _export_base(export_base)
     if metadata and "class_names" in metadata:
         check_same_contract(base, metadata["class_names"], metadata["input_shape"])

@@ -66,6 +66,17 @@ def input_shape(model: keras.Model) -> tuple[int | None, ...]:
         return tuple(model.get_build_config()["input_shape"][1:])
 
 
+def with_input_shape(model: keras.Model, shape: tuple[int, ...]) -> keras.Model:
+    """``model`` taking images of ``shape`` (height, width, channels), for serving: ``model`` itself
+    when its input is fixed already, else a functional model around it with that Input. A model
+    whose input has a ``None`` size takes any; what serves it takes the shape it trained on."""
+    if None not in input_shape(model):
+        return model
+    given = getattr(model, "inputs", None)
+    inputs = keras.Input(shape=tuple(int(n) for n in shape), dtype=given[0].dtype if given else "float32")
+    return keras.Model(inputs, model(inputs, training=False))
+
+
 def num_classes(model: keras.Model) -> int:
     """The number of probabilities ``model`` outputs for an image."""
     try:
