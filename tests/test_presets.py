@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from clicalls import one_line_error, zoo_cli
 
+import registry
 import zoo
 from zoo.presets import catalog
 from zoo.presets.store import PRESET_JSON, SEAL, WEIGHTS, Preset, seal
@@ -263,3 +264,22 @@ def test_evaluate_finds_the_dataset_where_data_dir_says(tiny, tmp_path, monkeypa
         assert f"\ntest: accuracy {expected:.4f}, " in result.output, result.output
     assert one_line_error(zoo_cli("evaluate", str(run.path), "--data-dir", str(run.path / "config.json"))).startswith(
         "Error: Invalid value for '--data-dir'")
+
+
+def test_a_plugin_naming_its_model_like_the_presets_leaves_the_preset_its_own(tiny, tmp_path, monkeypatch):
+    """Another installed distribution registers a model 'mlp' too: the model name alone is
+    ambiguous, but a preset records the distribution it was trained with and loads from it
+    (the other plugin is never imported)."""
+    run, preset = tiny
+    info = tmp_path / "zoo_twin_mlp-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-twin-mlp\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.models]\nmlp = zoo_twin_mlp:mlp\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(registry.AmbiguousModelError, match="model 'mlp' is registered by 2 distributions"):
+        zoo.create_model("mlp", input_shape=(8, 8, 1), num_classes=3)
+    assert preset.record["model"]["distribution"] == "keras-zoo"
+    model = zoo.create_model("keras-zoo:mlp", weights=str(preset.path))
+    assert model.count_params() > 0 and "zoo_twin_mlp" not in sys.modules
+    result = zoo.evaluate_preset(str(preset.path))
+    assert result["accuracy"] == preset.record["metrics"]["test_accuracy"]

@@ -43,17 +43,23 @@ def build(preset: Preset, *, input_shape: Sequence[int] | None = None, num_class
 
 
 def _builder(preset: Preset) -> registry.Builder:
-    """The builder of the preset's model; not installed: which plugin to install."""
+    """The builder of the preset's model: where two plugins name it, the one the preset was trained
+    with (its record names the distribution); not installed: which plugin to install."""
+    model = preset.record["model"]
+    dist = model.get("distribution")
     try:
-        return registry.get(preset.model)
+        try:
+            return registry.get(preset.model)
+        except registry.AmbiguousModelError:
+            if not dist:
+                raise
+            return registry.get(f"{dist}:{preset.model}")
     except registry.UnknownModelError:
-        model = preset.record["model"]
-        if not model.get("distribution"):
+        if not dist:
             raise
         version = f"=={model['version']}" if model.get("version") else ""
         raise ZooError(f"preset {preset.name} is a preset of model '{preset.model}' of the plugin "
-                       f"{model['distribution']}, which is not installed here: pip install "
-                       f"\"{model['distribution']}{version}\"") from None
+                       f"{dist}, which is not installed here: pip install \"{dist}{version}\"") from None
 
 
 def load(preset: Preset, model: keras.Model) -> None:
