@@ -184,3 +184,50 @@ def test_a_model_that_takes_any_size_is_served_at_the_size_it_trained_on(tiny_da
         assert exported.passed, exported
     finally:
         registry._discovery._LOCAL.pop("any_size", None)
+
+
+class NoConfig(keras.Model):
+    """Subclassed, with arguments in __init__ and no get_config(): Keras can neither save nor reload it."""
+
+    def __init__(self, num_classes, width, **kwargs):
+        super().__init__(**kwargs)
+        self.flat, self.hidden = keras.layers.Flatten(), keras.layers.Dense(width)
+        self.out = keras.layers.Dense(num_classes, activation="softmax")
+
+    def call(self, x):
+        return self.out(self.hidden(self.flat(x)))
+
+
+def _doubled(x):
+    return x * 2
+
+
+def _with_lambda(function):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.Lambda(function)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: NoConfig(3, 4), "its class 'NoConfig' takes arguments in __init__() but has no get_config(): implement "
+                             "get_config() returning them, and register the class with "
+                             "@keras.saving.register_keras_serializable()"),
+    (lambda: _with_lambda(lambda x: x * 2), "a Lambda layer's Python lambda is not saved with the model: write it as "
+                                            "a custom layer, registered with @keras.saving.register_keras_serializable()"),
+    (lambda: _with_lambda(_doubled), "Keras cannot locate its function '_doubled': register it with "
+                                     "@keras.saving.register_keras_serializable() where the plugin defines it"),
+], ids=["no get_config", "lambda", "named function"])
+def test_a_model_keras_cannot_save_or_reload_is_one_line_saying_what_to_change(make, says, tmp_path):
+    """zoo train refuses it before training; zoo check fails its .keras check with the same advice."""
+    from zoo.check import _images, _keras_roundtrip
+    from zoo.models import contract
+
+    model = make()
+    images = _images((8, 8, 1), 3)[0]
+    model(images[:2].astype("float32"))
+    with pytest.raises(registry.PluginError) as refused:
+        contract.check_before_training("plugged", model, (8, 8, 1), call=False)
+    assert str(refused.value).endswith(f"so its run could not be evaluated or exported: {says}"), str(refused.value)
+    with pytest.raises(AssertionError) as failed:
+        _keras_roundtrip(model, images, tmp_path, "float32")
+    assert str(failed.value).endswith(f"model.keras: {says}"), str(failed.value)

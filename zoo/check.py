@@ -185,7 +185,10 @@ class _LossDropped(keras.callbacks.Callback):
 
 def _keras_roundtrip(model: keras.Model, images: np.ndarray, tmp: Path, policy: str) -> tuple[str, None]:
     path = tmp / "model.keras"
-    model.save(path)
+    try:
+        model.save(path)
+    except Exception as exc:  # worded as zoo train words it
+        raise AssertionError(f"cannot save model.keras: {contract.reload_problem(exc)}") from exc
     # As `zoo evaluate` and `zoo export` load a run's model: the same policy and weights give
     # the same numbers, whatever the precision, so the bound stays float32's.
     try:

@@ -14,7 +14,9 @@ import numpy as np
 
 from registry import PluginError
 
-_UNLOCATED = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+_UNLOCATED = re.compile(r"Could not locate (class|function) '([^']+)'")
+_NO_CONFIG = re.compile(r"Object (\S+) was created by passing")
+_LAMBDA = "`Lambda` layer whose `function` is a Python lambda"
 
 
 def probabilities_problem(probs: np.ndarray) -> str | None:
@@ -47,14 +49,23 @@ def check_before_training(name: str, model: keras.Model, input_shape: tuple[int,
 
 
 def reload_problem(exc: Exception) -> str:
-    """Why Keras could not reload a model, in one line: a class it cannot locate is named with the
-    decorator it needs."""
+    """Why Keras could not save or reload a model, in one line, with what to change: a class it
+    cannot locate, a class without get_config(), a Python lambda."""
     text = str(exc)
+    found = _NO_CONFIG.search(text)
+    if found:
+        return (f"its class '{found.group(1)}' takes arguments in __init__() but has no get_config(): implement "
+                "get_config() returning them, and register the class with @keras.saving.register_keras_serializable()")
+    if _LAMBDA in text:
+        return ("a Lambda layer's Python lambda is not saved with the model: write it as a custom layer, registered "
+                "with @keras.saving.register_keras_serializable()")
     found = _UNLOCATED.search(text)
     if found:
-        return (f"Keras cannot locate its class '{found.group(1)}': register it with "
+        kind, name = found.groups()
+        return (f"Keras cannot locate its {kind} '{name}': register it with "
                 "@keras.saving.register_keras_serializable() where the plugin defines it")
-    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def input_shape(model: keras.Model) -> tuple[int | None, ...]:
