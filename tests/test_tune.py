@@ -262,6 +262,45 @@ def test_the_default_space_follows_the_builders_recipe_and_types():
     assert "l2" not in space.default_space(registry.get("softmax"))  # a penalty, not a rate: no range to guess
 
 
+def clashing(*, input_shape: tuple[int, ...], num_classes: int, batch_size: int = 6, epochs: int = 3,
+             width: int = 8):
+    """A builder whose hyperparameters are named like training options."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(width * batch_size // 6 + epochs, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+
+def test_hyperparameters_named_like_training_options_are_searched_as_hp_keys(tiny_data_dir, tmp_path):
+    """The default space searches both the training batch size and the builder's own, under
+    their own keys; each trial trains with what its row says (the option in config.json, the
+    hyperparameter in the model's)."""
+    import registry
+    from zoo.tuning import space
+
+    zoo.register(clashing)
+    try:
+        builder = registry.get("clashing")
+        texts = space.default_space(builder)
+        assert texts["batch_size"] == "choice(64,128,256)" and texts["hp.batch_size"] == "choice(3,6,12)"
+        assert texts["hp.epochs"] == "choice(1,3,6)" and texts["width"] == "choice(4,8,16)"
+        assert space.split({"batch_size": 64, "hp.batch_size": 3, "width": 4}, builder) == (
+            {"batch_size": 64}, {"batch_size": 3, "width": 4})
+        out = tmp_path / "study"
+        zoo.tune("clashing", trials=2, out=out, data_dir=tiny_data_dir, verbose=False,
+                 space={"batch_size": "choice(16,32)", "hp.batch_size": "choice(3,12)"},
+                 **{**TINY, "batch_size": None})
+        for trial in optuna.load_study(study_name="clashing-zoo_tiny", storage=optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))).trials:
+            config = json.loads((out / "trials" / f"{trial.number:04d}" / "config.json").read_text())["config"]
+            # a choice is kept in Optuna as its text
+            assert (str(config["batch_size"]), str(config["hparams"]["batch_size"])) == (
+                trial.params["batch_size"], trial.params["hp.batch_size"])
+    finally:
+        registry._discovery._LOCAL.pop("clashing", None)
+
+
 # --- the real MNIST, workers in processes of their own -------------------------------------------
 
 FAST = ["--epochs", "1", "--batch-size", "256", "--space", "units=choice((32,32,32),(64,64,64))",

@@ -26,6 +26,21 @@ KINDS = ("log", "uniform", "int", "choice")
 FORMS = "log(a,b), uniform(a,b), int(a,b) or choice(a,b,...)"
 # Recipe fields a study may search (epochs is the trial's budget, set with --epochs, not searched).
 RECIPE_FIELDS = ("learning_rate", "batch_size", "optimizer", "schedule", "label_smoothing", "augment")
+# A hyperparameter named like one of these is searched as hp.NAME: the bare name is the training option's.
+HP = "hp."
+_CLASHING = (*RECIPE_FIELDS, "epochs")
+
+
+def key_of(hparam: str) -> str:
+    """The space key of a builder's hyperparameter."""
+    return HP + hparam if hparam in _CLASHING else hparam
+
+
+def hparam_of(key: str, builder: registry.Builder) -> str | None:
+    """The hyperparameter a space key names, or None for a training option."""
+    if key.startswith(HP):
+        return key[len(HP):]
+    return key if key in builder.hyperparameters and key not in _CLASHING else None
 _TEXT = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.S)
 
 
@@ -111,10 +126,10 @@ def _type_name(tp: Any) -> str:
 
 def field_types(builder: registry.Builder) -> dict[str, Any]:
     """Every key a space may name, and its type: the searchable recipe fields, then the builder's
-    settable hyperparameters (a hyperparameter named like a recipe field is the builder's)."""
+    settable hyperparameters (``hp.NAME`` for one named like a training option)."""
     hints = typing.get_type_hints(RunConfig)
     types: dict[str, Any] = {key: _scalar(hints[key]) for key in RECIPE_FIELDS}
-    types.update({h.name: h.type for h in builder.hyperparameters.values() if h.type is not None})
+    types.update({key_of(h.name): h.type for h in builder.hyperparameters.values() if h.type is not None})
     return types
 
 
@@ -145,7 +160,7 @@ def default_space(builder: registry.Builder) -> dict[str, str]:
     for h in builder.hyperparameters.values():
         text = _around(h.name, h.type, h.default)
         if text is not None:
-            space[h.name] = text
+            space[key_of(h.name)] = text
     return space
 
 
@@ -190,19 +205,25 @@ def check_ranges(space: tuple[Dimension, ...], builder: registry.Builder, model:
     """Refuse a range a trial could not train with, before any trial: recipe fields at their ends
     through RunConfig's checks; each hyperparameter at its ends (or every choice) by building the
     model with it (the builder's own ValueError or TypeError names what it rejects)."""
-    recipe_keys = set(RECIPE_FIELDS) - set(builder.hyperparameters)
     for dim in space:
+        hparam = hparam_of(dim.key, builder)
         for value in dim.ends():
             try:
-                if dim.key in recipe_keys:
+                if hparam is None:
                     RunConfig(model=model, **{dim.key: value})
                 else:
-                    builder.build(input_shape=input_shape, num_classes=num_classes, **{dim.key: value})
+                    builder.build(input_shape=input_shape, num_classes=num_classes, **{hparam: value})
             except (ZooUsageError, registry.HyperparameterError) as exc:
                 raise ZooUsageError(f"--space {dim.key}={dim.text}: {dim.key}={_show(value)} is refused: {exc}") from None
 
 
 def split(values: Mapping[str, Any], builder: registry.Builder) -> tuple[dict[str, Any], dict[str, Any]]:
     """A trial's sampled values as (RunConfig options, hyperparameters)."""
-    hparams = {k: v for k, v in values.items() if k in builder.hyperparameters}
-    return {k: v for k, v in values.items() if k not in hparams}, hparams
+    options, hparams = {}, {}
+    for key, value in values.items():
+        hparam = hparam_of(key, builder)
+        if hparam is None:
+            options[key] = value
+        else:
+            hparams[hparam] = value
+    return options, hparams
