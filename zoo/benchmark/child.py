@@ -23,6 +23,7 @@ import tensorflow as tf
 import registry
 
 from .. import evaluation, files, formats, plan
+from ..compute import backend
 from ..config import RunConfig
 from ..data import catalog
 from ..errors import ZooError, ZooUsageError
@@ -102,7 +103,8 @@ def attempt(job: Job, out: Path, *, threads: int | None = None,
     start = time.monotonic()
     where = {**(where or {}), "threads": threads}
     try:
-        record = _measured(job, out, threads, where)
+        with backend.quiet_retracing():  # one process measures job after job: not one function retraced
+            record = _measured(job, out, threads, where)
     except Exception as exc:  # noqa: BLE001  (any failure of one job is recorded; the others go on)
         expected = isinstance(exc, (ZooError, registry.RegistryError))
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
