@@ -73,6 +73,15 @@ def test_one_colour_image_among_grayscale_ones_makes_rgb_and_is_named(tmp_path):
     all_colour = folders.scan(write(tmp_path / "colour", {"": 2}, sizes=((16, 16),), formats=("png",)))
     assert all_colour.shape == (16, 16, 3) and all_colour.colour_file is None
     assert "colour_file" not in all_colour.record() and folders.colour_summary(all_colour.record()) == ""
+    # A second colour image: counted; one grayscale image among colour ones explains nothing.
+    Image.fromarray(image(1, (16, 16), np.random.default_rng(2))).save(folder / "circle" / "zz-colour.png")
+    assert folders.colour_summary(folders.scan(folder).record()) == (
+        f"3 channels (RGB): 2 images are in colour (circle/z-colour.png the first), the other images of {folder} "
+        f"are grayscale (--channels 1 trains on grayscale)")
+    grey = np.asarray(Image.open(folder / "circle" / "z-colour.png").convert("L"))
+    Image.fromarray(grey).save(tmp_path / "colour" / "circle" / "grey.png")
+    mostly_colour = folders.scan(tmp_path / "colour")
+    assert mostly_colour.shape == (16, 16, 3) and folders.colour_summary(mostly_colour.record()) == ""
 
 
 def test_images_of_different_sizes_need_an_image_size_and_the_error_names_two(split_folder):

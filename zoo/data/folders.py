@@ -79,8 +79,10 @@ class Folder:
     sizes: dict[str, Any] = field(default_factory=dict, compare=False)
     # (file or folder relative to path, reason): what is not an image, and not in the fingerprint.
     skipped: tuple[tuple[str, str], ...] = ()
-    # Among grayscale images, the first in colour: it made every image RGB (channels not given).
+    # Colour images fewer than the grayscale ones made every image RGB (channels not given): the
+    # first of them, and how many there are.
     colour_file: str | None = field(default=None, compare=False)
+    colour_images: int = field(default=0, compare=False)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {s: {c: len(f) for c, f in classes.items()} for s, classes in self.files.items()}
@@ -95,7 +97,7 @@ class Folder:
             "fingerprint": self.fingerprint,
             "resized": self.resized,
             "skipped": skipped_record(self.skipped),
-            **({"colour_file": self.colour_file} if self.colour_file else {}),
+            **({"colour_file": self.colour_file, "colour_images": self.colour_images} if self.colour_file else {}),
         }
 
 
@@ -128,8 +130,11 @@ def colour_summary(record: dict[str, Any]) -> str:
     """Why a folder of mostly grayscale images trains in RGB ("" when it does not)."""
     if not record.get("colour_file"):
         return ""
-    return (f"3 channels (RGB): {record['colour_file']} is in colour, the other images of {record['path']} "
-            f"are grayscale (--channels 1 trains on grayscale)")
+    count = record.get("colour_images", 1)
+    which = (f"{record['colour_file']} is in colour" if count == 1 else
+             f"{count} images are in colour ({record['colour_file']} the first)")
+    return (f"3 channels (RGB): {which}, the other images of {record['path']} are grayscale "
+            f"(--channels 1 trains on grayscale)")
 
 
 def _plural(count: int, one: str, many: str) -> str:
@@ -304,7 +309,7 @@ def with_shape(
     size all images share (or a one-line error naming two that differ). Every image's header is
     read: one that is not an image, or a decompression bomb, is refused by name."""
     sizes: dict[tuple[int, int], str] = {}
-    greys, colour = 0, None
+    greys, colours, colour = 0, 0, None
     paths = [f for classes in folder.files.values() for names in classes.values() for f in names]
     for rel in _progress(paths, f"reading the sizes of {len(paths):,} images in {folder.path}", progress):
         header = read_header(folder.path / rel, openers())
@@ -315,6 +320,7 @@ def with_shape(
         if mode in GRAYSCALE_MODES:
             greys += 1
         else:
+            colours += 1
             colour = colour or rel
         sizes.setdefault(size, rel)
     if image_size is None and len(sizes) > 1:
@@ -328,7 +334,7 @@ def with_shape(
     resized = any(size != (height, width) for size in sizes)
     return dataclasses.replace(
         folder, shape=shape, resized=resized, sizes={f"{h}x{w}": rel for (h, w), rel in sizes.items()},
-        colour_file=colour if greys and channels is None else None,
+        **({"colour_file": colour, "colour_images": colours} if 0 < colours < greys and channels is None else {}),
     )
 
 
