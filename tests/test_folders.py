@@ -475,3 +475,37 @@ def test_a_folder_is_prepared_from_its_own_files_whatever_manual_dir_says(tmp_pa
     catalog.prepared_builder(str(folder), data_dir=str(tmp_path / "tfds"), manual_dir="/files/mnist")
     err = capsys.readouterr().err
     assert err.startswith(f"preparing {folder} into ") and "/files/mnist" not in err
+
+
+def test_a_folder_given_to_predict_holds_the_images_training_would_take(tmp_path):
+    """The same files count as images for `zoo predict FOLDER` as for training on it: an image
+    without an extension, a linked folder (a link back to an ancestor is followed no further),
+    not a text file, a hidden file or a hidden folder."""
+    from PIL import Image
+
+    from zoo.data.imagefiles import image_paths
+
+    root = tmp_path / "pets"
+    cls = root / "cat"
+    (cls / "deep").mkdir(parents=True)
+    pixels = np.zeros((8, 8), np.uint8)
+    Image.fromarray(pixels).save(cls / "a.png")
+    Image.fromarray(pixels).save(cls / "deep" / "no-extension", format="PNG")
+    (cls / "notes.txt").write_text("not an image")
+    (cls / ".DS_Store").write_bytes(b"\0")
+    (cls / ".hidden").mkdir()
+    Image.fromarray(pixels).save(cls / ".hidden" / "h.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.fromarray(pixels).save(elsewhere / "b.jpg")
+    (cls / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (cls / "deep" / "loop").symlink_to(cls, target_is_directory=True)
+    (root / "dog").mkdir()
+    Image.fromarray(pixels).save(root / "dog" / "d.png")
+    trained = folders.walk(root)
+    predicted = image_paths([root])
+    assert [p.relative_to(root).as_posix() for p in predicted] == [
+        "cat/a.png", "cat/deep/no-extension", "cat/linked/b.jpg", "dog/d.png"]
+    assert trained.counts() == {"train": {"cat": 3, "dog": 1}}
+    with pytest.raises(ZooUsageError, match=f"^{tmp_path / 'nope.png'} does not exist$"):
+        image_paths([tmp_path / "nope.png"])

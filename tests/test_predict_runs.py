@@ -112,7 +112,7 @@ def test_predict_answers_from_a_preset_as_its_model_does(trained, images):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
-    (["exports", "missing.png"], "no image file missing.png"),
+    (["exports", "missing.png"], "missing.png does not exist"),
     (["exports", "no-pics"], "no image file in the folder no-pics"),
     (["exports", "notes.txt"], "notes.txt is not a readable image"),
     ([".", "a.png"], "is neither a run directory (no config.json) nor an export"),

@@ -36,16 +36,14 @@ from typing import Any
 from ..errors import DatasetNotHereError, ZooUsageError
 from .imagefiles import (
     GRAYSCALE_MODES,
-    image_suffixes,
+    files_beneath,
+    hidden,
+    looks_like_image,
     openers,
     read_header,
     why_unreadable,
 )
 
-# Left by operating systems, file managers and tools; with every name starting with "." (.DS_Store,
-# ._photo.jpg, .ipynb_checkpoints), skipped without a word wherever they are.
-SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx",
-                "@eadir", "$recycle.bin", "system volume information", "lost+found"}
 HIDDEN, NOT_AN_IMAGE = "hidden or system", "not an image"
 EXAMPLES = 5  # skipped files named in a run's record, per reason
 # Folder names that mean a split, not a class, when they stand beside class folders.
@@ -241,7 +239,7 @@ class _Sorter:
         found = []
         for p in sorted(path.iterdir()):
             if p.is_dir():
-                if _hidden(p.name):
+                if hidden(p.name):
                     self.skipped[str(p.relative_to(self.root))] = HIDDEN
                 else:
                     found.append(p)
@@ -255,14 +253,10 @@ class _Sorter:
 
     def class_files(self, folder: Path) -> list[Path]:
         """The images of a class folder, sub-folders included."""
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            for d in sorted(dirnames):
-                if _hidden(d):
-                    self.skipped[str((Path(dirpath) / d).relative_to(self.root))] = HIDDEN
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-            found += [p for p in (Path(dirpath) / name for name in sorted(filenames)) if self.is_image(p)]
-        return found
+        def skip(path: Path) -> None:
+            self.skipped[str(path.relative_to(self.root))] = HIDDEN
+
+        return [p for p in files_beneath(folder, skip) if self.is_image(p)]
 
     def others_in(self, folder: Path) -> str:
         """" (N files that are not images)" for the files of ``folder`` skipped as not images."""
@@ -272,15 +266,13 @@ class _Sorter:
 
     def is_image(self, p: Path) -> bool:
         """Whether ``p`` is an image; if not, it is remembered as skipped (or refused)."""
-        if _hidden(p.name):
+        if hidden(p.name):
             self.skipped[str(p.relative_to(self.root))] = HIDDEN
             return False
         if not p.exists():
             raise ZooUsageError(f"{p} is a broken link")
-        if p.is_file() and p.suffix.lower() in image_suffixes():
-            return True  # the header pass checks that it is one
-        if p.is_file() and read_header(p, openers(sniffing=True)) is not None:
-            return True  # no image's extension, an image's header
+        if looks_like_image(p):
+            return True
         if self.strict:
             raise ZooUsageError(
                 f"{p} is not an image (`strict_files` refuses every file that is not; without it, "
@@ -288,10 +280,6 @@ class _Sorter:
             )
         self.skipped[str(p.relative_to(self.root))] = NOT_AN_IMAGE
         return False
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
 
 def _stat(p: Path) -> tuple[int, int]:

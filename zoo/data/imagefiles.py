@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +55,64 @@ def image_suffixes() -> frozenset[str]:
     return readable_suffixes() | frozenset(OTHER_IMAGE_SUFFIXES)
 
 
+# Left by operating systems, file managers and tools; with every name starting with "." (.DS_Store,
+# ._photo.jpg, .ipynb_checkpoints), skipped without a word wherever they are.
+SYSTEM_NAMES = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r", "__macosx",
+                "@eadir", "$recycle.bin", "system volume information", "lost+found"}
+
+
+def hidden(name: str) -> bool:
+    """A hidden or system file or folder, skipped wherever it is."""
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES
+
+
+def looks_like_image(path: Path) -> bool:
+    """A file with an image's extension (its pixels are checked when read), or without one but with
+    an image's header: what a folder of images counts as one, for training and for predict."""
+    if not path.is_file():
+        return False
+    return path.suffix.lower() in image_suffixes() or read_header(path, openers(sniffing=True)) is not None
+
+
 def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
-    """The image files ``paths`` name: a file as it is, a folder as the files with an image
-    extension beneath it (sorted; hidden ones left out). A path that is neither, or a folder
-    without images, is a one-line usage error."""
+    """The image files ``paths`` name: a file as it is, a folder as the images beneath it, told as
+    a training folder's are (:func:`looks_like_image`; hidden and system files left out, linked
+    folders followed), sorted. A path that is neither, or a folder without images, is a one-line
+    usage error."""
     if not paths:
         raise ZooUsageError("no image given: name image files or folders of them")
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(f for f in path.rglob("*") if f.suffix.lower() in image_suffixes() and f.is_file()
-                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            inside = sorted(f for f in files_beneath(path) if not hidden(f.name) and looks_like_image(f))
             if not inside:
                 raise ZooUsageError(f"no image file in the folder {path}")
             found += inside
         elif path.is_file():
             found.append(path)
+        elif path.is_symlink():
+            raise ZooUsageError(f"{path} is a broken link")
         else:
-            raise ZooUsageError(f"no image file {path}")
+            raise ZooUsageError(f"{path} does not exist")
     return found
+
+
+def files_beneath(folder: Path, hidden_folder: Callable[[Path], None] = lambda path: None) -> Iterator[Path]:
+    """Every file beneath ``folder``, sorted folder by folder: a linked folder is followed once (a
+    link to a folder walked already, such as an ancestor, is not); a hidden or system folder is
+    left out, and ``hidden_folder`` told of it."""
+    seen = {folder.resolve()}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(dirnames):
+            path = Path(dirpath) / name
+            if hidden(name):
+                hidden_folder(path)
+            elif path.resolve() not in seen:
+                seen.add(path.resolve())
+                kept.append(name)
+        dirnames[:] = kept
+        yield from (Path(dirpath) / name for name in sorted(filenames))
 
 
 def read_header(path: Path, formats: tuple[str, ...]) -> tuple[tuple[int, int], str] | None:
