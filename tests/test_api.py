@@ -46,6 +46,7 @@ GLOG = re.compile(r"^[IWEF]\d{4} ", re.MULTILINE)  # TensorFlow's C++ lines: I00
     pytest.param("zoo.bench('softmax', seeds=[0], dataset='zoo_tiny', data_dir=DATA, epochs=1, out=OUT)",
                  id="bench", marks=pytest.mark.slow),  # trains, exports and measures in a job: 20 s
     pytest.param("zoo.create_model('mlp', input_shape=(28, 28, 1), num_classes=10)", id="create_model"),
+    pytest.param("import keras\nkeras.ops.ones(2)", id="a notebook's own import keras"),
     pytest.param("from zoo.cli import main\nmain(['list', '--check'])", id="zoo list --check"),  # imports plugins
 ])
 def test_a_script_sees_no_tensorflow_log_lines(call, tiny_data_dir, tmp_path):

@@ -16,9 +16,12 @@ from __future__ import annotations
 import typing as _typing
 
 from .arguments import checked as _checked
+from .compute import backend as _backend
 from .errors import ZooError, ZooUsageError
 from .runs import Run
 from .version import __version__  # noqa: F401  (zoo.__version__)
+
+_backend.quiet_tensorflow_import()  # a notebook's own `import keras` after `import zoo` is quiet too
 
 if _typing.TYPE_CHECKING:  # names for annotations only: ``dir(zoo)`` is the API below (and submodules)
     import os

@@ -10,6 +10,8 @@ check of the loss) is asked through this module.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -64,9 +66,53 @@ def import_tensorflow() -> None:
     """
     if "tensorflow" in sys.modules or os.environ.get("ZOO_TF_LOGS") or _own_log_level():
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ messages (e.g. no CUDA driver)
+    _hide_later_messages()
     with quiet_cpp():
         import tensorflow  # noqa: F401
+
+
+def _hide_later_messages() -> None:
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip():  # unset or empty: later C++ messages too
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def quiet_tensorflow_import() -> None:
+    """Make this process's first import of TensorFlow quiet, whoever makes it, as
+    :func:`import_tensorflow` is: a notebook's own ``import keras`` after ``import zoo`` too."""
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: gives TensorFlow's own spec, with a loader that imports it quietly."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and not for the lookup below
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name):  # resources and the like: the real loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        if os.environ.get("ZOO_TF_LOGS") or _own_log_level():
+            self.loader.exec_module(module)
+            return
+        _hide_later_messages()
+        with quiet_cpp():
+            self.loader.exec_module(module)
 
 
 @contextlib.contextmanager
