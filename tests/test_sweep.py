@@ -642,3 +642,22 @@ def test_the_kubernetes_example_runs_its_shard_of_the_plan():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "9 job(s); shard 8/8: 1 of them; --out /shared/bench/mnist" in result.stdout
     assert result.stdout.splitlines()[2].split()[:3] == ["8", "cnn", "1"]
+
+
+def test_a_pattern_leaves_out_a_broken_model_and_says_so(tmp_path, monkeypatch):
+    from zoo.benchmark import sweep
+    from zoo.export.request import SAVED_MODEL_ONLY
+
+    info = tmp_path / "zoo_half_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-half-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo.models]\nbrokenx = zoo_no_such_module:build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    said: list[str] = []
+    jobs = sweep.training_jobs(["*"], seeds=[0], out=tmp_path / "out", hparams={}, options={},
+                               export=SAVED_MODEL_ONLY, say=said.append)
+    assert "brokenx" not in {job.config.model for job in jobs} and {"softmax", "mlp", "cnn"} <= {
+        job.config.model for job in jobs}
+    (note,) = [line for line in said if "brokenx" in line]
+    assert note.startswith("note: brokenx is left out, broken: ") and note.endswith("(zoo info brokenx)")
+    assert "zoo_no_such_module" in note

@@ -104,6 +104,15 @@ def select_models(patterns: list[str]) -> list[str]:
     return names
 
 
+def broken_matches(patterns: list[str]) -> list[registry.Entry]:
+    """The broken models a sweep of ``patterns`` leaves out (every broken one without patterns)."""
+    everything = registry.entries()
+    if not patterns:
+        return [e for e in everything if e.problem]
+    found = {id(e): e for p in patterns if any(c in p for c in "*?[") for e in registry.find(p) if e.problem}
+    return list(found.values())
+
+
 def sweep_jobs(
     models: list[str],
     *,

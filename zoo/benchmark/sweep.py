@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import files
-from ..errors import ZooError, ZooUsageError
+from ..errors import ZooError, ZooUsageError, first_line
 from ..export.request import ExportRequest
 from .child import attempt, limit_threads, prepare
-from .jobs import Job, Shard, check_gpus, parse_shard, recipe_files, select_models, sweep_jobs
+from .jobs import Job, Shard, broken_matches, check_gpus, parse_shard, recipe_files, select_models, sweep_jobs
 from .ray import RayCluster, check_jobs
 from .records import FAILED_STATE, Selection, select, where, write_plan
 from .reports import save
@@ -31,6 +31,8 @@ def training_jobs(models: Sequence[str], *, seeds: Sequence[int], out: Path, hpa
     that many trials (:mod:`zoo.benchmark.studies`) and trains with its best recipe. Everything is
     checked before the first trial or job trains."""
     names = select_models(list(models))
+    for entry in broken_matches(list(models)):
+        say(f"note: {entry.name} is left out, broken: {first_line(entry.problem)} (zoo info {entry.name})")
     found = recipe_files(recipe_paths, names)
     if tune is not None and found:
         name, recipe = next(iter(found.items()))
