@@ -87,6 +87,8 @@ def test_a_study_judges_on_validation_and_measures_only_the_best_on_test(study):
         assert json.loads((run / "config.json").read_text())["config"]["model"] == "mlp"
     tested = json.loads((Path(best["run"]) / "eval-test.json").read_text())
     assert best["test"]["accuracy"] == tested["accuracy"]
+    listed = {Path(r["run"]).name: r["test_accuracy"] for r in zoo.list_runs(out / "trials")}
+    assert listed == {run.name: tested["accuracy"] if run.name == f"{best['trial']:04d}" else None for run in trials}
     assert {Path(p).name for p in summary["plots"]} == {"optimization-history.png", "param-importances.png"}
     table = (out / "trials.md").read_text()
     assert [line.split(" | ")[0] for line in table.splitlines() if line[:3] in {f"| {i}" for i in range(10)}] == \

@@ -16,14 +16,11 @@ Run directory::
     error.log     tracebacks of unexpected errors
     .lock         locked by the one process that writes the run
 
-One writer per run: ``zoo train`` holds an OS lock on ``.lock`` exclusively for the whole run;
-evaluation and export hold it shared, so they are refused while a run is training but run side by
-side with each other. The lock is ``flock(2)`` on an open file: a killed process leaves no stale
-lock behind (the file stays, but a file is not a lock). The holder writes its process id and host
-into the file so a refusal can name it.
-
-Nothing here imports TensorFlow: opening and checking runs is fast (the CLI does it before
-TensorFlow loads).
+One writer per run: ``zoo train`` holds an OS lock (``flock(2)``) on ``.lock`` exclusively for the
+whole run; evaluation and export hold it shared, so they are refused while a run is training but
+run side by side. A killed process leaves no stale lock (a file is not a lock); the holder writes
+its process id and host into the file so a refusal can name it. Nothing here imports TensorFlow:
+the CLI opens and checks runs before TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +242,7 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """One row of ``zoo runs``: what trained on what, how far, how well, when."""
-        record, history = self.record, self.history
-        metrics = self.metrics or {}
+        record, history, metrics = self.record, self.history, self.metrics or {}
         return {
             "run": str(self.path),
             "model": record["config"]["model"],
@@ -255,10 +251,14 @@ class Run:
             "epochs": len(history),
             "of_epochs": record["config"]["epochs"],
             "val_accuracy": history[-1].get("val_accuracy") if history else None,
-            "test_accuracy": metrics.get("test_accuracy"),
+            "test_accuracy": metrics.get("test_accuracy", self._evaluated_test_accuracy()),
             "precision": (record.get("hardware") or {}).get("precision", record["config"]["precision"]),
             "created": record.get("created"),
         }
+
+    def _evaluated_test_accuracy(self) -> float | None:  # a tuning study's best trial, measured afterwards
+        with suppress(ZooError):  # a damaged file: the listing goes on
+            return (self.read_json("eval-test.json") or {}).get("accuracy")
 
     def model_path(self) -> Path:
         """The trained model, which exists only once training finished."""
@@ -276,9 +276,8 @@ class Run:
     def evaluate(self, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
                  manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
-        dataset (default: test, or the held-out validation slice without one); also written to
-        eval-<split>.json and confusion-<split>.png. ``data_dir``, ``manual_dir``: where the
-        dataset is on this machine, when not where the run trained."""
+        dataset (default: test, or the held-out validation slice without one), in the run's
+        ``data_dir`` unless given; also written to eval-<split>.json and confusion-<split>.png."""
         return _evaluation().evaluate(self, split, data_dir=data_dir, manual_dir=manual_dir)
 
     @checked
@@ -290,7 +289,6 @@ class Run:
         ``max_accuracy_drop`` points of test accuracy."""
         from .compute import backend
         from .export.request import resolve
-
         request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
         return _evaluation().export(self, export_base, request)
 
