@@ -169,7 +169,7 @@ def _problems(c: RunConfig) -> list[str]:
         ),
         (
             c.image_size is None or parse_image_size(c.image_size) is not None,
-            f"`image_size` must be HEIGHT,WIDTH (e.g. 64,64), each 1 to 16384; received {c.image_size!r}",
+            f"`image_size` must be HEIGHT,WIDTH (e.g. 64,48) or one size for a square, each 1 to 16384; received {c.image_size!r}",
         ),
         (c.channels in (None, 1, 3), f"`channels` must be 1 or 3, received {c.channels!r}"),
         (

@@ -107,8 +107,9 @@ TABLE: dict[str, tuple[str, str | None, dict[str, Any]]] = {
              "epochs and runs (for datasets whose decoding is the bottleneck).")),
     "image_size": ("data", None, dict(
         metavar="H,W",
-        help="Folders of images: resize every image to this height and width while preparing "
-             "(needed when their sizes differ); the export resizes served images the same way.")),
+        help="Folders of images: resize every image to this height and width (one number: a "
+             "square) while preparing (needed when their sizes differ); the export resizes served "
+             "images the same way.")),
     "channels": ("data", None, dict(
         type=int,
         help="Folders of images: 1 (grayscale) or 3 (RGB). [default: 1 if every image is "
