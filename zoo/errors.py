@@ -13,9 +13,13 @@ class ZooUsageError(ZooError):
     """The user asked for something that cannot be (exit code 2): a bad option, a missing split."""
 
 
-class DatasetNotHereError(ZooUsageError):
-    """A dataset is not on this machine and cannot be made here: its folder is gone, or TFDS has
-    not prepared it and cannot download it."""
+class DatasetNotHereError(ZooError):
+    """A dataset is not on this machine and cannot be made here: TFDS has not prepared it and
+    cannot download it, or its folder is gone (:class:`FolderNotHereError`)."""
+
+
+class FolderNotHereError(DatasetNotHereError, ZooUsageError):
+    """A dataset folder that does not exist: the path given is wrong (exit code 2)."""
 
 
 class RunLockedError(ZooUsageError):

@@ -188,8 +188,8 @@ def _check_images(config, info: dict[str, Any], quantize: str | None) -> tuple[n
                                       **config.dataset_options()), ""
     except DatasetNotHereError as exc:
         if quantize:
-            raise DatasetNotHereError(f"`quantize` {quantize} measures the quantized file on the run's own "
-                                      f"images: {first_line(exc)}") from None
+            raise type(exc)(f"`quantize` {quantize} measures the quantized file on the run's own "
+                            f"images: {first_line(exc)}") from None
         shape = tuple(info["input_shape"])
         return np.random.default_rng(0).integers(0, 256, (64, *shape), dtype=np.uint8), first_line(exc)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatasetNotHereError, ZooUsageError
+from ..errors import FolderNotHereError, ZooUsageError
 from .imagefiles import (
     GRAYSCALE_MODES,
     files_beneath,
@@ -157,7 +157,7 @@ def walk(path: str | os.PathLike, *, strict: bool = False) -> Folder:
     tell an image from the rest). ``strict``: a file that is not an image is refused, not skipped."""
     root = Path(path).expanduser().resolve()
     if not root.exists():
-        raise DatasetNotHereError(f"dataset folder {root} does not exist")
+        raise FolderNotHereError(f"dataset folder {root} does not exist")
     if not root.is_dir():
         raise ZooUsageError(f"dataset {root} is not a folder (expected class folders of images)")
     sorter = _Sorter(root, strict)
