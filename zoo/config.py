@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import formats
+from . import files, formats
 from .errors import ZooError, ZooUsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -98,12 +99,13 @@ class RunConfig:
             values.setdefault(key, recipe.get(key, default))
         return cls(model=model, **values)
 
-    def dataset_options(self) -> dict[str, Any]:
-        """Where the run's dataset lives and, for a folder, how its images are prepared: the
-        keyword arguments of zoo.data's loaders."""
+    def dataset_options(self, data_dir: str | os.PathLike | None = None,
+                        manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Where the run's dataset lives (or, where given, where it is on this machine now) and,
+        for a folder, how its images are prepared: the keyword arguments of zoo.data's loaders."""
         return {
-            "data_dir": self.data_dir,
-            "manual_dir": self.manual_dir,
+            "data_dir": files.given(data_dir, "data folder").as_posix() if data_dir is not None else self.data_dir,
+            "manual_dir": files.given(manual_dir, "manual folder").as_posix() if manual_dir is not None else self.manual_dir,
             "image_size": self.image_size,
             "channels": self.channels,
             "strict_files": self.strict_files,

@@ -45,7 +45,7 @@ def evaluate(run: Run, split: str | None = None, *, data_dir: str | os.PathLike 
         model = load_model(run)  # a run that cannot be loaded says so first
         info = run.dataset
         split, note = _split(run, split)
-        ds = pipeline.load_split(config.dataset, split, **dataset_options(config, data_dir, manual_dir))
+        ds = pipeline.load_split(config.dataset, split, **config.dataset_options(data_dir, manual_dir))
         loss, accuracy = test_metrics(plain_compiled(model), ds)
         matrix = confusion_matrix(model, ds, info["num_classes"])
         result = {"split": split, "loss": float(loss), "accuracy": float(accuracy)}
@@ -59,12 +59,6 @@ def evaluate(run: Run, split: str | None = None, *, data_dir: str | os.PathLike 
         run.write_json(f"eval-{name}.json", result)
         plot_confusion(matrix, info["class_names"], run.file(f"confusion-{name}.png"), f"{info['name']} {split}")
     return result
-
-
-def dataset_options(config, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None) -> dict[str, Any]:
-    """``config``'s dataset options, with where the dataset is on this machine where given."""
-    given = {"data_dir": data_dir, "manual_dir": manual_dir}
-    return {**config.dataset_options(), **{k: str(files.given(v, k.replace("_", " "))) for k, v in given.items() if v is not None}}
 
 
 def _file_name(run: Run, split: str) -> str:
