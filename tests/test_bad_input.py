@@ -121,6 +121,10 @@ CASES = [
     (["export", "cnn.mnist", "{a_preset}"], 2, "export base {a_preset} is a preset, never written"),
     (["export", "cnn.mnist", "{finished}"], 2, "export base {finished} is a run directory: give a folder of its own"),
     (["train", "softmax", "--run-dir", "{run}", "--export", "{run}"], 2, "is the run directory: give a folder of its own"),
+    (["export", "cnn.mnist", "{images}"], 2, "export base {images} holds images (train/cat/1.png), as a dataset folder does"),
+    (["train", "softmax", "--export", "{images}"], 2, "export base {images} holds images (train/cat/1.png)"),
+    # ... and its newest version says what it serves, or what a new one must match is unknown
+    (["export", "cnn.mnist", "{unreadable_version}"], 2, "its newest version (2) has no readable assets.extra/zoo.json"),
 ]
 
 
@@ -144,6 +148,13 @@ def places(mnist_data_dir, tmp_path_factory) -> dict[str, str]:
     (root / "a_version" / "variables").mkdir(parents=True)
     (root / "a_version" / "saved_model.pb").write_bytes(b"published")
     (root / "a_preset").mkdir()
+    (root / "images" / "train" / "cat").mkdir(parents=True)  # a dataset folder in the split layout
+    (root / "images" / "train" / "cat" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for version in ("1", "2"):  # version 2's metadata is damaged
+        (root / "unreadable_version" / version / "assets.extra").mkdir(parents=True)
+        (root / "unreadable_version" / version / "saved_model.pb").write_bytes(b"published")
+    (root / "unreadable_version" / "1" / "assets.extra" / "zoo.json").write_text("{}")
+    (root / "unreadable_version" / "2" / "assets.extra" / "zoo.json").write_text("{damaged")
     (root / "a_preset" / "preset.json").write_text("{}")
     (root / "bad_model" / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
     (root / "bad_config" / "config.json").write_text('{"config": {"model": "mlp", "epochs": "many"}}')

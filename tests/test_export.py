@@ -98,3 +98,24 @@ def test_a_version_is_on_disk_before_it_is_renamed_into_place(model_and_images, 
     written = [src, *(str(Path(src) / p.relative_to(result.path)) for p in result.path.rglob("*"))]
     assert len(written) > 3 and set(written) <= set(synced[:before])  # saved_model.pb, variables/, zoo.json, ...
     assert str(tmp_path) in synced[before:]
+
+
+@pytest.mark.slow  # a run trained, then exported: 10 s
+def test_an_export_never_prepares_its_runs_dataset_again(tmp_path):
+    """The run's dataset gone from its data folder (deleted, or the run copied elsewhere): the
+    export compares on random images and says why; it neither downloads nor prepares the data,
+    which would recreate the folder and take minutes for a large dataset."""
+    import shutil
+
+    from tinydata import ZooTiny
+
+    import zoo
+
+    data = tmp_path / "tfds"
+    ZooTiny(data_dir=str(data)).download_and_prepare()
+    run = zoo.train("softmax", dataset="zoo_tiny", data_dir=str(data), epochs=1, precision="float32",
+                    run_dir=tmp_path / "run", verbose=0)
+    shutil.rmtree(data)
+    result = run.export(tmp_path / "exports")
+    assert result.version == 1 and result.random_because == f"zoo_tiny is not prepared in {data}"
+    assert not data.exists()

@@ -118,6 +118,15 @@ def test_quantize_without_litert_is_one_line(runs, tmp_path):
     assert not (tmp_path / "exports").exists()
 
 
+def test_max_accuracy_drop_without_quantize_is_one_line(runs, tmp_path):
+    """Without a quantized file there is nothing for the bound to bound: refused, not ignored."""
+    result = zoo_cli("export", runs["softmax"].path, tmp_path / "exports", "--max-accuracy-drop", "1")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line == "Error: --max-accuracy-drop bounds what a quantized LiteRT file may lose: give it with --quantize"
+    assert not (tmp_path / "exports").exists()
+
+
 def test_litert_on_the_jax_backend_is_refused_before_anything_loads():
     with pytest.raises(ZooUsageError, match=r"--format litert converts TensorFlow graphs, and Keras would run on jax"):
         resolve("litert", backend="jax")

@@ -242,3 +242,22 @@ def test_the_python_api_answers_as_the_commands_do(trained, images):
         zoo.predict(trained / "exports", [])  # as the command refuses no IMAGES
     (row,) = zoo.list_runs(trained / "runs")
     assert row["status"] == "finished" and row["model"] == "softmax" and row["epochs"] == row["of_epochs"] == 2
+
+
+def test_predict_tells_a_broken_link_or_a_pipe_as_training_does(tmp_path):
+    """In a folder, a broken link is refused (training refuses it too) and a pipe named like an
+    image is not an image (training skips it); named itself, each says what it is."""
+    from zoo.data.imagefiles import image_paths
+    from zoo.errors import ZooUsageError
+
+    folder = tmp_path / "pics"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    os.mkfifo(folder / "a" / "pipe.png")
+    assert image_paths([folder]) == [folder / "a" / "1.png"]
+    with pytest.raises(ZooUsageError, match=r"pipe.png is not a regular file$"):
+        image_paths([folder / "a" / "pipe.png"])
+    (folder / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    for named in (folder, folder / "a" / "gone.png"):
+        with pytest.raises(ZooUsageError, match=r"gone.png is a broken link$"):
+            image_paths([named])

@@ -173,13 +173,14 @@ def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | No
 
 def _check_images(config, info: dict[str, Any], quantize: str | None) -> tuple[np.ndarray, str]:
     """The images an export is compared on, and why they are random ("" when they are not): the
-    run's test images (images the model never trained on) where its dataset is on this machine;
+    run's test images (images the model never trained on) where its dataset is on this machine
+    (its folder, or prepared: an export never downloads or prepares a dataset for its check);
     otherwise random images of its input shape, since any images show that a format computes what
     Keras does. A run copied without its data exports all the same, unless ``quantize`` asks for a
-    file whose accuracy (and int8's calibration) needs the run's own images."""
+    file whose accuracy (and int8's calibration) needs the run's own images, prepared if need be."""
     try:
         return pipeline.sample_images(config.dataset, info["test_split"] or info["validation_split"],
-                                      **config.dataset_options()), ""
+                                      **config.dataset_options(), prepare=bool(quantize)), ""
     except DatasetNotHereError as exc:
         if quantize:
             raise type(exc)(f"`quantize` {quantize} measures the quantized file on the run's own "

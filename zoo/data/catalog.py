@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 
 import registry
 
-from ..errors import ZooError, ZooUsageError, first_line
+from ..errors import DatasetNotHereError, ZooError, ZooUsageError, first_line
 from . import folders
 from .folder_builder import builder_for_folder
 from .offline import (
@@ -117,16 +117,22 @@ def prepared_builder(
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
     strict_files: bool = False,
+    prepare: bool = True,
 ) -> tfds.core.DatasetBuilder:
     """The TFDS builder for ``name``, prepared offline from ``manual_dir`` where needed.
 
-    ``name`` is a TFDS catalog name, a dataset plugin's name or a folder of images.
+    ``name`` is a TFDS catalog name, a dataset plugin's name or a folder of images. ``prepare``
+    False: a catalog or plugin dataset that is not prepared in ``data_dir`` is a
+    :class:`DatasetNotHereError` instead of a download or a preparation (a folder, which is its
+    own files, is prepared from them either way).
     """
     with no_absl_warnings():
         builder = _builder(name, data_dir, image_size, channels, strict_files)
         prepared = builder.is_prepared()
     if prepared:
         return builder
+    if not prepare and not is_folder(name):
+        raise DatasetNotHereError(f"{name} is not prepared in {builder.data_dir_root}")
     check_preparable(builder, manual_dir)
     config = tfds.download.DownloadConfig(
         manual_dir=manual_dir,

@@ -84,17 +84,26 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(f for f in files_beneath(path) if not hidden(f.name) and looks_like_image(f))
+            inside = sorted(f for f in files_beneath(path) if not hidden(f.name) and _kept(f))
             if not inside:
                 raise ZooUsageError(f"no image file in the folder {path}")
             found += inside
         elif path.is_file():
             found.append(path)
-        elif path.is_symlink():
+        elif path.is_symlink() and not path.exists():
             raise ZooUsageError(f"{path} is a broken link")
+        elif path.exists():
+            raise ZooUsageError(f"{path} is not a regular file")
         else:
             raise ZooUsageError(f"{path} does not exist")
     return found
+
+
+def _kept(path: Path) -> bool:
+    """Whether a file found in a folder is an image, as training tells (a broken link is refused there too)."""
+    if not path.exists():
+        raise ZooUsageError(f"{path} is a broken link")
+    return looks_like_image(path)
 
 
 def files_beneath(folder: Path, hidden_folder: Callable[[Path], None] = lambda path: None) -> Iterator[Path]:

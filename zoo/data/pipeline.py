@@ -208,10 +208,12 @@ def sample_images(
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
     strict_files: bool = False,
+    prepare: bool = True,
 ) -> np.ndarray:
-    """The first ``count`` raw uint8 images of a split, e.g. to check an exported model."""
+    """The first ``count`` raw uint8 images of a split, e.g. to check an exported model
+    (``prepare``: as :func:`zoo.data.catalog.prepared_builder` takes it)."""
     return split_arrays(name, split, count, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
-                        channels=channels, strict_files=strict_files)[0]
+                        channels=channels, strict_files=strict_files, prepare=prepare)[0]
 
 
 def split_arrays(
@@ -224,12 +226,13 @@ def split_arrays(
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
     strict_files: bool = False,
+    prepare: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``count`` (None: all) raw uint8 images of a split and their labels, in split order,
     e.g. to calibrate a quantized export or measure its accuracy outside Keras."""
     builder = prepared_builder(
         name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size, channels=channels,
-        strict_files=strict_files,
+        strict_files=strict_files, prepare=prepare,
     )
     ds = read_split(builder, split)
     batches = list((ds if count is None else ds.take(count)).batch(1024).as_numpy_iterator())

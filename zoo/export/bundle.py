@@ -134,12 +134,19 @@ def check_same_contract(base: Path, class_names: Sequence[Any], input_shape: Seq
     name, so a client of the old one would get the new one's answers to questions it never asked.
     A new model of the same task (same classes and input) is a new version as usual."""
     version = latest_version(base)
+    newest = base / str(version)
+    if not version or not ((newest / formats.EXPORT).exists() or (newest / base_lib.SAVED_MODEL).is_file()):
+        return  # nothing published there (an empty folder): nothing to compare with
     try:
-        old = formats.load(formats.EXPORT, base / str(version) / "assets.extra" / "zoo.json") if version else None
+        old = formats.load(formats.EXPORT, newest / formats.EXPORT)
     except (OSError, ValueError):
-        return  # not a zoo export (or from a zoo this one cannot read): nothing to compare with
-    if not old:
-        return
+        old = None
+    if not isinstance(old, dict):  # published, but what it answers cannot be read
+        raise ZooUsageError(
+            f"export base {base}: its newest version ({version}) has no readable {formats.EXPORT}, so whether "
+            f"this model answers the same requests cannot be checked: "
+            f"export to a base of its own, or move version {version} away"
+        )
     mine = ([str(n) for n in class_names], list(input_shape))
     theirs = ([str(n) for n in old.get("class_names") or []], list(old.get("input_shape") or []))
     if mine != theirs:

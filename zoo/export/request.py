@@ -55,6 +55,8 @@ def resolve(formats: str | tuple[str, ...] | list[str] | None = None, quantize: 
         if not able:
             kinds = ", ".join(f"{q} for {f}" for f, qs in QUANTIZATIONS.items() for q in qs)
             raise ZooUsageError(f"`quantize` {quantize}: no format asked for takes it ({kinds}; add --format litert)")
+    if max_accuracy_drop is not None and quantize is None:
+        raise ZooUsageError("`max_accuracy_drop` bounds what a quantized LiteRT file may lose: give it with `quantize`")
     drop = MAX_ACCURACY_DROP if max_accuracy_drop is None else float(max_accuracy_drop)
     if not 0 <= drop <= 100:
         raise ZooUsageError(f"`max_accuracy_drop` must be 0 to 100 points, received {max_accuracy_drop!r}")
