@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import registry
+from clicalls import zoo_cli
 from zoo.errors import ZooError
 from zoo.export import bundle as export
 from zoo.export import saved_model
@@ -119,3 +120,11 @@ def test_an_export_never_prepares_its_runs_dataset_again(tmp_path):
     result = run.export(tmp_path / "exports")
     assert result.version == 1 and result.random_because == f"zoo_tiny is not prepared in {data}"
     assert not data.exists()
+    # Where the data is now (--data-dir): compared on the run's test images again.
+    elsewhere = tmp_path / "elsewhere"
+    ZooTiny(data_dir=str(elsewhere)).download_and_prepare()
+    assert run.export(tmp_path / "exports", data_dir=elsewhere).random_because == ""
+    result = zoo_cli("export", run.path, tmp_path / "exports", "--data-dir", elsewhere)
+    assert result.exit_code == 0, result.output[-2000:]
+    assert "random" not in result.stdout and "compared on 60 images: max abs diff" in result.stdout, result.stdout
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["1", "2", "3"]

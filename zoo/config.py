@@ -111,6 +111,13 @@ class RunConfig:
             "strict_files": self.strict_files,
         }
 
+    def moved(self, data_dir: str | os.PathLike | None = None,
+              manual_dir: str | os.PathLike | None = None) -> RunConfig:
+        """This config with its dataset where it is on this machine now (``data_dir``,
+        ``manual_dir`` where given), for what reads the data through the config."""
+        where = self.dataset_options(data_dir, manual_dir)
+        return dataclasses.replace(self, data_dir=where["data_dir"], manual_dir=where["manual_dir"])
+
     def to_dict(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies, which fails for read-only mappings.
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

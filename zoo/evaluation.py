@@ -139,11 +139,14 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str) -> No
             fig.savefig(tmp, dpi=100)
 
 
-def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
+def export(run: Run, export_base: str | os.PathLike, request: ExportRequest | None = None, *,
+           data_dir: str | os.PathLike | None = None,
+           manual_dir: str | os.PathLike | None = None) -> export_lib.ExportResult:
     """Export a finished run as the next version under ``export_base``: a SavedModel and the
-    other formats ``request`` asks for."""
+    other formats ``request`` asks for. ``data_dir``, ``manual_dir``: where the run's dataset is
+    (for the check images, a quantized file's calibration and accuracy), when not where it trained."""
     export_base = files.given(export_base, "export base")
-    config, info = run.config, run.dataset
+    config, info = run.config.moved(data_dir, manual_dir), run.dataset
     with run.locked(exclusive=False):  # refused while the run is still training
         model = load_model(run)
         images, not_here = _check_images(config, info, request.quantize if request else None)

@@ -282,15 +282,17 @@ class Run:
 
     @checked
     def export(self, export_base: str | os.PathLike, *, formats: str | Iterable[str] | None = None,
-               quantize: str | None = None, max_accuracy_drop: float | None = None):
+               quantize: str | None = None, max_accuracy_drop: float | None = None,
+               data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None):
         """Export as the next version under ``export_base``: a SavedModel, and beside it the other
         ``formats`` (``onnx``, ``litert``), each verified in its own runtime before any is published;
         ``quantize`` (``float16``, ``int8``) a LiteRT file, refused if it loses more than
-        ``max_accuracy_drop`` points of test accuracy."""
+        ``max_accuracy_drop`` points of test accuracy. ``data_dir``, ``manual_dir``: where the
+        run's dataset is, when not where it trained."""
         from .compute import backend
         from .export.request import resolve
         request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
-        return _evaluation().export(self, export_base, request)
+        return _evaluation().export(self, export_base, request, data_dir=data_dir, manual_dir=manual_dir)
 
     @checked
     def publish(self, dest: str | os.PathLike, *, license: str, name: str | None = None,

@@ -166,6 +166,17 @@ def export_options(what: str):
     return apply
 
 
+def dataset_place_options(fn):
+    """``--data-dir`` and ``--manual-dir`` of ``zoo evaluate`` and ``zoo export``: where a run's or
+    a preset's dataset is on this machine now."""
+    fn = click.option("--manual-dir", type=click.Path(exists=True, file_okay=False, resolve_path=True),
+                      help="Folder with the dataset's downloaded files, to prepare it offline. [default: the "
+                           "run's; for a preset ZOO_MANUAL_DIR]")(fn)
+    return click.option("--data-dir", type=click.Path(file_okay=False, resolve_path=True),
+                        help="Where TFDS keeps the dataset prepared. [default: where the run trained; for a "
+                             "preset TFDS_DATA_DIR or TFDS's own]")(fn)
+
+
 def hp_pairs(items: tuple[str, ...]) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in items:

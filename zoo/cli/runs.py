@@ -15,7 +15,7 @@ from ..data import imagefiles
 from ..export.request import resolve as resolve_request
 from ..presets import catalog as preset_catalog
 from ..runs import Run, named_run
-from .options import export_options
+from .options import dataset_place_options, export_options
 from .output import RUN_DIR_KEY, cells, check_finished_run, cut, echo_export, right, table
 from .presets import open_target
 
@@ -24,12 +24,7 @@ from .presets import open_target
 @click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.option("--split", help="A TFDS split or slice, e.g. test, validation or train[:1000]. [default: test, or "
                               "the run's held-out validation slice for a dataset without one]")
-@click.option("--data-dir", type=click.Path(file_okay=False, resolve_path=True),
-              help="Where TFDS keeps the dataset prepared. [default: where the run trained; for a preset "
-                   "TFDS_DATA_DIR or TFDS's own]")
-@click.option("--manual-dir", type=click.Path(exists=True, file_okay=False, resolve_path=True),
-              help="Folder with the dataset's downloaded files, to prepare it offline. [default: the run's; "
-                   "for a preset ZOO_MANUAL_DIR]")
+@dataset_place_options
 @click.pass_context
 def evaluate(ctx: click.Context, target: str, split: str | None, data_dir: str | None,
              manual_dir: str | None) -> None:
@@ -79,11 +74,13 @@ def _echo_confusion(result: dict) -> None:
 @click.argument("target", metavar="RUN_DIR|PRESET", type=click.Path())
 @click.argument("export_base", type=click.Path())
 @export_options("side by side in the version folder, each checked in its runtime.")
+@dataset_place_options
 @click.pass_context
 def export(ctx: click.Context, target: str, export_base: str, formats: str, quantize: str | None,
-           max_accuracy_drop: float | None) -> None:
+           max_accuracy_drop: float | None, data_dir: str | None, manual_dir: str | None) -> None:
     """Export a run or a preset as EXPORT_BASE/<next version>/: a SavedModel for TF Serving, and
-    the other formats asked for beside it."""
+    the other formats asked for beside it. The export is checked on the run's test images where
+    its dataset is on this machine, else on random ones; a quantized file needs the dataset."""
     request = resolve_request(formats, quantize, max_accuracy_drop, backend_lib.default())  # before anything loads
     preset = open_target(ctx, target)
     files.check_creatable(files.given(export_base, "export base"), "export base")
@@ -91,11 +88,12 @@ def export(ctx: click.Context, target: str, export_base: str, formats: str, quan
     if preset is not None:
         from ..presets import use
 
-        echo_export(use.export(preset, export_base, request))
+        echo_export(use.export(preset, export_base, request, data_dir=data_dir, manual_dir=manual_dir))
     else:
         from .. import evaluation
 
-        echo_export(evaluation.export(Run.open(ctx.meta[RUN_DIR_KEY]), export_base, request))
+        echo_export(evaluation.export(Run.open(ctx.meta[RUN_DIR_KEY]), export_base, request, data_dir=data_dir,
+                                      manual_dir=manual_dir))
 
 
 @click.command("runs")

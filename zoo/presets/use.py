@@ -78,10 +78,13 @@ def evaluate(preset: Preset, split: str | None = None, *, data_dir: str | os.Pat
     return result
 
 
-def export(preset: Preset, export_base: str | os.PathLike, request: ExportRequest | None = None) -> export_lib.ExportResult:
+def export(preset: Preset, export_base: str | os.PathLike, request: ExportRequest | None = None, *,
+           data_dir: str | os.PathLike | None = None,
+           manual_dir: str | os.PathLike | None = None) -> export_lib.ExportResult:
     """Export the preset as the next SavedModel version under ``export_base``; its zoo.json names
-    the preset, its digest and its license."""
-    record, cfg = preset.record, config(preset)
+    the preset, its digest and its license. ``data_dir``, ``manual_dir``: where its dataset is, for
+    a quantized file (default TFDS_DATA_DIR, ZOO_MANUAL_DIR)."""
+    record, cfg = preset.record, config(preset).moved(data_dir, manual_dir)
     built = model(preset)
     # Any images check that the SavedModel computes what Keras does; these need no dataset here.
     shape = preset.input_shape
