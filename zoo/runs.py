@@ -275,9 +275,8 @@ class Run:
     @checked
     def evaluate(self, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
                  manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-        """Accuracy, loss, accuracy per class and the confusion matrix on a split of the run's
-        dataset (default: test, or the held-out validation slice without one), in the run's
-        ``data_dir`` unless given; also written to eval-<split>.json and confusion-<split>.png."""
+        """Accuracy, loss, per-class accuracy and confusion matrix on a split (default: test, else the
+        held-out slice), its data where the run trained unless given; also in eval-<split>.json and .png."""
         return _evaluation().evaluate(self, split, data_dir=data_dir, manual_dir=manual_dir)
 
     @checked
@@ -287,8 +286,7 @@ class Run:
         """Export as the next version under ``export_base``: a SavedModel, and beside it the other
         ``formats`` (``onnx``, ``litert``), each verified in its own runtime before any is published;
         ``quantize`` (``float16``, ``int8``) a LiteRT file, refused if it loses more than
-        ``max_accuracy_drop`` points of test accuracy. ``data_dir``, ``manual_dir``: where the
-        run's dataset is, when not where it trained."""
+        ``max_accuracy_drop`` points of test accuracy; ``data_dir``, ``manual_dir`` as for evaluate."""
         from .compute import backend
         from .export.request import resolve
         request = resolve(formats, quantize, max_accuracy_drop, backend.default())  # before TensorFlow loads
