@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 import warnings
@@ -48,12 +49,16 @@ class Builder:
 
     @property
     def summary(self) -> str:
-        doc = inspect.getdoc(self.fn) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        doc = self.doc.strip()
+        return doc.splitlines()[0] if doc else ""
 
     @property
     def doc(self) -> str:
-        return inspect.getdoc(self.fn) or ""
+        """The builder's docstring: of the function a ``functools.partial`` wraps (not partial's own)."""
+        fn = self.fn
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        return inspect.getdoc(fn) or ""
 
     def defaults(self) -> dict[str, Any]:
         return {h.name: h.default for h in self.hyperparameters.values() if h.type is not None}

@@ -98,6 +98,7 @@ def entries() -> list[Entry]:
 
 
 _LOCAL: dict[str, Entry] = {}
+LOCAL_NAME = re.compile(r"\w[\w.-]*")  # the name a builder registered in a process goes by (and its runs' folders)
 
 
 def register(obj: Any, name: str | None = None) -> Entry:
@@ -110,10 +111,10 @@ def register(obj: Any, name: str | None = None) -> Entry:
     if not callable(obj):
         raise PluginError(f"cannot register {obj!r}: a builder is a function (or other callable) that returns a "
                           f"keras.Model; a registered model is given by its name, a string")
-    name = name or getattr(obj, "__name__", "")
-    if not name or ":" in name or name != name.strip() or name == "<lambda>":
+    name = getattr(obj, "__name__", "") if name is None else name
+    if not isinstance(name, str) or not LOCAL_NAME.fullmatch(name):
         raise PluginError(
-            f"cannot register {obj!r} as {name!r}: give it a name without ':' or spaces, "
+            f"cannot register {obj!r} as {name!r}: give it a name of letters, digits, '.', '_' and '-', "
             f"e.g. register(name='mynet')"
         )
     validate(name, obj)

@@ -191,6 +191,10 @@ def test_arguments_of_the_wrong_kind_are_named_in_one_line(tmp_path):
     (lambda d: zoo.train("softmax", dataset=5, run_dir=d), "zoo.train(): `dataset` takes a string or a path, received int 5"),
     (lambda d: zoo.train("softmax", epochs="2", run_dir=d), "zoo.train(): `epochs` takes an integer or None, received str '2'"),
     (lambda d: zoo.train("softmax", seed=True, run_dir=d), "`seed` takes an integer, received bool True"),
+    (lambda d: zoo.train("softmax", verbose="no", run_dir=d), "`verbose` takes True or False or one of 0, 1, 2, 'auto', "
+                                                              "received str 'no'"),
+    (lambda d: zoo.train("softmax", verbose=5, run_dir=d), "`verbose` takes True or False or one of 0, 1, 2, 'auto', "
+                                                           "received int 5"),
     (lambda d: zoo.train("softmax", image_size=[8, "x"], run_dir=d), "`image_size` takes a string or an integer or 2 integers or None"),
     (lambda d: zoo.train("softmax", run_dir=3), "`run_dir` takes a string or a path or None, received int 3"),
     (lambda d: zoo.create_model("softmax", input_shape=28, num_classes=3), "`input_shape` takes a list (an integer or None each) or None, received int 28"),
@@ -255,3 +259,17 @@ def test_a_path_given_as_dataset_is_always_a_folder(tmp_path, monkeypatch):
     with pytest.raises(zoo.ZooUsageError, match=r"^`models` is empty: leave it out \(None\) to benchmark every healthy model$"):
         zoo.bench([], seeds=[0], out=tmp_path / "bench")  # a filter that matched nothing is not "every model"
     assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.slow  # five tiny trainings and evaluations in this process: 15 s
+def test_a_notebook_that_trains_model_after_model_sees_no_retracing_warnings(tiny_data_dir, tmp_path, caplog):
+    """Each zoo.train builds a model of its own, whose train and test functions TensorFlow counts as
+    one function retraced ("5 out of the last 5 calls ... triggered tf.function retracing")."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for i in range(5):
+            run = zoo.train("softmax", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, precision="float32",
+                            run_dir=tmp_path / f"run{i}", verbose=0)
+            run.evaluate("test")
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]

@@ -259,3 +259,24 @@ def test_read_of_a_config_block_that_is_not_an_object_names_the_file(tmp_path, b
     path.write_text(f'{{"config": {block}}}', encoding="utf-8")
     with pytest.raises(ZooError, match="is corrupted or not a zoo config"):
         RunConfig.read(path)
+
+
+def test_a_recipe_file_with_settings_beside_options_is_refused_not_ignored(tmp_path):
+    """A hand-written, flat recipe ({"model", "epochs", ...}) would train with none of its settings."""
+    import json
+
+    from zoo import recipes
+    from zoo.errors import ZooUsageError
+
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"model": "mlp", "epochs": 1, "learning_rate": 0.01, "hparams": {"dropout": 0.1}}))
+    with pytest.raises(ZooUsageError, match=r"flat.json: unknown key 'epochs' \(put training settings under "
+                                            r"\"options\", as zoo tune writes them\)$"):
+        recipes.read(flat)
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"model": "mlp", "options": {"epochs": 1}, "notes": "mine"}))
+    with pytest.raises(ZooUsageError, match=r"unknown key 'notes' \(a recipe file holds model, options, hparams, tuning"):
+        recipes.read(odd)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"model": "mlp", "options": {"epochs": 1}, "hparams": {"dropout": 0.1}}))
+    assert dict(recipes.read(good).options) == {"epochs": 1}

@@ -138,6 +138,7 @@ def test_publish_refuses_what_it_cannot_vouch_for(tiny, tmp_path):
     cases = [
         (("--license", "Apache 2"), "--license 'Apache 2' is not an SPDX license expression"),
         (("--license", "MIT", "--name", "../up"), "--name '../up': a preset name is letters"),
+        (("--license", "MIT", "--name", ""), "--name '': a preset name is letters"),  # not the default name
     ]
     for args, message in cases:
         assert one_line_error(zoo_cli("publish", run.path, shelf, *args)).startswith(f"Error: {message}")
@@ -283,3 +284,29 @@ def test_a_plugin_naming_its_model_like_the_presets_leaves_the_preset_its_own(ti
     assert model.count_params() > 0 and "zoo_twin_mlp" not in sys.modules
     result = zoo.evaluate_preset(str(preset.path))
     assert result["accuracy"] == preset.record["metrics"]["test_accuracy"]
+
+
+@pytest.mark.slow  # a run trained and published: 10 s
+def test_a_preset_of_a_notebook_model_says_to_register_it_where_it_loads(tiny_data_dir, tmp_path):
+    """A builder registered with zoo.register exists only in the process that trained it: its
+    preset names no distribution, and a process without the builder is told what to do."""
+    import keras
+
+    from zoo.errors import ZooError
+    from zoo.presets import weights
+
+    @zoo.register(name="nbnet")
+    def nbnet(*, input_shape, num_classes):
+        inputs = keras.Input(shape=input_shape)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(keras.layers.Flatten()(inputs)))
+
+    try:
+        run = zoo.train("nbnet", dataset="zoo_tiny", data_dir=tiny_data_dir, epochs=1, precision="float32",
+                        run_dir=tmp_path / "run", verbose=0)
+        preset = run.publish(tmp_path / "shelf", license="MIT")
+        assert "registered with zoo.register in the process that trained it" in (preset.path / "README.md").read_text()
+    finally:
+        registry._discovery._LOCAL.pop("nbnet", None)
+    with pytest.raises(ZooError, match=r"^preset nbnet.zoo_tiny is a preset of model 'nbnet', which was registered "
+                                       r"with zoo.register in the process that trained it and is not registered here"):
+        weights.build(preset)

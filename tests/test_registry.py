@@ -912,13 +912,19 @@ def test_a_registered_builder_is_listed_and_loaded_without_an_entry_point(local_
     assert [e.name for e in registry.entries()].count("bare") == 1
 
 
-@pytest.mark.parametrize("name", ["a:b", " spaced", "trailing "])
+@pytest.mark.parametrize("name", ["a:b", " spaced", "trailing ", "my model!", "a/b", "../../x", "", ".hidden"])
 def test_register_refuses_names_that_could_not_be_selected(local_registry, name):
     with pytest.raises(registry.PluginError) as err:
         registry.register(bare, name=name)
     assert str(err.value) == (
-        f"cannot register {bare!r} as {name!r}: give it a name without ':' or spaces, e.g. register(name='mynet')"
+        f"cannot register {bare!r} as {name!r}: give it a name of letters, digits, '.', '_' and '-', "
+        f"e.g. register(name='mynet')"
     )
+
+
+@pytest.mark.parametrize("name", ["mynet", "my-net.v2", "my_net", "réseau"])
+def test_register_takes_names_of_letters_digits_dots_underscores_and_hyphens(local_registry, name):
+    assert registry.register(bare, name=name).name == name
 
 
 def test_register_refuses_a_lambda_and_a_broken_builder(local_registry):
@@ -993,3 +999,25 @@ def test_dataset_plugins_are_found_by_name_and_two_claims_are_an_error(fake_dist
     with pytest.raises(registry.PluginError, match="is <class 'test_registry.NotABuilder'>, not a TFDS dataset builder"):
         registry.find_dataset("zoo-pets:pets").load()
     assert registry.find_dataset("zoo-pets:pets").summary == "Has no download_and_prepare."
+
+
+def test_a_partial_builder_is_described_by_the_function_it_wraps():
+    """zoo info and zoo list show a builder's docstring; for functools.partial(f, ...) that is f's,
+    not partial's own ("partial(func, *args, **keywords) - new function with partial application")."""
+    import functools
+
+    from registry._builder import validate
+
+    def wide(*, input_shape, num_classes, width: int = 8):
+        """A one-layer net, made narrow by a partial.
+
+        More words."""
+        import keras
+
+        inputs = keras.Input(shape=input_shape)
+        flat = keras.layers.Flatten()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(keras.layers.Dense(width)(flat)))
+
+    builder = validate("narrow", functools.partial(wide, width=4))
+    assert builder.summary == "A one-layer net, made narrow by a partial."
+    assert builder.doc.endswith("More words.")

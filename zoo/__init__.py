@@ -146,7 +146,7 @@ def train(
     export: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     manual_dir: str | os.PathLike | None = None,
-    verbose: int | bool | str = "auto",
+    verbose: bool | _typing.Literal[0, 1, 2, "auto"] = "auto",
     backend: str | None = None,
     coordinator: str | None = None,
     num_processes: int | None = None,

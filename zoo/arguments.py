@@ -123,6 +123,8 @@ def describe(kind: typing.Any) -> str:
         return " or ".join(dict.fromkeys(describe(k) for k in args))
     if kind is type(None):
         return "None"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
     if kind in _NOUNS:
         return _NOUNS[kind][0]
     if origin is abc.Callable:

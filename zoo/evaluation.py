@@ -22,7 +22,7 @@ import registry
 from .export import bundle as export_lib
 from .export.request import ExportRequest
 from . import files
-from .compute import devices
+from .compute import backend, devices
 from .data import catalog, folders, pipeline
 from .errors import DatasetNotHereError, ZooError, first_line
 from .version import __version__
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .runs import Run
 
 
+@backend.quiet_retracing()  # one process may evaluate model after model
 def evaluate(run: Run, split: str | None = None, *, data_dir: str | os.PathLike | None = None,
              manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate a finished run's model on a split of its dataset: loss, accuracy, accuracy per class

@@ -53,6 +53,7 @@ def read(path: str | os.PathLike, model: str | None = None) -> Recipe:
         payload = formats.read(formats.RECIPE, json.loads(data), path)
         if not isinstance(payload, dict):
             raise TypeError(f"a JSON {type(payload).__name__}, not an object")
+        _check_layout(path, payload)
         recipe = Recipe(
             model=str(payload["model"]), options=dict(payload.get("options") or {}),
             hparams=dict(payload.get("hparams") or {}), tuning=payload.get("tuning"),
@@ -70,6 +71,20 @@ def read(path: str | os.PathLike, model: str | None = None) -> Recipe:
     if model is not None and model.rpartition(":")[2] != recipe.model.rpartition(":")[2]:
         raise ZooUsageError(f"recipe file {path} is for model '{recipe.model}', not '{model}'")
     return recipe
+
+
+LAYOUT = ("model", "options", "hparams", "tuning")  # a recipe file's keys (and its format version)
+
+
+def _check_layout(path: Path, payload: Mapping[str, Any]) -> None:
+    """A one-line usage error for a key a recipe file does not have: a training setting written
+    beside ``options`` rather than in it would otherwise be dropped without a word."""
+    unknown = sorted(set(payload) - set(LAYOUT))
+    if not unknown:
+        return
+    where = ("put training settings under \"options\"" if unknown[0] in registry.RECIPE_KEYS
+             else f"a recipe file holds {', '.join(LAYOUT)}")
+    raise ZooUsageError(f"{path}: unknown key {unknown[0]!r} ({where}, as zoo tune writes them)")
 
 
 def write(path: str | os.PathLike, recipe: Recipe) -> None:

@@ -19,7 +19,7 @@ def render(record: dict[str, Any]) -> str:
     lines = [
         f"# {name}",
         "",
-        f"`{model['name']}` ({model.get('distribution') or 'registered in a process'} {model.get('version') or ''}) "
+        f"`{model['name']}` ({_origin(model)}) "
         f"trained on {dataset['name']} by keras-zoo {record['zoo_version']}, published {record['published']}.",
         "",
         f"- **License:** {record['license']}" + (f" (dataset terms: {dataset['terms']})" if dataset.get("terms") else ""),
@@ -60,3 +60,10 @@ def render(record: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _origin(model) -> str:
+    """Where the model comes from: its distribution and version, or the process that registered it."""
+    if model.get("distribution"):
+        return f"{model['distribution']} {model.get('version') or ''}".strip()
+    return "registered with zoo.register in the process that trained it: register it again to load this preset"

@@ -35,7 +35,7 @@ def publish(run: Run, dest: str | os.PathLike, *, license: str, name: str | None
             dataset_terms: str | None = None) -> Preset:
     """Publish the finished ``run`` as the preset ``dest/name`` (never over an existing one)."""
     license = check_license(license)
-    name = name or default_name(run)
+    name = default_name(run) if name is None else name
     if not NAME.fullmatch(name) or ".." in name:
         raise ZooUsageError(f"--name {name!r}: a preset name is letters, digits, '.', '_' and '-' (e.g. cnn.mnist)")
     status = run.status

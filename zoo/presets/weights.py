@@ -55,8 +55,10 @@ def _builder(preset: Preset) -> registry.Builder:
                 raise
             return registry.get(f"{dist}:{preset.model}")
     except registry.UnknownModelError:
-        if not dist:
-            raise
+        if not dist:  # trained on a builder registered in a notebook or script (zoo.register)
+            raise ZooError(f"preset {preset.name} is a preset of model '{preset.model}', which was registered with "
+                           f"zoo.register in the process that trained it and is not registered here: register "
+                           f"the same builder (zoo.register) before loading it, or make it a plugin") from None
         version = f"=={model['version']}" if model.get("version") else ""
         raise ZooError(f"preset {preset.name} is a preset of model '{preset.model}' of the plugin "
                        f"{dist}, which is not installed here: pip install \"{dist}{version}\"") from None

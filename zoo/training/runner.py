@@ -42,6 +42,7 @@ class TrainResult:
     export: export_lib.ExportResult | None
 
 
+@backend.quiet_retracing()  # one process may train model after model (a notebook, a study)
 def train(plan: TrainPlan, *, verbose: int | str = "auto", callbacks: Sequence = ()) -> TrainResult:
     """Execute a resolved plan (:mod:`zoo.plan`): train, evaluate on test, optionally export.
 
