@@ -73,7 +73,10 @@ def test_a_script_using_a_run_sees_no_tensorflow_log_lines(tiny_data_dir, tmp_pa
 
 def test_list_models_and_create_model():
     for shape, classes, says in (((28, 28, 1), 1, "`num_classes` must be at least 2, received 1"),
-                                 ((0, 28, 1), 3, "`input_shape` takes positive sizes (None: any), received (0, 28, 1)")):
+                                 ((0, 28, 1), 3, "`input_shape` is (height, width, channels) of positive sizes "
+                                                 "(None: any), received (0, 28, 1)"),
+                                 ((28, 28), 3, "`input_shape` is (height, width, channels) of positive sizes "
+                                               "(None: any), received (28, 28)")):
         with pytest.raises(zoo.ZooUsageError, match=f"^{re.escape(says)}$"):
             zoo.create_model("mlp", input_shape=shape, num_classes=classes)
     assert {"softmax", "mlp", "cnn"} <= set(zoo.list_models())

@@ -81,8 +81,9 @@ def create_model(name: str, *, input_shape: Iterable[int | None] | None = None, 
     input_shape = tuple(input_shape)
     if num_classes < 2:  # as the zoo's datasets are refused with one class: nothing to tell apart
         raise ZooUsageError(f"`num_classes` must be at least 2, received {num_classes}")
-    if any(d is not None and d < 1 for d in input_shape):
-        raise ZooUsageError(f"`input_shape` takes positive sizes (None: any), received {input_shape}")
+    if len(input_shape) != 3 or any(d is not None and d < 1 for d in input_shape):
+        raise ZooUsageError(f"`input_shape` is (height, width, channels) of positive sizes (None: any), "
+                            f"received {input_shape}")
     builder = registry.get(name)
     return builder.build(input_shape=input_shape, num_classes=num_classes, **builder.coerce_hparams(hparams))
 
