@@ -103,7 +103,7 @@ def test_verify_rehashes_and_names_the_digest(tiny):
                                      f"digest {preset.digest})")
 
 
-def test_bad_presets_are_one_line_errors(tiny, tmp_path):
+def test_bad_presets_are_one_line_errors(tiny, tmp_path, monkeypatch):
     run, preset = tiny
     missing = copy_of(preset, tmp_path / "missing")
     (missing / WEIGHTS).unlink()
@@ -115,6 +115,9 @@ def test_bad_presets_are_one_line_errors(tiny, tmp_path):
     record = json.loads((edited / PRESET_JSON).read_text())
     record["classes"] = ["a", "b", "c"]  # an edit, not a publish: the seal no longer matches
     (edited / PRESET_JSON).write_text(json.dumps(record))
+    a_file = tmp_path / "notes.txt"  # a file of this folder, named without a folder: not a preset's name
+    a_file.write_text("notes")
+    monkeypatch.chdir(tmp_path)
     cases = [
         (dict(name="mlp", weights=missing), f"preset mlp.tiny: {missing / WEIGHTS} is missing"),
         (dict(name="mlp", weights=edited), f"preset mlp.tiny: {edited / PRESET_JSON} does not match its own "
@@ -124,12 +127,14 @@ def test_bad_presets_are_one_line_errors(tiny, tmp_path):
         (dict(name="mlp", weights=run.path), f"{run.path} is a run directory, not a preset: publish it first "
                                               f"(zoo publish {run.path} PRESETS_FOLDER --license SPDX-ID)"),
         (dict(name="mlp", weights="nothing.here"), "unknown preset 'nothing.here'."),
+        (dict(name="mlp", weights=a_file.name), f"{a_file.name} is not a preset (no preset.json)"),
         (dict(name="mlp", weights=preset.path, num_classes=4), "preset mlp.tiny has 3 classes, not 4"),
     ]
     for kwargs, message in cases:
         with pytest.raises(zoo.ZooError) as err:
             zoo.create_model(**kwargs)
         assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+    assert a_file.read_text() == "notes"
 
 
 def test_publish_refuses_what_it_cannot_vouch_for(tiny, tmp_path):

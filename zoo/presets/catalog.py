@@ -85,7 +85,7 @@ def listing(pattern: str | None = None) -> list[dict]:
 
 
 def looks_like_path(text: str) -> bool:
-    return os.sep in text or text.startswith((".", "~")) or Path(text).expanduser().is_dir()
+    return os.sep in text or text.startswith((".", "~")) or Path(text).expanduser().exists()
 
 
 def find(text: str | os.PathLike) -> Preset:
