@@ -99,13 +99,12 @@ class RunConfig:
             values.setdefault(key, recipe.get(key, default))
         return cls(model=model, **values)
 
-    def dataset_options(self, data_dir: str | os.PathLike | None = None,
-                        manual_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-        """Where the run's dataset lives (or, where given, where it is on this machine now) and,
-        for a folder, how its images are prepared: the keyword arguments of zoo.data's loaders."""
+    def dataset_options(self) -> dict[str, Any]:
+        """Where the run's dataset lives and, for a folder, how its images are prepared: the
+        keyword arguments of zoo.data's loaders."""
         return {
-            "data_dir": files.given(data_dir, "data folder").as_posix() if data_dir is not None else self.data_dir,
-            "manual_dir": files.given(manual_dir, "manual folder").as_posix() if manual_dir is not None else self.manual_dir,
+            "data_dir": self.data_dir,
+            "manual_dir": self.manual_dir,
             "image_size": self.image_size,
             "channels": self.channels,
             "strict_files": self.strict_files,
@@ -114,9 +113,10 @@ class RunConfig:
     def moved(self, data_dir: str | os.PathLike | None = None,
               manual_dir: str | os.PathLike | None = None) -> RunConfig:
         """This config with its dataset where it is on this machine now (``data_dir``,
-        ``manual_dir`` where given), for what reads the data through the config."""
-        where = self.dataset_options(data_dir, manual_dir)
-        return dataclasses.replace(self, data_dir=where["data_dir"], manual_dir=where["manual_dir"])
+        ``manual_dir`` where given), for whatever reads the data through the config."""
+        given = {"data_dir": data_dir, "manual_dir": manual_dir}
+        return dataclasses.replace(self, **{k: files.given(v, k.replace("_dir", " folder")).as_posix()
+                                            for k, v in given.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies, which fails for read-only mappings.

@@ -38,7 +38,7 @@ from .imagefiles import (
     GRAYSCALE_MODES,
     files_beneath,
     hidden,
-    looks_like_image,
+    image_or_refused,
     openers,
     read_header,
     why_unreadable,
@@ -269,9 +269,7 @@ class _Sorter:
         if hidden(p.name):
             self.skipped[str(p.relative_to(self.root))] = HIDDEN
             return False
-        if not p.exists():
-            raise ZooUsageError(f"{p} is a broken link")
-        if looks_like_image(p):
+        if image_or_refused(p):
             return True
         if self.strict:
             raise ZooUsageError(

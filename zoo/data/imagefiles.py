@@ -84,7 +84,7 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(f for f in files_beneath(path) if not hidden(f.name) and _kept(f))
+            inside = sorted(f for f in files_beneath(path) if not hidden(f.name) and image_or_refused(f))
             if not inside:
                 raise ZooUsageError(f"no image file in the folder {path}")
             found += inside
@@ -99,8 +99,9 @@ def image_paths(paths: list[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _kept(path: Path) -> bool:
-    """Whether a file found in a folder is an image, as training tells (a broken link is refused there too)."""
+def image_or_refused(path: Path) -> bool:
+    """Whether a file found in a folder is an image; a broken link is a one-line usage error
+    (training and predict tell a folder's files alike)."""
     if not path.exists():
         raise ZooUsageError(f"{path} is a broken link")
     return looks_like_image(path)

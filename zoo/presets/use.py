@@ -65,7 +65,7 @@ def evaluate(preset: Preset, split: str | None = None, *, data_dir: str | os.Pat
         raise ZooUsageError(f"preset {preset.name} names no split to evaluate on: give one (--split)")
     built = model(preset)
     try:
-        ds = pipeline.load_split(cfg.dataset, split, **cfg.dataset_options(data_dir, manual_dir))
+        ds = pipeline.load_split(cfg.dataset, split, **cfg.moved(data_dir, manual_dir).dataset_options())
     except FileNotFoundError as exc:
         raise ZooUsageError(f"preset {preset.name}: its dataset {cfg.dataset} is not here ({exc})") from None
     loss, accuracy = evaluation.test_metrics(evaluation.plain_compiled(built), ds)
